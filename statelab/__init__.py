@@ -1,0 +1,28 @@
+"""statelab: stateful vs stateless web architecture, taught by experiment.
+
+The public face the notebooks use::
+
+    import statelab as sl
+    srv = sl.serve("stateful")                 # a bookshop server on 127.0.0.1
+    cluster = sl.Cluster(servers=3, mode="stateless", balancer="round_robin")
+    alice = sl.Client(cluster.url); alice.login("alice"); alice.add_to_cart("book")
+    cluster.kill(1); alice.cart()              # what survives a crash?
+    sl.inspect_token(alice.token)              # read a token without trusting it
+    sl.stop_all()
+"""
+
+from . import load
+from .app import create_app
+from .balancer import LoadBalancer
+from .client import Client, Exchange
+from .cluster import Cluster
+from .server import PortInUseError, Server, serve, stop_all
+from .sessions import MemoryStore, SqliteStore
+from .tokens import Keyring, TokenError, TokenReport, inspect_token
+
+__all__ = [
+    "Client", "Cluster", "Exchange", "Keyring", "LoadBalancer", "MemoryStore", "PortInUseError",
+    "Server", "SqliteStore", "TokenError", "TokenReport", "create_app", "inspect_token", "load",
+    "serve", "stop_all",
+]
+__version__ = "0.1.0"

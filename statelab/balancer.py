@@ -1,0 +1,231 @@
+"""LoadBalancer: an in-process reverse proxy in front of a cluster's servers.
+
+It is a real HTTP server of its own. For each request it picks a backend by strategy,
+forwards the request over a fresh loopback connection, and relays the answer (keeping the
+backend's ``X-Served-By``).
+
+Strategies:
+
+* ``round_robin`` - each backend in turn; blind to who the client is.
+* ``sticky`` - the first answer sets a balancer cookie naming the backend (as HAProxy's
+  ``cookie SRV insert`` does); later requests go back to it. If it is down, the client is
+  re-pinned to a live one, and whatever that server held in memory is not there.
+* ``ip_hash`` - the client's address picks the backend (``X-Forwarded-For`` when the
+  client sends one, which is how a statelab ``Client(ip=...)`` plays a user at home).
+* ``least_connections`` - the backend with the fewest requests in flight.
+
+A backend that refuses the connection is marked down and the request goes to the next live
+one: nothing was sent, so retrying is safe for any method. A backend that fails after the
+request was sent is not retried (it might have acted on it): the client gets a 502.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from .app import MAX_BODY
+from .server import HttpService, register
+
+STRATEGIES = ("round_robin", "sticky", "ip_hash", "least_connections")
+COOKIE = "statelab-lb"
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+              "trailers", "transfer-encoding", "upgrade", "content-length", "host"}
+RETRY_DOWN_AFTER = 0.5  # seconds before a backend marked down is tried again
+
+
+@dataclass
+class Backend:
+    """One server as the balancer sees it."""
+
+    name: str
+    host: str
+    port: int
+    down_until: float = 0.0
+    in_flight: int = 0
+    routed: int = 0
+
+    @classmethod
+    def of(cls, server: Any) -> Backend:
+        parts = urlsplit(server.url)
+        return cls(server.name, parts.hostname or "127.0.0.1", parts.port or 80)
+
+    @property
+    def up(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+
+def _json(status: int, message: str, name: str) -> Response:
+    return Response(json.dumps({"error": message}), status=status, mimetype="application/json",
+                    headers={"X-Served-By": name})
+
+
+class LoadBalancer(HttpService):
+    """A reverse proxy over ``servers`` with a routing ``strategy`` you can change live."""
+
+    def __init__(self, servers: Iterable[Any] = (), strategy: str = "round_robin", *,
+                 name: str = "balancer", port: int = 0, timeout: float = 10.0, start: bool = True) -> None:
+        super().__init__(name, port)
+        self.strategy = strategy
+        self.timeout = timeout
+        self._backends: list[Backend] = [Backend.of(s) for s in servers]
+        self._state_lock = threading.Lock()
+        self._rr = itertools.count()
+        if start:
+            register(self)
+            self.start()
+
+    # --- configuration --------------------------------------------------------------------
+    @property
+    def strategy(self) -> str:
+        return self._strategy
+
+    @strategy.setter
+    def strategy(self, value: str) -> None:
+        if value not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {value!r}")
+        self._strategy = value
+
+    def add(self, server: Any) -> None:
+        """Put ``server`` in the rotation from the next request on."""
+        with self._state_lock:
+            self._backends.append(Backend.of(server))
+
+    def remove(self, name: str) -> None:
+        """Take the backend called ``name`` out of the rotation."""
+        with self._state_lock:
+            self._backends = [b for b in self._backends if b.name != name]
+
+    def mark_up(self, name: str) -> None:
+        """Forget that ``name`` was seen down (a cluster calls this after a restart)."""
+        with self._state_lock:
+            for b in self._backends:
+                if b.name == name:
+                    b.down_until = 0.0
+
+    @property
+    def backends(self) -> list[str]:
+        return [b.name for b in self._backends]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Requests routed to each backend since the start or the last ``reset_counts()``."""
+        with self._state_lock:
+            return {b.name: b.routed for b in self._backends}
+
+    @property
+    def in_flight(self) -> dict[str, int]:
+        with self._state_lock:
+            return {b.name: b.in_flight for b in self._backends}
+
+    def reset_counts(self) -> None:
+        with self._state_lock:
+            for b in self._backends:
+                b.routed = 0
+
+    # --- routing --------------------------------------------------------------------------
+    def _client_key(self, request: Request) -> str:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        return forwarded.split(",")[0].strip()[:64] or (request.remote_addr or "")
+
+    def _order(self, request: Request) -> tuple[list[Backend], bool]:
+        """Backends to try, best first, and whether the sticky cookie must be (re)set."""
+        with self._state_lock:
+            backends = list(self._backends)
+            if not backends:
+                return [], False
+            live = [b for b in backends if b.up] or backends  # all marked down: try anyway
+            start = next(self._rr)
+            rotation = live[start % len(live):] + live[:start % len(live)]
+            if self._strategy == "round_robin":
+                return rotation, False
+            if self._strategy == "least_connections":
+                return sorted(rotation, key=lambda b: b.in_flight), False
+            if self._strategy == "ip_hash":
+                digest = hashlib.sha256(self._client_key(request).encode()).digest()
+                pinned = backends[int.from_bytes(digest[:4], "big") % len(backends)]
+                # the address decides among all backends, so a down server does not reshuffle others
+                return [pinned] + [b for b in rotation if b is not pinned], False
+            pinned_name = request.cookies.get(COOKIE)
+            for b in live:
+                if b.name == pinned_name:
+                    return [b] + [x for x in rotation if x is not b], False
+            return rotation, True
+
+    def _build_app(self) -> Any:
+        @Request.application
+        def proxy(request: Request) -> Response:
+            request.max_content_length = MAX_BODY
+            try:
+                body = request.get_data(cache=False)
+            except RequestEntityTooLarge:
+                return _json(413, f"request body is larger than {MAX_BODY // 1024} KiB", self.name)
+            order, set_cookie = self._order(request)
+            if not order:
+                return _json(503, "no backend servers are configured", self.name)
+            for backend in order:
+                response = self._forward(backend, request, body)
+                if response is None:
+                    continue  # refused: nothing was sent, so the next backend may take it
+                if self._strategy == "sticky" and (set_cookie or request.cookies.get(COOKIE) != backend.name):
+                    response.set_cookie(COOKIE, backend.name, httponly=True, samesite="Lax", path="/")
+                return response
+            return _json(503, "no live backend: every server is down", self.name)
+
+        return proxy
+
+    def _forward(self, backend: Backend, request: Request, body: bytes) -> Response | None:
+        """Relay one request; None when the backend refused it before anything was sent."""
+        conn = http.client.HTTPConnection(backend.host, backend.port, timeout=self.timeout)
+        try:
+            conn.connect()
+        except OSError:
+            with self._state_lock:
+                backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
+            conn.close()
+            return None
+        with self._state_lock:
+            backend.in_flight += 1
+            backend.routed += 1
+            backend.down_until = 0.0
+        try:
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+            forwarded = request.headers.get("X-Forwarded-For")
+            headers["X-Forwarded-For"] = f"{forwarded}, {request.remote_addr}" if forwarded else (
+                request.remote_addr or "")
+            headers["Host"] = f"{backend.host}:{backend.port}"
+            path = request.full_path if request.query_string else request.path
+            conn.request(request.method, _quote_path(path), body=body or None, headers=headers)
+            upstream = conn.getresponse()
+            data = upstream.read()
+        except (OSError, http.client.HTTPException, socket.timeout):
+            with self._state_lock:
+                backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
+            return _json(502, f"{backend.name} failed while answering (the request may have been acted on)",
+                         self.name)
+        finally:
+            conn.close()
+            with self._state_lock:
+                backend.in_flight -= 1
+        response = Response(data, status=upstream.status)
+        for key, value in upstream.getheaders():
+            if key.lower() not in HOP_BY_HOP:
+                response.headers.add(key, value)
+        return response
+
+
+def _quote_path(path: str) -> str:
+    """Re-encode a decoded path so http.client accepts it (no spaces or control characters)."""
+    return quote(path, safe="/?&=%:@!$'()*+,;~-._")

@@ -1,0 +1,249 @@
+"""JSON Web Tokens with PyJWT: issue, verify, rotate keys, and inspect without trusting.
+
+A stateless server keeps nothing about its clients; it keeps *keys*. A :class:`Keyring`
+holds them, each under a key id (``kid``) that travels in the token header, so that a
+cluster can rotate to a new signing key while tokens signed with the old one still verify
+for a while. Verification always pins the algorithm: the ``alg`` a token claims for itself
+is never what decides how it is checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+ALGORITHMS = ("HS256", "RS256", "ES256")
+
+
+class TokenError(Exception):
+    """A token that must be refused; the message says why in plain words."""
+
+
+def _new_key(algorithm: str) -> tuple[Any, Any]:
+    """A (signing key, verification key) pair generated for this run only."""
+    if algorithm == "HS256":
+        secret = secrets.token_bytes(32)
+        return secret, secret
+    if algorithm == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return private, private.public_key()
+    if algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+        return private, private.public_key()
+    raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
+
+
+class Keyring:
+    """The signing keys a cluster shares, by key id.
+
+    ``rotate()`` makes a new key current and keeps the old ones for verification, until
+    ``retire(kid)`` drops one: tokens signed with a retired key stop verifying.
+    """
+
+    def __init__(self, algorithm: str = "HS256") -> None:
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
+        self.algorithm = algorithm
+        self._keys: dict[str, tuple[Any, Any]] = {}
+        self._serial = 0
+        self.current_kid = self.rotate()
+
+    def rotate(self) -> str:
+        """Add a fresh key, make it the one that signs, and return its kid."""
+        self._serial += 1
+        kid = f"k{self._serial}-{secrets.token_hex(3)}"
+        self._keys[kid] = _new_key(self.algorithm)
+        self.current_kid = kid
+        return kid
+
+    def retire(self, kid: str) -> None:
+        """Stop accepting tokens signed with ``kid`` (the current key cannot be retired)."""
+        if kid == self.current_kid:
+            raise ValueError("rotate() to a new key before retiring the current one")
+        self._keys.pop(kid, None)
+
+    @property
+    def kids(self) -> list[str]:
+        """Key ids that still verify, oldest first."""
+        return list(self._keys)
+
+    def signing_key(self) -> Any:
+        return self._keys[self.current_kid][0]
+
+    def verification_key(self, kid: object) -> Any | None:
+        if not isinstance(kid, str):
+            return None
+        pair = self._keys.get(kid)
+        return None if pair is None else pair[1]
+
+    def issue(self, sub: str, ttl: float, **claims: Any) -> str:
+        """Sign a token for ``sub`` valid for ``ttl`` seconds, with extra claims (e.g. the cart)."""
+        now = int(time.time())
+        payload = {"sub": sub, "iat": now, "exp": now + int(ttl), "jti": secrets.token_hex(8), **claims}
+        return jwt.encode(payload, self.signing_key(), algorithm=self.algorithm,
+                          headers={"kid": self.current_kid})
+
+    def verify(self, token: object) -> dict[str, Any]:
+        """Return the claims of a valid token, or raise :class:`TokenError` saying why not."""
+        if not isinstance(token, str) or not token:
+            raise TokenError("no token")
+        if len(token) > 16_384:
+            raise TokenError("token is too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenError("token is malformed: expected header.payload.signature") from None
+        if header.get("alg") != self.algorithm:
+            raise TokenError(f"token algorithm {header.get('alg')!r} is not accepted (only {self.algorithm})")
+        key = self.verification_key(header.get("kid"))
+        if key is None:
+            raise TokenError("token was signed with an unknown or retired key (kid)")
+        try:
+            return jwt.decode(token, key, algorithms=[self.algorithm],
+                              options={"require": ["sub", "iat", "exp", "jti"]})
+        except jwt.ExpiredSignatureError:
+            raise TokenError("token has expired") from None
+        except jwt.InvalidSignatureError:
+            raise TokenError("token signature is invalid: it was altered or signed with another key") from None
+        except jwt.PyJWTError as e:
+            raise TokenError(f"token is invalid: {e}") from None
+
+
+@dataclass
+class TokenReport:
+    """What :func:`inspect_token` found. ``header`` and ``claims`` are decoded, not trusted."""
+
+    token: str
+    header: dict[str, Any] = field(default_factory=dict)
+    claims: dict[str, Any] = field(default_factory=dict)
+    signature_valid: bool | None = None
+    expired: bool = False
+    expires_in: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Well-formed, signature checked and valid, and not expired."""
+        return self.signature_valid is True and not self.expired and not self.problems
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        def block(d: dict[str, Any]) -> str:
+            return escape(json.dumps(d, indent=2, default=str))
+
+        sig = {True: "valid", False: "INVALID", None: "not checked (no key given)"}[self.signature_valid]
+        probs = "".join(f"<li>{escape(p)}</li>" for p in self.problems) or "<li>none</li>"
+        return (f"<b>header</b><pre>{block(self.header)}</pre><b>claims</b><pre>{block(self.claims)}</pre>"
+                f"<b>signature:</b> {sig}; <b>expired:</b> {self.expired}<br><b>problems:</b><ul>{probs}</ul>")
+
+
+def _b64json(part: str) -> dict[str, Any]:
+    raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def _describe_age(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def inspect_token(token: object, key: Any = None, *, now: float | None = None) -> TokenReport:
+    """Decode a JWT for a human, and verify it when given a key. Never raises.
+
+    ``key`` may be a :class:`Keyring`, an HMAC secret (``bytes`` or ``str``), or a public
+    key. The header and claims are shown as the token states them, *untrusted*: anyone can
+    write anything there. Only ``signature_valid is True`` says the server's key signed it.
+    """
+    report = TokenReport(token=token if isinstance(token, str) else repr(token))
+    try:
+        _inspect(report, token, key, time.time() if now is None else now)
+    except Exception as e:  # the promise is "never raises": a bug here becomes a finding
+        report.problems.append(f"could not inspect this token ({type(e).__name__}: {e})")
+    return report
+
+
+def _inspect(report: TokenReport, token: object, key: Any, now: float) -> None:
+    if not isinstance(token, str) or not token.strip():
+        report.problems.append("not a token: expected a string like header.payload.signature")
+        return
+    token = token.strip()
+    if token.lower().startswith("bearer "):
+        token = token[7:].strip()
+    parts = token.split(".")
+    if len(parts) != 3:
+        report.problems.append(f"a JWT has 3 dot-separated parts; this has {len(parts)}")
+        return
+    for name, part, target in (("header", parts[0], "header"), ("claims", parts[1], "claims")):
+        try:
+            setattr(report, target, _b64json(part))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            report.problems.append(f"the {name} part is not base64url-encoded JSON")
+    if report.problems:
+        return
+
+    alg = report.header.get("alg")
+    if not isinstance(alg, str) or alg.lower() == "none":
+        report.problems.append("alg is 'none' or missing: the token is unsigned; a server must refuse it")
+    elif alg not in ALGORITHMS:
+        report.problems.append(f"alg {alg!r} is not one statelab accepts ({', '.join(ALGORITHMS)})")
+
+    exp = report.claims.get("exp")
+    if exp is None:
+        report.problems.append("no exp claim: this token never expires")
+    elif isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        report.expires_in = float(exp) - now
+        report.expired = report.expires_in <= 0
+        if report.expired:
+            report.problems.append(f"expired {_describe_age(report.expires_in)} ago")
+    else:
+        report.problems.append("exp claim is not a number")
+
+    if key is None:
+        return
+    report.signature_valid = _signature_valid(token, report.header, key)
+    if report.signature_valid is False:
+        report.problems.append("signature does not match the key: altered, or signed with another key")
+
+
+def _signature_valid(token: str, header: dict[str, Any], key: Any) -> bool:
+    if isinstance(key, Keyring):
+        pinned = [key.algorithm]
+        key = key.verification_key(header.get("kid"))
+        if key is None:
+            return False
+    elif isinstance(key, (bytes, str)):
+        pinned = ["HS256"]
+    elif isinstance(key, rsa.RSAPublicKey):
+        pinned = ["RS256"]
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        pinned = ["ES256"]
+    else:
+        return False
+    if header.get("alg") not in pinned:
+        return False
+    try:
+        jwt.decode(token, key, algorithms=pinned, options={"verify_exp": False, "verify_aud": False,
+                                                            "verify_iat": False, "verify_nbf": False})
+        return True
+    except jwt.InvalidSignatureError:
+        return False
+    except jwt.PyJWTError:
+        return False
