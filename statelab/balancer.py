@@ -25,7 +25,6 @@ import hashlib
 import http.client
 import itertools
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -210,7 +209,7 @@ class LoadBalancer(HttpService):
             conn.request(request.method, _quote_path(path), body=body or None, headers=headers)
             upstream = conn.getresponse()
             data = upstream.read()
-        except (OSError, http.client.HTTPException, socket.timeout):
+        except (TimeoutError, OSError, http.client.HTTPException):
             with self._state_lock:
                 backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
             return _json(502, f"{backend.name} failed while answering (the request may have been acted on)",
