@@ -26,3 +26,14 @@ __all__ = [
     "serve", "stop_all",
 ]
 __version__ = "0.1.0"
+
+_LAZY = ("ui", "table", "experiments", "labs", "bench")
+
+
+def __getattr__(name: str):
+    """Import the heavier parts (widgets, experiments) on first use: ``sl.ui.dashboard(...)``."""
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'statelab' has no attribute {name!r}")

@@ -101,6 +101,11 @@ class Client:
         """Decode the token this client holds (see :func:`statelab.inspect_token`)."""
         return inspect_token(self.token, key)
 
+    def set_cookie(self, name: str, value: str) -> None:
+        """Put a cookie in this browser by hand (how an attacker plants a session id)."""
+        host = self.url.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        self._http.cookies.set(name, value, domain=host, path="/")
+
     def forget(self) -> None:
         """Clear cookies and token, as closing a private window would."""
         self._http.cookies.clear()
