@@ -10,6 +10,8 @@ from __future__ import annotations
 import http.client
 import json as jsonlib
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -61,22 +63,15 @@ class LoadResult:
                 f"p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms, errors {self.errors}>")
 
 
-def run(url: str, duration: float = 4.0, concurrency: int = 8, path: str = "/health", *,
-        method: str = "GET", json: Any = None, headers: dict[str, str] | None = None,
-        max_requests: int | None = None) -> LoadResult:
-    """Send requests to ``url + path`` from ``concurrency`` threads for ``duration`` seconds.
-
-    Stops at ``max_requests`` if given. A 4xx/5xx answer or a failed connection counts as an
-    error; every answer's status and ``X-Served-By`` are tallied.
-    """
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    body = None if json is None else jsonlib.dumps(json).encode()
-    send_headers = {"Content-Type": "application/json"} if body is not None else {}
-    send_headers.update(headers or {})
-    result = LoadResult()
+def _drive(host: str, port: int, method: str, path: str, body: str | None, headers: dict[str, str],
+           duration: float, concurrency: int, max_requests: int | None) -> dict[str, Any]:
+    """Send the requests from ``concurrency`` threads; return plain data (JSON-able)."""
+    payload = None if body is None else body.encode()
     lock = threading.Lock()
     budget = [max_requests if max_requests is not None else float("inf")]
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    servers: Counter[str] = Counter()
     deadline = time.perf_counter() + duration
 
     def take() -> bool:
@@ -87,36 +82,78 @@ def run(url: str, duration: float = 4.0, concurrency: int = 8, path: str = "/hea
             return True
 
     def worker() -> None:
-        latencies: list[float] = []
-        statuses: Counter[Any] = Counter()
-        servers: Counter[str] = Counter()
+        mine: list[float] = []
+        my_statuses: Counter[str] = Counter()
+        my_servers: Counter[str] = Counter()
         while time.perf_counter() < deadline and take():
             start = time.perf_counter()
             conn = http.client.HTTPConnection(host, port, timeout=10)
             try:
-                conn.request(method, path, body=body, headers=send_headers)
+                conn.request(method, path, body=payload, headers=headers)
                 response = conn.getresponse()
                 response.read()
-                latencies.append((time.perf_counter() - start) * 1000)
-                statuses[response.status] += 1
-                servers[response.getheader("X-Served-By") or "?"] += 1
+                mine.append((time.perf_counter() - start) * 1000)
+                my_statuses[str(response.status)] += 1
+                my_servers[response.getheader("X-Served-By") or "?"] += 1
             except (OSError, http.client.HTTPException):
-                statuses["failed"] += 1
+                my_statuses["failed"] += 1
             finally:
                 conn.close()
         with lock:
-            result.latencies_ms.extend(latencies)
-            result.statuses.update(statuses)
-            result.by_server.update(servers)
+            latencies.extend(mine)
+            statuses.update(my_statuses)
+            servers.update(my_servers)
 
     began = time.perf_counter()
-    threads = [threading.Thread(target=worker, name=f"statelab-load-{i}", daemon=True)
-               for i in range(concurrency)]
+    threads = [threading.Thread(target=worker, name=f"statelab-load-{i}", daemon=True) for i in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    result.seconds = time.perf_counter() - began
+    return {"seconds": time.perf_counter() - began, "latencies_ms": latencies,
+            "statuses": dict(statuses), "by_server": dict(servers)}
+
+
+def run(url: str, duration: float = 4.0, concurrency: int = 8, path: str = "/health", *,
+        method: str = "GET", json: Any = None, headers: dict[str, str] | None = None,
+        max_requests: int | None = None, separate_process: bool = True) -> LoadResult:
+    """Send requests to ``url + path`` from ``concurrency`` threads for ``duration`` seconds.
+
+    Stops at ``max_requests`` if given. A 4xx/5xx answer or a failed connection counts as an
+    error; every answer's status and ``X-Served-By`` are tallied.
+
+    With ``separate_process`` (the default) the client threads run in a small child Python
+    process, as a real load generator would: the servers live in *this* process, and a
+    client sharing their interpreter would steal the time it is trying to measure.
+    """
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("statelab only sends load to servers on this machine (127.0.0.1)")
+    if duration <= 0 or duration > 120 or not 1 <= concurrency <= 256:
+        raise ValueError("duration must be in (0, 120] seconds and concurrency from 1 to 256")
+    send_headers = {"Content-Type": "application/json"} if json is not None else {}
+    send_headers.update(headers or {})
+    job = {"host": parts.hostname, "port": parts.port or 80, "method": method, "path": path,
+           "body": None if json is None else jsonlib.dumps(json), "headers": send_headers,
+           "duration": duration, "concurrency": concurrency, "max_requests": max_requests}
+    data = _in_child(job) if separate_process else _drive(**job)
+    result = LoadResult(seconds=data["seconds"], latencies_ms=data["latencies_ms"],
+                        by_server=Counter(data["by_server"]))
+    for status, n in data["statuses"].items():
+        result.statuses[int(status) if status.isdigit() else status] += n
     result.requests = sum(result.statuses.values())
     result.errors = sum(n for s, n in result.statuses.items() if s == "failed" or s >= 400)
     return result
+
+
+def _in_child(job: dict[str, Any]) -> dict[str, Any]:
+    """Run :func:`_drive` in a child interpreter (this file as a script: stdlib only, fast to start)."""
+    proc = subprocess.run([sys.executable, "-I", __file__], input=jsonlib.dumps(job), capture_output=True,
+                          text=True, timeout=job["duration"] + 30)
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed: {proc.stderr.strip()[-500:]}")
+    return jsonlib.loads(proc.stdout)
+
+
+if __name__ == "__main__":  # the child process of _in_child
+    print(jsonlib.dumps(_drive(**jsonlib.loads(sys.stdin.read()))))
