@@ -23,6 +23,7 @@ from typing import Any
 from flask import Flask, g, jsonify, request, session
 from werkzeug.exceptions import HTTPException
 
+from .page import render as render_page
 from .sessions import MemoryStore, SessionStore
 from .tokens import Keyring, TokenError
 
@@ -152,7 +153,7 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):
         messages = {
-            404: "no such path; try /health, /login, /me, /cart, /logout or /catalog",
+            404: "no such path; try /, /health, /login, /me, /cart, /logout or /catalog",
             405: f"method {request.method} is not allowed here",
             413: f"request body is larger than {MAX_BODY // 1024} KiB",
         }
@@ -194,6 +195,20 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
         return jsonify(server=state["name"], mode=mode,
                        sessions=store.count() if store is not None else 0,
                        requests=state["served"])
+
+    @app.get("/")
+    def page():
+        nonce = secrets.token_urlsafe(16)
+        response = app.response_class(render_page(state["name"], mode, [b["item"] for b in CATALOG], nonce),
+                                      mimetype="text/html")
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; frame-ancestors 'self'")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/favicon.ico")
+    def favicon():  # browsers ask for it; "no icon" is not an error
+        return "", 204
 
     @app.get("/catalog")
     def catalog():
