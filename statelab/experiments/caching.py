@@ -1,0 +1,295 @@
+"""Caching strategies: is response caching simpler when the server keeps no session?
+
+The seed says stateful caching "may be complex due to session data" and stateless caching is
+"simplified ... without session state". This experiment puts a shared HTTP cache
+(:class:`statelab.cache.SharedCache`) in front of a server of each design and lets a few users
+shop through it, under four set-ups:
+
+``correct``          a correct shared cache; the app marks per-user answers ``private`` (as it does)
+``misconfigured``    a cache that ignores the headers and keys by url alone
+``public+vary``      a correct cache; per-user answers marked ``public`` but with ``Vary: Cookie`` or
+                     ``Vary: Authorization`` (the cache keeps one copy per credential)
+``public-no-vary``   a correct cache; per-user answers marked ``public`` and no ``Vary`` (an origin bug)
+
+It counts, from the answers each user got: cache hits on the public catalog and on the per-user
+answers (``/me``, ``/cart``), requests that reached the server, and *leaks*: answers carrying
+another user's identity or cart. The rules that decide what is safe to cache turn out to be the
+same in both designs; only the credential that ``Vary`` names differs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import Client, Server
+from ..cache import SharedCache
+from . import Evidence, progress, record
+
+ROW = "caching"
+DESIGNS = ("stateful", "stateless")
+SETUPS: dict[str, tuple[bool, str]] = {  # name -> (cache honours headers, what the app marks per-user answers)
+    "correct": (True, "private"),
+    "misconfigured": (False, "private"),
+    "public+vary": (True, "public+vary"),
+    "public-no-vary": (True, "public"),
+}
+PERSONAL_PATHS = ("/me", "/cart")
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
+
+
+def personal_headers(policy: dict[str, str]) -> Callable[[Any], None]:
+    """A plugin that rewrites the caching headers of ``GET /me`` and ``GET /cart`` answers.
+
+    ``policy["personal"]`` is read at every request, so one running server can play each set-up:
+    ``"private"`` leaves the app's ``Cache-Control: private, no-store``; ``"public+vary"`` makes it
+    ``public, max-age=60`` and keeps ``Vary``; ``"public"`` also drops ``Vary`` (the classic bug).
+    It wraps the WSGI app, so it sees the headers after Flask has set them.
+    """
+
+    def plugin(app: Any) -> None:
+        inner = app.wsgi_app
+
+        def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            mode = policy.get("personal", "private")
+            if mode == "private" or environ.get("REQUEST_METHOD") != "GET" \
+                    or environ.get("PATH_INFO") not in PERSONAL_PATHS:
+                return inner(environ, start_response)
+
+            def rewrite(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                drop = {"cache-control"} | ({"vary"} if mode == "public" else set())
+                headers = [(k, v) for k, v in headers if k.lower() not in drop]
+                headers.append(("Cache-Control", "public, max-age=60"))
+                return start_response(status, headers, exc_info)
+
+            return inner(environ, rewrite)
+
+        app.wsgi_app = wsgi
+
+    return plugin
+
+
+def _shop(users: list[str], url: str, rounds: int) -> dict[str, Any]:
+    """Each user logs in, then each round adds one of their own item and reads catalog, /me, /cart twice.
+
+    Users take turns, as they would on a real site. Every answer is checked against who asked.
+    """
+    clients = {u: Client(url) for u in users}
+    own = {u: f"item-{u}" for u in users}
+    tally = {"requests": 0, "leaks": 0, "stale": 0, "personal_ok": 0, "personal_gets": 0,
+             "catalog_hits": 0, "catalog_gets": 0, "personal_hits": 0}
+    for user, client in clients.items():
+        client.login(user)
+        tally["requests"] += 1
+    for r in range(1, rounds + 1):
+        for user, client in clients.items():
+            client.add_to_cart(own[user])
+            tally["requests"] += 1
+            for _ in range(2):
+                answers = (client.catalog(), client.me(), client.cart())
+                tally["requests"] += 3
+                cat, me, cart = answers
+                tally["catalog_gets"] += 1
+                tally["catalog_hits"] += cat.headers.get("X-Cache") == "HIT"
+                for ex in (me, cart):
+                    tally["personal_gets"] += 1
+                    tally["personal_hits"] += ex.headers.get("X-Cache") == "HIT"
+                body_me = me.body if isinstance(me.body, dict) else {}
+                lines = cart.body.get("cart", []) if isinstance(cart.body, dict) else []
+                items = {line.get("item") for line in lines if isinstance(line, dict)}
+                foreign = body_me.get("user") != user or bool(items - {own[user]})
+                mine = [line.get("qty") for line in lines if isinstance(line, dict) and line.get("item") == own[user]]
+                tally["leaks"] += int(body_me.get("user") != user) + int(bool(items - {own[user]}))
+                if not foreign:
+                    if mine == [r]:
+                        tally["personal_ok"] += 1
+                    else:
+                        tally["stale"] += 1  # your own cart, but not as it is now
+    for client in clients.values():
+        client.close()
+    return tally
+
+
+def _phase(server: Server, cache: SharedCache, policy: dict[str, str], setup: str, users: list[str],
+           rounds: int) -> dict[str, Any]:
+    """One set-up: an empty cache, the app's headers set by ``policy``, users shopping through it."""
+    honour, personal = SETUPS[setup]
+    policy["personal"] = personal
+    cache.clear()
+    cache.reset_stats()
+    before = server.requests
+    tally = _shop(users, cache.url, rounds)
+    backend = server.requests - before
+    revalidated = 0
+    if honour:  # let the catalog go stale: the next request revalidates with If-None-Match
+        cache.expire()
+        probe = Client(cache.url)
+        revalidated = int(probe.catalog().headers.get("X-Cache") == "REVALIDATED")
+        probe.close()
+    entries = cache.entries
+    return {
+        "requests": tally["requests"],
+        "backend requests": backend,
+        "catalog requests": tally["catalog_gets"],
+        "catalog requests reaching the server": tally["catalog_gets"] - tally["catalog_hits"],
+        "catalog hit ratio": tally["catalog_hits"] / tally["catalog_gets"],
+        "personal hit ratio": tally["personal_hits"] / tally["personal_gets"],
+        "per-user answers": tally["personal_gets"],
+        "leaks": tally["leaks"],
+        "stale own carts": tally["stale"],
+        "personal answers right": tally["personal_ok"],
+        "personal answer pairs": tally["personal_gets"] // 2,  # /me and /cart are checked as one pair
+        "stored /me copies": entries.get("/me", 0),
+        "stored /catalog copies": entries.get("/catalog", 0),
+        "revalidated with 304": int(revalidated and cache.stats["upstream_304"] > 0),
+    }
+
+
+def run(*, quick: bool = False, users: int | None = None, rounds: int | None = None) -> Evidence:
+    """Shop through a shared cache in front of a stateful and a stateless server, under four set-ups.
+
+    Tests the row by counting, per design: catalog hit ratio, per-user hit ratio, requests that
+    reached the server, and answers that carried another user's data.
+    """
+    n_users = users if users is not None else (3 if quick else 5)
+    n_rounds = rounds if rounds is not None else (2 if quick else 3)
+    if not 2 <= n_users <= len(USERS) or not 1 <= n_rounds <= 20:
+        raise ValueError(f"users must be 2 to {len(USERS)} and rounds 1 to 20")
+    names = list(USERS[:n_users])
+    began = time.perf_counter()
+    table: dict[str, dict[str, dict[str, Any]]] = {d: {} for d in DESIGNS}
+    steps = [(d, s) for d in DESIGNS for s in SETUPS]
+    running: list[Any] = []
+    rigs: dict[str, tuple[Server, dict[str, str], dict[bool, SharedCache]]] = {}
+    try:
+        for design in DESIGNS:
+            policy = {"personal": "private"}
+            server = Server(design, name=f"{design}-shop", plugins=[personal_headers(policy)])
+            running.append(server.start())
+            caches = {honour: SharedCache(server, honour_headers=honour, start=False) for honour in (True, False)}
+            running.extend(c.start() for c in caches.values())
+            rigs[design] = (server, policy, caches)
+        for design, setup in progress(steps, "caching"):
+            server, policy, caches = rigs[design]
+            table[design][setup] = _phase(server, caches[SETUPS[setup][0]], policy, setup, names, n_rounds)
+    finally:
+        for service in reversed(running):
+            service.stop()
+    return record(_evidence(table, n_users, n_rounds, time.perf_counter() - began))
+
+
+def _evidence(table: dict[str, dict[str, dict[str, Any]]], n_users: int, n_rounds: int, seconds: float) -> Evidence:
+    def each(setup: str, key: str) -> dict[str, Any]:
+        return {d: table[d][setup][key] for d in DESIGNS}
+
+    correct, bad = each("correct", "leaks"), each("misconfigured", "leaks")
+    cat = each("correct", "catalog hit ratio")
+    saved = {d: 1 - table[d]["correct"]["backend requests"] / table[d]["correct"]["requests"] for d in DESIGNS}
+    private_hits = each("correct", "personal hit ratio")
+    vary_hits = each("public+vary", "personal hit ratio")
+    vary_copies = each("public+vary", "stored /me copies")
+    checks = {
+        "a correct shared cache serves the public catalog from cache in both designs (hit ratio >= 0.7)":
+            all(v >= 0.7 for v in cat.values()),
+        "the cache cut the catalog requests reaching the server to a few in both designs":
+            all(table[d]["correct"]["catalog requests reaching the server"]
+                <= 0.2 * table[d]["correct"]["catalog requests"] for d in DESIGNS)
+            and all(table[d]["correct"]["backend requests"] < table[d]["correct"]["requests"] for d in DESIGNS),
+        "a stale catalog is revalidated with If-None-Match (server answers 304) in both designs":
+            all(each("correct", "revalidated with 304").values()),
+        "both designs serve personalised answers (/me, /cart) that are right for each user (4c)":
+            all(table[d]["correct"]["personal answers right"] == table[d]["correct"]["personal answer pairs"]
+                for d in DESIGNS),
+        "the misconfigured cache serves one user's identity or cart to another, in both designs":
+            all(v > 0 for v in bad.values()),
+        "the correct cache never serves one user's answer to another, in either design":
+            all(v == 0 for v in correct.values()),
+        "per-user answers marked private get no shared-cache hits, in either design":
+            all(v == 0 for v in private_hits.values()),
+        "marked public with Vary, per-user answers stay per user (no leak; one stored copy per credential)":
+            all(table[d]["public+vary"]["leaks"] == 0 and vary_copies[d] >= n_users for d in DESIGNS),
+        "marked public without Vary, even a correct cache leaks, in both designs":
+            all(v > 0 for v in each("public-no-vary", "leaks").values()),
+    }
+    same_rules = all(checks.values()) and abs(cat["stateful"] - cat["stateless"]) <= 0.1
+    stateless_gains = vary_hits["stateless"] > vary_hits["stateful"] + 0.1
+    verdict = "does not hold" if same_rules and not stateless_gains else "holds with nuance"
+    reach = {d: f"{table[d]['correct']['catalog requests reaching the server']} of "
+                f"{table[d]['correct']['catalog requests']}" for d in DESIGNS}
+    reading = (
+        f"Through a correct shared cache the public catalog hit {cat['stateful']:.0%} (stateful) and "
+        f"{cat['stateless']:.0%} (stateless) of the time: {reach['stateful']} and {reach['stateless']} catalog "
+        f"requests reached the server; per-user answers got {private_hits['stateful']:.0%} and "
+        f"{private_hits['stateless']:.0%} hits in either design. A cache that ignores the headers served another "
+        f"user's data {bad['stateful']} times (stateful) and {bad['stateless']} times (stateless): caching per-user "
+        f"answers is the same problem in both designs, solved by the same headers (private, Vary). "
+        f"Marked public with Vary, per-user answers hit only for the same credential: {vary_copies['stateful']} "
+        f"stored copies of /me (one per cookie) against {vary_copies['stateless']} (one per token, as every cart "
+        f"change mints a new token), hit ratio {vary_hits['stateful']:.0%} against {vary_hits['stateless']:.0%}."
+    )
+    measurements: dict[str, Any] = {
+        "users x rounds": f"{n_users} x {n_rounds}",
+        "catalog hit ratio (correct cache)": cat,
+        "catalog requests reaching the server (correct cache)": reach,
+        "all server requests saved (correct cache)": saved,
+        "per-user hit ratio, private": private_hits,
+        "per-user hit ratio, public+Vary": vary_hits,
+        "stored /me copies, public+Vary": vary_copies,
+        "leaks, misconfigured cache": bad,
+        "leaks, correct cache": correct,
+        "leaks, public without Vary": each("public-no-vary", "leaks"),
+        "stale own carts, misconfigured cache": each("misconfigured", "stale own carts"),
+    }
+    return Evidence(row=ROW, measurements=measurements, checks=checks, verdict=verdict, reading=reading,
+                    seconds=seconds, extra={"table": table, "users": n_users, "rounds": n_rounds})
+
+
+def summary(ev: Evidence) -> str:
+    """The per-set-up numbers as a plain-text table: one line per set-up and design."""
+    table = ev.extra["table"]
+    cols = (("requests", "sent"), ("backend requests", "to server"), ("catalog hit ratio", "catalog hits"),
+            ("personal hit ratio", "per-user hits"), ("leaks", "leaks"), ("stale own carts", "stale carts"),
+            ("stored /me copies", "/me copies"))
+    lines = [f"{'set-up, design':<26}" + "".join(f"{label:>14}" for _, label in cols)]
+    for setup in SETUPS:
+        for design in DESIGNS:
+            cells = "".join(f"{_cell(table[design][setup][key]):>14}" for key, _ in cols)
+            lines.append(f"{setup + ', ' + design:<26}{cells}")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, float) else str(value)
+
+
+def plot(ev: Evidence, ax: Any = None) -> Any:
+    """Hit ratios (bars) and leaks (numbers above them) per set-up, stateful vs stateless."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    else:
+        fig = ax.figure
+    table = ev.extra["table"]
+    setups = list(SETUPS)
+    width = 0.2
+    bars = [("catalog hit ratio", "catalog", 0.55), ("personal hit ratio", "/me, /cart", 1.0)]
+    for i, design in enumerate(DESIGNS):
+        for j, (key, label, alpha) in enumerate(bars):
+            xs = [k + (2 * i + j - 1.5) * width for k in range(len(setups))]
+            ys = [table[design][s][key] for s in setups]
+            ax.bar(xs, ys, width, alpha=alpha, color="tab:blue" if design == "stateful" else "tab:orange",
+                   label=f"{design}: {label}")
+        for k, s in enumerate(setups):
+            leaks = table[design][s]["leaks"]
+            if leaks:
+                ax.text(k + (2 * i - 0.5) * width, 1.02, f"{leaks} leaks", ha="center", fontsize=7, color="crimson")
+    ax.set_xticks(range(len(setups)), setups)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("hit ratio")
+    ax.set_xlabel("set-up (cache behaviour, headers on per-user answers)")
+    ax.set_title("What a shared cache serves, stateful vs stateless")
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
+    fig.tight_layout()
+    return fig
