@@ -28,8 +28,8 @@ from .sessions import MemoryStore, SessionStore
 from .tokens import Keyring, TokenError
 
 MODES = ("stateful", "stateless", "cookie")
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-ITEM_RE = re.compile(r"^[A-Za-z0-9._ -]{1,64}$")
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: "$" would let "alice\n" in
+ITEM_RE = re.compile(r"[A-Za-z0-9._ -]{1,64}")
 MAX_BODY = 1024 * 1024
 MAX_CART_LINES = 200
 
@@ -107,7 +107,14 @@ def create_app(
 # --------------------------------------------------------------------------- input checks
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(force=True, silent=True)
+    raw = request.get_data(cache=True)
+    if request.content_length is None and len(raw) >= MAX_BODY:
+        # a chunked body has no Content-Length to refuse up front; werkzeug stops reading at the cap
+        raise ApiError(413, f"request body is larger than {MAX_BODY // 1024} KiB")
+    try:
+        data = request.get_json(force=True, silent=True)
+    except RecursionError:  # [[[[...]]]] nested deeper than the parser's stack
+        data = None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object, for example {\"user\": \"alice\"}")
     return data
@@ -115,14 +122,14 @@ def _body() -> dict[str, Any]:
 
 def _user_from(data: dict[str, Any]) -> str:
     user = data.get("user")
-    if not isinstance(user, str) or not NAME_RE.match(user):
+    if not isinstance(user, str) or not NAME_RE.fullmatch(user):
         raise ApiError(400, "user must be 1-64 characters: letters, digits, '.', '_' or '-'")
     return user
 
 
 def _line_from(data: dict[str, Any]) -> tuple[str, int]:
     item = data.get("item")
-    if not isinstance(item, str) or not ITEM_RE.match(item):
+    if not isinstance(item, str) or not ITEM_RE.fullmatch(item):
         raise ApiError(400, "item must be 1-64 characters: letters, digits, spaces, '.', '_' or '-'")
     qty = data.get("qty", 1)
     if type(qty) is not int or not 1 <= qty <= 99:
@@ -216,7 +223,9 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
         etag = hashlib.sha256(response.get_data()).hexdigest()[:16]
         response.set_etag(etag)
         response.headers["Cache-Control"] = "public, max-age=60"
-        return response.make_conditional(request)
+        response = response.make_conditional(request)
+        response.headers.pop("Date", None)  # make_conditional adds one; the HTTP server sends its own
+        return response
 
     # --- the three ways to know who is asking --------------------------------------------
     def current() -> tuple[str, dict[str, Any]]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from .app import MAX_BODY
@@ -167,10 +167,15 @@ class LoadBalancer(HttpService):
         @Request.application
         def proxy(request: Request) -> Response:
             request.max_content_length = MAX_BODY
+            too_large = _json(413, f"request body is larger than {MAX_BODY // 1024} KiB", self.name)
             try:
                 body = request.get_data(cache=False)
             except RequestEntityTooLarge:
-                return _json(413, f"request body is larger than {MAX_BODY // 1024} KiB", self.name)
+                return too_large
+            except HTTPException as e:  # a broken chunked body, or the client hung up mid-body
+                return _json(e.code or 400, f"could not read the request body ({e.name})", self.name)
+            if request.content_length is None and len(body) >= MAX_BODY:
+                return too_large  # chunked: werkzeug stops reading at the cap without saying so
             order, set_cookie = self._order(request)
             if not order:
                 return _json(503, "no backend servers are configured", self.name)
@@ -209,6 +214,8 @@ class LoadBalancer(HttpService):
             conn.request(request.method, _quote_path(path), body=body or None, headers=headers)
             upstream = conn.getresponse()
             data = upstream.read()
+        except ValueError as e:  # http.client refuses to send it: control characters in method or headers
+            return _json(400, f"malformed request: {e}", self.name)
         except (TimeoutError, OSError, http.client.HTTPException):
             with self._state_lock:
                 backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
@@ -218,11 +225,10 @@ class LoadBalancer(HttpService):
             conn.close()
             with self._state_lock:
                 backend.in_flight -= 1
-        response = Response(data, status=upstream.status)
-        for key, value in upstream.getheaders():
-            if key.lower() not in HOP_BY_HOP:
-                response.headers.add(key, value)
-        return response
+        # Headers go in whole (no default Content-Type added); Date and Server come from our own
+        # HTTP server, so relaying the backend's too would send each twice.
+        relayed = [(k, v) for k, v in upstream.getheaders() if k.lower() not in HOP_BY_HOP | {"date", "server"}]
+        return Response(data, status=upstream.status, headers=relayed)
 
 
 def _quote_path(path: str) -> str:

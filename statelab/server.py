@@ -57,6 +57,11 @@ class _Handler(WSGIRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # Reached for requests http.server rejects before WSGI: bad request line, too-long
         # URL, too many or too-long headers. The default body is an HTML page.
+        if self.request_version == "HTTP/0.9":  # unparsable request line: still send a status line
+            self.request_version = "HTTP/1.0"
+        if code >= 500:  # only 505 (unsupported HTTP version) gets here: the client's fault, so a 4xx
+            message = f"{HTTPStatus(code).phrase}: {message}" if message else HTTPStatus(code).phrase
+            code = 400
         try:
             phrase = HTTPStatus(code).phrase
         except ValueError:

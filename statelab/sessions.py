@@ -20,6 +20,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,6 +114,15 @@ class MemoryStore:
             self._data.clear()
 
 
+class _Connection:
+    """One thread's SQLite connection (a holder, so the store can track it weakly)."""
+
+    __slots__ = ("db", "__weakref__")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+
 class SqliteStore:
     """Sessions in one SQLite file that every server of a cluster opens.
 
@@ -126,8 +136,9 @@ class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._conns_lock = threading.Lock()
+        self.opened = 0  # connections opened so far (one per thread that used the store)
         db = self._conn()
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(
@@ -136,14 +147,19 @@ class SqliteStore:
         )
 
     def _conn(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
+        handle = getattr(self._local, "db", None)
+        if handle is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout=30000")
-            self._local.db = db
+            handle = _Connection(db)
+            # werkzeug runs each request in a new thread: close its connection when the thread
+            # ends (its thread-local goes), or every request would leak a connection and two fds
+            weakref.finalize(handle, db.close)
+            self._local.db = handle
             with self._conns_lock:
-                self._conns.append(db)
-        return db
+                self._conns.add(handle)
+                self.opened += 1
+        return handle.db
 
     def create(self, data: Session, ttl: float) -> str:
         sid = new_session_id()
@@ -199,9 +215,9 @@ class SqliteStore:
     def close(self) -> None:
         """Close every connection this store opened (from any thread)."""
         with self._conns_lock:
-            for db in self._conns:
+            for handle in list(self._conns):
                 try:
-                    db.close()
+                    handle.db.close()
                 except sqlite3.Error:
                     pass
             self._conns.clear()

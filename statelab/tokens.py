@@ -208,13 +208,13 @@ def _inspect(report: TokenReport, token: object, key: Any, now: float) -> None:
     exp = report.claims.get("exp")
     if exp is None:
         report.problems.append("no exp claim: this token never expires")
-    elif isinstance(exp, (int, float)) and not isinstance(exp, bool):
+    elif isinstance(exp, (int, float)) and not isinstance(exp, bool) and abs(exp) < 1e15:  # finite, sane
         report.expires_in = float(exp) - now
         report.expired = report.expires_in <= 0
         if report.expired:
             report.problems.append(f"expired {_describe_age(report.expires_in)} ago")
     else:
-        report.problems.append("exp claim is not a number")
+        report.problems.append("exp claim is not a usable number of seconds")
 
     if key is None:
         return

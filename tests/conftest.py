@@ -1,0 +1,73 @@
+"""Shared fixtures: real statelab servers on loopback, and a guard against leaked threads.
+
+Kept small on purpose: every test module of the project loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+
+import pytest
+
+# Tests must never read or write the user's own Jupyter and IPython settings. Set at import time,
+# before anything imports jupyter_core, so kernels started by nbclient/nbval inherit it too.
+_JUPYTER_HOME = tempfile.mkdtemp(prefix="statelab-tests-jupyter-")
+for _var, _sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                   ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
+    if not os.environ.get(_var):
+        os.environ[_var] = os.path.join(_JUPYTER_HOME, _sub)
+        os.makedirs(os.environ[_var], exist_ok=True)
+
+import statelab as sl  # noqa: E402  (after the environment above)
+
+
+def statelab_threads() -> list[threading.Thread]:
+    """Live threads that statelab started (its threads are all named ``statelab-...``)."""
+    return [t for t in threading.enumerate() if t.name.startswith("statelab-") and t.is_alive()]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_statelab_thread_survives():
+    """Whatever a test module starts, it stops: no statelab thread outlives the module."""
+    yield
+    deadline = time.monotonic() + 2.0
+    while statelab_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    left = [t.name for t in statelab_threads()]
+    if left:
+        sl.stop_all()  # do not let one leaky module fail every module after it
+    assert not left, f"statelab threads still running after the module: {left}"
+
+
+@pytest.fixture
+def stateful():
+    """One stateful server with in-memory sessions, stopped after the test."""
+    with sl.Server("stateful") as server:
+        server.start()
+        yield server
+
+
+@pytest.fixture
+def stateless():
+    """One stateless (JWT) server, stopped after the test."""
+    with sl.Server("stateless") as server:
+        server.start()
+        yield server
+
+
+@pytest.fixture
+def cluster():
+    """Factory: ``cluster(servers=3, mode=..., ...)`` starts a Cluster; all are stopped after the test."""
+    started: list[sl.Cluster] = []
+
+    def make(*args, **kwargs) -> sl.Cluster:
+        c = sl.Cluster(*args, **kwargs)
+        started.append(c)
+        return c
+
+    yield make
+    for c in started:
+        c.stop()

@@ -1,0 +1,158 @@
+"""Session stores: the server-side memory of a stateful server (MemoryStore, SqliteStore)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+
+from statelab import MemoryStore, SqliteStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        s = SqliteStore(tmp_path / "sessions.sqlite3")
+        yield s
+        s.close()
+
+
+def add_one(session: dict) -> dict:
+    return {**session, "n": session["n"] + 1}
+
+
+def test_create_get_update_delete_count(store):
+    assert store.count() == 0
+    sid = store.create({"user": "alice", "cart": []}, ttl=60)
+    assert store.count() == 1
+    assert store.get(sid) == {"user": "alice", "cart": []}
+
+    new = store.update(sid, lambda s: {**s, "cart": [{"item": "book", "qty": 2}]})
+    assert new == {"user": "alice", "cart": [{"item": "book", "qty": 2}]}
+    assert store.get(sid)["cart"] == [{"item": "book", "qty": 2}]
+
+    other = store.create({"user": "bob", "cart": []}, ttl=60)
+    assert store.count() == 2
+    assert store.get(other)["user"] == "bob"
+
+    assert store.delete(sid) is True
+    assert store.delete(sid) is False  # already gone
+    assert store.get(sid) is None
+    assert store.update(sid, add_one) is None  # an update never resurrects a session
+    assert store.count() == 1
+    store.clear()
+    assert store.count() == 0 and store.get(other) is None
+
+
+def test_unknown_ids_are_none(store):
+    for sid in ("", "nope", "x" * 300, "'; DROP TABLE sessions; --"):
+        assert store.get(sid) is None
+        assert store.update(sid, add_one) is None
+        assert store.delete(sid) is False
+
+
+def test_get_returns_a_copy(store):
+    sid = store.create({"user": "alice", "cart": []}, ttl=60)
+    got = store.get(sid)
+    got["user"] = "mallory"
+    assert store.get(sid)["user"] == "alice"
+
+
+def test_idle_sessions_expire_and_use_extends(store):
+    kept = store.create({"user": "kept", "cart": []}, ttl=0.5)
+    idle = store.create({"user": "idle", "cart": []}, ttl=0.5)
+    for _ in range(4):  # 4 x 0.15 s = 0.6 s > ttl, but each use restarts the idle timer
+        time.sleep(0.15)
+        assert store.get(kept) is not None
+    assert store.get(idle) is None
+    assert store.update(idle, add_one) is None
+    assert store.count() == 1
+    time.sleep(0.6)
+    assert store.get(kept) is None
+    assert store.count() == 0
+
+
+def test_ids_are_random_unique_and_at_least_128_bits(store):
+    ids = [store.create({"user": "u", "cart": []}, ttl=60) for _ in range(300)]
+    assert len(set(ids)) == len(ids)
+    for sid in ids:
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", sid), sid  # URL-safe: fits a cookie as is
+        assert len(sid) * 6 >= 128, f"{sid!r} carries fewer than 128 bits"
+    # Randomness, not a counter: ids share no long prefix and use the whole alphabet.
+    prefixes = {sid[:4] for sid in ids}
+    assert len(prefixes) > 290
+    alphabet = set("".join(ids))
+    assert len(alphabet) >= 60
+
+
+def _hammer(stores: list, sid: str, threads: int = 8, each: int = 500) -> list[BaseException]:
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def work(i: int) -> None:
+        s = stores[i % len(stores)]
+        try:
+            start.wait()
+            for _ in range(each):
+                assert s.update(sid, add_one) is not None
+        except BaseException as e:  # reported by the test
+            errors.append(e)
+
+    pool = [threading.Thread(target=work, args=(i,), name=f"hammer-{i}") for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=60)
+    return errors
+
+
+def test_memory_store_loses_no_concurrent_write():
+    store = MemoryStore()
+    sid = store.create({"user": "alice", "n": 0}, ttl=60)
+    assert _hammer([store], sid) == []
+    assert store.get(sid)["n"] == 8 * 500
+
+
+def test_sqlite_store_loses_no_concurrent_write_across_connections(tmp_path):
+    # Two store objects on one file, as two server processes would open it; each of the 8
+    # threads also gets its own connection. BEGIN IMMEDIATE must serialise every read-modify-write.
+    path = tmp_path / "shared.sqlite3"
+    a, b = SqliteStore(path), SqliteStore(path)
+    try:
+        sid = a.create({"user": "alice", "n": 0}, ttl=60)
+        assert b.get(sid) == {"user": "alice", "n": 0}  # both see the same session
+        assert _hammer([a, b], sid) == []
+        assert a.get(sid)["n"] == 8 * 500
+        assert b.get(sid)["n"] == 8 * 500
+        assert a.opened + b.opened >= 8  # really many connections, not one shared
+    finally:
+        a.close()
+        b.close()
+
+
+def test_sqlite_sessions_survive_reopening_the_file(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    first = SqliteStore(path)
+    sid = first.create({"user": "alice", "cart": []}, ttl=60)
+    first.close()
+    second = SqliteStore(path)
+    try:
+        assert second.get(sid) == {"user": "alice", "cart": []}
+    finally:
+        second.close()
+
+
+def test_failed_update_changes_nothing(store):
+    sid = store.create({"user": "alice", "n": 1}, ttl=60)
+
+    def boom(session: dict) -> dict:
+        raise RuntimeError("half-way")
+
+    with pytest.raises(RuntimeError):
+        store.update(sid, boom)
+    assert store.get(sid) == {"user": "alice", "n": 1}
+    assert store.update(sid, add_one)["n"] == 2  # and the store is still usable
