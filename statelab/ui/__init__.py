@@ -9,7 +9,8 @@ from .client_panel import ClientPanel
 from .dashboard import Dashboard, dashboard
 from .history import History
 from .inspector import Inspector, where_state_lives
+from .scoreboard import RowResult, Scoreboard, scoreboard
 from .server_card import BalancerCard, ServerCard
 
-__all__ = ["BalancerCard", "ClientPanel", "Dashboard", "History", "Inspector", "ServerCard", "dashboard",
-           "where_state_lives"]
+__all__ = ["BalancerCard", "ClientPanel", "Dashboard", "History", "Inspector", "RowResult", "Scoreboard",
+           "ServerCard", "dashboard", "scoreboard", "where_state_lives"]
