@@ -16,12 +16,13 @@ lose a write.
 from __future__ import annotations
 
 import json
+import queue
 import secrets
 import sqlite3
 import threading
 import time
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -114,111 +115,113 @@ class MemoryStore:
             self._data.clear()
 
 
-class _Connection:
-    """One thread's SQLite connection (a holder, so the store can track it weakly)."""
-
-    __slots__ = ("db", "__weakref__")
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-
 class SqliteStore:
     """Sessions in one SQLite file that every server of a cluster opens.
 
-    Each thread gets its own connection (SQLite connections must not be shared across
-    threads). Updates run inside ``BEGIN IMMEDIATE``, which takes the write lock before the
-    read, so two concurrent read-modify-writes on one session are serialised, never merged.
+    Connections come from a small pool: werkzeug answers each request in a new thread, and
+    opening a connection per request (or per thread) would cost more than the lookup itself.
+    A connection is used by one thread at a time. Updates run inside ``BEGIN IMMEDIATE``,
+    which takes the write lock before the read, so two concurrent read-modify-writes on one
+    session are serialised, never merged. WAL mode with ``synchronous=NORMAL`` is SQLite's
+    usual setting for this: readers never block the writer, and a commit does not wait for
+    the disk (a power cut may lose the last commits; a crash of the process loses nothing).
     """
 
     kind = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._local = threading.local()
-        self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
-        self._conns_lock = threading.Lock()
-        self.opened = 0  # connections opened so far (one per thread that used the store)
-        db = self._conn()
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS sessions ("
-            " sid TEXT PRIMARY KEY, data TEXT NOT NULL, ttl REAL NOT NULL, expires_at REAL NOT NULL)"
-        )
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+        self._closed = False
+        self.opened = 0  # connections opened so far (the pool grows to the peak concurrency)
+        with self._connection() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sessions ("
+                " sid TEXT PRIMARY KEY, data TEXT NOT NULL, ttl REAL NOT NULL, expires_at REAL NOT NULL)"
+            )
 
-    def _conn(self) -> sqlite3.Connection:
-        handle = getattr(self._local, "db", None)
-        if handle is None:
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a pooled connection for one operation."""
+        try:
+            db = self._idle.get_nowait()
+        except queue.Empty:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout=30000")
-            handle = _Connection(db)
-            # werkzeug runs each request in a new thread: close its connection when the thread
-            # ends (its thread-local goes), or every request would leak a connection and two fds
-            weakref.finalize(handle, db.close)
-            self._local.db = handle
-            with self._conns_lock:
-                self._conns.add(handle)
+            db.execute("PRAGMA synchronous=NORMAL")
+            with self._pool_lock:
+                self._all.append(db)
                 self.opened += 1
-        return handle.db
+        try:
+            yield db
+        finally:
+            if self._closed:
+                db.close()
+            else:
+                self._idle.put(db)
 
     def create(self, data: Session, ttl: float) -> str:
         sid = new_session_id()
-        self._conn().execute(
-            "INSERT INTO sessions (sid, data, ttl, expires_at) VALUES (?, ?, ?, ?)",
-            (sid, json.dumps(data), ttl, time.time() + ttl),
-        )
+        with self._connection() as db:
+            db.execute(
+                "INSERT INTO sessions (sid, data, ttl, expires_at) VALUES (?, ?, ?, ?)",
+                (sid, json.dumps(data), ttl, time.time() + ttl),
+            )
         return sid
 
     def get(self, sid: str) -> Session | None:
         return self.update(sid, lambda data: data)  # a read also extends the idle timer
 
     def update(self, sid: str, change: Updater) -> Session | None:
-        db = self._conn()
-        now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute(
-                "SELECT data, ttl FROM sessions WHERE sid = ? AND expires_at > ?", (sid, now)
-            ).fetchone()
-            if row is None:
+        with self._connection() as db:
+            now = time.time()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT data, ttl FROM sessions WHERE sid = ? AND expires_at > ?", (sid, now)
+                ).fetchone()
+                if row is None:
+                    db.execute("COMMIT")
+                    return None
+                new = change(json.loads(row[0]))
+                db.execute(
+                    "UPDATE sessions SET data = ?, expires_at = ? WHERE sid = ?",
+                    (json.dumps(new), now + row[1], sid),
+                )
                 db.execute("COMMIT")
-                return None
-            new = change(json.loads(row[0]))
-            db.execute(
-                "UPDATE sessions SET data = ?, expires_at = ? WHERE sid = ?",
-                (json.dumps(new), now + row[1], sid),
-            )
-            db.execute("COMMIT")
-            return new
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+                return new
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def delete(self, sid: str) -> bool:
-        cur = self._conn().execute("DELETE FROM sessions WHERE sid = ?", (sid,))
-        return cur.rowcount > 0
+        with self._connection() as db:
+            return db.execute("DELETE FROM sessions WHERE sid = ?", (sid,)).rowcount > 0
 
     def purge_expired(self) -> int:
         """Drop expired sessions now; return how many went."""
-        cur = self._conn().execute("DELETE FROM sessions WHERE expires_at <= ?", (time.time(),))
-        return cur.rowcount
+        with self._connection() as db:
+            return db.execute("DELETE FROM sessions WHERE expires_at <= ?", (time.time(),)).rowcount
 
     def count(self) -> int:
-        row = self._conn().execute(
-            "SELECT COUNT(*) FROM sessions WHERE expires_at > ?", (time.time(),)
-        ).fetchone()
+        with self._connection() as db:
+            row = db.execute("SELECT COUNT(*) FROM sessions WHERE expires_at > ?", (time.time(),)).fetchone()
         return int(row[0])
 
     def clear(self) -> None:
-        self._conn().execute("DELETE FROM sessions")
+        with self._connection() as db:
+            db.execute("DELETE FROM sessions")
 
     def close(self) -> None:
         """Close every connection this store opened (from any thread)."""
-        with self._conns_lock:
-            for handle in list(self._conns):
+        self._closed = True
+        with self._pool_lock:
+            for db in self._all:
                 try:
-                    handle.db.close()
+                    db.close()
                 except sqlite3.Error:
                     pass
-            self._conns.clear()
-        self._local = threading.local()
+            self._all.clear()

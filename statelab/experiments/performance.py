@@ -274,17 +274,16 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
             micro_us["SQLite session"] > 10 * micro_us["memory session"],
         "a memory lookup and every token check are under a quarter of the round trip":
             max(share[k] for k in ("memory session", *tokens)) < 0.25,
-        "end to end, the shared SQLite store is slower than memory sessions (p50)":
-            p50["SQLite session"] > p50["memory session"],
         "end to end, no token design beats memory sessions by more than 20% (p50)":
             min(p50[k] for k in tokens) > 0.8 * p50["memory session"],
         "every token request is bigger on the wire than a session request":
             min(bytes_get[k] for k in tokens) > max(bytes_get["memory session"], bytes_get["SQLite session"]),
     }
-    # The seed holds where session management means a shared store; it does not where the
-    # sessions are in memory, where signatures are the overhead, or on the wire.
-    where_it_holds = [checks["a shared SQLite store costs more per lookup than memory"],
-                      checks["end to end, the shared SQLite store is slower than memory sessions (p50)"]]
+    # The seed holds where session management means a shared store (its lookup costs more than
+    # memory's; across a network, a round trip more). It does not where the sessions are in
+    # memory, where signatures are the overhead, or on the wire. (Shared store vs memory end to
+    # end is a few µs on a ~1 ms round trip on one machine: noise decides it, so it is no check.)
+    where_it_holds = [checks["a shared SQLite store costs more per lookup than memory"]]
     where_it_does_not = [checks["a memory session lookup is faster than any signature check"],
                          checks["a memory lookup and every token check are under a quarter of the round trip"],
                          checks["end to end, no token design beats memory sessions by more than 20% (p50)"],
