@@ -24,6 +24,7 @@ from flask import Flask, g, jsonify, request, session
 from werkzeug.exceptions import HTTPException
 
 from .page import render as render_page
+from .proxy import ProxyAwareSessionInterface, cookie_path
 from .sessions import MemoryStore, SessionStore
 from .tokens import Keyring, TokenError
 
@@ -72,10 +73,19 @@ def create_app(
     ``store`` is where stateful sessions live (a fresh :class:`MemoryStore` when omitted);
     ``keyring`` signs and checks tokens in stateless mode (a fresh one when omitted: pass the
     same keyring to every server of a cluster so they accept each other's tokens).
+
+    ``plugins`` are how lessons and labs extend a server without editing this package: each is
+    called as ``plugin(app)`` after the routes exist, and may add routes or request hooks.
+    ``app.extensions["statelab"]`` gives them the server's parts: ``name``, ``mode``, ``store``,
+    ``keyring``, ``session_ttl``, ``token_ttl``, ``cookie_name``, and ``current()``, which
+    returns ``(user, state)`` for the request being answered (session data, or token claims
+    with the cart) or raises :class:`ApiError` 401, exactly as the built-in routes do. In
+    stateful mode it also sets ``flask.g.sid``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     app = Flask(f"statelab.{name}")
+    app.session_interface = ProxyAwareSessionInterface()  # cookie Path=/ unless behind Jupyter's proxy
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY,
         SECRET_KEY=secret_key or secrets.token_bytes(32),
@@ -248,11 +258,13 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
             cart = claims.get("cart", [])
             if not isinstance(cart, list):
                 raise ApiError(401, "token cart claim is malformed")
-            return claims["sub"], {"user": claims["sub"], "cart": cart}
+            return claims["sub"], {**claims, "user": claims["sub"], "cart": cart}
         user = session.get("user")
         if not isinstance(user, str):
             raise ApiError(401, "not logged in: no valid signed session cookie (log in first)")
         return user, {"user": user, "cart": session.get("cart", [])}
+
+    state["current"] = current  # for plugins: who is asking, in any mode (see create_app)
 
     def token_for(user: str, cart: list[dict[str, Any]]) -> str:
         return state["keyring"].issue(user, state["token_ttl"], cart=cart)
@@ -266,7 +278,7 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
                 state["store"].delete(old)  # fixation: never keep an id that existed before login
             sid = state["store"].create({"user": user, "cart": []}, state["session_ttl"])
             response = jsonify(user=user)
-            response.set_cookie(cookie_name, sid, httponly=True, samesite="Lax", path="/")
+            response.set_cookie(cookie_name, sid, httponly=True, samesite="Lax", path=cookie_path(request.headers))
             return response
         if mode == "stateless":
             return jsonify(user=user, token=token_for(user, []))
@@ -305,7 +317,7 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
             sid = request.cookies.get(cookie_name, "")
             ended = bool(sid) and len(sid) <= 256 and state["store"].delete(sid)
             response = jsonify(logged_out=ended)
-            response.delete_cookie(cookie_name, path="/", httponly=True, samesite="Lax")
+            response.delete_cookie(cookie_name, path=cookie_path(request.headers), httponly=True, samesite="Lax")
             return response
         if mode == "stateless":
             # Nothing to delete: the server never stored the token. It stays valid until exp.

@@ -40,7 +40,6 @@ from flask import g, jsonify, request
 from ..app import ApiError
 from ..server import Server
 from ..sessions import MemoryStore, Session, SqliteStore, Updater
-from ..tokens import TokenError
 from . import Evidence, progress, record
 
 ROW = "transaction_integrity"
@@ -144,25 +143,8 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
         mode = state["mode"]
         if mode not in ("stateful", "stateless"):
             raise ValueError("the checkout plugin supports the stateful and stateless modes")
-        cookie = state["cookie_name"]
 
-        def who() -> tuple[str, dict[str, Any]]:
-            """(user, session data or token claims) for this request, or a 401."""
-            if mode == "stateful":
-                sid = request.cookies.get(cookie, "")
-                data = state["store"].get(sid) if 0 < len(sid) <= 256 else None
-                if data is None:
-                    raise ApiError(401, "not logged in: no valid session cookie (log in first)")
-                g.sid = sid
-                return data["user"], data
-            auth = request.headers.get("Authorization", "")
-            if not auth.startswith("Bearer "):
-                raise ApiError(401, "not logged in: send Authorization: Bearer <token>")
-            try:
-                claims = state["keyring"].verify(auth[7:].strip())
-            except TokenError as e:
-                raise ApiError(401, str(e)) from None
-            return claims["sub"], claims
+        who = state["current"]  # (user, session data or token claims), or a 401
 
         def token(user: str, cart: list[dict[str, Any]], **claims: Any) -> str:
             return state["keyring"].issue(user, state["token_ttl"], cart=cart, **claims)
