@@ -1,0 +1,254 @@
+"""Lab 01 · Survive a crash: checkers for moving sessions out of the servers' memory.
+
+The learner writes ``carts_after_crash(cluster, users)`` (a measurement), picks a store every
+server shares (``shared_store()``), and writes a session store of their own (``JsonFileStore``,
+one JSON file per session). Each checker starts real clusters and crashes a server.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..client import Client
+from ..cluster import Cluster
+from ..server import Server
+from .report import LearnerError, Report, blame, call, checker
+
+STORE_METHODS = ("create", "get", "update", "delete", "count", "clear")
+BOOK = {"item": "book", "qty": 1}
+LIMIT = 5.0  # seconds a direct call of the learner's store may take
+
+
+def _is_store(obj: Any) -> bool:
+    return not isinstance(obj, (str, type)) and all(callable(getattr(obj, m, None)) for m in STORE_METHODS)
+
+
+def _has_book(ex: Any) -> bool:
+    return ex.ok and isinstance(ex.body, dict) and BOOK in (ex.body.get("cart") or [])
+
+
+def _shoppers(url: str, n: int, prefix: str) -> list[Client]:
+    """``n`` users, each logged in at ``url`` with one book in the cart (failures stay visible in history)."""
+    clients = []
+    for i in range(n):
+        c = Client(url)
+        c.login(f"{prefix}{i}")
+        c.add_to_cart("book")
+        clients.append(c)
+    return clients
+
+
+def _first_failure(clients: list[Client], index: int = -1) -> str:
+    for c in clients:
+        ex = c.history[index] if c.history else None
+        if ex is not None and not ex.ok:
+            return ex.summary()
+    return "none"
+
+
+# --------------------------------------------------------------------------- task 1
+
+@checker("Task 1 · measure who keeps a cart through a crash")
+def check_carts_after_crash(report: Report, carts_after_crash: Any) -> None:
+    """Run the learner's measurement on memory sessions + sticky routing, and compare it with the servers."""
+    users = 9
+    with Cluster(3, "stateful", store="memory", balancer="sticky") as cluster:
+        result = call(f"carts_after_crash(cluster, users={users})", carts_after_crash, cluster, users=users)
+        ok_shape = (isinstance(result, dict) and all(isinstance(result.get(k), int) for k in ("kept", "lost")))
+        report.require("returns the two counts", ok_shape, "a dict like {'kept': 6, 'lost': 3}", repr(result)[:120])
+        kept, lost = result["kept"], result["lost"]
+        report.expect("kept + lost counts every user once", kept + lost == users, str(users), kept + lost)
+        down = [s.name for s in cluster.servers if not s.alive]
+        report.expect("one server is left crashed", len(down) == 1, "exactly one server down", down or "none down")
+        held = sum(s.sessions for s in cluster.servers if s.alive)
+        report.expect("'kept' agrees with the sessions the live servers still hold", kept == held,
+                      f"{held} (counted inside the live servers)", kept)
+        report.expect("the crash cost at least the first user's cart", lost >= 1, "1 or more lost", lost)
+        report.note(f"memory sessions + sticky routing: {lost} of {users} carts lost when {', '.join(down) or '?'} "
+                    "crashed")
+
+
+# --------------------------------------------------------------------------- task 2
+
+@checker("Task 2 · carts survive a crash with a shared store")
+def check_survives_crash(report: Report, shared_store: Any, carts_after_crash: Any = None) -> None:
+    """Put the learner's store behind three round-robin servers; crash one; every cart must still be there."""
+    store = call("shared_store()", shared_store)
+    report.require("shared_store() returns a session store object", _is_store(store),
+                   "an object with create/get/update/delete/count/clear, e.g. sl.SqliteStore(path)",
+                   f"{store!r}"[:100])
+    users = 12
+    with blame("your store"):
+        cluster = Cluster(3, "stateful", store=store, balancer="round_robin")
+    with cluster:
+        with blame("your store"):
+            clients = _shoppers(cluster.url, users, "shopper")
+        added = sum(c.history[-1].ok for c in clients)
+        report.require("a session made by one server works on the next (round robin)", added == users,
+                       f"{users} of {users} adds to cart answered 200",
+                       f"{added} of {users} (first failure: {_first_failure(clients)})")
+        if type(store).__name__ == "MemoryStore":
+            report.note("one MemoryStore object shared by every server stands for an in-memory store that runs "
+                        "outside the servers (Redis, say): it outlives a server crash, not its own restart")
+        seen = cluster.sessions()
+        report.expect("every server sees every session", all(v >= users for v in seen.values()),
+                      f"{users} on each server", seen)
+        victim = cluster.kill(1)
+        after = [c.cart() for c in clients]
+        kept = sum(_has_book(ex) for ex in after)
+        report.expect(f"carts kept after {victim.name} crashed", kept == users, f"{users} of {users}",
+                      f"{kept} of {users}")
+        cluster.restart(1)
+        answers = [c.cart() for c in clients]
+        by_restarted = [ex for ex in answers if ex.served_by == victim.name]
+        report.expect(f"{victim.name}, restarted with empty memory, still finds the carts",
+                      bool(by_restarted) and all(_has_book(ex) for ex in by_restarted),
+                      "its answers include the carts",
+                      f"{sum(_has_book(ex) for ex in by_restarted)} of {len(by_restarted)} of its answers did")
+    if carts_after_crash is not None:
+        with blame("shared_store()"):
+            second = Cluster(3, "stateful", store=shared_store(), balancer="sticky")
+        with second:
+            try:
+                result = call("carts_after_crash(cluster, users=9)", carts_after_crash, second, users=9)
+            except LearnerError as e:  # task 1 is not done: this task does not depend on it
+                report.note(f"your task 1 measurement was skipped: {e}")
+                return
+        report.expect("your task 1 measurement, on a shared store", isinstance(result, dict)
+                      and result.get("lost") == 0, "{'kept': 9, 'lost': 0}", result)
+
+
+# --------------------------------------------------------------------------- task 3
+
+@checker("Task 3 · your own session store: one JSON file per session")
+def check_session_store(report: Report, JsonFileStore: Any) -> None:  # noqa: N803  (the learner's class)
+    """The store's contract, then the same store behind a cluster: crash, races, hostile ids, expiry, restart."""
+    with tempfile.TemporaryDirectory(prefix="statelab-lab01-", ignore_cleanup_errors=True) as tmp:
+        _check_store(report, JsonFileStore, Path(tmp))
+
+
+def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noqa: N803
+    folder, other = base / "sessions", base / "other"
+    folder.mkdir()
+    other.mkdir()
+    store = call("JsonFileStore(folder)", JsonFileStore, str(folder))
+    report.require("JsonFileStore(folder) is a session store", _is_store(store),
+                   "an object with create/get/update/delete/count/clear", f"{store!r}"[:100])
+
+    # the contract, called directly
+    sid = call("store.create({'user': 'alice', 'cart': []}, 60)", store.create, {"user": "alice", "cart": []}, 60,
+               limit=LIMIT)
+    sid2 = call("store.create(...) a second time", store.create, {"user": "bob", "cart": []}, 60, limit=LIMIT)
+    report.require("create() returns a fresh, unguessable id", isinstance(sid, str) and len(sid) >= 22 and sid != sid2,
+                   "a new random string of 22+ characters each time (e.g. secrets.token_urlsafe(32))",
+                   f"{sid!r} then {sid2!r}"[:120])
+    got = call("store.get(sid)", store.get, sid, limit=LIMIT)
+    report.require("get() returns what create() stored", got == {"user": "alice", "cart": []},
+                   "{'user': 'alice', 'cart': []}", got)
+    new = call("store.update(sid, change)", store.update, sid, lambda s: {**s, "cart": [BOOK]}, limit=LIMIT)
+    later = call("store.get(sid) after the update", store.get, sid, limit=LIMIT)
+    report.require("update() applies the change and returns the new session",
+                   new == {"user": "alice", "cart": [BOOK]} and later == new,
+                   "the changed session, also from a later get()", f"{new}, then {later}")
+    missing = call("store.get('no-such-id')", store.get, "no-such-id", limit=LIMIT)
+    report.require("get() of an unknown id is None", missing is None, "None", missing)
+    n = call("store.count()", store.count, limit=LIMIT)
+    report.require("count() counts the sessions", n == 2, "2", n)
+    gone = call("store.delete(sid2)", store.delete, sid2, limit=LIMIT)
+    again = call("store.delete(sid2) again", store.delete, sid2, limit=LIMIT)
+    report.require("delete() removes a session and says whether it was there", gone is True and again is False,
+                   "True, then False", f"{gone}, then {again}")
+    call("store.clear()", store.clear, limit=LIMIT)
+    report.require("clear() removes everything", call("store.count()", store.count, limit=LIMIT) == 0, "0",
+                   call("store.count()", store.count, limit=LIMIT))
+
+    # behind three servers
+    users = 6
+    with blame("your JsonFileStore"):
+        cluster = Cluster(3, "stateful", store=store, balancer="round_robin")
+    with cluster:
+        clients = _shoppers(cluster.url, users, "reader")
+        cluster.kill(1)
+        kept = sum(_has_book(c.cart()) for c in clients)
+        report.expect("carts survive a crash (three servers, round robin)", kept == users, f"{users} of {users}",
+                      f"{kept} of {users} (first failure: {_first_failure(clients)})")
+        cluster.restart(1)
+
+        tabs = 12
+        alice = clients[0]
+        barrier = threading.Barrier(tabs)
+
+        def tab() -> None:  # one browser tab each, all holding alice's cookie
+            browser = Client(cluster.url)
+            browser.set_cookie("sid", alice.cookies.get("sid", ""))
+            try:
+                barrier.wait(timeout=5)
+            except threading.BrokenBarrierError:  # a slow machine: go anyway
+                pass
+            browser.add_to_cart("book")
+
+        threads = [threading.Thread(target=tab, name="statelab-lab-tab") for _ in range(tabs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=15)
+        cart = alice.cart()
+        qty = next((line["qty"] for line in (cart.body or {}).get("cart", []) if line.get("item") == "book"), None) \
+            if isinstance(cart.body, dict) else None
+        report.expect(f"{tabs} tabs adding at once lose no update (update() is atomic)", qty == tabs + 1,
+                      f"{tabs + 1} books", f"{qty} books ({cart.summary()})")
+
+        # a session id must not choose a file outside the folder
+        outsider = call("JsonFileStore(another folder)", JsonFileStore, str(other))
+        foreign = call("store.create(...)", outsider.create, {"user": "mallory", "cart": []}, 60)
+        before = sorted(p.name for p in other.iterdir())
+        intruder = Client(cluster.url)
+        hostile = [f"../other/{foreign}", f"../other/{foreign}.json", "..", "../..", "a/b", "\\..\\x", ".",
+                   "%2e%2e%2fother", "x" * 256]
+        answers = {}
+        for bad in hostile:
+            intruder.forget()
+            intruder.set_cookie("sid", bad)
+            answers[bad] = intruder.me().status
+            intruder.post("/logout")
+        wrong = {k[:24]: v for k, v in answers.items() if v != 401}
+        report.expect("a forged session id cannot pick a file outside the folder (or crash the server)", not wrong,
+                      "401 for ids like '../other/<id>', '..', 'a/b'", wrong or "401 for all")
+        after = sorted(p.name for p in other.iterdir())
+        report.expect("logging out with a forged id deletes nothing outside the folder", after == before,
+                      f"{len(before)} file(s) left in the other folder", f"{len(after)}")
+
+        logged_out = clients[1]
+        held = store.count()
+        logged_out.logout()
+        report.expect("logout deletes the session from the store", store.count() == held - 1
+                      and logged_out.me().status == 401, f"{held - 1} sessions left, then 401", f"{store.count()} left")
+    # the file outlives every server: a new cluster on the same folder still knows alice
+    with blame("JsonFileStore(same folder)"):
+        reopened = Cluster(2, "stateful", store=JsonFileStore(str(folder)), balancer="round_robin")
+    with reopened:
+        back = Client(reopened.url)
+        back.set_cookie("sid", alice.cookies.get("sid", ""))
+        cart = back.cart()
+        books = [line for line in (cart.body.get("cart") or [] if isinstance(cart.body, dict) else [])
+                 if line.get("item") == "book"]
+        report.expect("a brand-new cluster on the same folder still knows alice", cart.ok and bool(books),
+                      "her cart, books and all", f"{cart.summary()}: {books}")
+    # idle sessions expire
+    (base / "brief").mkdir()
+    with blame("your JsonFileStore"):
+        brief = Server("stateful", store=JsonFileStore(str(base / "brief")), session_ttl=0.4).start()
+    try:
+        bob = Client(brief.url)
+        bob.login("bob")
+        fresh = bob.me().status
+        time.sleep(0.7)
+        stale = bob.me().status
+    finally:
+        brief.stop()
+    report.expect("an idle session expires after its ttl", fresh == 200 and stale == 401,
+                  "200 at once, 401 after 0.7 s (ttl 0.4 s)", f"{fresh}, then {stale}")

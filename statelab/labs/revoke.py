@@ -1,0 +1,194 @@
+"""Lab 02 · Log out for real: checkers for a ``jti`` deny list on stateless servers.
+
+The learner writes ``DenyList`` (token ids revoked until their token expires), a plugin factory
+``revoke_on_logout(denied)`` (a ``before_request`` hook on every server), and a measurement
+``replays_accepted(servers, token)``. The checkers log users out and replay their tokens against
+every server of a real cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..client import Client
+from ..cluster import Cluster
+from ..server import Server
+from ..tokens import inspect_token
+from .report import LearnerError, Report, blame, call, checker
+
+UNSIGNED = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSJ9."  # {"alg":"none"}.{"sub":"alice"}.
+
+
+def _replay(url: str, token: str) -> Any:
+    thief = Client(url)
+    thief.token = token
+    return thief.me()
+
+
+def _deny_list(DenyList: Any) -> Any:  # noqa: N803  (the learner's class)
+    denied = call("DenyList()", DenyList)
+    for method in ("add", "__contains__", "__len__"):
+        if not callable(getattr(denied, method, None)):
+            raise _missing(method)
+    return denied
+
+
+def _missing(method: str) -> Exception:
+    return LearnerError(f"DenyList needs a method {method}() (see task 1)")
+
+
+class _StandIn:
+    """Used by the task 2 and 3 checks while the learner's DenyList (task 1) is not ready."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def add(self, jti: str, exp: float) -> None:
+        self._until[jti] = float(exp)
+
+    def __contains__(self, jti: object) -> bool:
+        return isinstance(jti, str) and self._until.get(jti, 0.0) > time.time()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
+def _deny_list_or_stand_in(DenyList: Any, report: Report) -> Any:  # noqa: N803
+    """The learner's DenyList class if it works, else a stand-in (so task 2 does not wait for task 1)."""
+    try:
+        _deny_list(DenyList)
+        return DenyList
+    except LearnerError as e:
+        report.note(f"your DenyList is not ready ({e}); this check used a simple stand-in list instead")
+        return _StandIn
+
+
+# --------------------------------------------------------------------------- task 1
+
+@checker("Task 1 · a deny list of token ids")
+def check_deny_list(report: Report, DenyList: Any) -> None:  # noqa: N803
+    """The list's behaviour, fed with real tokens from a real stateless server."""
+    with Server("stateless") as shop:
+        shop.start()
+        tokens = []
+        for user in ("alice", "bob"):
+            c = Client(shop.url)
+            c.login(user)
+            tokens.append(c.token)
+    claims = [inspect_token(t, shop.keyring).claims for t in tokens]
+    alice, bob = claims
+    denied = _deny_list(DenyList)
+    call("denied.add(jti, exp)", denied.add, alice["jti"], alice["exp"])
+    has_alice = call("jti in denied", denied.__contains__, alice["jti"])
+    has_bob = call("jti in denied", denied.__contains__, bob["jti"])
+    report.expect("a revoked token id is in the list", has_alice is True, "True", has_alice)
+    report.expect("a token id never revoked is not", has_bob is False, "False", has_bob)
+    odd = [call("x in denied", denied.__contains__, x) for x in (None, 42, "")]
+    report.expect("anything that is not a token id is simply not in the list", odd == [False, False, False],
+                  "False for None, 42 and ''", odd)
+    call("denied.add(jti, exp) for a token that expired", denied.add, "expired-jti", time.time() - 5)
+    expired_in = call("jti in denied", denied.__contains__, "expired-jti")
+    report.expect("an entry whose token has expired no longer counts", expired_in is False,
+                  "False (the token is refused as expired anyway)", expired_in)
+    size = call("len(denied)", len, denied)
+    report.expect("len() counts the entries held", size == 2, "2 (alice's and the expired one)", size)
+    purged = call("denied.purge_expired()", denied.purge_expired) if hasattr(denied, "purge_expired") else None
+    left = call("len(denied)", len, denied)
+    report.expect("purge_expired() drops entries whose token expired, and says how many", purged == 1 and left == 1,
+                  "1 purged, 1 left", f"{purged} purged, {left} left")
+    still = call("jti in denied", denied.__contains__, alice["jti"])
+    report.expect("purging keeps entries whose token is still valid", still is True, "True", still)
+
+
+# --------------------------------------------------------------------------- task 2
+
+@checker("Task 2 · logout revokes the token on every server")
+def check_logout_revokes(report: Report, revoke_on_logout: Any, DenyList: Any) -> None:  # noqa: N803
+    """Three stateless servers share one deny list; a stolen token replayed after logout must get 401 everywhere."""
+    denied = _deny_list(_deny_list_or_stand_in(DenyList, report))
+    plugin = call("revoke_on_logout(denied)", revoke_on_logout, denied)
+    report.require("revoke_on_logout(denied) returns a plugin", callable(plugin),
+                   "a function plugin(app) that adds the hook", f"{plugin!r}"[:80])
+    with blame("the plugin revoke_on_logout(denied) returned"):
+        cluster = Cluster(3, "stateless", balancer="round_robin", plugins=[plugin])
+    with cluster:
+        alice = Client(cluster.url)
+        alice.login("alice")
+        shopped = alice.add_to_cart("book")
+        stolen = alice.token
+        report.require("a logged-in user can still shop", shopped.ok and alice.me().ok, "200", shopped.summary())
+        out = alice.logout()
+        report.require("logout answers 200", out.ok, "200", out.summary())
+        replays = {s.name: _replay(s.url, stolen) for s in cluster.servers}
+        refused = {name: ex.status for name, ex in replays.items()}
+        report.expect("the stolen token, replayed after logout, is refused by every server",
+                      all(v == 401 for v in refused.values()), "401 from each", refused)
+        json_error = all(isinstance(ex.body, dict) and "error" in ex.body for ex in replays.values())
+        report.expect("the refusal is a JSON error", json_error, '{"error": "..."}', next(iter(replays.values())).body)
+        bob = Client(cluster.url)
+        bob.login("bob")
+        report.expect("another user is not affected", all(bob.me().ok for _ in range(3)), "200, 200, 200",
+                      bob.last.summary())
+        again = Client(cluster.url)
+        again.login("alice")
+        report.expect("alice can log in again (a new token, a new jti)", again.me().ok, "200", again.last.summary())
+        bad = {name: _replay(cluster.url, token).status for name, token in
+               (("garbage", "garbage"), ("unsigned", UNSIGNED), ("empty", " "))}
+        report.expect("bad tokens still get 401, not a server error", all(v == 401 for v in bad.values()),
+                      "401 each", bad)
+        anonymous = Client(cluster.url).logout()
+        report.expect("logout without a token does not break the server", anonymous.status is not None
+                      and anonymous.status < 500, "a 2xx or 4xx answer", anonymous.summary())
+        entries = call("len(denied)", len, denied)
+        report.expect("the list holds one entry per logout", entries == 1, "1", entries)
+
+
+# --------------------------------------------------------------------------- task 3
+
+@checker("Task 3 · why the list must be shared, and what it costs")
+def check_shared_list(report: Report, replays_accepted: Any, revoke_on_logout: Any,
+                      DenyList: Any) -> None:  # noqa: N803
+    """The learner's measurement must tell a list per server from one shared list; then count the state."""
+    DenyList = _deny_list_or_stand_in(DenyList, report)  # noqa: N806
+
+    def own_list(app: Any) -> None:  # each server its own list: what happens without a shared store
+        revoke_on_logout(DenyList())(app)
+
+    shared = _deny_list(DenyList)
+    results = {}
+    for label, plugin in (("a list per server", own_list), ("one shared list", None)):
+        with blame("revoke_on_logout(denied)"):
+            cluster = Cluster(3, "stateless", plugins=[plugin or revoke_on_logout(shared)])
+        with cluster:
+            first = cluster.servers[0]
+            alice = Client(first.url)
+            alice.login("alice")
+            stolen = alice.token
+            alice.logout()  # through server-0 only
+            truth = sum(_replay(s.url, stolen).ok for s in cluster.servers)
+            counted = call("replays_accepted(cluster.servers, token)", replays_accepted, cluster.servers, stolen)
+            results[label] = (counted, truth)
+            report.expect(f"{label}: your count of servers that accept the replayed token", counted == truth,
+                          f"{truth} (measured by the check)", counted)
+            if label == "one shared list":
+                users = 40
+                tokens = []
+                for i in range(users):
+                    c = Client(cluster.url)
+                    c.login(f"user{i}")
+                    tokens.append(c.token)
+                    c.logout()
+                entries = call("len(denied)", len, shared)
+                report.expect("the shared list grows by one entry per logout", entries == users + 1,
+                              f"{users + 1} (alice + {users} users)", entries)
+                leaked = sum(_replay(cluster.url, t).ok for t in tokens[:10])
+                report.expect("every revoked token stays refused", leaked == 0, "0 of 10 replays accepted", leaked)
+                exp = max(inspect_token(t).claims.get("exp", 0) for t in tokens)
+                report.note(f"state brought back: {entries} entries, one per logout, shared by all "
+                            f"{len(cluster.servers)} servers, each kept until its token expires "
+                            f"(about {max(0.0, exp - time.time()):.0f} s from now)")
+    per_server, shared_result = results.get("a list per server"), results.get("one shared list")
+    if per_server and shared_result:
+        report.note(f"a list per server let {per_server[1]} of 3 servers accept the stolen token; "
+                    f"one shared list let {shared_result[1]}")

@@ -1,0 +1,659 @@
+"""The classroom labs: nbgrader markup, student versions that never drift, and checkers that tell the truth.
+
+* Files: every solution in labs/solutions/ has a student version in labs/, titled ``# Lab NN · Title``,
+  committed clean, with nbgrader cell metadata (schema 3) that nbgrader itself accepts.
+* Generator: tools/make_student_labs.py makes exactly the committed student versions, and ``--check``
+  fails on drift.
+* Execution (real kernels, nbclient): every solution passes every check within the time budget; every
+  untouched student version runs to the end, and each check cell reports NOT YET, with no traceback.
+* Checkers: wrong answers a learner would plausibly write get NOT YET (each check exercises real servers
+  over HTTP); under nbgrader a failing check fails its cell with one line.
+* The balancer's routing-function extension point that lab 03 uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import statelab as sl
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "labs" / "solutions"
+STUDENT = ROOT / "labs"
+TOOL = ROOT / "tools" / "make_student_labs.py"
+NAME = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
+TITLE = re.compile(r"^# Lab (\d\d) · \S.*$")
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+TIME_LIMIT_S = float(os.environ.get("STATELAB_NOTEBOOK_TIMEOUT", "30"))
+MEMORY_LIMIT_MB = 200
+_PROBE = "import resource as _r\nprint('STATELAB-PEAK-KIB', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)"
+
+PATHS = sorted(SOLUTIONS.glob("*.ipynb"))
+IDS = [p.name for p in PATHS]
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("make_student_labs", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = _load_tool()
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def answer_cells(nb) -> list:
+    return [c for c in nb.cells if nbgrader_meta(c).get("solution")]
+
+
+def check_cells(nb) -> list:
+    return [c for c in nb.cells if nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")]
+
+
+# --------------------------------------------------------------------------- the files
+
+def test_labs_found_numbered_and_paired():
+    names = [p.name for p in PATHS]
+    assert len(names) >= 5, f"expected at least 5 solution labs in {SOLUTIONS}, found {names}"
+    assert all(NAME.match(n) for n in names), names
+    assert [int(n[:2]) for n in names] == list(range(1, len(names) + 1)), f"labs must be numbered 01, 02, ...: {names}"
+    student = sorted(p.name for p in STUDENT.glob("*.ipynb"))
+    assert student == names, f"student labs {student} do not match the solutions {names}"
+    assert (STUDENT / "README.md").is_file(), "labs/README.md lists the labs"
+    readme = (STUDENT / "README.md").read_text()
+    missing = [n for n in names if n not in readme]
+    assert not missing, f"labs/README.md does not list {missing}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_lab_is_committed_clean_with_title(path: Path):
+    for nb_path in (path, STUDENT / path.name):
+        nb = nbformat.read(nb_path, as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.get("kernelspec") == KERNELSPEC
+        assert nb.metadata.get("language_info", {}).get("name") == "python"
+        dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+        assert not dirty, f"{nb_path.name}: cells {dirty} have outputs: clear them before committing"
+        first = nb.cells[0]
+        heading = next((ln for ln in first.source.splitlines() if ln.startswith("# ")), "")
+        match = TITLE.match(heading)
+        assert first.cell_type == "markdown" and match, f"{nb_path.name}: title {heading!r} is not '# Lab NN · ...'"
+        assert match.group(1) == path.name[:2]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_lab_follows_the_template(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    intro = nb.cells[0].source
+    for word in ("**Goal:**", "**Time:**", "**Background:**", "../../notebooks/"):
+        assert word in intro, f"the first cell should have {word}"
+    minutes = int(re.search(r"about (\d+) minutes", intro).group(1))
+    assert 30 <= minutes <= 45, f"a lab is 30-45 minutes of work, this one says {minutes}"
+    assert "import statelab as sl" in nb.cells[1].source, "the second cell is the set-up cell"
+    answers, checks = answer_cells(nb), check_cells(nb)
+    assert 2 <= len(answers) <= 4 and len(checks) == len(answers), f"{len(answers)} tasks, {len(checks)} checks"
+    order = [("answer" if c in answers else "check") for c in nb.cells if c in answers or c in checks]
+    assert order == ["answer", "check"] * len(answers), f"each answer cell is followed by its check: {order}"
+    assert all(re.fullmatch(r"sl\.labs\.check_\w+\(.*\)", c.source.strip()) for c in checks), \
+        "a check cell is one call of a statelab.labs checker"
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown" and "sl.stop_all()" in last.source, "a final summary that says how to stop"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_nbgrader_metadata(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    ids = []
+    for i, cell in enumerate(nb.cells):
+        meta = nbgrader_meta(cell)
+        has_region = "### BEGIN SOLUTION" in cell.source
+        if not meta:
+            assert cell.cell_type == "code" and not has_region, f"cell {i}: only free code cells may lack the marks"
+            continue
+        assert meta["schema_version"] == 3 and {"grade", "solution", "locked", "grade_id"} <= set(meta), (i, meta)
+        assert re.fullmatch(r"[a-zA-Z0-9_\-]+", meta["grade_id"]), meta["grade_id"]
+        ids.append(meta["grade_id"])
+        if meta["solution"]:
+            assert cell.cell_type == "code" and has_region and "### END SOLUTION" in cell.source, i
+            assert not meta["grade"] and not meta["locked"], f"cell {i}: an answer cell is autograded, not locked"
+        elif meta["grade"]:
+            assert meta["locked"] and meta.get("points", 0) > 0, f"cell {i}: a check is a locked test with points"
+        else:
+            assert meta["locked"] and not has_region, f"cell {i}: other cells are read-only"
+    assert len(ids) == len(set(ids)), f"grade_id values must be unique: {ids}"
+    validator = pytest.importorskip("nbgrader.nbgraderformat").MetadataValidator()
+    validator.validate_nb(nb)  # nbgrader's own schema check
+
+
+# --------------------------------------------------------------------------- the generator
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_student_version_is_what_the_tool_makes(path: Path):
+    made = tool.render(tool.student_version(nbformat.read(path, as_version=4), path.name))
+    committed = (STUDENT / path.name).read_text(encoding="utf-8")
+    assert made == committed, f"labs/{path.name} drifted: run python tools/make_student_labs.py"
+    student = nbformat.read(STUDENT / path.name, as_version=4)
+    solution = nbformat.read(path, as_version=4)
+    assert [c.id for c in student.cells] == [c.id for c in solution.cells]
+    assert [c.metadata for c in student.cells] == [c.metadata for c in solution.cells]
+    for s_cell, a_cell in zip(solution.cells, student.cells, strict=True):
+        if nbgrader_meta(s_cell).get("solution"):
+            assert "BEGIN SOLUTION" not in a_cell.source and "raise NotImplementedError()" in a_cell.source
+        elif s_cell.cell_type == "code":
+            assert a_cell.source == s_cell.source
+    text = json.dumps([c.source for c in student.cells])
+    assert "../../notebooks/" not in text and "../notebooks/" in text, "links are rewritten for labs/"
+
+
+def test_tool_check_mode_passes_on_the_repo_and_catches_drift(tmp_path: Path):
+    ok = subprocess.run([sys.executable, str(TOOL), "--check"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    solutions, student = tmp_path / "solutions", tmp_path / "student"
+    shutil.copytree(SOLUTIONS, solutions)
+    shutil.copytree(STUDENT, student, ignore=shutil.ignore_patterns("solutions", "*.md"))
+    victim = student / PATHS[0].name
+    nb = nbformat.read(victim, as_version=4)
+    answer_cells(nb)[0].source = "def carts_after_crash(cluster, users=9):\n    return {}"
+    nbformat.write(nb, victim)
+    args = ["--solutions", str(solutions), "--student", str(student)]
+    drift = subprocess.run([sys.executable, str(TOOL), "--check", *args], capture_output=True, text=True, timeout=60)
+    assert drift.returncode == 1 and PATHS[0].name in drift.stderr, drift.stderr
+    fixed = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=60)
+    assert fixed.returncode == 0 and victim.read_text() == (STUDENT / PATHS[0].name).read_text()
+
+
+def test_tool_replaces_regions_keeping_indentation_and_refuses_broken_markup():
+    source = "def f():\n    x = 1\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n\n" \
+             "def g():\n        ### BEGIN SOLUTION\n        pass\n        ### END SOLUTION"
+    out, found = tool.strip_solution(source, "t")
+    assert found and out == ("def f():\n    x = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\n"
+                             "def g():\n        # YOUR CODE HERE\n        raise NotImplementedError()")
+    for broken in ("### BEGIN SOLUTION\nx", "### END SOLUTION", "### BEGIN SOLUTION\n### BEGIN SOLUTION\n"):
+        with pytest.raises(tool.MarkupError):
+            tool.strip_solution(broken, "t")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION")])
+    with pytest.raises(tool.MarkupError, match="not marked as a solution"):
+        tool.student_version(nb)
+
+
+# --------------------------------------------------------------------------- execution in real kernels
+
+def execute(path: Path, workdir: Path, *, allow_errors: bool = False, env: dict | None = None):
+    """Run a copy of ``path`` in a fresh kernel in ``workdir``; return (notebook, seconds)."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(_PROBE))
+    client = NotebookClient(nb, timeout=TIME_LIMIT_S + 10, kernel_name="python3", shutdown_kernel="immediate",
+                            allow_errors=allow_errors, resources={"metadata": {"path": str(workdir)}})
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    start = time.perf_counter()
+    try:
+        asyncio.run(asyncio.wait_for(client.async_execute(), TIME_LIMIT_S + 5))
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return nb, time.perf_counter() - start
+
+
+def outputs_text(cell) -> str:
+    parts = []
+    for o in cell.get("outputs", []):
+        parts.append(o.get("text", ""))
+        parts += [str(v) for v in o.get("data", {}).values()]
+        parts += o.get("traceback", [])
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_solution_passes_every_check_within_budget(path: Path, tmp_path: Path):
+    nb, seconds = execute(path, tmp_path)
+    errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"error outputs: {errors}"
+    stderr = [outputs_text(c) for c in nb.cells if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert not stderr, f"something wrote to stderr: {stderr}"
+    checks = check_cells(nb)
+    reports = [outputs_text(c) for c in checks]
+    assert checks and all("PASS ·" in r and "NOT YET" not in r for r in reports), reports
+    peak = int(re.search(r"STATELAB-PEAK-KIB (\d+)", outputs_text(nb.cells[-1])).group(1)) / 1024
+    print(f"\n{path.name}: solution ran in {seconds:.1f} s, peak kernel memory {peak:.0f} MiB")
+    assert seconds < TIME_LIMIT_S and peak < MEMORY_LIMIT_MB
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_untouched_student_version_reports_not_yet_without_traceback(path: Path, tmp_path: Path):
+    nb, seconds = execute(STUDENT / path.name, tmp_path, allow_errors=True)
+    checks = check_cells(nb)
+    reports = [outputs_text(c) for c in checks]
+    assert checks and all("NOT YET ·" in r and "not written yet" in r for r in reports), reports
+    tracebacks = [r for r in reports if "Traceback" in r or "statelab/labs" in r]
+    assert not tracebacks, f"a check cell shows a traceback: {tracebacks}"
+    errors = [(c.metadata.get("nbgrader", {}).get("grade_id"), o.get("ename")) for c in nb.cells
+              if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"an untouched student lab should run to the end (answers are functions): {errors}"
+    stderr = [o.get("text") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "stream" and o.name == "stderr"]
+    assert not stderr, f"server errors leaked to the cell as stderr: {stderr}"
+    print(f"\n{path.name}: student version ran in {seconds:.1f} s")
+
+
+# --------------------------------------------------------------------------- nbgrader itself
+
+def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"), ("IPYTHONDIR", "ipython")):
+        env[var] = str(course / ".jupyter" / sub)
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args, "--CourseDirectory.root=" + str(course)],
+                          cwd=course, env=env, capture_output=True, text=True, timeout=180)
+
+
+def _course(tmp_path: Path) -> Path:
+    pytest.importorskip("nbgrader", reason="nbgrader is not installed (pip install nbgrader)")
+    course = tmp_path / "course"
+    for path in PATHS:
+        folder = course / "source" / f"lab{path.name[:2]}"
+        folder.mkdir(parents=True)
+        shutil.copy(path, folder / path.name)
+    return course
+
+
+def test_nbgrader_generate_assignment_accepts_every_solution(tmp_path: Path):
+    course = _course(tmp_path)
+    for path in PATHS:
+        assignment = f"lab{path.name[:2]}"
+        done = _nbgrader(course, "generate_assignment", assignment, "--force")
+        released = course / "release" / assignment / path.name
+        assert done.returncode == 0 and released.is_file(), done.stdout + done.stderr
+        ours = nbformat.read(STUDENT / path.name, as_version=4)
+        theirs = nbformat.read(released, as_version=4)
+        code = [(a.source, b.source) for a, b in zip(ours.cells, theirs.cells, strict=True) if a.cell_type == "code"]
+        assert all(a == b for a, b in code), "nbgrader's student version and ours differ in a code cell"
+
+
+@pytest.mark.slow
+def test_nbgrader_autograde_scores_the_solution_full_and_an_untouched_copy_zero(tmp_path: Path):
+    course = _course(tmp_path)
+    path = PATHS[0]
+    assignment = f"lab{path.name[:2]}"
+    assert _nbgrader(course, "generate_assignment", assignment, "--force").returncode == 0
+    for student, source in (("good", path), ("blank", course / "release" / assignment / path.name)):
+        folder = course / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        shutil.copy(source, folder / path.name)
+    done = _nbgrader(course, "autograde", assignment, "--create", "--force")
+    assert done.returncode == 0, done.stdout + done.stderr
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        good = gradebook.find_submission(assignment, "good")
+        blank = gradebook.find_submission(assignment, "blank")
+        assert good.max_score > 0 and good.score == good.max_score, (good.score, good.max_score)
+        assert blank.score == 0
+    graded = nbformat.read(course / "autograded" / "blank" / assignment / path.name, as_version=4)
+    failed = [o for c in check_cells(graded) for o in c.outputs if o.output_type == "error"]
+    assert failed and all(o.ename == "NotYet" and len(o.traceback) == 1 for o in failed)
+
+
+# --------------------------------------------------------------------------- checkers against wrong answers
+
+def _unwritten(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def test_report_text_and_html():
+    report = sl.labs.Report("Demo")
+    report.expect("a thing", True, "1", 1)
+    assert report.passed and "PASS · Demo" in repr(report) and "&#10003;" in report._repr_html_()
+    report.expect("a <b>bad</b> thing", False, "2", 3)
+    assert not report.passed and "expected 2; happened: 3" in repr(report)
+    assert "&lt;b&gt;" in report._repr_html_() and "NOT YET" in report._repr_html_()
+
+
+def test_a_checker_never_raises_at_the_learner(capsys):
+    def buggy(cluster, users=9):
+        return {"kept": 1} ["lost"]  # a KeyError in the learner's code
+
+    report = sl.labs.check_carts_after_crash(buggy)
+    assert not report.passed and "raised KeyError" in report.problem and "buggy" in report.problem
+    report = sl.labs.check_carts_after_crash("not a function")
+    assert not report.passed and "should be a function" in report.problem
+    report = sl.labs.check_carts_after_crash(_unwritten)
+    assert "not written yet" in report.problem
+
+
+def test_hook_errors_inside_servers_are_reported_not_printed(capfd):
+    from flask import request
+
+    def revoke(denied):
+        def plugin(app):
+            @app.before_request
+            def hook():
+                request.headers["Authorization"]  # KeyError for a request without a token
+
+        return plugin
+
+    report = sl.labs.check_logout_revokes(revoke, set)
+    assert not report.passed
+    assert any("KeyError" in note for note in report.notes), report
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
+
+
+def test_grading_mode_fails_the_cell_with_one_line(monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    with pytest.raises(sl.labs.report.NotYet) as caught:
+        sl.labs.check_rotation_keeps_users(_unwritten)
+    assert len(caught.value._render_traceback_()) == 1 and "not written yet" in caught.value._render_traceback_()[0]
+    assert sl.labs.check_rotation_keeps_users(lambda keyring: (keyring.current_kid, keyring.rotate())[0]) is None
+
+
+def test_lab01_wrong_stores():
+    assert "store object" in repr(sl.labs.check_survives_crash(lambda: "sqlite"))
+    from statelab.sessions import MemoryStore
+
+    report = sl.labs.check_survives_crash(MemoryStore)  # one object, given to every server
+    assert report.passed, "one MemoryStore object shared by all servers stands for Redis and survives a crash"
+
+    class NoIdCheck:
+        kind = "naive-files"
+
+        def __init__(self, folder):
+            self.folder = Path(folder)
+            self.lock = threading.Lock()
+
+        def create(self, data, ttl):
+            sid = sl.sessions.new_session_id()
+            (self.folder / f"{sid}.json").write_text(json.dumps(data))
+            return sid
+
+        def get(self, sid):
+            try:
+                return json.loads((self.folder / f"{sid}.json").read_text())
+            except (OSError, ValueError):
+                return None
+
+        def update(self, sid, change):
+            with self.lock:
+                data = self.get(sid)
+                if data is None:
+                    return None
+                new = change(data)
+                (self.folder / f"{sid}.json").write_text(json.dumps(new))
+                return new
+
+        def delete(self, sid):
+            try:
+                (self.folder / f"{sid}.json").unlink()
+                return True
+            except OSError:
+                return False
+
+        def count(self):
+            return len(list(self.folder.glob("*.json")))
+
+        def clear(self):
+            for p in self.folder.glob("*.json"):
+                p.unlink()
+
+    report = sl.labs.check_session_store(NoIdCheck)
+    failed = [f.behaviour for f in report.failed]
+    assert any("forged session id" in b for b in failed), report
+    assert any("expires" in b for b in failed), report  # it never expires anything
+
+
+def test_a_store_that_deadlocks_is_reported_within_seconds():
+    class TakesItsLockTwice:
+        kind = "deadlock"
+
+        def __init__(self, folder):
+            self.lock = threading.Lock()
+
+        def create(self, data, ttl):
+            return sl.sessions.new_session_id()
+
+        def update(self, sid, change):
+            with self.lock:
+                return None
+
+        def get(self, sid):
+            with self.lock:
+                return self.update(sid, lambda data: data)  # the lock is not reentrant: waits forever
+
+        def delete(self, sid):
+            return False
+
+        def count(self):
+            return 0
+
+        def clear(self):
+            pass
+
+    start = time.perf_counter()
+    report = sl.labs.check_session_store(TakesItsLockTwice)
+    assert time.perf_counter() - start < 15
+    assert "did not return within" in report.problem and "lock taken twice" in report.problem
+
+
+def test_lab02_wrong_plugins():
+    from flask import request
+
+    def remember_only(denied):  # adds at logout, never refuses
+        def plugin(app):
+            keyring = app.extensions["statelab"]["keyring"]
+
+            @app.before_request
+            def hook():
+                if request.path == "/logout" and request.headers.get("Authorization"):
+                    claims = keyring.verify(request.headers["Authorization"][7:])
+                    denied.add(claims["jti"], claims["exp"])
+
+        return plugin
+
+    def revoke(denied):  # a correct plugin, so the task 3 check judges only the measurement
+        def plugin(app):
+            keyring = app.extensions["statelab"]["keyring"]
+
+            @app.before_request
+            def hook():
+                try:
+                    claims = keyring.verify(request.headers.get("Authorization", "")[7:])
+                except sl.TokenError:
+                    return None
+                if claims["jti"] in denied:
+                    return {"error": "revoked"}, 401
+                if request.path == "/logout":
+                    denied.add(claims["jti"], claims["exp"])
+                return None
+
+        return plugin
+
+    deny_list = sl.labs.revoke._StandIn
+    report = sl.labs.check_logout_revokes(remember_only, deny_list)
+    assert any("refused by every server" in f.behaviour for f in report.failed), report
+    assert sl.labs.check_logout_revokes(revoke, deny_list).passed
+    report = sl.labs.check_shared_list(lambda servers, token: 0, revoke, deny_list)
+    assert any("a list per server" in f.behaviour for f in report.failed), report
+
+
+def _hash_pick(key, live):
+    return live[sum(key.encode()) % len(live)]
+
+
+def test_lab03_wrong_routing():
+    def sticky_no_failover(key, cookie, live, all):
+        return cookie if cookie in all else _hash_pick(key, live)
+
+    assert sl.labs.check_pins_users(sticky_no_failover).passed
+    report = sl.labs.check_failover(sticky_no_failover)
+    assert not report.passed and "dead server" in report.summary()
+
+    def failover(key, cookie, live, all):
+        return cookie if cookie in live else _hash_pick(key, live)
+
+    def ignores_drained(strategy, drained):
+        return strategy
+
+    assert sl.labs.check_failover(failover).passed
+    assert not sl.labs.check_draining(ignores_drained, failover).passed
+
+
+def test_lab04_wrong_rotations():
+    def careless(keyring):
+        old = keyring.current_kid
+        keyring.rotate()
+        keyring.retire(old)
+        return old
+
+    report = sl.labs.check_rotation_keeps_users(careless)
+    assert any("still verifies" in f.behaviour for f in report.failed), report
+
+    from flask import request
+
+    def launders(app):  # re-signs whatever it is sent, without verifying: a forged token comes back genuine
+        state = app.extensions["statelab"]
+
+        @app.after_request
+        def resign(response):
+            token = request.headers.get("Authorization", "")[7:]
+            claims = sl.inspect_token(token).claims
+            if token and sl.inspect_token(token).header.get("kid") != state["keyring"].current_kid and "sub" in claims:
+                body = response.get_json(silent=True) or {}
+                body["token"] = state["keyring"].issue(claims["sub"], 60, cart=claims.get("cart", []))
+                response.set_data(json.dumps(body))
+            return response
+
+    report = sl.labs.check_resign(launders)
+    assert any("tampered" in f.behaviour for f in report.failed), report
+
+    def counts_expired_too(tokens, old_kid):
+        return sum(sl.inspect_token(t).header.get("kid") == old_kid for t in tokens)
+
+    assert not sl.labs.check_prediction(counts_expired_too).passed
+
+
+def test_lab05_wrong_idempotency():
+    from flask import jsonify, request
+
+    def per_server(answers):  # each server remembers alone: a retry on another server is a new order
+        def plugin(app):
+            mine = {}
+
+            @app.before_request
+            def replay():
+                key = request.headers.get("Idempotency-Key")
+                if request.path == "/checkout" and key in mine:
+                    status, body = mine[key]
+                    return jsonify(body), status
+
+            @app.after_request
+            def remember(response):
+                key = request.headers.get("Idempotency-Key")
+                if request.path == "/checkout" and key and key not in mine:
+                    mine[key] = (response.status_code, response.get_json())
+                return response
+
+        return plugin
+
+    report = sl.labs.check_retry_once(per_server)
+    assert any("first answer again" in f.behaviour for f in report.failed), report
+
+    def new_key_each_time(send, attempts=5):
+        ex = None
+        for i in range(attempts):
+            ex = send({"Idempotency-Key": f"try-{i}"})
+            if ex.status is not None and ex.status < 500:
+                return ex
+        return ex
+
+    def claim_first(answers):  # a correct server side, so the check judges only the client
+        from flask import g
+
+        lock = threading.Lock()
+
+        def plugin(app):
+            keyring = app.extensions["statelab"]["keyring"]
+
+            @app.before_request
+            def claim():
+                key = request.headers.get("Idempotency-Key")
+                if request.path != "/checkout" or key is None:
+                    return None
+                scope = (keyring.verify(request.headers["Authorization"][7:])["sub"], key)
+                with lock:
+                    seen = answers.setdefault(scope, None)
+                    if seen is None:
+                        answers[scope] = "busy"
+                        g.scope = scope
+                        return None
+                if seen == "busy":
+                    return jsonify(error="in progress"), 409
+                return jsonify(seen[1]), seen[0]
+
+            @app.after_request
+            def remember(response):
+                if getattr(g, "scope", None):
+                    answers[g.scope] = (response.status_code, response.get_json())
+                return response
+
+        return plugin
+
+    report = sl.labs.check_retries(new_key_each_time, claim_first)
+    assert any("same Idempotency-Key" in f.behaviour for f in report.failed), report
+    assert any("exactly one order" in f.behaviour for f in report.failed), report
+
+
+# --------------------------------------------------------------------------- the balancer extension point
+
+def test_routing_function_pins_fails_over_and_reports_its_own_errors():
+    calls = []
+
+    def pick(client_key, cookie, live, all):
+        calls.append((client_key, cookie, tuple(live), tuple(all)))
+        return cookie if cookie in live else live[0]
+
+    with sl.Cluster(3, "stateful", balancer=pick) as cluster:
+        alice = sl.Client(cluster.url, ip="10.1.2.3")
+        first = alice.login("alice")
+        assert first.ok and alice.cookies.get("statelab-lb") == first.served_by == "server-0"
+        assert calls[0] == ("10.1.2.3", None, ("server-0", "server-1", "server-2"),
+                            ("server-0", "server-1", "server-2"))
+        assert alice.cart().served_by == "server-0" and calls[-1][1] == "server-0"
+        cluster.kill(0)
+        moved = alice.me()
+        assert moved.status == 401 and moved.served_by == "server-1" and alice.cookies["statelab-lb"] == "server-1"
+        assert calls[-1][2] == ("server-1", "server-2"), "asked again without the server that refused"
+
+        cluster.strategy = lambda key, cookie, live, all: "server-0"  # keeps choosing the dead server
+        again = alice.me()
+        assert again.status == 503 and "again" in again.body["error"]
+        cluster.strategy = lambda key, cookie, live, all: "nobody"
+        assert alice.me().status == 500 and "not one of" in alice.last.body["error"]
+        cluster.strategy = lambda key, cookie, live, all: 1 / 0
+        assert alice.me().status == 500 and "ZeroDivisionError" in alice.last.body["error"]
+        cluster.strategy = "round_robin"  # the named strategies are untouched
+        assert cluster.strategy == "round_robin"
+        with pytest.raises(ValueError, match="or a function"):
+            cluster.strategy = "fastest"
