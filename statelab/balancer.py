@@ -13,6 +13,19 @@ Strategies:
 * ``ip_hash`` - the client's address picks the backend (``X-Forwarded-For`` when the
   client sends one, which is how a statelab ``Client(ip=...)`` plays a user at home).
 * ``least_connections`` - the backend with the fewest requests in flight.
+* a function of your own (the extension point the routing lab uses)::
+
+      def pin(client_key: str, cookie: str | None, live: list[str], all: list[str]) -> str:
+          ...  # return the name of the backend that should answer
+
+      cluster.strategy = pin        # or Cluster(..., balancer=pin), LoadBalancer(servers, pin)
+
+  ``client_key`` is the client's address (``X-Forwarded-For`` when sent), ``cookie`` the value of
+  the balancer cookie (``statelab-lb``) or None, ``live`` the backends not known to be down, and
+  ``all`` every backend, by name. The balancer sets the cookie to the backend that answered, so a
+  function that returns ``cookie`` while it is live pins a user. If the chosen backend refuses the
+  connection it is marked down and the function is asked again, with ``live`` updated; choosing it
+  again gets a 503. A function that raises, or names no backend, gets a 500 JSON error.
 
 A backend that refuses the connection is marked down and the request goes to the next live
 one: nothing was sent, so retrying is safe for any method. A backend that fails after the
@@ -27,7 +40,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -36,6 +49,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from .app import MAX_BODY
+from .proxy import cookie_path
 from .server import HttpService, register
 
 STRATEGIES = ("round_robin", "sticky", "ip_hash", "least_connections")
@@ -43,6 +57,9 @@ COOKIE = "statelab-lb"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "content-length", "host"}
 RETRY_DOWN_AFTER = 0.5  # seconds before a backend marked down is tried again
+
+#: A routing function: (client_key, balancer cookie or None, live backend names, all names) -> a name.
+Strategy = Callable[[str, str | None, list[str], list[str]], str]
 
 
 @dataclass
@@ -74,7 +91,7 @@ def _json(status: int, message: str, name: str) -> Response:
 class LoadBalancer(HttpService):
     """A reverse proxy over ``servers`` with a routing ``strategy`` you can change live."""
 
-    def __init__(self, servers: Iterable[Any] = (), strategy: str = "round_robin", *,
+    def __init__(self, servers: Iterable[Any] = (), strategy: str | Strategy = "round_robin", *,
                  name: str = "balancer", port: int = 0, timeout: float = 10.0, start: bool = True) -> None:
         super().__init__(name, port)
         self.strategy = strategy
@@ -88,13 +105,16 @@ class LoadBalancer(HttpService):
 
     # --- configuration --------------------------------------------------------------------
     @property
-    def strategy(self) -> str:
+    def strategy(self) -> str | Strategy:
         return self._strategy
 
     @strategy.setter
-    def strategy(self, value: str) -> None:
+    def strategy(self, value: str | Strategy) -> None:
+        if callable(value):  # a routing function of your own (see the module docstring)
+            self._strategy = value
+            return
         if value not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {value!r}")
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} or a function, not {value!r}")
         self._strategy = value
 
     def add(self, server: Any) -> None:
@@ -176,6 +196,8 @@ class LoadBalancer(HttpService):
                 return _json(e.code or 400, f"could not read the request body ({e.name})", self.name)
             if request.content_length is None and len(body) >= MAX_BODY:
                 return too_large  # chunked: werkzeug stops reading at the cap without saying so
+            if callable(self._strategy):
+                return self._route_by(self._strategy, request, body)
             order, set_cookie = self._order(request)
             if not order:
                 return _json(503, "no backend servers are configured", self.name)
@@ -184,11 +206,46 @@ class LoadBalancer(HttpService):
                 if response is None:
                     continue  # refused: nothing was sent, so the next backend may take it
                 if self._strategy == "sticky" and (set_cookie or request.cookies.get(COOKIE) != backend.name):
-                    response.set_cookie(COOKIE, backend.name, httponly=True, samesite="Lax", path="/")
+                    response.set_cookie(COOKIE, backend.name, httponly=True, samesite="Lax",
+                                        path=cookie_path(request.headers))
                 return response
             return _json(503, "no live backend: every server is down", self.name)
 
         return proxy
+
+    def _route_by(self, choose: Strategy, request: Request, body: bytes) -> Response:
+        """Route with a function: ask it for a backend; if that one refuses, ask again without it."""
+        cookie = request.cookies.get(COOKIE)
+        key = self._client_key(request)
+        label = getattr(choose, "__name__", "the routing function")
+        refused: list[str] = []
+        while True:
+            with self._state_lock:
+                backends = list(self._backends)
+            names = [b.name for b in backends]
+            untried = [b for b in backends if b.name not in refused]
+            live = [b.name for b in untried if b.up] or [b.name for b in untried]  # all marked down: try anyway
+            if not live:
+                return _json(503, "no live backend: every server is down" if names else
+                             "no backend servers are configured", self.name)
+            try:
+                choice = choose(key, cookie, list(live), list(names))
+            except Exception as e:
+                return _json(500, f"routing function {label} raised {type(e).__name__}: {e}", self.name)
+            backend = next((b for b in backends if b.name == choice), None)
+            if backend is None:
+                return _json(500, f"routing function {label} returned {repr(choice)[:80]}, not one of {names}",
+                             self.name)
+            if choice in refused:
+                return _json(503, f"routing function {label} chose {choice} again, which refused the connection; "
+                             f"live: {live}", self.name)
+            response = self._forward(backend, request, body)
+            if response is None:
+                refused.append(choice)  # marked down; nothing was sent, so ask again
+                continue
+            if cookie != choice:
+                response.set_cookie(COOKIE, choice, httponly=True, samesite="Lax", path=cookie_path(request.headers))
+            return response
 
     def _forward(self, backend: Backend, request: Request, body: bytes) -> Response | None:
         """Relay one request; None when the backend refused it before anything was sent."""

@@ -72,3 +72,26 @@ def cluster():
     for c in started:
         c.stop()
 
+
+
+# --- browser fixtures shared by the browser test modules (tests/browser.py has the helpers) -------
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for one test module (skipped without one; a failure under STATELAB_REQUIRE_BROWSER=1)."""
+    from browser import chromium, require_browser
+
+    require_browser()
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page in its own browser context (own cookies) at the design's 1280 px width, closed after."""
+    from browser import VIEWPORT
+
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -13,9 +13,24 @@ from typing import Any
 import ipywidgets as W
 
 from ..balancer import STRATEGIES
+from ..proxy import page_url
 from ._base import BORDER, FG_DIM, GREEN, GREY, RED, SOLID, Runner, box, button, esc, pill, server_hue
 
 CARD_WIDTH = "225px"
+
+
+def page_link(service: Any) -> str:
+    """A link that opens ``service``'s page (a Server, or a balancer) in a new browser tab: its own url on
+    your machine, or through jupyter-server-proxy under JupyterHub/Binder (see :mod:`statelab.proxy`)."""
+    href = page_url(service)
+    if href.startswith("http"):
+        text, title = f"{esc(service.url)}/", "open this page in a new browser tab"
+    else:
+        text = "open its page (via Jupyter)"
+        title = (f"{service.url} listens on the machine that runs this notebook, not on yours: "
+                 "this link reaches it through Jupyter's proxy")
+    return (f'<a href="{esc(href)}" target="_blank" rel="noopener noreferrer" title="{esc(title)}"'
+            f' style="color:var(--jp-content-link-color, #1976d2); font-size:11px">{text}&nbsp;&#8599;</a>')
 
 
 def _card_layout() -> W.Layout:
@@ -80,7 +95,7 @@ class ServerCard(W.VBox):
             f'<div style="border-left:5px solid hsl({hue}, 70%, 50%); padding-left:6px">'
             f'<b style="font-size:14px">{esc(s.name)}</b> &nbsp;{state}<br>'
             f'<span style="color:{FG_DIM}">mode:</span> {mode}<br>{held}<br>{served}<br>'
-            f'<span style="color:{FG_DIM}; font-size:11px">{esc(s.url)}</span></div>'
+            f'{page_link(s)}</div>'
         )
         self.layout.border = f"{'1px' if alive else '2px'} solid {BORDER if alive else SOLID[RED]}"
         self.kill_button.disabled = not alive
@@ -136,7 +151,7 @@ class BalancerCard(W.VBox):
             f'<b style="font-size:14px">{esc(lb.name)}</b> &nbsp;{state}<br>'
             f'<span style="color:{FG_DIM}">routed to each server:</span>'
             + "".join(rows)
-            + f'<span style="color:{FG_DIM}; font-size:11px">{esc(lb.url)}</span>'
+            + page_link(lb)
         )
         if self.strategy_dropdown.value != self.cluster.strategy:  # changed from a cell
             self._syncing = True

@@ -1,0 +1,144 @@
+"""Binder: the README's badge points at this repository, and binder/ builds an environment that runs the notebooks.
+
+repo2docker reads only binder/ when that folder exists. binder/requirements.txt refers to ../requirements.txt
+(which installs statelab itself with ``-e .``): a local reference, so repo2docker copies the whole repository
+and runs ``pip install -r binder/requirements.txt`` from its root, into the one environment that runs both
+JupyterLab and the kernel. The slow test does the same in a fresh virtualenv (no docker here) and runs the
+start-here notebook with that environment's own kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BINDER = ROOT / "binder"
+START = "notebooks/00_start_here.ipynb"
+BADGE_LINK = re.compile(r"https://mybinder\.org/v2/gh/([^/\s)]+)/([^/\s)]+)/([^?\s)]+)\?urlpath=([^\s)&]+)")
+
+
+def _requirement_lines(path: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def _repository() -> tuple[str, str]:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("urls", {})
+    assert "Repository" in urls, "pyproject.toml needs [project.urls] Repository: the one place the address lives"
+    match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)/?", urls["Repository"])
+    assert match, f"Repository must be a GitHub url (Binder builds from it), not {urls['Repository']!r}"
+    return match.group(1), match.group(2)
+
+
+def test_binder_requirements_install_statelab_and_the_proxy():
+    lines = _requirement_lines(BINDER / "requirements.txt")
+    assert "-r ../requirements.txt" in lines, "binder/requirements.txt must install what the notebooks need"
+    main = _requirement_lines(ROOT / "requirements.txt")
+    assert "-e ." in main, "requirements.txt must install statelab itself"
+    assert any(re.fullmatch(r"jupyter-server-proxy\s*>=\s*4(\.\d+)*", line) for line in lines), lines
+    for line in lines + main:
+        name = re.split(r"[\s\[<>=!~;]", line, maxsplit=1)[0].lower()
+        if name == "ipywidgets":  # repo2docker ships ipywidgets 8: a pin below it breaks every widget
+            assert re.fullmatch(r"ipywidgets\s*>=\s*8(\.\d+)*", line), f"ipywidgets only with a floor >= 8: {line}"
+        if name == "jupyterlab":
+            assert re.fullmatch(r"jupyterlab\s*>=\s*4(\.\d+)*", line), f"jupyterlab only with a floor >= 4: {line}"
+    runtime = (BINDER / "runtime.txt").read_text().strip()
+    assert re.fullmatch(r"python-3\.(1[0-9])", runtime), f"runtime.txt: {runtime!r} (requires-python is >= 3.10)"
+    post_build = BINDER / "postBuild"
+    assert not post_build.exists() or os.access(post_build, os.X_OK), "repo2docker runs postBuild only if executable"
+
+
+def test_readme_binder_badge_points_at_the_repository():
+    owner, repo = _repository()
+    readme = (ROOT / "README.md").read_text()
+    links = BADGE_LINK.findall(readme)
+    assert links, ("README.md has no Binder link (https://mybinder.org/v2/gh/<owner>/<repo>/HEAD?urlpath=...); "
+                   "add the badge line")
+    assert re.search(r"\[!\[[^\]]*\]\(https://mybinder\.org/badge[^)]*\)\]\(https://mybinder\.org/v2/gh/", readme), \
+        "the Binder link should be the usual badge: [![Binder](https://mybinder.org/badge_logo.svg)](...)"
+    for link_owner, link_repo, ref, urlpath in links:
+        assert (link_owner, link_repo) == (owner, repo), \
+            f"README's Binder link builds {link_owner}/{link_repo}, pyproject's Repository is {owner}/{repo}"
+        assert ref == "HEAD", f"the badge should build the default branch (HEAD), not {ref!r}"
+        path = urllib.parse.unquote(urlpath)
+        assert path.startswith("lab/tree/"), f"urlpath should open JupyterLab on a notebook: {path}"
+        notebook = path.removeprefix("lab/tree/")
+        assert notebook == START and (ROOT / notebook).is_file(), f"the badge should open {START}, not {notebook}"
+
+
+# --- a fresh environment built the way repo2docker builds it ---------------------------------------------------------
+
+PROBE = """\
+import json, sys, importlib.metadata as md, statelab
+print("PROBE " + json.dumps({"prefix": sys.prefix, "statelab": statelab.__file__,
+                             "ipywidgets": md.version("ipywidgets"), "jupyterlab": md.version("jupyterlab")}))
+"""
+
+RUN_NOTEBOOK = """\
+import sys, nbformat
+from nbclient import NotebookClient
+path, out = sys.argv[1], sys.argv[2]
+nb = nbformat.read(path, as_version=4)
+nb.cells.append(nbformat.v4.new_code_cell(sys.stdin.read()))
+NotebookClient(nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": sys.argv[3]}}).execute()
+nbformat.write(nb, out)
+"""
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float, stdin: str = "") -> str:
+    done = subprocess.run(command, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=timeout)
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed ({done.returncode}):\n{output[-4000:]}")
+    return output
+
+
+@pytest.mark.slow
+def test_fresh_binder_environment_runs_start_here(tmp_path):
+    from browser import jupyter_env
+
+    repo, venv = tmp_path / "repo", tmp_path / "venv"
+    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "venv", "test-artifacts", "__pycache__", "*.egg-info", ".ipynb_checkpoints", "build"))
+    env = jupyter_env(tmp_path / "home")
+    for var in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
+        env.pop(var, None)
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    python = str(venv / "bin" / "python")
+    try:
+        _run([sys.executable, "-m", "venv", str(venv)], tmp_path, env, 120)
+        # What repo2docker runs, from the repository's root (pip's wheel cache makes this a minute, not five).
+        _run([python, "-m", "pip", "install", "-q", "-r", "binder/requirements.txt"], repo, env, 600)
+        if (repo / "binder" / "postBuild").exists():
+            _run(["bash", "binder/postBuild"], repo, env, 300)
+
+        jupyter = str(venv / "bin" / "jupyter")
+        servers = _run([jupyter, "server", "extension", "list"], repo, env, 60)
+        assert re.search(r"jupyter_server_proxy\b.*enabled", servers), servers
+        labext = _run([jupyter, "labextension", "list"], repo, env, 60)
+        assert "@jupyter-widgets/jupyterlab-manager" in labext, labext
+
+        out = tmp_path / "ran.ipynb"
+        _run([python, "-c", RUN_NOTEBOOK, str(repo / START), str(out), str(repo / "notebooks")], repo, env, 240,
+             stdin=PROBE)
+        import nbformat
+
+        ran = nbformat.read(out, as_version=4)
+        outputs = [o for c in ran.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert [o for o in outputs if o.output_type == "error"] == []
+        probe = json.loads(re.search(r"PROBE (.*)", ran.cells[-1].outputs[0]["text"]).group(1))
+        assert Path(probe["prefix"]).resolve() == venv.resolve(), f"the kernel ran in {probe['prefix']}, not the venv"
+        assert Path(probe["statelab"]).resolve().is_relative_to(repo.resolve()), f"statelab from {probe['statelab']}"
+        assert int(probe["ipywidgets"].split(".")[0]) >= 8 and int(probe["jupyterlab"].split(".")[0]) >= 4, probe
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)  # about 450 MB
