@@ -39,7 +39,10 @@ TITLE = re.compile(r"^# Lab (\d\d) · \S.*$")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 TIME_LIMIT_S = float(os.environ.get("STATELAB_NOTEBOOK_TIMEOUT", "30"))
 MEMORY_LIMIT_MB = 200
-_PROBE = "import resource as _r\nprint('STATELAB-PEAK-KIB', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)"
+_PROBE = ("import re as _re, resource as _r, pathlib as _p\n"
+          "_s = _p.Path('/proc/self/status')\n"
+          "_m = _re.search(r'VmHWM:\\s+(\\d+) kB', _s.read_text()) if _s.exists() else None\n"
+          "print('STATELAB-PEAK-KIB', _m.group(1) if _m else _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)")
 
 PATHS = sorted(SOLUTIONS.glob("*.ipynb"))
 IDS = [p.name for p in PATHS]

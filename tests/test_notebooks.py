@@ -32,8 +32,12 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python
 TIME_LIMIT_S = float(os.environ.get("STATELAB_NOTEBOOK_TIMEOUT", "30"))
 MEMORY_LIMIT_MB = 200
 
-# Appended to the executed copy only: the kernel's own view of its peak memory (Linux: ru_maxrss in KiB).
-_PROBE = "import resource as _r\nprint('STATELAB-PEAK-KIB', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)"
+# Appended to the executed copy only: the kernel's peak memory. VmHWM, not ru_maxrss: Linux carries
+# ru_maxrss across fork+exec, so a kernel started by a big pytest process would report pytest's size.
+_PROBE = ("import re as _re, resource as _r, pathlib as _p\n"
+          "_s = _p.Path('/proc/self/status')\n"
+          "_m = _re.search(r'VmHWM:\\s+(\\d+) kB', _s.read_text()) if _s.exists() else None\n"
+          "print('STATELAB-PEAK-KIB', _m.group(1) if _m else _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)")
 
 
 def notebook_paths() -> list[Path]:
