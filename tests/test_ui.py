@@ -315,3 +315,18 @@ def test_refresh_is_quick_and_sends_nothing(cluster, dashboards):
     per = (time.perf_counter() - start) / 20
     assert sum(c.balancer.counts.values()) == before  # refreshing is reading state, not requesting
     assert per < 0.25
+
+
+def test_dashboard_shows_a_routing_function_and_switches_back_and_forth():
+    def pin(client_key, cookie, live, all):
+        return cookie if cookie in live else live[0]
+
+    with sl.Cluster(2, balancer=pin) as cluster:
+        card = sl.ui.dashboard(cluster).balancer_cards[0]
+        assert card.strategy_dropdown.value is pin
+        assert "pin()" in card.strategy_dropdown.label
+        card.strategy_dropdown.value = "sticky"
+        assert cluster.strategy == "sticky"
+        cluster.strategy = pin
+        card.refresh()
+        assert card.strategy_dropdown.value is pin

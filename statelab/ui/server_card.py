@@ -109,7 +109,7 @@ class BalancerCard(W.VBox):
         self.cluster = cluster
         self.palette = palette
         self.info = W.HTML()
-        self.strategy_dropdown = W.Dropdown(options=list(STRATEGIES), value=cluster.strategy,
+        self.strategy_dropdown = W.Dropdown(options=_strategy_options(cluster.strategy), value=cluster.strategy,
                                             description="strategy", layout=W.Layout(width="195px"),
                                             style={"description_width": "56px"})
         own_message = runner is None
@@ -129,7 +129,7 @@ class BalancerCard(W.VBox):
 
         def apply() -> None:
             self.cluster.strategy = value
-        self.runner.run(apply, lambda _: f"balancer strategy is now {esc(value)}")
+        self.runner.run(apply, lambda _: f"balancer strategy is now {esc(_strategy_label(value))}")
 
     def refresh(self) -> None:
         lb = self.cluster.balancer
@@ -156,6 +156,19 @@ class BalancerCard(W.VBox):
         if self.strategy_dropdown.value != self.cluster.strategy:  # changed from a cell
             self._syncing = True
             try:
+                self.strategy_dropdown.options = _strategy_options(self.cluster.strategy)
                 self.strategy_dropdown.value = self.cluster.strategy
             finally:
                 self._syncing = False
+
+
+def _strategy_label(strategy: Any) -> str:
+    return strategy if isinstance(strategy, str) else f"{getattr(strategy, '__name__', 'function')}()"
+
+
+def _strategy_options(current: Any) -> list[tuple[str, Any]]:
+    """The named strategies, plus the cluster's own routing function when it has one (labs do)."""
+    options: list[tuple[str, Any]] = [(name, name) for name in STRATEGIES]
+    if not isinstance(current, str):
+        options.append((_strategy_label(current), current))
+    return options
