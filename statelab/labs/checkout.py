@@ -22,7 +22,6 @@ from flask import Flask, g, jsonify, request
 from ..app import ApiError
 from ..client import Client, Exchange
 from ..cluster import Cluster
-from ..tokens import TokenError
 from .report import Report, blame, call, checker
 
 
@@ -69,22 +68,9 @@ def checkout(orders: Orders, *, work: float = 0.05) -> Callable[[Flask], None]:
             raise ValueError("the checkout plugin supports the stateful and stateless modes")
 
         def who() -> tuple[str, list[dict[str, Any]]]:
-            if mode == "stateful":
-                sid = request.cookies.get(state["cookie_name"], "")
-                data = state["store"].get(sid) if 0 < len(sid) <= 256 else None
-                if data is None:
-                    raise ApiError(401, "not logged in: no valid session cookie (log in first)")
-                g.sid = sid
-                return data["user"], list(data.get("cart") or [])
-            auth = request.headers.get("Authorization", "")
-            if not auth.startswith("Bearer "):
-                raise ApiError(401, "not logged in: send Authorization: Bearer <token>")
-            try:
-                claims = state["keyring"].verify(auth[7:].strip())
-            except TokenError as e:
-                raise ApiError(401, str(e)) from None
-            cart = claims.get("cart", [])
-            return claims["sub"], list(cart) if isinstance(cart, list) else []
+            user, data = state["current"]()  # the app's own check: session cookie or bearer token, else 401
+            cart = data.get("cart")
+            return user, list(cart) if isinstance(cart, list) else []
 
         @app.post("/checkout")
         def checkout_post():
