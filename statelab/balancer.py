@@ -29,7 +29,9 @@ Strategies:
 
 A backend that refuses the connection is marked down and the request goes to the next live
 one: nothing was sent, so retrying is safe for any method. A backend that fails after the
-request was sent is not retried (it might have acted on it): the client gets a 502.
+request was sent (it crashed mid-answer) is retried on the next one only for idempotent methods
+(GET, HEAD, OPTIONS, PUT, DELETE), as nginx's ``proxy_next_upstream`` does; a POST gets a 502,
+because the server may have acted on it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ COOKIE = "statelab-lb"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "content-length", "host"}
 RETRY_DOWN_AFTER = 0.5  # seconds before a backend marked down is tried again
+IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}  # RFC 9110: repeating them changes nothing more
 
 #: A routing function: (client_key, balancer cookie or None, live backend names, all names) -> a name.
 Strategy = Callable[[str, str | None, list[str], list[str]], str]
@@ -248,7 +251,12 @@ class LoadBalancer(HttpService):
             return response
 
     def _forward(self, backend: Backend, request: Request, body: bytes) -> Response | None:
-        """Relay one request; None when the backend refused it before anything was sent."""
+        """Relay one request; None when the next backend may take it instead.
+
+        That is when the backend refused the connection (nothing was sent), or when it was cut
+        mid-answer (a crash) and the method is idempotent. A POST cut mid-answer gets a 502: the
+        server may have acted on it, and only the client can decide whether to send it again.
+        """
         conn = http.client.HTTPConnection(backend.host, backend.port, timeout=self.timeout)
         try:
             conn.connect()
@@ -273,9 +281,11 @@ class LoadBalancer(HttpService):
             data = upstream.read()
         except ValueError as e:  # http.client refuses to send it: control characters in method or headers
             return _json(400, f"malformed request: {e}", self.name)
-        except (TimeoutError, OSError, http.client.HTTPException):
+        except (TimeoutError, OSError, http.client.HTTPException) as e:
             with self._state_lock:
                 backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
+            if request.method in IDEMPOTENT and not isinstance(e, TimeoutError):
+                return None  # cut mid-answer (a crash): repeating an idempotent request is safe
             return _json(502, f"{backend.name} failed while answering (the request may have been acted on)",
                          self.name)
         finally:
