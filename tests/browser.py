@@ -48,7 +48,13 @@ USER_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
 }
 # No "build recommended" prompt: it is page configuration, not a setting (jupyterlab reads labconfig/).
-PAGE_CONFIG = {"buildCheck": False, "buildAvailable": False}
+PAGE_CONFIG = {"buildCheck": False, "buildAvailable": False,
+               # nbgrader (a test dependency, for the labs) adds its own panels and server calls to
+               # every JupyterLab in the environment; the browser tests are about our notebooks.
+               "disabledExtensions": {"@jupyter/nbgrader": True}}
+SERVER_CONFIG = {"ServerApp": {"jpserver_extensions": {
+    f"nbgrader.server_extensions.{name}": False
+    for name in ("formgrader", "validate_assignment", "assignment_list", "course_list")}}}
 
 # Console errors that say nothing about our notebooks, as (pattern, the reason it is safe to ignore). Empty on
 # purpose: JupyterLab 4.6 + ipywidgets 8.1 log no console error for our notebooks. Add one only with its reason.
@@ -117,6 +123,7 @@ def jupyter_env(home: Path) -> dict[str, str]:
         path.write_text(json.dumps(values, indent=2))
     (config / "labconfig").mkdir(exist_ok=True)
     (config / "labconfig" / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
+    (config / "jupyter_server_config.json").write_text(json.dumps(SERVER_CONFIG))
     return env
 
 
