@@ -30,8 +30,9 @@ Strategies:
 A backend that refuses the connection is marked down and the request goes to the next live
 one: nothing was sent, so retrying is safe for any method. A backend that fails after the
 request was sent (it crashed mid-answer) is retried on the next one only for idempotent methods
-(GET, HEAD, OPTIONS, PUT, DELETE), as nginx's ``proxy_next_upstream`` does; a POST gets a 502,
-because the server may have acted on it.
+(GET, HEAD, OPTIONS, PUT, DELETE), as nginx's ``proxy_next_upstream`` does, and for requests
+that carry an ``Idempotency-Key`` header (the client's statement that a repeat is safe); any other
+POST gets a 502, because the server may have acted on it.
 """
 
 from __future__ import annotations
@@ -254,8 +255,9 @@ class LoadBalancer(HttpService):
         """Relay one request; None when the next backend may take it instead.
 
         That is when the backend refused the connection (nothing was sent), or when it was cut
-        mid-answer (a crash) and the method is idempotent. A POST cut mid-answer gets a 502: the
-        server may have acted on it, and only the client can decide whether to send it again.
+        mid-answer (a crash) and the method is idempotent or the request carries an
+        ``Idempotency-Key``. Any other POST cut mid-answer gets a 502: the server may have acted
+        on it, and only the client can decide whether to send it again.
         """
         conn = http.client.HTTPConnection(backend.host, backend.port, timeout=self.timeout)
         try:
@@ -284,8 +286,9 @@ class LoadBalancer(HttpService):
         except (TimeoutError, OSError, http.client.HTTPException) as e:
             with self._state_lock:
                 backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
-            if request.method in IDEMPOTENT and not isinstance(e, TimeoutError):
-                return None  # cut mid-answer (a crash): repeating an idempotent request is safe
+            if (request.method in IDEMPOTENT or "Idempotency-Key" in request.headers) and not isinstance(
+                    e, TimeoutError):
+                return None  # cut mid-answer (a crash), and the client says a repeat is safe
             return _json(502, f"{backend.name} failed while answering (the request may have been acted on)",
                          self.name)
         finally:

@@ -12,6 +12,7 @@ import shutil
 import time
 
 import pytest
+
 from browser import (
     NOTEBOOKS,
     VIEWPORT,

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 
 import pytest
+
 from browser import (
     ARTIFACTS,
     CODE_PROMPTS,

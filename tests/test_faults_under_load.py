@@ -16,6 +16,7 @@ victim while the kill was under way.
 from __future__ import annotations
 
 import random
+import secrets
 import threading
 import time
 from collections import Counter
@@ -83,14 +84,20 @@ def log_in_everyone(url: str, n: int = CLIENTS) -> list[Traffic]:
     return users
 
 
-def drive(t: Traffic, stop: threading.Event, seed: int) -> None:
-    """Half cart reads, half cart writes, until told to stop (or the request budget runs out)."""
+def drive(t: Traffic, stop: threading.Event, seed: int, keyed: bool = False) -> None:
+    """Half cart reads, half cart writes, until told to stop (or the request budget runs out).
+
+    ``keyed``: each write carries an ``Idempotency-Key``, the client's word that a repeat is safe.
+    """
     rng = random.Random(seed)
     for _ in range(MAX_REQUESTS_PER_CLIENT):
         if stop.is_set():
             return
         adding = rng.random() < 0.5
-        ex = t.client.add_to_cart("book") if adding else t.client.cart()
+        if adding and keyed:
+            ex = t.client.post("/cart", {"item": "book", "qty": 1}, headers={"Idempotency-Key": secrets.token_hex(8)})
+        else:
+            ex = t.client.add_to_cart("book") if adding else t.client.cart()
         t.sent["add" if adding else "cart"] += 1
         t.statuses[ex.status if ex.status is not None else ex.error] += 1
         if adding:
@@ -131,10 +138,10 @@ def kill_loop(cluster: sl.Cluster, seconds: float, seed: int = 0) -> list[Kill]:
     return kills
 
 
-def under_load(cluster: sl.Cluster, users: list[Traffic], action):
+def under_load(cluster: sl.Cluster, users: list[Traffic], action, keyed: bool = False):
     """Run ``action()`` while every user's thread drives traffic; return what the action returned."""
     stop = threading.Event()
-    threads = [threading.Thread(target=drive, args=(u, stop, i), name=f"test-client-{i}", daemon=True)
+    threads = [threading.Thread(target=drive, args=(u, stop, i, keyed), name=f"test-client-{i}", daemon=True)
                for i, u in enumerate(users)]
     for t in threads:
         t.start()
@@ -193,6 +200,19 @@ def test_stateless_traffic_fails_only_for_requests_in_flight_at_a_crash():
             assert qty(u.client.cart()) == 1 + u.ok_adds, u.user
             assert u.client.me().body == {"user": u.user}
         assert cluster.alive == [True] * SERVERS
+
+
+def test_stateless_traffic_with_idempotency_keys_sees_no_failure_at_all():
+    # The same kill loop, but every write says a repeat is safe: the balancer re-sends what a crash cut.
+    # For a stateless server that is exactly right: the answer is computed from the token alone.
+    with sl.Cluster(SERVERS, mode="stateless", balancer="round_robin") as cluster:
+        users = log_in_everyone(cluster.url)
+        kills = under_load(cluster, users, lambda: kill_loop(cluster, KILL_LOOP_S), keyed=True)
+        sent, failed, exposed = report("stateless, round robin, keyed writes", users, kills)
+        assert len(kills) >= 10 and sent >= 300
+        assert failed == 0, [ex for u in users for ex in u.failures][:5]
+        for u in users:
+            assert qty(u.client.cart()) == 1 + u.ok_adds == 1 + u.sent["add"], u.user  # each add exactly once
 
 
 def test_sticky_memory_sessions_lose_exactly_the_dead_servers_users():

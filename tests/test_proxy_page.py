@@ -19,9 +19,9 @@ from contextlib import ExitStack
 import nbformat
 import pytest
 import requests
-from browser import collect_problems, jupyter_lab, open_and_run_all, require_browser, screenshot, watch_console
 
 import statelab as sl
+from browser import collect_problems, jupyter_lab, open_and_run_all, require_browser, screenshot, watch_console
 from statelab.proxy import cookie_path, jupyter_prefix, page_url
 from statelab.ui.server_card import ServerCard
 

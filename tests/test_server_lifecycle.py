@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 import nbformat
 import pytest
-from conftest import statelab_threads
 from nbclient import NotebookClient
 
 import statelab as sl
+from conftest import statelab_threads
 from statelab.server import wait_until
 
 
