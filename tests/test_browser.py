@@ -15,8 +15,6 @@ import pytest
 
 from browser import (
     NOTEBOOKS,
-    VIEWPORT,
-    chromium,
     collect_problems,
     jupyter_lab,
     open_and_run_all,
@@ -38,22 +36,6 @@ def lab(tmp_path_factory):
     shutil.copytree(NOTEBOOKS, tmp / "notebooks")
     with jupyter_lab(tmp / "notebooks", tmp / "home") as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    with chromium() as running:
-        yield running
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport=VIEWPORT)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def test_start_here_runs_and_its_dashboard_answers_clicks(lab, page):
