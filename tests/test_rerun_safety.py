@@ -41,6 +41,7 @@ MIN_NOTEBOOKS = 10
 # this takes about 60% of the sequential time (measured: see benchmarks/RESULTS.md and the test's output).
 WORKERS = int(os.environ.get("STATELAB_RERUN_WORKERS", "2"))
 CELL_TIMEOUT_S = 120
+MEMORY_LIMIT_MIB = 200
 
 # Runs in the notebook's kernel; prints one JSON line. Werkzeug answers each request on a short-lived
 # thread, so it first waits for those to end: they are traffic still draining, not leaks.
@@ -58,7 +59,11 @@ def _statelab_probe():
             if isinstance(x, srv.HttpService) and x.alive:
                 found[x.url] = f"{type(x).__name__} {x.name}"
     names = sorted(t.name for t in threading.enumerate())
-    print("STATELAB-PROBE", json.dumps({"threads": threading.active_count(), "names": names, "live": found}))
+    import re, pathlib  # peak memory: VmHWM (ru_maxrss would carry the parent's size across exec)
+    status = pathlib.Path("/proc/self/status")
+    hwm = re.search(r"VmHWM:\s+(\d+) kB", status.read_text()) if status.exists() else None
+    print("STATELAB-PROBE", json.dumps({"threads": threading.active_count(), "names": names, "live": found,
+                                        "peak_kib": int(hwm.group(1)) if hwm else None}))
 _statelab_probe()
 del _statelab_probe
 '''
@@ -173,6 +178,8 @@ def test_notebook_runs_twice_in_one_kernel_without_leaks(reruns, name):
     if isinstance(r, BaseException):
         raise r
     end1, end2, after_stop = r.probes
+    if end1["peak_kib"] is not None:  # one Run all in a fresh kernel stays within the memory budget
+        assert end1["peak_kib"] / 1024 < MEMORY_LIMIT_MIB, f"peak kernel memory {end1['peak_kib'] / 1024:.0f} MiB"
     # re-running everything leaves exactly what one run leaves
     grown = sorted(set(end2["names"]) - set(end1["names"]))
     assert end2["threads"] <= end1["threads"], (
