@@ -170,3 +170,23 @@ def test_nbval_notebooks_within_budget(request):
         print(f"{name}: {seconds:.1f} s under nbval")
     slow = {k: round(v, 1) for k, v in ran.items() if v >= TIME_LIMIT_S}
     assert not slow, f"over the {TIME_LIMIT_S:.0f} s budget: {slow}"
+
+
+def _markdown_of(path: Path) -> str:
+    if path.suffix == ".md":
+        return path.read_text()
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+LINKED = sorted(NOTEBOOKS.glob("*.ipynb")) + sorted((ROOT / "labs").rglob("*.ipynb")) + [
+    ROOT / "README.md", ROOT / "labs" / "README.md"]
+
+
+@pytest.mark.parametrize("path", LINKED, ids=[str(p.relative_to(ROOT)) for p in LINKED])
+def test_relative_links_resolve(path: Path):
+    """The map in 00, the README and every "Next" or "Lab" pointer lead to a file that exists."""
+    targets = [t for t in re.findall(r"\]\(([^)#\s]+)", _markdown_of(path)) if "://" not in t]
+    assert targets, f"{path.name} links nowhere: expected at least a Next/Lab/map link"
+    missing = [t for t in targets if not (path.parent / t).exists()]
+    assert not missing, f"{path.relative_to(ROOT)} links to missing files: {missing}"
