@@ -27,6 +27,7 @@ from typing import Any
 from ..client import Client
 from ..cluster import Cluster
 from . import Evidence, progress, record
+from .scalability import stop_together
 
 ROW = "load_balancing"
 STRATEGIES = ("round_robin", "least_connections", "sticky", "ip_hash")  # affinity ones last: they change the pool
@@ -141,7 +142,7 @@ def run(*, quick: bool = False, servers: int = 4, users: int | None = None, requ
         for _ in bar:
             pass
     finally:
-        _stop_together(clusters)
+        stop_together(clusters)
 
     cv_by_mode = {m: {s: cv(list(loads[m][s].values())) for s in STRATEGIES} for m in MODES}
     unevenness = cv_by_mode["stateful"]
@@ -202,15 +203,6 @@ def run(*, quick: bool = False, servers: int = 4, users: int | None = None, requ
                            seconds=time.perf_counter() - began,
                            extra={"unevenness": unevenness, "share_lost": share_lost, "loads": loads,
                                   "cv_by_mode": cv_by_mode}))
-
-
-def _stop_together(clusters: list[Cluster]) -> None:
-    """Stop clusters in parallel (each stop waits out its servers' poll interval)."""
-    threads = [threading.Thread(target=c.stop, name=f"statelab-stop-{i}") for i, c in enumerate(clusters)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
 
 
 def _crash_under_sticky(cluster: Cluster, clients: list[Client]) -> dict[str, int]:
