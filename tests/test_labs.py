@@ -29,6 +29,7 @@ import nbformat
 import pytest
 
 import statelab as sl
+from kernels import MEMORY_LIMIT_MB, PEAK_MEMORY_PROBE, peak_mib
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "labs" / "solutions"
@@ -38,11 +39,6 @@ NAME = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
 TITLE = re.compile(r"^# Lab (\d\d) · \S.*$")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 TIME_LIMIT_S = float(os.environ.get("STATELAB_NOTEBOOK_TIMEOUT", "30"))
-MEMORY_LIMIT_MB = 200
-_PROBE = ("import re as _re, resource as _r, pathlib as _p\n"
-          "_s = _p.Path('/proc/self/status')\n"
-          "_m = _re.search(r'VmHWM:\\s+(\\d+) kB', _s.read_text()) if _s.exists() else None\n"
-          "print('STATELAB-PEAK-KIB', _m.group(1) if _m else _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)")
 
 PATHS = sorted(SOLUTIONS.glob("*.ipynb"))
 IDS = [p.name for p in PATHS]
@@ -203,7 +199,7 @@ def execute(path: Path, workdir: Path, *, allow_errors: bool = False, env: dict 
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(_PROBE))
+    nb.cells.append(nbformat.v4.new_code_cell(PEAK_MEMORY_PROBE))
     client = NotebookClient(nb, timeout=TIME_LIMIT_S + 10, kernel_name="python3", shutdown_kernel="immediate",
                             allow_errors=allow_errors, resources={"metadata": {"path": str(workdir)}})
     old = {k: os.environ.get(k) for k in (env or {})}
@@ -241,7 +237,7 @@ def test_solution_passes_every_check_within_budget(path: Path, tmp_path: Path):
     checks = check_cells(nb)
     reports = [outputs_text(c) for c in checks]
     assert checks and all("PASS ·" in r and "NOT YET" not in r for r in reports), reports
-    peak = int(re.search(r"STATELAB-PEAK-KIB (\d+)", outputs_text(nb.cells[-1])).group(1)) / 1024
+    peak = peak_mib(nb.cells[-1])
     print(f"\n{path.name}: solution ran in {seconds:.1f} s, peak kernel memory {peak:.0f} MiB")
     assert seconds < TIME_LIMIT_S and peak < MEMORY_LIMIT_MB
 

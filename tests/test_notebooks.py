@@ -21,6 +21,8 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
+from kernels import MEMORY_LIMIT_MB, PEAK_MEMORY_PROBE, peak_mib
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 NAME = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
@@ -30,14 +32,7 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python
 # The project's speed and memory budget per notebook (see the developer guide). A slower machine may widen
 # the time limit with STATELAB_NOTEBOOK_TIMEOUT; the default is the promise made to learners.
 TIME_LIMIT_S = float(os.environ.get("STATELAB_NOTEBOOK_TIMEOUT", "30"))
-MEMORY_LIMIT_MB = 200
 
-# Appended to the executed copy only: the kernel's peak memory. VmHWM, not ru_maxrss: Linux carries
-# ru_maxrss across fork+exec, so a kernel started by a big pytest process would report pytest's size.
-_PROBE = ("import re as _re, resource as _r, pathlib as _p\n"
-          "_s = _p.Path('/proc/self/status')\n"
-          "_m = _re.search(r'VmHWM:\\s+(\\d+) kB', _s.read_text()) if _s.exists() else None\n"
-          "print('STATELAB-PEAK-KIB', _m.group(1) if _m else _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)")
 
 
 def notebook_paths() -> list[Path]:
@@ -120,7 +115,7 @@ def execute_notebook(path: Path, workdir: Path, time_limit: float) -> tuple[nbfo
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(_PROBE))
+    nb.cells.append(nbformat.v4.new_code_cell(PEAK_MEMORY_PROBE))
     # nbclient's own per-cell timeout is a backstop: the wall-time deadline below fires first.
     client = NotebookClient(nb, timeout=time_limit + 10, kernel_name="python3", shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(workdir)}})
@@ -135,13 +130,6 @@ def execute_notebook(path: Path, workdir: Path, time_limit: float) -> tuple[nbfo
     return nb, time.perf_counter() - start
 
 
-def _peak_mib(nb: nbformat.NotebookNode) -> float:
-    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
-    match = re.search(r"STATELAB-PEAK-KIB (\d+)", text)
-    assert match, f"memory probe printed nothing: {nb.cells[-1].outputs}"
-    return int(match.group(1)) / 1024
-
-
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_notebook_runs_within_budget(path: Path, request, jupyter_sandbox, tmp_path):
     if _collected_by_nbval(request, path):
@@ -149,7 +137,7 @@ def test_notebook_runs_within_budget(path: Path, request, jupyter_sandbox, tmp_p
     workdir = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOKS, workdir)  # a notebook may write files next to itself: not in the repo
     nb, seconds = execute_notebook(workdir / path.name, workdir, TIME_LIMIT_S)
-    peak = _peak_mib(nb)
+    peak = peak_mib(nb.cells[-1])
     print(f"\n{path.name}: ran in {seconds:.1f} s (limit {TIME_LIMIT_S:.0f} s), peak kernel memory {peak:.0f} MiB")
     errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells) if c.cell_type == "code"
               for o in c.outputs if o.output_type == "error"]

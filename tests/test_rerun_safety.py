@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 import nbformat
 import pytest
 
+from kernels import MEMORY_LIMIT_MB
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +43,6 @@ MIN_NOTEBOOKS = 10
 # this takes about 60% of the sequential time (measured: see benchmarks/RESULTS.md and the test's output).
 WORKERS = int(os.environ.get("STATELAB_RERUN_WORKERS", "2"))
 CELL_TIMEOUT_S = 120
-MEMORY_LIMIT_MIB = 200
 
 # Runs in the notebook's kernel; prints one JSON line. Werkzeug answers each request on a short-lived
 # thread, so it first waits for those to end: they are traffic still draining, not leaks.
@@ -179,7 +180,7 @@ def test_notebook_runs_twice_in_one_kernel_without_leaks(reruns, name):
         raise r
     end1, end2, after_stop = r.probes
     if end1["peak_kib"] is not None:  # one Run all in a fresh kernel stays within the memory budget
-        assert end1["peak_kib"] / 1024 < MEMORY_LIMIT_MIB, f"peak kernel memory {end1['peak_kib'] / 1024:.0f} MiB"
+        assert end1["peak_kib"] / 1024 < MEMORY_LIMIT_MB, f"peak kernel memory {end1['peak_kib'] / 1024:.0f} MiB"
     # re-running everything leaves exactly what one run leaves
     grown = sorted(set(end2["names"]) - set(end1["names"]))
     assert end2["threads"] <= end1["threads"], (
