@@ -12,13 +12,13 @@ The public face the notebooks use::
 """
 
 from . import load
-from .app import create_app
-from .balancer import LoadBalancer
 from .client import Client, Exchange
-from .cluster import Cluster
-from .server import PortInUseError, Server, serve, stop_all
-from .sessions import MemoryStore, SqliteStore
-from .tokens import Keyring, TokenError, TokenReport, inspect_token
+from .shop.app import create_app
+from .shop.server import PortInUseError, Server, serve, stop_all
+from .shop.sessions import MemoryStore, SqliteStore
+from .shop.tokens import Keyring, TokenError, TokenReport, inspect_token
+from .topology.balancer import LoadBalancer
+from .topology.cluster import Cluster
 
 __all__ = [
     "Client", "Cluster", "Exchange", "Keyring", "LoadBalancer", "MemoryStore", "PortInUseError",

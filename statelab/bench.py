@@ -4,7 +4,7 @@ Run ``python -m statelab.bench`` (a few minutes) or ``python -m statelab.bench -
 minute: fewer repetitions, no notebooks). Every comparison is measured in the same run, alternating the two
 sides, and printed as a ratio, so a busy machine slows both sides alike:
 
-* server start and kill latency: a statelab :class:`~statelab.server.Server` vs a bare werkzeug
+* server start and kill latency: a statelab :class:`~statelab.shop.server.Server` vs a bare werkzeug
   ``make_server`` + ``shutdown``;
 * request overhead: p50 of ``GET /health`` on a statelab server vs a bare WSGI app returning the same JSON
   on the same kind of werkzeug server (and through a balancer, for the cost of the extra hop);
@@ -42,7 +42,7 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from . import load
-from .server import HOST, POLL_INTERVAL, Server
+from .shop.server import HOST, POLL_INTERVAL, Server
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -228,7 +228,7 @@ def default_poll_shutdown(reps: int) -> float:
 
 def request_overhead(requests_per_block: int, blocks: int) -> list[Comparison]:
     """p50 latency of GET /health, one request at a time from a separate process, blocks alternating."""
-    from .cluster import Cluster
+    from .topology.cluster import Cluster
 
     lat: dict[str, list[float]] = {"bare": [], "statelab": [], "balancer": []}
     bare = BareServer()

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from .tokens import TokenReport, inspect_token
+from .shop.tokens import TokenReport, inspect_token
 
 
 @dataclass

@@ -10,8 +10,8 @@ import pytest
 from flask import Flask, jsonify, request
 
 import statelab as sl
-from statelab.balancer import COOKIE
-from statelab.server import wait_until
+from statelab.shop.server import wait_until
+from statelab.topology.balancer import COOKIE
 
 
 def slow_route(app: Flask) -> None:

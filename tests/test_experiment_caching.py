@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 
 import statelab as sl
-from statelab.cache import SharedCache, parse_cache_control
 from statelab.experiments import VERDICTS, caching
+from statelab.topology.cache import SharedCache, parse_cache_control
 
 
 def test_run_quick_reaches_a_verdict_from_its_checks():

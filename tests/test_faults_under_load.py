@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import statelab as sl
-from statelab.balancer import COOKIE
+from statelab.topology.balancer import COOKIE
 
 pytestmark = pytest.mark.slow
 

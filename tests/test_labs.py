@@ -371,7 +371,7 @@ def test_grading_mode_fails_the_cell_with_one_line(monkeypatch):
 
 def test_lab01_wrong_stores():
     assert "store object" in repr(sl.labs.check_survives_crash(lambda: "sqlite"))
-    from statelab.sessions import MemoryStore
+    from statelab.shop.sessions import MemoryStore
 
     report = sl.labs.check_survives_crash(MemoryStore)  # one object, given to every server
     assert report.passed, "one MemoryStore object shared by all servers stands for Redis and survives a crash"
@@ -384,7 +384,7 @@ def test_lab01_wrong_stores():
             self.lock = threading.Lock()
 
         def create(self, data, ttl):
-            sid = sl.sessions.new_session_id()
+            sid = sl.shop.sessions.new_session_id()
             (self.folder / f"{sid}.json").write_text(json.dumps(data))
             return sid
 
@@ -431,7 +431,7 @@ def test_a_store_that_deadlocks_is_reported_within_seconds():
             self.lock = threading.Lock()
 
         def create(self, data, ttl):
-            return sl.sessions.new_session_id()
+            return sl.shop.sessions.new_session_id()
 
         def update(self, sid, change):
             with self.lock:

@@ -22,7 +22,7 @@ import requests
 
 import statelab as sl
 from browser import collect_problems, jupyter_lab, open_and_run_all, require_browser, screenshot, watch_console
-from statelab.proxy import cookie_path, jupyter_prefix, page_url
+from statelab.shop.proxy import cookie_path, jupyter_prefix, page_url
 from statelab.ui.server_card import ServerCard
 
 WAIT_MS = 15_000

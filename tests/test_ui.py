@@ -61,7 +61,7 @@ def test_stateful_server_login_cart_kill_restart(stateful, dashboards):
     dash = dashboards(stateful)
     p = dash.client_panel
     assert p.user_text.value == "alice"
-    assert p.item_dropdown.value in {item["item"] for item in sl.app.CATALOG}
+    assert p.item_dropdown.value in {item["item"] for item in sl.shop.app.CATALOG}
     assert dash.client.url == stateful.url
 
     click(p.login_button, p.add_button, p.cart_button)

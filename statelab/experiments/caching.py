@@ -2,7 +2,7 @@
 
 The seed says stateful caching "may be complex due to session data" and stateless caching is
 "simplified ... without session state". This experiment puts a shared HTTP cache
-(:class:`statelab.cache.SharedCache`) in front of a server of each design and lets a few users
+(:class:`statelab.topology.cache.SharedCache`) in front of a server of each design and lets a few users
 shop through it, under four set-ups:
 
 ``correct``          a correct shared cache; the app marks per-user answers ``private`` (as it does)
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import Client, Server
-from ..cache import SharedCache
+from ..topology.cache import SharedCache
 from . import Evidence, progress, record
 
 ROW = "caching"

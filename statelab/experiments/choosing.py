@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client
-from ..cluster import Cluster
-from ..sessions import Session, SqliteStore, Updater
+from ..shop.sessions import Session, SqliteStore, Updater
+from ..topology.cluster import Cluster
 from . import Evidence, progress, record
 
 ROW = "choosing"

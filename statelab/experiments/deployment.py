@@ -24,8 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..cluster import Cluster
-from ..tokens import inspect_token
+from ..shop.tokens import inspect_token
+from ..topology.cluster import Cluster
 from . import Evidence, progress, record
 from .crowd import Shopper, close, log_in, lost_carts, shop_while
 

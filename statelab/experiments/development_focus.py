@@ -37,11 +37,11 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from ..app import NAME_RE
 from ..client import Client, Exchange
-from ..cluster import Cluster
-from ..sessions import SqliteStore
-from ..tokens import TokenError, inspect_token
+from ..shop.app import NAME_RE
+from ..shop.sessions import SqliteStore
+from ..shop.tokens import TokenError, inspect_token
+from ..topology.cluster import Cluster
 from . import Evidence, progress, record
 
 ROW = "development_focus"

@@ -29,8 +29,8 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from ..cluster import Cluster
-from ..sessions import Session, SessionStore, SqliteStore, Updater
+from ..shop.sessions import Session, SessionStore, SqliteStore, Updater
+from ..topology.cluster import Cluster
 from . import Evidence, progress, record
 from .crowd import Shopper, by_home, close, has_cart, log_in, lost_carts, shop_while
 

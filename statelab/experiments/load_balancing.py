@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from ..client import Client
-from ..cluster import Cluster
+from ..topology.cluster import Cluster
 from . import Evidence, progress, record
 from .scalability import stop_together
 

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from ..load import percentile
-from ..server import Server
-from ..sessions import MemoryStore, SqliteStore
-from ..tokens import Keyring
+from ..shop.server import Server
+from ..shop.sessions import MemoryStore, SqliteStore
+from ..shop.tokens import Keyring
 from . import Evidence, progress, record
 
 #: The five designs, in the order they are shown: (label, mode, store or algorithm).

@@ -25,8 +25,8 @@ import tracemalloc
 from collections.abc import Iterable
 from typing import Any
 
-from ..app import MAX_CART_LINES
-from ..server import HOST, Server
+from ..shop.app import MAX_CART_LINES
+from ..shop.server import HOST, Server
 from . import Evidence, progress, record
 from .performance import WireUser, build_request, wire_exchange
 

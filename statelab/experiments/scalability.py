@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client
-from ..cluster import Cluster
-from ..server import Server
-from ..sessions import MemoryStore, SqliteStore, new_session_id
+from ..shop.server import Server
+from ..shop.sessions import MemoryStore, SqliteStore, new_session_id
+from ..topology.cluster import Cluster
 from . import Evidence, progress, record
 from .fault_tolerance import OutageStore, store_errors_as_503
 

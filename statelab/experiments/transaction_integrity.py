@@ -37,9 +37,9 @@ from urllib.parse import urlsplit
 
 from flask import g, jsonify, request
 
-from ..app import ApiError
-from ..server import Server
-from ..sessions import MemoryStore, Session, SqliteStore, Updater
+from ..shop.app import ApiError
+from ..shop.server import Server
+from ..shop.sessions import MemoryStore, Session, SqliteStore, Updater
 from . import Evidence, progress, record
 
 ROW = "transaction_integrity"

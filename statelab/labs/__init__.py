@@ -8,10 +8,10 @@ uses itself, never by editing the package:
   exist, and may add routes or ``before_request`` / ``after_request`` hooks. The server's own
   state is ``app.extensions["statelab"]`` (``mode``, ``store``, ``keyring``, ``token_ttl``, ...).
 * ``store=`` on ``Server`` and ``Cluster`` takes a session store object (anything with
-  ``create/get/update/delete/count/clear``, see :class:`statelab.sessions.SessionStore`); one
+  ``create/get/update/delete/count/clear``, see :class:`statelab.shop.sessions.SessionStore`); one
   object given to a cluster is shared by all its servers.
 * ``cluster.strategy = fn`` (or ``Cluster(balancer=fn)``): a routing function
-  ``fn(client_key, cookie, live, all) -> backend name`` (see :mod:`statelab.balancer`).
+  ``fn(client_key, cookie, live, all) -> backend name`` (see :mod:`statelab.topology.balancer`).
 
 A check cell calls one checker, e.g. ``sl.labs.check_survives_crash(shared_store)``. It drives real
 servers over HTTP and returns a :class:`Report` (pass, or not yet with what was expected and what

@@ -19,9 +19,9 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 
-from ..app import ApiError
 from ..client import Client, Exchange
-from ..cluster import Cluster
+from ..shop.app import ApiError
+from ..topology.cluster import Cluster
 from .report import Report, blame, call, checker
 
 

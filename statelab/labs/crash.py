@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client
-from ..cluster import Cluster
-from ..server import Server
+from ..shop.server import Server
+from ..topology.cluster import Cluster
 from .report import LearnerError, Report, blame, call, checker
 
 STORE_METHODS = ("create", "get", "update", "delete", "count", "clear")

@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 from ..client import Client
-from ..cluster import Cluster
-from ..server import Server
-from ..tokens import inspect_token
+from ..shop.server import Server
+from ..shop.tokens import inspect_token
+from ..topology.cluster import Cluster
 from .report import LearnerError, Report, blame, call, checker
 
 UNSIGNED = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSJ9."  # {"alg":"none"}.{"sub":"alice"}.

@@ -14,8 +14,8 @@ import secrets
 from typing import Any
 
 from ..client import Client
-from ..cluster import Cluster
-from ..tokens import inspect_token
+from ..shop.tokens import inspect_token
+from ..topology.cluster import Cluster
 from .crash import _shoppers
 from .report import Report, blame, call, checker
 

@@ -1,7 +1,7 @@
 """Lab 03 · Sticky routing with failover: checkers for a routing function the balancer calls.
 
 The learner writes routing functions with the balancer's extension point (see
-:mod:`statelab.balancer`): ``(client_key, cookie, live, all) -> backend name``. ``pin`` keeps a user
+:mod:`statelab.topology.balancer`): ``(client_key, cookie, live, all) -> backend name``. ``pin`` keeps a user
 on one server, ``pin_with_failover`` re-pins users whose server died, and ``draining(strategy,
 drained)`` wraps a strategy so a server can be emptied for maintenance. The checkers put the
 function in front of real stateful servers with in-memory sessions, where a wrong route logs the
@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..balancer import COOKIE
 from ..client import Client, Exchange
-from ..cluster import Cluster
+from ..topology.balancer import COOKIE
+from ..topology.cluster import Cluster
 from .report import LearnerError, Report, call, checker
 
 NAMES = ["server-0", "server-1", "server-2"]

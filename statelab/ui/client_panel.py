@@ -12,8 +12,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..app import CATALOG
 from ..client import Client, Exchange
+from ..shop.app import CATALOG
 from ._base import FG_DIM, GREEN, ORANGE, RED, Runner, box, button, esc, pill
 
 

@@ -1,7 +1,7 @@
 """The dashboard: server cards, the learner's browser, what it holds, and what it saw.
 
-``dashboard(target)`` takes a :class:`~statelab.server.Server`, a
-:class:`~statelab.cluster.Cluster`, or a list of Servers (one client each, and a toggle to pick
+``dashboard(target)`` takes a :class:`~statelab.shop.server.Server`, a
+:class:`~statelab.topology.cluster.Cluster`, or a list of Servers (one client each, and a toggle to pick
 which one the buttons talk to). Every button calls the public API a cell would call, then
 the whole dashboard re-renders from the objects' state. Nothing here raises into the
 notebook: a failing action becomes a red line under the buttons.
@@ -15,8 +15,8 @@ from typing import Any
 import ipywidgets as W
 
 from ..client import Client
-from ..cluster import Cluster
-from ..server import Server
+from ..shop.server import Server
+from ..topology.cluster import Cluster
 from ._base import FG_DIM, HUES, Runner, box, esc
 from .client_panel import ClientPanel
 from .history import History

@@ -13,9 +13,9 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..balancer import COOKIE as BALANCER_COOKIE
 from ..client import Client
-from ..tokens import inspect_token
+from ..shop.tokens import inspect_token
+from ..topology.balancer import COOKIE as BALANCER_COOKIE
 from ._base import (
     BG_ALT,
     BORDER,

@@ -12,8 +12,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..balancer import STRATEGIES
-from ..proxy import page_url
+from ..shop.proxy import page_url
+from ..topology.balancer import STRATEGIES
 from ._base import BORDER, FG_DIM, GREEN, GREY, RED, SOLID, Runner, box, button, esc, pill, server_hue
 
 CARD_WIDTH = "225px"
@@ -21,7 +21,7 @@ CARD_WIDTH = "225px"
 
 def page_link(service: Any) -> str:
     """A link that opens ``service``'s page (a Server, or a balancer) in a new browser tab: its own url on
-    your machine, or through jupyter-server-proxy under JupyterHub/Binder (see :mod:`statelab.proxy`)."""
+    your machine, or through jupyter-server-proxy under JupyterHub/Binder (see :mod:`statelab.shop.proxy`)."""
     href = page_url(service)
     if href.startswith("http"):
         text, title = f"{esc(service.url)}/", "open this page in a new browser tab"

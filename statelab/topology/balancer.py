@@ -51,9 +51,9 @@ from urllib.parse import quote, urlsplit
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from .app import MAX_BODY
-from .proxy import cookie_path
-from .server import HttpService, register
+from ..shop.app import MAX_BODY
+from ..shop.proxy import cookie_path
+from ..shop.server import HttpService, register
 
 STRATEGIES = ("round_robin", "sticky", "ip_hash", "least_connections")
 COOKIE = "statelab-lb"

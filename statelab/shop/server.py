@@ -269,10 +269,10 @@ class HttpService:
 
 
 class Server(HttpService):
-    """One bookshop server (see :mod:`statelab.app`) that can crash and come back.
+    """One bookshop server (see :mod:`statelab.shop.app`) that can crash and come back.
 
     ``store`` is ``"memory"`` (its own sessions, lost on a crash) or a shared
-    :class:`~statelab.sessions.SessionStore`; ``keyring`` holds the token keys (shared by a
+    :class:`~statelab.shop.sessions.SessionStore`; ``keyring`` holds the token keys (shared by a
     cluster, kept across restarts, like configuration on disk).
     """
 

@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..shop.server import Server, register
+from ..shop.sessions import SessionStore, SqliteStore
+from ..shop.tokens import Keyring
 from .balancer import LoadBalancer
-from .server import Server, register
-from .sessions import SessionStore, SqliteStore
-from .tokens import Keyring
 
 STORES = ("memory", "sqlite")
 

@@ -1,9 +1,9 @@
 """The demo bookshop: one Flask app factory, three ways to remember a user.
 
-``mode="stateful"``  the server keeps a session (user, cart) in a :mod:`~statelab.sessions`
+``mode="stateful"``  the server keeps a session (user, cart) in a :mod:`~statelab.shop.sessions`
                      store; the browser holds only an opaque, random id in the ``sid`` cookie.
 ``mode="stateless"`` the server keeps nothing per user; the client holds a JWT that carries
-                     the user *and the cart*, signed with the cluster's :class:`~statelab.tokens.Keyring`.
+                     the user *and the cart*, signed with the cluster's :class:`~statelab.shop.tokens.Keyring`.
 ``mode="cookie"``    Flask's own signed-cookie session: stateless on the server too, with the
                      state in a cookie the user can read but not change.
 

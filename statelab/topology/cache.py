@@ -1,6 +1,6 @@
 """SharedCache: an HTTP cache in front of the servers, shared by every user (as a CDN or Varnish is).
 
-It is a real HTTP server of its own, like :class:`~statelab.balancer.LoadBalancer`: clients talk
+It is a real HTTP server of its own, like :class:`~statelab.topology.balancer.LoadBalancer`: clients talk
 to ``cache.url``; on a miss it forwards the request to its ``upstream`` (a server, a cluster or
 a balancer) over a fresh loopback connection and may keep the answer for the next user.
 
@@ -34,9 +34,9 @@ from urllib.parse import urlsplit
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from .app import MAX_BODY
+from ..shop.app import MAX_BODY
+from ..shop.server import HttpService, register
 from .balancer import HOP_BY_HOP, _quote_path
-from .server import HttpService, register
 
 OUTCOMES = ("HIT", "MISS", "REVALIDATED", "BYPASS")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
