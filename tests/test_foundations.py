@@ -45,3 +45,28 @@ def test_static_prose_states_no_verdict(path: Path):
     assert path.exists()
     claims = [claim for i, cell in enumerate(_markdown(path)) for claim in verdict_claims(cell, i)]
     assert not claims, f"static markdown states a verdict; render it from the measurement instead: {claims}"
+
+
+@pytest.mark.browser
+def test_the_diagram_renders_in_jupyterlab(tmp_path: Path):
+    """JupyterLab 4 draws the Mermaid block as a picture whose text alternative is the diagram's accTitle; a syntax
+    error would show Mermaid's error picture or the raw source instead. Only the markdown renders: no kernel runs."""
+    import shutil
+
+    from browser import VIEWPORT, chromium, jupyter_lab, notebook_url, require_browser, screenshot
+
+    require_browser()
+    shutil.copy(FOUNDATIONS[0], tmp_path / FOUNDATIONS[0].name)
+    with jupyter_lab(tmp_path, tmp_path / "home") as lab, chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(notebook_url(lab.url, FOUNDATIONS[0].name))
+        rendered = page.locator(".jp-RenderedMermaid").first
+        rendered.wait_for(state="attached", timeout=60_000)
+        picture = rendered.locator("img").first
+        picture.wait_for(state="attached", timeout=10_000)
+        assert picture.get_attribute("alt") == "Two axes of a design"
+        assert "jp-mod-warning" not in (rendered.get_attribute("class") or ""), rendered.text_content()
+        picture.scroll_into_view_if_needed()
+        box = picture.bounding_box()
+        assert box and box["width"] > 300 and box["height"] > 150, box
+        screenshot(picture, "00_start_here-two-axes")
