@@ -45,6 +45,7 @@ __all__ = ["CARTS", "CATALOG", "DEFAULT_CART", "ITEM_RE", "MAX_BODY", "MAX_CART_
 
 MODES = ("stateful", "stateless", "cookie")
 DEFAULT_CART = {"stateful": "session", "stateless": "token", "cookie": "token"}
+IDENTITIES = {"stateful": "a session id cookie", "stateless": "a JWT bearer token", "cookie": "a signed cookie"}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 CATALOG = [
@@ -60,14 +61,22 @@ CATALOG = [
 Plugin = Callable[[Flask], None]
 
 
-def default_cart(mode: str, cart: str | None) -> str:
-    """``cart``, or the usual place for ``mode`` when None; ValueError for an unknown mode or cart."""
+def default_cart(mode: str, cart: str | None = None) -> str:
+    """``cart``, or the usual place for ``mode`` when None; a clear ValueError for a design that does not fit.
+
+    A session id keeps the cart in the session (``"session"``), a token or signed cookie inside itself
+    (``"token"``); any of them can keep it in a shared table instead (``"db"``).
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if cart is None:
         return DEFAULT_CART[mode]
     if cart not in CARTS:
         raise ValueError(f"cart must be one of {', '.join(CARTS)}, not {cart!r}")
+    if cart not in (DEFAULT_CART[mode], "db"):
+        home = DEFAULT_CART[mode]
+        raise ValueError(f"cart={cart!r} does not fit mode={mode!r}: {IDENTITIES[mode]} keeps the cart in "
+                         f"the {home} (cart={home!r}) or in a shared table (cart='db')")
     return cart
 
 
