@@ -29,7 +29,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = ("ui", "table", "experiments", "labs", "bench", "attacker")
+_LAZY = ("ui", "table", "experiments", "labs", "bench")
 
 
 def __getattr__(name: str):

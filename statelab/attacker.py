@@ -19,9 +19,10 @@ but the same *site* (SameSite compares registrable domains and ignores ports), s
 the session cookie does not hold the cookie back. The bookshop's guard does: a non-JSON body gets 415,
 and a write whose ``Origin`` header names another origin gets 403 (``csrf_guard``, on by default).
 
-    evil = sl.attacker.serve(shop, item="tcp-ip", qty=9)   # started and registered like a server
-    evil.page_url                                          # open it in the tab where you are logged in
-    evil.body                                              # the exact bytes its form sends
+    from statelab import attacker
+    evil = attacker.serve(shop, item="tcp-ip", qty=9)   # started and registered like a server
+    evil.page_url                                       # open it in the tab where you are logged in
+    evil.body                                           # the exact bytes its form sends
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import re
 import requests
 
 import statelab as sl
+from statelab import attacker
 from statelab.attacker import AttackerSite
 
 
@@ -39,7 +40,7 @@ def test_field_values_are_escaped_in_the_page(stateful):
 
 
 def test_serve_registers_the_page_so_stop_all_stops_it(stateful):
-    evil = sl.attacker.serve(stateful)
+    evil = attacker.serve(stateful)
     assert evil.alive and requests.get(evil.page_url, timeout=5).ok
     sl.stop_all()
     assert not evil.alive
