@@ -23,6 +23,7 @@ from typing import Any
 from flask import Flask, g, jsonify, request, session
 from werkzeug.exceptions import HTTPException
 
+from ..rawhttp import MAX_BODY
 from .page import render as render_page
 from .proxy import ProxyAwareSessionInterface, cookie_path
 from .sessions import MemoryStore, SessionStore
@@ -31,7 +32,6 @@ from .tokens import Keyring, TokenError
 MODES = ("stateful", "stateless", "cookie")
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: "$" would let "alice\n" in
 ITEM_RE = re.compile(r"[A-Za-z0-9._ -]{1,64}")
-MAX_BODY = 1024 * 1024
 MAX_CART_LINES = 200
 
 CATALOG = [
