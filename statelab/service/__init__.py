@@ -22,6 +22,7 @@ from http import HTTPStatus
 from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.wrappers import Response
 
 HOST = "127.0.0.1"
 POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: bounds kill() latency
@@ -185,6 +186,12 @@ class HttpService:
     def __repr__(self) -> str:
         state = "alive" if self.alive else "down"
         return f"<{type(self).__name__} {self.name} {self.url} {state}>"
+
+
+def json_error(status: int, message: str, served_by: str, **headers: str) -> Response:
+    """``{"error": message}`` with ``status``, as every statelab server answers an error (never an HTML page)."""
+    return Response(json.dumps({"error": message}), status=status, mimetype="application/json",
+                    headers={"X-Served-By": served_by, **headers})
 
 
 def wait_until(condition: Any, timeout: float = 2.0, interval: float = 0.005) -> bool:
