@@ -276,3 +276,13 @@ def test_head_through_the_balancer_keeps_the_real_content_length(cluster):
     through = requests.head(c.url + "/catalog", timeout=5)
     assert through.status_code == direct.status_code == 200 and through.content == b""
     assert through.headers["Content-Length"] == direct.headers["Content-Length"] == str(len(get.content))
+
+
+def test_waiting_for_a_slow_backend_is_not_counted_as_the_client_s_time():
+    with sl.Server("stateless", plugins=[slow_route]) as server:
+        server.start()
+        with sl.LoadBalancer([server], start=False) as lb:
+            lb.body_timeout = 0.3  # the client sends its body at once; the backend then takes 0.8 s
+            lb.start()
+            answer = requests.post(lb.url + "/slow?s=0.8", json={"why": "a body starts the body deadline"}, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"slept": 0.8}
