@@ -106,7 +106,6 @@ class _Httpd(ThreadedWSGIServer):
     def __init__(self, host: str, port: int, app: Any, *, header_timeout: float, body_timeout: float,
                  **kwargs: Any) -> None:
         super().__init__(host, port, app, **kwargs)
-        self.app = self._answer_in_time(app)
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
         self.open_connections: set[socket.socket] = set()
         self._deadlines: dict[socket.socket, tuple[float, str]] = {}  # connection -> (deadline, what is awaited)
@@ -145,7 +144,9 @@ class _Httpd(ThreadedWSGIServer):
             if conn not in self._timed_out:
                 self._deadlines.pop(conn, None)
 
-    def _answer_in_time(self, app: Any) -> Any:
+    def answer_in_time(self, app: Any) -> Any:
+        """``app``, wrapped so that starting an answer ends the body deadline (and is refused once too late)."""
+
         def guarded(environ: dict[str, Any], start_response: Any) -> Any:
             conn = environ.get("statelab.connection")
 
@@ -238,9 +239,8 @@ class HttpService:
         with self._lock:
             if self._httpd is not None:
                 return self
-            app = self._build_app()
             try:
-                httpd = _Httpd(HOST, self.port, app, handler=_Handler, header_timeout=self.header_timeout,
+                httpd = _Httpd(HOST, self.port, None, handler=_Handler, header_timeout=self.header_timeout,
                                body_timeout=self.body_timeout)
             except SystemExit:  # werkzeug exits the process on a busy port; say it plainly instead
                 raise PortInUseError(
@@ -250,6 +250,12 @@ class HttpService:
                 ) from None
             httpd.service_name = self.name
             self.port = httpd.server_port
+            try:
+                # once the port is known: a server names its cookie after it
+                httpd.app = httpd.answer_in_time(self._build_app())
+            except BaseException:
+                httpd.server_close()
+                raise
             thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
                                       name=f"statelab-{self.name}", daemon=True)
             self._httpd, self._thread = httpd, thread
