@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..rawhttp import MAX_BODY as MAX_BODY  # one limit for every hop; the app reads its limits here
+from ..rawhttp import MAX_BODY
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: "$" would let "alice\n" in
 ITEM_RE = re.compile(r"[A-Za-z0-9._ -]{1,64}")
