@@ -102,7 +102,7 @@ class SessionId(Identity):
     def change(self, who: Who, change: Change) -> tuple[State, State]:
         new = self.store.update(who.sid or "", change)
         if new is None:
-            raise ApiError(401, "session ended while adding to the cart (log in again)")
+            raise ApiError(401, "your session ended before the change was saved (log in again)")
         return new, {}
 
     def logout(self) -> Response:
