@@ -122,6 +122,21 @@ def test_cluster_cart_table_is_sqlite_in_its_temp_folder_and_goes_at_stop():
     assert not os.path.exists(os.path.dirname(path))
 
 
+def test_a_cart_table_passed_in_is_shared_and_left_open(cluster):
+    table = sl.shop.carts.MemoryCartStore()
+    one = cluster(1, "stateless", cart="db", carts=table)
+    two = cluster(1, "cookie", cart="db", carts=table)  # two clusters, one database
+    alice = sl.Client(one.url)
+    alice.login("alice")
+    alice.add_to_cart("book")
+    one.stop()
+    again = sl.Client(two.url)
+    again.login("alice")
+    assert again.cart().body == {"cart": [{"item": "book", "qty": 1}]} and table.count() == 1
+    with pytest.raises(ValueError, match="carts="):
+        sl.Cluster(1, "stateless", carts=table)
+
+
 def test_standalone_cart_db_has_its_own_table_that_outlives_a_crash():
     a, b = sl.serve("stateless", cart="db"), sl.serve("stateless", cart="db")
     try:
@@ -166,3 +181,36 @@ def test_health_and_sessions_say_where_state_lives(cluster):
     assert alice.health().body["cart"] == "db"
     assert c.sessions() == {"server-0": 1, "server-1": 1}  # one session, seen by both through the shared store
     assert c.carts.count() == 1
+
+
+@pytest.mark.parametrize("mode,cart", [(m, c) for m in ("stateful", "stateless", "cookie")
+                                       for c in (sl.shop.app.DEFAULT_CART[m], "db")])
+def test_a_plugin_changes_the_cart_wherever_it_lives(cluster, mode, cart):
+    """A checkout written once with change_cart() empties the cart in every design, atomically."""
+    from flask import jsonify
+
+    orders: list[tuple[str, list]] = []
+
+    def checkout(app):
+        state = app.extensions["statelab"]
+
+        @app.post("/checkout")
+        def checkout_view():
+            user, _ = state["current"]()
+            taken: list[list] = []
+
+            def empty(cart):
+                taken.append(cart)
+                return []
+
+            _, reply = state["change_cart"](empty)
+            orders.append((user, taken[0]))
+            return jsonify(order=len(orders), **reply), 201
+
+    c = cluster(2, mode, cart=cart, store="sqlite" if mode == "stateful" else "memory", plugins=[checkout])
+    alice = sl.Client(c.url)
+    alice.login("alice")
+    alice.add_to_cart("book", 2)
+    assert alice.post("/checkout").status == 201
+    assert orders == [("alice", [{"item": "book", "qty": 2}])]
+    assert alice.cart().body == {"cart": []}
