@@ -37,6 +37,7 @@ def _log_in_on_the_shop_page(page, shop) -> None:
 def _cart_seen_on_the_shop_page(page) -> str:
     from playwright.sync_api import expect
 
+    page.locator("#out").evaluate("out => { out.textContent = '' }")  # so the answer read below is this click's
     page.get_by_role("button", name="Cart", exact=True).click()
     expect(page.locator("#out")).to_contain_text("GET cart -> ", timeout=WAIT_MS)
     return page.locator("#out").inner_text()
