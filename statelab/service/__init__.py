@@ -3,8 +3,10 @@
 :class:`HttpService` is what every "machine" of the lessons is built on (a bookshop
 :class:`~statelab.shop.server.Server`, a :class:`~statelab.topology.balancer.LoadBalancer`, a
 :class:`~statelab.topology.cache.SharedCache`). It serves with werkzeug's threaded server, which
-here can also cut its open connections (a crash does), and answers the errors raised below
-the WSGI app (a bad request line, too many headers) with JSON, like the app itself.
+here also cuts its open connections when it stops or crashes, bounds how long a client may take
+to send a request, and answers the errors raised below the WSGI app (a bad request line, too many
+headers, a client out of time) with JSON, like the app itself. :func:`running` lists the services
+this interpreter runs (``load.run`` sends load to no other).
 
 :mod:`statelab.service.registry` tracks what was started, so re-running a notebook cell or
 ``stop_all()`` stops it.
