@@ -96,17 +96,20 @@ class Traffic:
         return {i for i, c in enumerate(clients) if books(c.cart()) != self.added[i]}
 
 
-def drive(clients: list[Client], counts: list[int], rng: random.Random, workers: int = 4) -> Traffic:
-    """Log every client in, then send each ``counts[i]`` requests (every third adds a book), users interleaved.
+def drive(clients: list[Client], counts: list[int], rng: random.Random, workers: int = 4,
+          prefix: str = "user") -> Traffic:
+    """Log every client in (as ``<prefix><i>``), then send each ``counts[i]`` requests (every third adds a
+    book), users interleaved.
 
     A few users are served at the same time (``workers`` threads; each user belongs to one, so a user's
-    own requests stay in order), which gives least-connections something to see.
+    own requests stay in order), which gives least-connections something to see. Use a new ``prefix``
+    for each crowd on one cluster: a cart kept in a table follows the user name to the next login.
     """
     traffic = Traffic(len(clients))
     order = list(range(len(clients)))
     rng.shuffle(order)
     for i in order:
-        clients[i].login(f"user{i}")
+        clients[i].login(f"{prefix}{i}")
     turns = [i for i, n in enumerate(counts) for _ in range(n)]
     rng.shuffle(turns)
     lanes: list[list[int]] = [[] for _ in range(workers)]
@@ -168,7 +171,7 @@ def run(*, quick: bool = False, servers: int = 4, users: int | None = None, requ
                 cluster.strategy = strategy
                 cluster.balancer.reset_counts()
                 clients = [Client(cluster.url, ip=ip) for ip in user_ips]
-                traffic = drive(clients, counts, rng)
+                traffic = drive(clients, counts, rng, prefix=f"{strategy}-user")
                 loads[design][strategy] = cluster.balancer.counts
                 lost[design]["session"][strategy] = len(traffic.lost_session)
                 lost[design]["cart"][strategy] = len(traffic.lost_cart(clients) | traffic.lost_session)

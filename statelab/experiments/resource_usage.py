@@ -192,17 +192,18 @@ def _memory(design: str, http_users: int, targets: Iterable[int]) -> tuple[dict[
     return grown, health["sessions"]
 
 
-def _cart_growth(url: str, lines: int) -> dict[str, list[int]]:
+def _cart_growth(url: str, lines: int) -> dict[str, list[Any]]:
     """Add one cart line at a time over HTTP; record request/response bytes and the credential's size."""
     user = WireUser(url)
     user.login("alice")
-    out: dict[str, list[int]] = {"lines": [], "request": [], "response": [], "credential": []}
+    out: dict[str, list[Any]] = {"lines": [], "request": [], "response": [], "credential": []}
     for i in range(lines):
         ex = user.add(f"book-{i:03d}", 1)
         out["lines"].append(len(ex.json()["cart"]))
         out["request"].append(ex.request_bytes)
         out["response"].append(ex.response_bytes)
         out["credential"].append(cookie_bytes(*user.credential))
+    out["cookie name"] = [user.credential[0]]
     return out
 
 
@@ -238,7 +239,7 @@ def run(*, quick: bool = False, sessions: tuple[int, ...] | None = None, http_us
         next(bar)
         grown[design], health[design] = _memory(design, http_users, sizes)
 
-    growth: dict[str, dict[str, list[int]]] = {}
+    growth: dict[str, dict[str, list[Any]]] = {}
     next(bar)
     with Cluster(1, **DESIGNS[IN_TOKEN]) as probe:
         if max_lines is None:  # where the token outgrows a cookie, found with the server's own keyring
@@ -258,7 +259,7 @@ def run(*, quick: bool = False, sessions: tuple[int, ...] | None = None, http_us
 
 
 def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
-              growth: dict[str, dict[str, list[int]]], http_users: int, seconds: float) -> Evidence:
+              growth: dict[str, dict[str, list[Any]]], http_users: int, seconds: float) -> Evidence:
     users = grown[MEMORY]["users"]
     held = {d: grown[d]["held"] for d in DESIGNS}
     stored = {d: grown[d]["stored"] for d in DESIGNS}

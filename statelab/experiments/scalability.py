@@ -170,7 +170,8 @@ def run(*, quick: bool = False, servers: int | None = None, users: int | None = 
                 if n > 1:
                     c.add_server()  # live: the balancer routes to it from the next request on
                 if label == CAPACITY and n in (1, top):
-                    capacity[n] = _requests_per_second(c, concurrency=2 * n, seconds=0.2 if quick else 0.3)
+                    # the same number of clients at both sizes: only the servers change
+                    capacity[n] = _requests_per_second(c, concurrency=2 * top, seconds=0.3)
                 if quick and label != BROKEN and n != top:
                     continue  # quick: the set-ups that keep sessions are measured at the largest size only
                 u, r = (users, requests) if label == BROKEN else (fix_users, fix_requests)
