@@ -313,4 +313,10 @@ def _evidence(servers: int, users: int, requests: int, counts: list[int], loads:
     return record(Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
                            seconds=seconds, extra={"unevenness": unevenness, "share_lost": share_lost,
                                                    "loads": loads, "events": events,
-                                                   "remapped share": remapped_share}))
+                                                   "remapped share": remapped_share, "key_numbers": {
+                                                       "memory + round robin: users who lost their session":
+                                                           f"{memory['session']['round_robin']:.0%}",
+                                                       "token + cart in db: users who lost anything, any strategy":
+                                                           f"{worst(IN_DB):.0%}",
+                                                       "ip_hash addresses moved by one new server":
+                                                           f"{remapped_share:.0%}"}}))

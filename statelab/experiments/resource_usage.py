@@ -339,4 +339,9 @@ def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
         "extra request bytes, token + cart in token (small cart)": extra_small_cart,
     }
     return record(Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
-                           seconds=seconds, extra={"cart": growth, "held": held, "stored": stored, "users": users}))
+                           seconds=seconds, extra={"cart": growth, "held": held, "stored": stored, "users": users,
+                                                   "key_numbers": {
+                                                       "bytes a session takes in server memory": f"{per_session:.0f}",
+                                                       "cart lines until a cart-carrying token outgrows a cookie":
+                                                           too_big if too_big is not None else "more than measured",
+                                                       "identity-only token (cart in db), bytes": db_token}}))

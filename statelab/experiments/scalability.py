@@ -63,7 +63,6 @@ C_DB = "tokens with the cart in a shared table keep every session and cart at ev
 C_KEY = "a server started with its own signing key refuses every token: the key must be shared"
 C_WRITER = "cart writes to the one shared SQLite table queue: N servers writing get no more writes per second than one"
 C_READS = "reads of the same table do not queue: they grow with the servers reading"
-C_ONE_PROCESS = "here, N servers answer no more requests per second than one (all are threads of one process)"
 
 
 def shop(url: str, users: int, requests: int, rng: random.Random,
@@ -157,8 +156,8 @@ def run(*, quick: bool = False, servers: int | None = None, users: int | None = 
     top = sizes[-1]
     found: dict[str, dict[int, float]] = {label: {} for label in SETUPS}
     kept: dict[str, dict[int, float]] = {label: {} for label in SETUPS}
-    capacity: dict[int, float] = {}
-    bar = iter(progress([(label, n) for n in sizes for label in SETUPS] + ["key", "writer"], "adding servers"))
+    bar = iter(progress([(label, n) for n in sizes for label in SETUPS] + ["key and capacity", "writer"],
+                        "adding servers"))
 
     clusters: dict[str, Cluster] = {}
     try:
@@ -169,15 +168,13 @@ def run(*, quick: bool = False, servers: int | None = None, users: int | None = 
                 next(bar)
                 if n > 1:
                     c.add_server()  # live: the balancer routes to it from the next request on
-                if label == CAPACITY and n in (1, top):
-                    # the same number of clients at both sizes: only the servers change
-                    capacity[n] = _requests_per_second(c, concurrency=2 * top, seconds=0.3)
                 if quick and label != BROKEN and n != top:
                     continue  # quick: the set-ups that keep sessions are measured at the largest size only
                 u, r = (users, requests) if label == BROKEN else (fix_users, fix_requests)
                 found[label][n], kept[label][n], _ = shop(c.url, u, r, rng, prefix=f"n{n}-")
         next(bar)
         sent, refused = _own_key(clusters[CAPACITY])
+        capacity = _capacity(clusters[CAPACITY], top)
         next(bar)
         writer = shared_writer(clusters[SHARED].carts, sizes, hold=HOLD)
         writer["write us"] = {1: write_us(clusters[SHARED].carts)}
@@ -197,6 +194,19 @@ def _requests_per_second(c: Cluster, concurrency: int, seconds: float) -> float:
     result = load.run(c.url, duration=seconds, concurrency=concurrency, path="/cart",
                       headers={"Authorization": f"Bearer {alice.token}"})
     return result.rps if result.errors == 0 else 0.0
+
+
+def _capacity(grown: Cluster, top: int, rounds: int = 2, seconds: float = 0.2) -> dict[int, float]:
+    """Requests per second of one server and of ``grown`` (``top`` servers), the same clients for both.
+
+    Interleaved rounds, the best of each kept: other work on a shared machine only ever slows a round.
+    """
+    out = {1: 0.0, top: 0.0}
+    with Cluster(1, **DESIGNS[CAPACITY]) as one:
+        for _ in range(rounds):
+            for n, cluster in ((1, one), (top, grown)):
+                out[n] = max(out[n], _requests_per_second(cluster, concurrency=2 * top, seconds=seconds))
+    return out
 
 
 def _own_key(c: Cluster) -> tuple[int, int]:
@@ -241,9 +251,9 @@ def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[s
         # one writer at a time: N writers stay under one writer's ceiling (concurrent writers would reach N times it)
         C_WRITER: writes[top] <= 1.15 * ceiling,
         C_READS: read_growth >= top / 2,
-        C_ONE_PROCESS: capacity_growth <= 1.5,
     }
     sticky = min(found["session + memory, sticky"].values())
+    fixed = min(min(found[k].values()) for k in SETUPS if k != BROKEN)
     queue = (f"{writes[1]:,.0f} cart writes per second from 1 server and {writes[top]:,.0f} from {top} "
              f"(reads: {reads[1]:,.0f} and {reads[top]:,.0f})")
     claims = {
@@ -270,8 +280,7 @@ def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[s
     reading = (
         f"With sessions in each server's memory and round robin, {broken[1]:.0%} of requests found their session "
         f"on 1 server and {broken[top]:.0%} on {top} (1/N = {1 / top:.0%}); sticky routing, a shared store and both "
-        f"token designs found it in at least "
-        f"{min(min(found[k].values()) for k in SETUPS if k != BROKEN):.0%} of requests at every size. "
+        f"token designs found it in at least {fixed:.0%} of requests at every size. "
         f"{top} servers answered {capacity.get(top, 0):,.0f} requests per second and one server "
         f"{capacity.get(1, 0):,.0f} ({capacity_growth:.1f}x for {top}x the servers, all threads of one process). "
         f"With {HOLD * 1000:.0f} ms of work per "
@@ -294,4 +303,9 @@ def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[s
     }
     return record(Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
                            seconds=seconds, extra={"found": found, "kept": kept, "sizes": sizes, "writer": writer,
-                                                   "capacity": capacity}))
+                                                   "capacity": capacity, "key_numbers": {
+                                                       f"memory + round robin: requests finding their session "
+                                                       f"at {top} servers": f"{broken[top]:.0%}",
+                                                       "the other set-ups, at every size": f"{fixed:.0%}",
+                                                       f"shared-table writes per second, 1 / {top} servers":
+                                                           f"{writes[1]:,.0f} / {writes[top]:,.0f}"}}))
