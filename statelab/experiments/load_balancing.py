@@ -147,7 +147,7 @@ def run(*, quick: bool = False, servers: int = 4, users: int | None = None, requ
     """
     users = users or (8 if quick else 10)
     requests = requests or (30 if quick else 40)
-    probes = probes or (20 if quick else 30)
+    probes = probes or 20
     if not 2 <= servers <= 12:
         raise ValueError("servers must be from 2 to 12")
     began = time.perf_counter()

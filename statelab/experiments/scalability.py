@@ -142,9 +142,9 @@ def run(*, quick: bool = False, servers: int | None = None, users: int | None = 
     rate at 1 and at ``servers`` servers, and the shared cart table's writes and reads per second.
     """
     servers = servers or 4
-    users = users or (8 if quick else 12)
-    requests = requests or (4 if quick else 5)
-    fix_users = fix_users or (4 if quick else 6)
+    users = users or (8 if quick else 10)
+    requests = requests or 4
+    fix_users = fix_users or 4
     fix_requests = fix_requests or 2
     if not 2 <= servers <= 12:
         raise ValueError("servers must be from 2 to 12")
