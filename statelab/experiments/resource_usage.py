@@ -25,8 +25,9 @@ import tracemalloc
 from collections.abc import Iterable
 from typing import Any
 
+from ..service import HOST
 from ..shop.app import MAX_CART_LINES
-from ..shop.server import HOST, Server
+from ..shop.server import Server
 from . import Evidence, progress, record
 from .performance import WireUser, build_request, wire_exchange
 

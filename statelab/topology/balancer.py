@@ -51,9 +51,10 @@ from urllib.parse import quote, urlsplit
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
+from ..service import HttpService
+from ..service.registry import register
 from ..shop.app import MAX_BODY
 from ..shop.proxy import cookie_path
-from ..shop.server import HttpService, register
 
 STRATEGIES = ("round_robin", "sticky", "ip_hash", "least_connections")
 COOKIE = "statelab-lb"

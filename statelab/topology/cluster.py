@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..shop.server import Server, register
+from ..service.registry import register
+from ..shop.server import Server
 from ..shop.sessions import SessionStore, SqliteStore
 from ..shop.tokens import Keyring
 from .balancer import LoadBalancer
