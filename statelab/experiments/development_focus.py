@@ -59,12 +59,12 @@ def _accepted(answers: list[Exchange]) -> int:
     return sum(1 for a in answers if a.status == 200)
 
 
-def _replay(url: str, n: int, *, sid: str | None = None, token: str | None = None,
+def _replay(url: str, n: int, *, sid: str | None = None, token: str | None = None, cookie: str | None = None,
             path: str = "/me") -> list[Exchange]:
-    """A thief sends ``GET path`` ``n`` times with a stolen session id or token."""
+    """A thief sends ``GET path`` ``n`` times with a stolen session id (in cookie ``cookie``) or token."""
     thief = Client(url)
-    if sid is not None:
-        thief.set_cookie("sid", sid)
+    if sid is not None and cookie is not None:
+        thief.set_cookie(cookie, sid)
     thief.token = token
     try:
         return [thief.get(path) for _ in range(n)]
@@ -130,12 +130,12 @@ def _fixation(stateful: Cluster, stateless: Cluster, m: dict[str, Any]) -> None:
     """Mallory plants her own live credential in alice's browser; alice logs in; whom does mallory's copy name?"""
     for route, key in (("/login-naive", "naive"), ("/login", "safe")):
         mallory = _logged_in(stateful.url, "mallory")
-        planted = mallory.cookies["sid"]
+        planted = mallory.cookies[stateful.cookie_name]
         alice = Client(stateful.url)
-        alice.set_cookie("sid", planted)
+        alice.set_cookie(stateful.cookie_name, planted)
         alice.post(route, {"user": "alice"})
         seen = mallory.me()  # mallory, still holding the planted id
-        m[f"fixation_{key}_id_kept"] = alice.cookies.get("sid") == planted
+        m[f"fixation_{key}_id_kept"] = alice.cookies.get(stateful.cookie_name) == planted
         m[f"fixation_{key}_mallory_sees"] = seen.body.get("user") if seen.ok else f"{seen.status}"
         mallory.close()
         alice.close()
@@ -162,10 +162,10 @@ def _stateful_logout(cluster: Cluster, replays: int, m: dict[str, Any]) -> None:
     """A thief copies alice's session id; alice logs out; the thief tries the copy on every server."""
     alice = _logged_in(cluster.url, "alice")
     alice.add_to_cart("book")
-    stolen = alice.cookies["sid"]
-    before = _replay(cluster.url, 1, sid=stolen)
+    stolen = alice.cookies[cluster.cookie_name]
+    before = _replay(cluster.url, 1, sid=stolen, cookie=cluster.cookie_name)
     alice.logout()
-    after = _replay(cluster.url, replays, sid=stolen)
+    after = _replay(cluster.url, replays, sid=stolen, cookie=cluster.cookie_name)
     m["stateful_copy_worked_before_logout"] = _accepted(before) == 1
     m["stateful_replays_accepted_after_logout"] = _accepted(after)
     m["stateful_replay_servers"] = len({a.served_by for a in after if a.served_by})
@@ -191,10 +191,10 @@ def _cached_after_logout(server: Server, replays: int, m: dict[str, Any]) -> Non
         alice = _logged_in(cache.url, "alice")
         alice.add_to_cart("book")
         alice.cart()  # stored by the cache, keyed by alice's cookie
-        stolen = alice.cookies["sid"]
+        stolen = alice.cookies[server.cookie_name]
         alice.logout()
-        through_cache = _replay(cache.url, replays, sid=stolen, path="/cart")
-        direct = _replay(server.url, 1, sid=stolen, path="/cart")
+        through_cache = _replay(cache.url, replays, sid=stolen, cookie=server.cookie_name, path="/cart")
+        direct = _replay(server.url, 1, sid=stolen, cookie=server.cookie_name, path="/cart")
         m["cache_replays_served_after_logout"] = _accepted(through_cache)
         m["cache_replays_hits"] = sum(a.headers.get("X-Cache") == "HIT" for a in through_cache)
         m["cache_direct_refused_after_logout"] = direct[0].status == 401
@@ -257,7 +257,7 @@ def _sizes(stateful: Cluster, stateless: Cluster, lines: int, m: dict[str, Any])
     store, and the cookie cannot change whatever the cart holds).
     """
     shopper, holder = _logged_in(stateful.url, "reader"), _logged_in(stateless.url, "reader")
-    sid_before, token_before = len(shopper.cookies["sid"]), len(holder.token or "")
+    sid_before, token_before = len(shopper.cookies[stateful.cookie_name]), len(holder.token or "")
     sid_lines = min(lines, 5)
     for i in range(lines):
         holder.add_to_cart(f"book-{i}")
@@ -267,10 +267,10 @@ def _sizes(stateful: Cluster, stateless: Cluster, lines: int, m: dict[str, Any])
     m["cart_lines"], m["sid_cart_lines"] = lines, sid_lines
     m["sid_cart_lines_kept"] = len(session_cart.body.get("cart", [])) if session_cart.ok else 0
     m["cart_lines_kept"] = len(cart.body.get("cart", [])) if cart.ok else 0
-    m["sid_bytes_before"], m["sid_bytes_after"] = sid_before, len(shopper.cookies["sid"])
+    m["sid_bytes_before"], m["sid_bytes_after"] = sid_before, len(shopper.cookies[stateful.cookie_name])
     m["token_bytes_before"], m["token_bytes_after"] = token_before, len(holder.token or "")
     m["token_bytes_per_line"] = round((m["token_bytes_after"] - token_before) / lines, 1)
-    m["sid_is_a_signed_token"] = not inspect_token(shopper.cookies["sid"]).problems
+    m["sid_is_a_signed_token"] = not inspect_token(shopper.cookies[stateful.cookie_name]).problems
     shopper.close()
     holder.close()
 
@@ -322,13 +322,13 @@ def run(*, quick: bool = False, users: int | None = None, replays: int | None = 
         cart_lines: int | None = None, session_ttl: float | None = None) -> Evidence:
     """Ask both sides the same concerns (:data:`CONCERNS`), observe each against local servers, count them.
 
-    ``users`` idle sessions and token holders (default 24, quick 6); ``replays`` requests a thief
+    ``users`` idle sessions and token holders (default 12, quick 6); ``replays`` requests a thief
     makes with a stolen credential (default 12, quick 6); ``cart_lines`` different books added to
     watch the credential grow (default 60, quick 20); ``session_ttl`` the idle timeout of the
     expiry check (default 0.6 s, quick 0.25 s). A stolen one-second token is replayed once it has
     expired, so a run takes at least a second.
     """
-    users = users if users is not None else (6 if quick else 24)
+    users = users if users is not None else (6 if quick else 12)
     replays = replays if replays is not None else (6 if quick else 12)
     cart_lines = cart_lines if cart_lines is not None else (20 if quick else 60)
     ttl = session_ttl if session_ttl is not None else (0.25 if quick else 0.6)

@@ -106,7 +106,7 @@ def _cart_growth(server: Server, lines: int) -> dict[str, list[int]]:
     """Add one cart line at a time over HTTP; record request/response bytes and credential size."""
     user = WireUser(server.url, server.mode)
     user.login("alice")
-    name = "sid" if server.mode == "stateful" else "token"  # a token kept in a cookie called "token"
+    name = server.cookie_name if server.mode == "stateful" else "token"  # a token kept in a cookie called "token"
     out: dict[str, list[int]] = {"lines": [], "request": [], "response": [], "credential": []}
     for i in range(lines):
         ex = user.add(f"book-{i:03d}", 1)

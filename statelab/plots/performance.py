@@ -10,16 +10,17 @@ from ..shop.tokens import ALGORITHMS
 def plot(ev: Any, ax: Any = None) -> Any:
     """Two panels from :func:`statelab.experiments.performance.run`'s evidence.
 
-    Left: in-process µs per piece of state work (log scale): a session lookup or write, and per
+    Left: in-process µs per piece of state work (log scale): a session lookup or write, per
     algorithm a token check or signature split into the cryptography (hatched) and PyJWT's own
-    parsing or encoding (plain). Right: p50 round trips of ``GET /cart`` and ``POST /cart`` per design.
+    parsing or encoding (plain), and for the cart-in-db design an identity-only token check (whole,
+    plain) and a cart table read or write. Right: p50 round trips of ``GET /cart`` and ``POST /cart`` per design.
     ``ax`` may be a pair of axes.
     """
     import matplotlib.pyplot as plt
 
     m = ev.measurements
     if ax is None:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5))
     else:
         left, right = ax if isinstance(ax, (list, tuple)) else (ax, None)
         fig = left.figure
@@ -32,10 +33,14 @@ def plot(ev: Any, ax: Any = None) -> Any:
     for a in ALGORITHMS:
         rows.append((f"{a} token: check", m["token verify: cryptography µs"][a], m["token verify: parsing µs"][a]))
         rows.append((f"{a} token: sign", m["token sign: cryptography µs"][a], m["token sign: encoding µs"][a]))
+    rows.append(("identity-only HS256 token: whole check", 0.0, m["token + cart in db: identity-only token check µs"]))
+    for kind, us in m["token + cart in db: cart table µs"].items():
+        rows.append((f"cart table: {kind}", us, 0.0))
     y = list(range(len(rows)))
-    sessions = [i for i, r in enumerate(rows) if r[0].startswith("session")]
+    sessions = [i for i, r in enumerate(rows) if r[0].startswith(("session", "cart table"))]
     tokens = [i for i in y if i not in sessions]
-    left.barh([y[i] for i in sessions], [rows[i][1] for i in sessions], color="tab:blue", label="session store")
+    left.barh([y[i] for i in sessions], [rows[i][1] for i in sessions], color="tab:blue",
+              label="session store or cart table")
     left.barh([y[i] for i in tokens], [rows[i][1] for i in tokens], color="tab:orange", hatch="///",
               edgecolor="black", label="cryptography alone")
     left.barh([y[i] for i in tokens], [rows[i][2] for i in tokens], left=[rows[i][1] for i in tokens],

@@ -138,9 +138,8 @@ class HttpService:
         with self._lock:
             if self._httpd is not None:
                 return self
-            app = self._build_app()
             try:
-                httpd = _Httpd(HOST, self.port, app, handler=_Handler)
+                httpd = _Httpd(HOST, self.port, None, handler=_Handler)
             except SystemExit:  # werkzeug exits the process on a busy port; say it plainly instead
                 raise PortInUseError(
                     errno.EADDRINUSE,
@@ -149,6 +148,11 @@ class HttpService:
                 ) from None
             httpd.service_name = self.name
             self.port = httpd.server_port
+            try:
+                httpd.app = self._build_app()  # once the port is known: a server names its cookie after it
+            except BaseException:
+                httpd.server_close()
+                raise
             thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
                                       name=f"statelab-{self.name}", daemon=True)
             self._httpd, self._thread = httpd, thread

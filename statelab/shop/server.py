@@ -17,17 +17,29 @@ from typing import Any
 
 from ..service import HttpService
 from ..service.registry import register
-from .app import MODES, Plugin, create_app
+from .app import Plugin, create_app, default_cart
+from .carts import CartStore, MemoryCartStore
 from .sessions import MemoryStore, SessionStore, SqliteStore
 from .tokens import Keyring
+
+
+def cookie_name_for(mode: str, base: str) -> str | None:
+    """The name of the cookie that carries a login for ``mode`` (None: a stateless client holds a token)."""
+    return {"stateful": base, "cookie": f"{base}-signed"}.get(mode)
 
 
 class Server(HttpService):
     """One bookshop server (see :mod:`statelab.shop.app`) that can crash and come back.
 
-    ``store`` is ``"memory"`` (its own sessions, lost on a crash) or a shared
-    :class:`~statelab.shop.sessions.SessionStore`; ``keyring`` holds the token keys (shared by a
-    cluster, kept across restarts, like configuration on disk).
+    ``mode`` is who you are and ``cart`` where the cart lives (see :func:`statelab.create_app`).
+    ``store`` is ``"memory"`` (its own sessions, lost on a crash), ``"sqlite"`` or a shared
+    :class:`~statelab.shop.sessions.SessionStore`; ``carts`` the cart table for ``cart="db"`` (its own
+    when omitted, kept across crashes like a database would be); ``keyring`` holds the token keys
+    (shared by a cluster, kept across restarts, like configuration on disk).
+
+    Cookies are per host, not per port: every server on 127.0.0.1 would receive, and overwrite, a
+    cookie called ``sid``. So each server names its cookie after its port (``sid-54321``, stable
+    across restarts), unless given ``cookie_name`` (a cluster gives all its servers one name).
     """
 
     _serial: dict[str, int] = {}
@@ -36,19 +48,22 @@ class Server(HttpService):
         self,
         mode: str = "stateful",
         *,
+        cart: str | None = None,
         name: str | None = None,
         port: int = 0,
         store: str | SessionStore = "memory",
+        carts: CartStore | None = None,
         keyring: Keyring | None = None,
         algorithm: str = "HS256",
         secret_key: bytes | None = None,
         session_ttl: float = 1800,
         token_ttl: float = 900,
-        cookie_name: str = "sid",
+        token_max_age: float | None = None,
+        cookie_name: str | None = None,
+        csrf_guard: bool = True,
         plugins: Iterable[Plugin] = (),
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.cart = default_cart(mode, cart)  # a ValueError before anything starts
         if name is None:
             Server._serial[mode] = Server._serial.get(mode, 0) + 1
             name = f"{mode}-{Server._serial[mode]}"
@@ -63,19 +78,43 @@ class Server(HttpService):
         if keyring is None and mode == "stateless":
             keyring = Keyring(algorithm)
         self.keyring = keyring
+        if self.cart == "db" and carts is None:
+            carts = MemoryCartStore()  # this server's own database: outside its memory, so a crash keeps it
+        self.carts: CartStore | None = carts if self.cart == "db" else None
+        self._cookie_base = cookie_name
         self._app_options = dict(
-            mode=mode, keyring=keyring, secret_key=secret_key or secrets.token_bytes(32),
-            session_ttl=session_ttl, token_ttl=token_ttl, cookie_name=cookie_name, plugins=tuple(plugins),
+            mode=mode, cart=self.cart, carts=self.carts, keyring=keyring,
+            secret_key=secret_key or secrets.token_bytes(32), session_ttl=session_ttl, token_ttl=token_ttl,
+            token_max_age=token_max_age, csrf_guard=csrf_guard, plugins=tuple(plugins),
         )
         self.app: Any = None
         self.store: SessionStore | None = None
+
+    @property
+    def cookie_name(self) -> str | None:
+        """The name of the cookie that carries this server's login (``sid-<port>`` unless given; None if
+        stateless). Known once the server has a port (after the first start when ``port=0``)."""
+        base = self._cookie_base or (f"sid-{self.port}" if self.port else None)
+        return cookie_name_for(self.mode, base) if base else None
+
+    @property
+    def csrf_guard(self) -> bool:
+        """Whether non-JSON bodies (415) and cross-origin writes (403) are refused; settable while running."""
+        return bool(self._app_options["csrf_guard"])
+
+    @csrf_guard.setter
+    def csrf_guard(self, on: bool) -> None:
+        self._app_options["csrf_guard"] = bool(on)
+        if self.app is not None:
+            self.app.extensions["statelab"]["csrf_guard"] = bool(on)
 
     def _build_app(self) -> Any:
         store = self._shared_store
         if store is None and self.mode == "stateful":
             store = MemoryStore()  # a fresh process has empty memory
         self.store = store
-        self.app = create_app(name=self.name, store=store, **self._app_options)
+        base = self._cookie_base or f"sid-{self.port}"
+        self.app = create_app(name=self.name, store=store, cookie_name=base, **self._app_options)
         return self.app
 
     def _on_down(self) -> None:
@@ -86,10 +125,11 @@ class Server(HttpService):
 
     @property
     def sessions(self) -> int:
-        """Sessions this server can see right now (0 when down or stateless)."""
-        if not self.alive or self.store is None:
+        """Logins this server keeps state for right now (0 when down, or when clients hold it all)."""
+        app = self.app
+        if not self.alive or app is None:
             return 0
-        return self.store.count()
+        return app.extensions["statelab"]["identity"].sessions()
 
     @property
     def requests(self) -> int:
