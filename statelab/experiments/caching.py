@@ -243,7 +243,12 @@ def _evidence(table: dict[str, dict[str, dict[str, Any]]], n_users: int, n_round
         "stale own carts, misconfigured cache": each("misconfigured", "stale own carts"),
     }
     return Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
-                    seconds=seconds, extra={"table": table, "users": n_users, "rounds": n_rounds})
+                    seconds=seconds, extra={"table": table, "users": n_users, "rounds": n_rounds, "key_numbers": {
+                        "leaks, misconfigured cache (stateful / stateless)": f"{bad['stateful']} / {bad['stateless']}",
+                        "leaks, correct cache (stateful / stateless)":
+                            f"{correct['stateful']} / {correct['stateless']}",
+                        "catalog hit ratio (stateful / stateless)": f"{cat['stateful']:.0%} / {cat['stateless']:.0%}",
+                    }})
 
 
 def summary(ev: Evidence) -> str:
