@@ -1,8 +1,8 @@
 """The HTTP contract's rules that every part of the bookshop shares: limits, input checks, one error.
 
 The views, the identities and the cart placements all raise :class:`ApiError`; the app turns it
-into ``{"error": message}`` with its status. The balancer and the cache read :data:`MAX_BODY`
-from here too, so every hop refuses the same bodies.
+into ``{"error": message}`` with its status. :data:`MAX_BODY` comes from :mod:`statelab.rawhttp`,
+where the balancer and the cache read it too, so every hop refuses the same bodies.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..rawhttp import MAX_BODY as MAX_BODY  # one limit for every hop; the app reads its limits here
+
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: "$" would let "alice\n" in
 ITEM_RE = re.compile(r"[A-Za-z0-9._ -]{1,64}")
-MAX_BODY = 1024 * 1024
 MAX_CART_LINES = 200
 MAX_QTY = 10**9  # of one item, in all: far above any shop, far below what breaks a JSON parser
 
