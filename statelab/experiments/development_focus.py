@@ -514,8 +514,9 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
                       "side",),
             qualifies=("none of the stateful side's concerns is left to the stateless side",),
             corrected=(f"Asked the same {len(concerns)} questions, the stateless side needed the developer on "
-                       f"{len(on['stateless'])} ({traded}) and the stateful side on {len(on['stateful'])}: "
-                       "the session concerns go, token and browser concerns come.")),
+                       f"{len(on['stateless'])} ({traded}) and the stateful side on {len(on['stateful'])}"
+                       + (": the session concerns go, token and browser concerns come."
+                          if on["stateless"] and not set(on["stateful"]) & set(on["stateless"]) else "."))),
         "4d": Judgement(
             supports=("stateful: logout revokes a stolen session id on every server sharing the store",),
             qualifies=("stateful: a shared cache keeping per-user answers still serves them to a stolen cookie "
