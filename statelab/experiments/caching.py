@@ -122,7 +122,7 @@ def run(*, quick: bool = False, users: int | None = None, rounds: int | None = N
     reached the server, and answers that carried another user's data.
     """
     n_users = users if users is not None else (3 if quick else 4)
-    n_rounds = rounds if rounds is not None else (2 if quick else 3)
+    n_rounds = rounds if rounds is not None else 2
     if not 2 <= n_users <= len(USERS) or not 1 <= n_rounds <= 20:
         raise ValueError(f"users must be 2 to {len(USERS)} and rounds 1 to 20")
     names = list(USERS[:n_users])
