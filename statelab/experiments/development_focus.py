@@ -18,6 +18,7 @@ local servers, so neither side is counted on a question the other was never aske
                                   to the page's script is readable by any script on the page (XSS)
 ``manage signing keys``           retiring a key logs out every holder of a token it signed
 ``keep the credential small``     the token grows with the cart it carries; the session id does not
+                                  (nor does a token whose cart lives in a table, ``cart="db"``)
 
 Revocation is measured with what the library has: deleting the session, a short token lifetime,
 and retiring a signing key; a shared cache in front shows that none of them is immediate
@@ -257,19 +258,25 @@ def _key_rotation(cluster: Cluster, users: int, m: dict[str, Any]) -> None:
         client.close()
 
 
-def _sizes(stateful: Cluster, stateless: Cluster, lines: int, m: dict[str, Any]) -> None:
+def _sizes(stateful: Cluster, stateless: Cluster, in_db: Cluster, lines: int, m: dict[str, Any]) -> None:
     """Add different books on each side: what does each request carry afterwards?
 
-    The token side gets ``lines`` books; the session side a few (each is a write to the SQLite
-    store, and the cookie cannot change whatever the cart holds).
+    The token sides get ``lines`` books (the cart in the token, and in a table); the session side
+    a few (each is a write to the SQLite store, and the cookie cannot change whatever the cart holds).
     """
     shopper, holder = _logged_in(stateful.url, "reader"), _logged_in(stateless.url, "reader")
+    slim = _logged_in(in_db.url, "reader")
     sid_before, token_before = len(shopper.cookies[stateful.cookie_name]), len(holder.token or "")
+    m["db_token_bytes_before"] = len(slim.token or "")
     sid_lines = min(lines, 5)
     for i in range(lines):
         holder.add_to_cart(f"book-{i}")
+        slim.add_to_cart(f"book-{i}")
         if i < sid_lines:
             shopper.add_to_cart(f"book-{i}")
+    m["db_token_bytes_after"] = len(slim.token or "")
+    m["db_cart_lines_kept"] = len(slim.cart().body.get("cart", []))
+    slim.close()
     cart, session_cart = holder.cart(), shopper.cart()
     m["cart_lines"], m["sid_cart_lines"] = lines, sid_lines
     m["sid_cart_lines_kept"] = len(session_cart.body.get("cart", [])) if session_cart.ok else 0
@@ -357,6 +364,7 @@ def run(*, quick: bool = False, users: int | None = None, replays: int | None = 
         shop = start(Cluster(2, "stateful", "sqlite", plugins=[login_keeping_the_id]))
         unshared = start(Cluster(2, "stateful", "memory"))
         api = start(Cluster(2, "stateless"))
+        api_db = start(Cluster(2, "stateless", cart="db"))
         cached = start(Server("stateful", name="cached-shop", plugins=[personal_headers({"personal": "public+vary"})]))
         open_servers = {mode: start(Server(mode, name=f"{mode}-no-guard", csrf_guard=False))
                         for mode in ("stateful", "stateless", "cookie")}
@@ -372,7 +380,7 @@ def run(*, quick: bool = False, users: int | None = None, replays: int | None = 
             lambda: _csrf(open_servers, guarded, m),
             lambda: _page_scripts(shop, api, open_servers["cookie"], m),
             lambda: _stateless_rows(api, m),
-            lambda: _sizes(shop, api, cart_lines, m),
+            lambda: _sizes(shop, api, api_db, cart_lines, m),
             lambda: _key_rotation(api, users, m),
             lambda: _finish(expiring, brief, ttl, m),
         ]
@@ -440,7 +448,8 @@ def _concerns(m: dict[str, Any]) -> list[dict[str, Any]]:
             f"the cookie stayed {m['sid_bytes_after']} bytes ({m['sid_cart_lines']} lines in the cart)",
             m["token_bytes_after"] > 2 * m["token_bytes_before"],
             (f"the token grew from {m['token_bytes_before']} to {m['token_bytes_after']} bytes "
-             f"({m['cart_lines']} lines, {m['token_bytes_per_line']:.0f} bytes each)")),
+             f"({m['cart_lines']} lines, {m['token_bytes_per_line']:.0f} bytes each); with the cart in a table it "
+             f"stayed {m['db_token_bytes_after']} bytes, and every request reads the table")),
     }
     return [{"concern": c, "stateful": found[c][0], "stateful_saw": found[c][1],
              "stateless": found[c][2], "stateless_saw": found[c][3]} for c in CONCERNS]
@@ -487,6 +496,8 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
             m["stateless_token_in_login_body"],
         "stateless: a cross-site form post carries no bearer token (refused even with the guard off)":
             not m["csrf_stateless_accepted"] and m["csrf_stateless_status"] == 401,
+        "stateless: with the cart in a table the token stays the same size (it says only who you are)":
+            m["db_token_bytes_after"] == m["db_token_bytes_before"] and m["db_cart_lines_kept"] == m["cart_lines"],
         "stateless: the servers store nothing per user, so nothing to clean up":
             m["stateless_sessions_held"] == 0,
         "stateless: a token planted before login does not become the victim's":
@@ -512,7 +523,8 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
         "stateless": Judgement(
             supports=("the stateless side leaves fewer of the listed concerns to the developer than the stateful "
                       "side",),
-            qualifies=("none of the stateful side's concerns is left to the stateless side",),
+            qualifies=("none of the stateful side's concerns is left to the stateless side",
+                       "stateless: with the cart in a table the token stays the same size (it says only who you are)"),
             corrected=(f"Asked the same {len(concerns)} questions, the stateless side needed the developer on "
                        f"{len(on['stateless'])} ({traded}) and the stateful side on {len(on['stateful'])}"
                        + (": the session concerns go, token and browser concerns come."
