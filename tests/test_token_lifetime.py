@@ -8,7 +8,6 @@ Signing reads the current key id once, so a rotation cannot label a token with a
 
 from __future__ import annotations
 
-import threading
 import time
 
 from flask import jsonify, request
@@ -34,14 +33,14 @@ def test_a_renewed_token_keeps_the_login_and_its_expiry(stateless):
 
 
 def test_a_thief_who_writes_does_not_outlive_the_login():
-    with sl.Server("stateless", token_ttl=2) as shop:
+    with sl.Server("stateless", token_ttl=3) as shop:
         shop.start()
         alice = sl.Client(shop.url)
         alice.login("alice")
         thief = sl.Client(shop.url)
         thief.token = alice.token
-        expires = claims(alice.token)["exp"]
-        time.sleep(1.2)
+        expires = claims(alice.token)["exp"]  # whole seconds: 2 to 3 s from now
+        time.sleep(max(0.0, expires - time.time() - 0.8))  # a write late in the token's life
         assert thief.add_to_cart("book").ok  # a fresh token in the thief's hands ...
         assert claims(thief.token)["exp"] == expires  # ... that ends when the login does
         time.sleep(max(0.0, expires - time.time()) + 0.3)
@@ -125,29 +124,3 @@ def test_signing_reads_the_key_id_once():
     token = keyring.issue("alice", 60)
     assert keyring.verify(token)["sub"] == "alice"  # the kid in its header names the key that signed it
     assert len(keyring.kids) == 2
-
-
-def test_rotation_under_load_never_mislabels_a_token():
-    keyring = Keyring()
-    stop = threading.Event()
-    bad: list[str] = []
-
-    def rotate() -> None:
-        while not stop.is_set():
-            keyring.rotate()
-
-    def issue() -> None:
-        for _ in range(300):
-            try:
-                keyring.verify(keyring.issue("alice", 60))
-            except TokenError as e:
-                bad.append(str(e))
-
-    rotator = threading.Thread(target=rotate, name="statelab-test-rotator")
-    rotator.start()
-    try:
-        issue()
-    finally:
-        stop.set()
-        rotator.join()
-    assert not bad, bad[:3]

@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from http import HTTPStatus
 from typing import Any
 
@@ -201,6 +202,14 @@ class _Httpd(ThreadedWSGIServer):
 
 # --------------------------------------------------------------------------- one HTTP service
 
+_running: weakref.WeakSet[HttpService] = weakref.WeakSet()  # every service of this interpreter now listening
+
+
+def running() -> list[HttpService]:
+    """Every server, balancer and cache this interpreter is running now (nothing another program runs)."""
+    return [service for service in list(_running) if service.alive]
+
+
 class HttpService:
     """A WSGI app served on 127.0.0.1 in a daemon thread; the base of Server and LoadBalancer.
 
@@ -260,6 +269,7 @@ class HttpService:
                                       name=f"statelab-{self.name}", daemon=True)
             self._httpd, self._thread = httpd, thread
             thread.start()
+            _running.add(self)
             return self
 
     def _shutdown(self, crash: bool) -> None:
@@ -268,6 +278,7 @@ class HttpService:
             if httpd is None:
                 return
             self._httpd = self._thread = None
+            _running.discard(self)
             httpd.crashed = crash
             httpd.cut_connections()  # from now on no request is answered or acted on, crash or clean stop
             httpd.shutdown()  # serve_forever returns within POLL_INTERVAL and closes the socket

@@ -123,6 +123,14 @@ class LoadBalancer(HttpService):
         with self._state_lock:
             self._backends = [b for b in self._backends if b.name != name]
 
+    def follow(self, server: Any) -> None:
+        """Route to ``server`` at its current url (it came back on another port)."""
+        moved = Backend.of(server)
+        with self._state_lock:
+            for b in self._backends:
+                if b.name == moved.name:
+                    b.host, b.port = moved.host, moved.port
+
     def mark_up(self, name: str) -> None:
         """Forget that ``name`` was seen down (a cluster calls this after a restart)."""
         with self._state_lock:

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..service import PortInUseError
 from ..service.registry import register
 from ..shop.app import default_cart
 from ..shop.carts import CartStore, SqliteCartStore
@@ -49,6 +50,7 @@ class Cluster:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if store == "sqlite" or self.cart == "db":
             self._tmp = tempfile.TemporaryDirectory(prefix="statelab-", ignore_cleanup_errors=True)
+        self._owns_store = store == "sqlite"
         if store == "sqlite":
             store = SqliteStore(Path(self._tmp.name) / "sessions.sqlite3")
         self.store: str | SessionStore = store
@@ -119,9 +121,14 @@ class Cluster:
         return server
 
     def restart(self, which: int | str | Server) -> Server:
-        """Bring one server back, empty, on the same url."""
+        """Bring one server back, empty, on the same url (on a new one, which the balancer follows, if
+        another program took its port meanwhile: the cluster's url does not change)."""
         server = self._server(which)
-        server.restart()
+        try:
+            server.restart()
+        except PortInUseError:  # another program took its port while it was down: a free one, followed
+            server.restart(port=0)
+            self.balancer.follow(server)
         self.balancer.mark_up(server.name)
         return server
 
@@ -142,12 +149,12 @@ class Cluster:
         return {s.name: s.sessions for s in self.servers}
 
     def stop(self) -> None:
-        """Stop the balancer and every server, and close the shared store."""
+        """Stop the balancer and every server, and close the shared store the cluster made (not one passed in)."""
         self.balancer.stop()
         for server in self.servers:
             server.stop()
-        if isinstance(self.store, SqliteStore):
-            self.store.close()
+        if self._owns_store and isinstance(self.store, SqliteStore):
+            self.store.close()  # the cluster's own store; one the caller passed in stays open
         if self.carts is not None:
             self.carts.close()
         if self._tmp is not None:
