@@ -127,11 +127,11 @@ def _claim_name(key: str) -> str:
 
 def _seed_words(row: str, key: str) -> str:
     """The seed's own words for a half-row or a benefit (empty when the row is not in the table)."""
-    from ..table import BENEFITS, ROWS
+    from ..table import BENEFITS, CHOOSING, ROWS
 
     if key in BENEFITS:
         return BENEFITS[key][1]
-    for r in ROWS:
+    for r in (*ROWS, CHOOSING):
         if r.key == row:
             return getattr(r, key)
     return ""
