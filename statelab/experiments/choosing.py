@@ -37,6 +37,7 @@ SESSIONS = ("session + memory", "session + shared store")
 TOKENS = ("token + cart in token", "token + cart in db")
 SHARED = ("session + shared store", "token + cart in db")   # the data lives in one store every server reads
 TRIPS = ("create", "get", "update", "delete")                 # the calls that go to the store
+CONTROL = "both session designs: logout stopped a stolen session id at once"
 
 
 class TripCounter:
@@ -170,7 +171,7 @@ def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, quick: bool, 
     m: dict[str, Any] = {
         "users": users,
         "replays": replays,
-        "lines": r[next(iter(DESIGNS))]["lines"],
+        "lines": r["token + cart in token"]["lines"],
         "lost_on_crash": {d: r[d]["lost"] for d in DESIGNS},
         "found_share_round_robin": {d: round(r[d]["found"], 3) for d in DESIGNS},
         "replays_accepted_after_logout": {d: r[d]["replays_accepted"] for d in DESIGNS},
@@ -195,8 +196,7 @@ def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, quick: bool, 
         "token + cart in token: no cart lost, every read found its cart under round robin":
             survives("token + cart in token"),
         "token + cart in db: no cart lost, every read found its cart under round robin": survives("token + cart in db"),
-        "both session designs: logout stopped a stolen session id at once":
-            all(r[d]["stolen_worked"] and accepted[d] == 0 for d in SESSIONS),
+        CONTROL: all(r[d]["stolen_worked"] and accepted[d] == 0 for d in SESSIONS),
         "both token designs: a stolen token still worked after logout":
             all(r[d]["stolen_worked"] and accepted[d] == replays for d in TOKENS),
         "token + cart in db: the cart followed the user to a second device": follows["token + cart in db"],
@@ -208,16 +208,17 @@ def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, quick: bool, 
     }
     claims = {
         "stateful": Judgement(
-            supports=("both session designs: logout stopped a stolen session id at once",),
+            supports=(CONTROL,),
             qualifies=("session + memory: a crash lost the carts kept on the dead server",
                        "token + cart in db: the cart followed the user to a second device"),
-            corrected=_corrected_stateful(m)),
+            corrected=_corrected_stateful(m, checks[CONTROL])),
         "stateless": Judgement(
             supports=("token + cart in token: no cart lost, every read found its cart under round robin",
                       "token + cart in db: no cart lost, every read found its cart under round robin"),
             qualifies=("session + shared store: no cart lost, every read found its cart under round robin",
                        "every cart read of the shared-store designs went to the shared store"),
-            corrected=_corrected_stateless(m)),
+            corrected=_corrected_stateless(m, checks[
+                "session + shared store: no cart lost, every read found its cart under round robin"])),
     }
     p50 = m["p50_ms"]
     reading = (
@@ -226,8 +227,8 @@ def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, quick: bool, 
         f" {replays} times after logout was accepted {_per_design(accepted)} times. The cart followed the user to a"
         f" second device: {_per_design({d: 'yes' if v else 'no' for d, v in follows.items()})}. Credential bytes per"
         f" request, one line -> {m['lines']} lines: {_per_design({d: f'{size1[d]} -> {sizen[d]}' for d in DESIGNS})}."
-        f" Median GET /cart: {_per_design({d: f'{v:.1f} ms' for d, v in p50.items()})}, with"
-        f" {_per_design({d: f'{trips[d]:.1f}' for d in SHARED})} trips to the shared store per request."
+        f" Median GET /cart: {_per_design({d: f'{v:.1f} ms' for d, v in p50.items()})}. Trips to the shared store"
+        f" per request: {_per_design({d: f'{trips[d]:.1f}' for d in SHARED})}."
     )
     return Evidence(row=ROW, measurements=m, checks=checks, claims=claims, reading=reading, seconds=seconds,
                     extra={"quick": quick, "designs": list(DESIGNS)})
@@ -237,28 +238,36 @@ def _per_design(values: dict[str, Any], unit: str = "") -> str:
     return ", ".join(f"{d} {v}{unit}" for d, v in values.items())
 
 
-def _corrected_stateful(m: dict[str, Any]) -> str:
+def _corrected_stateful(m: dict[str, Any], control: bool) -> str:
+    """The stateful half's sentence, from the numbers; ``control``: logout stopped a stolen session id."""
     lost, users, replays = m["lost_on_crash"], m["users"], m["replays"]
     follows = m["cart_follows_to_second_device"]["token + cart in db"]
-    replayed = " and ".join(f"{m['replays_accepted_after_logout'][d]} of {replays}" for d in SESSIONS)
-    return (f"What a session design has that a token design lacks is control of the login: after logout a stolen"
-            f" session id was accepted {replayed} times in the two session designs. Keeping the client's data is not"
-            f" what sets it apart: token + cart in db kept the cart in a server-side table"
-            f" (it {'followed' if follows else 'did not follow'} the user to a second device),"
-            f" and where the session lives decides what a crash costs: {lost['session + memory']} of {users} carts"
-            f" lost in server memory, {lost['session + shared store']} in a shared store.")
+    sessions = " and ".join(f"{m['replays_accepted_after_logout'][d]} of {replays}" for d in SESSIONS)
+    tokens = " and ".join(f"{m['replays_accepted_after_logout'][d]} of {replays}" for d in TOKENS)
+    login = ("What a session design has that a token design lacks is control of the login" if control else
+             "Here even the session designs did not keep control of the login")
+    return (f"{login}: after logout a stolen session id was accepted {sessions} times in the two session designs,"
+            f" a stolen token {tokens} times in the two token designs. Keeping the client's data is not what sets a"
+            f" session design apart: token + cart in db kept the cart in a server-side table (it"
+            f" {'followed' if follows else 'did not follow'} the user to a second device), and where the session"
+            f" lives decides what a crash costs: {lost['session + memory']} of {users} carts lost in server memory,"
+            f" {lost['session + shared store']} of {users} in a shared store.")
 
 
-def _corrected_stateless(m: dict[str, Any]) -> str:
+def _corrected_stateless(m: dict[str, Any], shared_survives: bool) -> str:
+    """The stateless half's sentence, from the numbers; ``shared_survives``: session + shared store lost nothing."""
     lost, found, users = m["lost_on_crash"], m["found_share_round_robin"], m["users"]
     trips = m["store_trips_per_request"]
-    return (f"Both token designs lost {lost['token + cart in token']} and {lost['token + cart in db']} of {users}"
-            f" carts in a crash and found {found['token + cart in token']:.0%} and {found['token + cart in db']:.0%}"
-            f" of carts under round robin, but session + shared store did as well ({lost['session + shared store']}"
-            f" lost, {found['session + shared store']:.0%} found): crash survival and scaling without affinity come"
-            f" from keeping nothing in one app server's memory, not from keeping no client state. The shared-store"
-            f" designs keep client state on the server side, at {trips['token + cart in db']:.1f} (token + cart in db)"
-            f" and {trips['session + shared store']:.1f} (session + shared store) trips to the store per request.")
+    same = ("but session + shared store did as well" if shared_survives else "and session + shared store did not")
+    cause = (" Crash survival and scaling without affinity came from keeping nothing in one app server's memory,"
+             " not from keeping no client state." if shared_survives else "")
+    return (f"The token designs lost {lost['token + cart in token']} of {users} (cart in token) and"
+            f" {lost['token + cart in db']} of {users} (cart in db) carts in a crash and found"
+            f" {found['token + cart in token']:.0%} and {found['token + cart in db']:.0%} of carts under round robin,"
+            f" {same} ({lost['session + shared store']} lost, {found['session + shared store']:.0%} found).{cause}"
+            f" The shared-store designs keep client state on the server side: {trips['token + cart in db']:.1f}"
+            f" (token + cart in db) and {trips['session + shared store']:.1f} (session + shared store) trips to the"
+            " store per request.")
 
 
 # --------------------------------------------------------------------------- showing it
