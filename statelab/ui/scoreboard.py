@@ -340,7 +340,8 @@ class Scoreboard(W.VBox):
             numbers = esc(r.error)
         else:
             numbers = ""
-        source = esc(r.source) if r.source else f'<span style="color:{FG_DIM}">{esc(STATUS_TEXT.get(r.status, r.status))}</span>'
+        status = STATUS_TEXT.get(r.status, r.status)
+        source = esc(r.source) if r.source else f'<span style="color:{FG_DIM}">{esc(status)}</span>'
         if r.status == "missing":
             source += f'<br><span style="color:{FG_DIM}; font-size:12px">(module missing)</span>'
         cells = (link, *halves, f'{numbers}<div style="font-size:12px; color:{FG_DIM}">{source}</div>')
