@@ -133,3 +133,4 @@ def test_bad_input_gets_a_clear_error():
         scoreboard({"scalability": judged("caching")})
     with pytest.raises(KeyError, match="no row 'speed'"):
         scoreboard({}).rerun(["speed"])
+

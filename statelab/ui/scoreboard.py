@@ -219,17 +219,17 @@ class Scoreboard(W.VBox):
         return {k: r.evidence for k, r in self.results.items() if r.measured}
 
     # --- measuring --------------------------------------------------------------------------
-    def fill(self) -> Scoreboard:
-        """Quick-run every row not measured yet, updating the table row by row; return the board."""
-        return self._run([k for k, r in self.results.items() if not r.measured])
+    def fill(self, quick: bool = True) -> Scoreboard:
+        """Run every row not measured yet (at quick size unless ``quick=False``), updating the table row by row."""
+        return self._run([k for k, r in self.results.items() if not r.measured], quick)
 
-    def rerun(self, keys: Iterable[str] | None = None) -> Scoreboard:
-        """Quick-run the rows ``keys`` (default: all nine) again, replacing their evidence."""
+    def rerun(self, keys: Iterable[str] | None = None, quick: bool = True) -> Scoreboard:
+        """Run the rows ``keys`` (default: all nine) again, at quick size unless ``quick=False``."""
         keys = list(self.results) if keys is None else list(keys)
         unknown = [k for k in keys if k not in self.results]
         if unknown:
             raise KeyError(f"no row {unknown[0]!r}; rows are {list(self.results)}")
-        return self._run(keys)
+        return self._run(keys, quick)
 
     def _guarded(self, action: Any) -> Any:
         def on_click(_button: Any = None) -> None:
@@ -240,14 +240,14 @@ class Scoreboard(W.VBox):
                 self.message.value = error_line(f"{type(e).__name__}: {e}")
         return on_click
 
-    def _run(self, keys: list[str]) -> Scoreboard:
+    def _run(self, keys: list[str], quick: bool = True) -> Scoreboard:
         self.bar.max, self.bar.value, self.bar.bar_style = max(len(keys), 1), 0, ""
         self.fill_button.disabled = self.rerun_button.disabled = True
         try:
             for i, key in enumerate(keys):
                 self.results[key].status = "running"
                 self.refresh()
-                self.results[key] = self._measure(self.results[key].row)
+                self.results[key] = self._measure(self.results[key].row, quick)
                 self.bar.value = i + 1
                 self.refresh()
         finally:
@@ -257,8 +257,8 @@ class Scoreboard(W.VBox):
         return self
 
     @staticmethod
-    def _measure(row: Row) -> RowResult:
-        """Quick-run one row's experiment; never raises (a missing module or a failure is data)."""
+    def _measure(row: Row, quick: bool = True) -> RowResult:
+        """Run one row's experiment (quick size by default); never raises (a missing module or a failure is data)."""
         module_name = f"statelab.experiments.{row.key}"
         try:
             importlib.invalidate_caches()  # a module written since this kernel started is found
@@ -275,15 +275,17 @@ class Scoreboard(W.VBox):
         began = time.perf_counter()
         try:
             with _quietly():
-                ev = run(quick=True)
+                ev = run(quick=quick)
         except Exception as e:
-            return RowResult(row, status="failed", error=f"run(quick=True) raised {type(e).__name__}: {e}")
+            return RowResult(row, status="failed", error=f"run(quick={quick}) raised {type(e).__name__}: {e}")
         seconds = time.perf_counter() - began
         if not isinstance(ev, Evidence) or ev.row != row.key or not _reached_a_verdict(ev):
-            return RowResult(row, status="failed", error=f"run(quick=True) returned {ev!r:.80}, not its row's Evidence")
+            return RowResult(row, status="failed",
+                             error=f"run(quick={quick}) returned {ev!r:.80}, not its row's Evidence")
         if isinstance(ev.extra, dict):
-            ev.extra.setdefault("quick", True)  # so a later board reading latest() can say so too
-        return RowResult(row, ev, "measured", f"quick re-run by the scoreboard just now ({seconds:.1f} s)")
+            ev.extra.setdefault("quick", quick)  # so a later board reading latest() can say so too
+        how = "quick re-run" if quick else "full-size run"
+        return RowResult(row, ev, "measured", f"{how} by the scoreboard just now ({seconds:.1f} s)")
 
     # --- showing it -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -468,3 +470,4 @@ def scoreboard(evidence_by_row: Mapping[str, Evidence] | None = None, rerun_miss
             board._shown_in = ip.execution_count
         board.fill()
     return board
+
