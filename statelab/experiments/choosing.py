@@ -46,12 +46,15 @@ class TripCounter:
     ``TripCounter(cluster.store)`` or ``TripCounter(cluster.carts)``: it wraps the store's data calls
     (``create``, ``get``, ``update``, ``delete``, whichever it has) on that one object, so the servers,
     which already hold the object, are counted without any other change; the store behaves the same.
+    A call the store makes to itself (``get`` that refreshes the idle timer through ``update``) is
+    part of the same trip and not counted again.
     """
 
     def __init__(self, store: Any) -> None:
         self.store = store
         self.trips = 0
         self._lock = threading.Lock()
+        self._inside = threading.local()
         for name in TRIPS:
             method = getattr(store, name, None)
             if callable(method):
@@ -59,9 +62,15 @@ class TripCounter:
 
     def _counted(self, method: Any) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Any:
+            if getattr(self._inside, "busy", False):   # the store calling itself: same trip
+                return method(*args, **kwargs)
             with self._lock:
                 self.trips += 1
-            return method(*args, **kwargs)
+            self._inside.busy = True
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._inside.busy = False
 
         return counted
 
