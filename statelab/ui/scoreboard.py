@@ -7,7 +7,7 @@ verdict of the one row that judges it (``statelab.table.benefit_row``).
 
 The evidence comes from an experiment run earlier in this kernel (``statelab.experiments.latest()``),
 from evidence you pass in, or from a quick re-run the scoreboard makes when asked (a button, or
-``board.fill()``; about a second per row). A row not measured yet says so; a row whose experiment
+``board.fill()``; a few seconds per row). A row not measured yet says so; a row whose experiment
 fails shows the error in its cell. Nothing here raises into the notebook.
 
 Meaning is never carried by colour alone: every verdict is written out and marked with a symbol
@@ -169,7 +169,7 @@ class Scoreboard(W.VBox):
         self.table = W.HTML()
         self.benefit_table = W.HTML()
         self.fill_button = button("Measure the rows not measured yet (quick)",
-                                  "run each missing row's experiment with quick=True, about a second each")
+                                  "run each missing row's experiment with quick=True, a few seconds each")
         self.fill_button.on_click(self._guarded(self.fill))
         self.rerun_button = button("Re-measure all nine (quick)", "re-run every row's experiment with quick=True")
         self.rerun_button.on_click(self._guarded(self.rerun))
@@ -457,7 +457,7 @@ def scoreboard(evidence_by_row: Mapping[str, Evidence] | None = None, rerun_miss
 
     ``evidence_by_row`` defaults to this kernel's ``statelab.experiments.latest()``. Rows without
     evidence read "not measured yet"; the board's first button (or ``board.fill()``) quick-runs
-    them. With ``rerun_missing=True`` they are quick-run now (about a second each); in a notebook
+    them. With ``rerun_missing=True`` they are quick-run now (a few seconds each); in a notebook
     the board appears first and fills in row by row.
     """
     board = Scoreboard(evidence_by_row)
