@@ -6,7 +6,8 @@ what was measured instead (``Judgement.corrected``). Each of the seed's eight be
 verdict of the one row that judges it (``statelab.table.benefit_row``).
 
 The evidence comes from an experiment run earlier in this kernel (``statelab.experiments.latest()``),
-from evidence you pass in, or from a quick re-run the scoreboard makes when asked (a button, or
+from a run saved by another notebook's kernel (``statelab.experiments.journal``), from evidence you
+pass in, or from a quick re-run the scoreboard makes when asked (a button, or
 ``board.fill()``; a few seconds per row). A row not measured yet says so; a row whose experiment
 fails shows the error in its cell. Nothing here raises into the notebook.
 
@@ -28,7 +29,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..experiments import HALVES, VERDICTS, Evidence, latest
+from ..experiments import HALVES, VERDICTS, Evidence, journal, latest
 from ..table import BENEFITS, ROWS, Row, benefit_row
 from ._base import BORDER, FG, FG_DIM, GREEN, GREY, ORANGE, RED, box, button, error_line, esc, pill
 
@@ -123,14 +124,20 @@ def _quietly() -> Iterator[None]:
         yield
 
 
-def _evidence_from(evidence_by_row: Mapping[str, Evidence] | None) -> tuple[dict[str, Evidence], str]:
-    """Validated evidence by row key, and the words for where it came from."""
+def _evidence_from(evidence_by_row: Mapping[str, Evidence] | None) -> dict[str, tuple[Evidence, str]]:
+    """Validated evidence by row key, each with the words for where it came from.
+
+    By default: this kernel's runs (``latest()``), and for the other rows the runs saved in the
+    learner's journal by the other notebooks' kernels (:mod:`statelab.experiments.journal`).
+    """
+    keys = {r.key for r in ROWS}
     if evidence_by_row is None:
-        return latest(), "run earlier in this kernel"
+        saved = {k: (ev, f"your run, saved {_when(ev.extra.get('saved'))}") for k, ev in journal.load().items()}
+        here = {k: (ev, "run earlier in this kernel") for k, ev in latest().items()}
+        return {k: v for k, v in {**saved, **here}.items() if k in keys}
     if not isinstance(evidence_by_row, Mapping):
         raise TypeError("evidence_by_row must be a dict of row key -> Evidence, for example "
                         "statelab.experiments.latest(), not " + type(evidence_by_row).__name__)
-    keys = {r.key for r in ROWS}
     out = {}
     for key, ev in evidence_by_row.items():
         if not isinstance(ev, Evidence):
@@ -140,8 +147,17 @@ def _evidence_from(evidence_by_row: Mapping[str, Evidence] | None) -> tuple[dict
             continue  # e.g. "choosing": evidence that is not one of the nine rows
         if ev.row != key:
             raise ValueError(f"evidence_by_row[{key!r}] is evidence for row {ev.row!r}")
-        out[key] = ev
-    return out, "evidence you passed in"
+        out[key] = (ev, "evidence you passed in")
+    return out
+
+
+def _when(saved: Any) -> str:
+    """A saved run's time as a learner reads it: "11:32" today, "2026-11-30 11:32" another day."""
+    if not isinstance(saved, (int, float)):
+        return "earlier"
+    stamp = time.localtime(saved)
+    same_day = time.strftime("%Y-%m-%d", stamp) == time.strftime("%Y-%m-%d")
+    return time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", stamp)
 
 
 def _reached_a_verdict(ev: Evidence) -> bool:
@@ -157,10 +173,10 @@ class Scoreboard(W.VBox):
     """
 
     def __init__(self, evidence_by_row: Mapping[str, Evidence] | None = None) -> None:
-        evidence, source = _evidence_from(evidence_by_row)
+        evidence = _evidence_from(evidence_by_row)
         self.results: dict[str, RowResult] = {}
         for row in ROWS:
-            ev = evidence.get(row.key)
+            ev, source = evidence.get(row.key, (None, ""))
             self.results[row.key] = RowResult(row, ev, "measured", self._source(source, ev)) if ev else RowResult(row)
         self.bar = W.IntProgress(value=0, min=0, max=len(ROWS), description="quick re-runs",
                                  style={"description_width": "initial"}, layout=W.Layout(width="260px"))
@@ -455,7 +471,8 @@ class CorrectedTable:
 def scoreboard(evidence_by_row: Mapping[str, Evidence] | None = None, rerun_missing: bool = False) -> Scoreboard:
     """The nine-row table rebuilt from measured evidence, with a verdict per half-row and per benefit.
 
-    ``evidence_by_row`` defaults to this kernel's ``statelab.experiments.latest()``. Rows without
+    ``evidence_by_row`` defaults to this kernel's ``statelab.experiments.latest()`` and, for the other
+    rows, the runs the other notebooks saved in the learner's journal. Rows without
     evidence read "not measured yet"; the board's first button (or ``board.fill()``) quick-runs
     them. With ``rerun_missing=True`` they are quick-run now (a few seconds each); in a notebook
     the board appears first and fills in row by row.
