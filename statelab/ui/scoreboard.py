@@ -451,7 +451,8 @@ class CorrectedTable:
         b = self.board
         out = []
         for r in b.results.values():
-            out.append(f"{r.row.title} ({r.row.notebook}): {r.source or STATUS_TEXT['pending']}")
+            where = r.source or STATUS_TEXT.get(r.status, r.status)
+            out.append(f"{r.row.title} ({r.row.notebook}): {where}" + (f" ({r.error})" if r.error else ""))
             if r.whole_row:  # TRANSITIONAL
                 out.append(f"  whole row: {marked(r.whole_row)} (not judged per half yet)")
             for half in HALVES:
