@@ -316,9 +316,11 @@ class Scoreboard(W.VBox):
             parts = [pill(f"{MARK[v]} {n} {v}", VERDICT_TINT[v]) for v in VERDICTS if (n := verdicts.count(v))]
             return " ".join(parts) or "none yet"
 
+        whole = [r.whole_row for r in self.results.values() if r.whole_row]   # TRANSITIONAL
+        note = f" &nbsp; Rows with one verdict for both halves (not converted yet): {len(whole)}" if whole else ""
         self.status.value = box(f"<b>{measured} of {len(self.results)} rows measured.</b> "
-                                f"Half-row verdicts: {counts(halves)} &nbsp; Benefit verdicts: {counts(benefits)}",
-                                padding="2px 0")
+                                f"Half-row verdicts: {counts(halves)} &nbsp; Benefit verdicts: {counts(benefits)}"
+                                f"{note}", padding="2px 0")
 
     def _verdict_html(self, verdict: str, corrected: str, tint: str | None = None) -> str:
         if verdict in VERDICTS:
