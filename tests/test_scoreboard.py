@@ -83,7 +83,7 @@ def test_the_corrected_table_is_markdown_in_the_seeds_three_columns_and_text():
 
 
 def test_the_fill_button_quick_runs_what_is_missing_and_says_where_it_came_from():
-    board = scoreboard({k: whole_row(k) for k in [r.key for r in ROWS] if k != FASTEST})
+    board = scoreboard({k: judged(k) for k in [r.key for r in ROWS] if k != FASTEST})
     assert board.pending == [FASTEST]
     board.fill_button.click()
     result = board.results[FASTEST]
@@ -117,8 +117,8 @@ def test_a_module_without_run_is_a_failure_in_its_cell():
 
 
 def test_the_rerun_button_re_measures_and_shows_what_it_could_not_measure():
-    board = scoreboard({k: whole_row(k) for k in [r.key for r in ROWS]})
-    board.results = {"nope": RowResult(GHOST, whole_row("caching"), "measured")}   # keep the click short
+    board = scoreboard({k: judged(k) for k in [r.key for r in ROWS]})
+    board.results = {"nope": RowResult(GHOST, judged("caching"), "measured")}   # keep the click short
     board.rerun_button.click()
     assert board.results["nope"].status == "missing" and "module missing" in board.table.value
     assert board.bar.bar_style == "warning" and not board.rerun_button.disabled
