@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client
+from ..shop.plugins import store_errors_as_503
 from ..shop.server import Server
-from ..shop.sessions import MemoryStore, SqliteStore, new_session_id
+from ..shop.sessions import MemoryStore, OutageStore, SqliteStore, new_session_id
 from ..topology.cluster import Cluster
 from . import Evidence, progress, record
-from .fault_tolerance import OutageStore, store_errors_as_503
 
 ROW = "scalability"
 

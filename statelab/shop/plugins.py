@@ -4,3 +4,314 @@ A plugin is called as ``plugin(app)`` after the routes exist (see :func:`statela
 it may add routes or request hooks, and asks ``app.extensions["statelab"]["current"]()`` who is
 asking. Lessons and experiments share the ones here instead of keeping copies.
 """
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+
+from .app import ApiError
+from .sessions import StoreUnavailable
+
+#: An ``Idempotency-Key`` the plugins accept (fullmatch): a client's random name for one attempt.
+KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def store_errors_as_503(app: Flask) -> None:
+    """Plugin: a server whose shared store is unreachable answers 503 JSON (without it: a 500)."""
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(e: StoreUnavailable):
+        return jsonify(error=f"service unavailable: {e}"), 503
+
+
+def _is_write() -> bool:
+    return request.method == "POST" and request.path == "/cart"
+
+
+def slow_writes(seconds: float) -> Callable[[Flask], None]:
+    """Plugin: every ``POST /cart`` takes ``seconds`` more *after* its change is made.
+
+    On loopback a write takes well under a millisecond, so almost none is ever in flight when a
+    server dies. A real write commits to a database, calls another service, renders an answer:
+    tens of milliseconds in which the change has happened and the answer has not left. This
+    plugin stands for that time, so a crash or a deploy meets writes in flight, as it does in
+    production.
+    """
+    if not 0 <= seconds <= 5:
+        raise ValueError("seconds must be from 0 to 5")
+
+    def plugin(app: Flask) -> None:
+        @app.after_request
+        def work(response: Response) -> Response:
+            if _is_write():
+                time.sleep(seconds)
+            return response
+
+    return plugin
+
+
+class InFlight:
+    """Plugin: counts the requests each server is working on right now, by kind.
+
+    Kinds: ``"read"`` (anything but a cart write), ``"write"`` (``POST /cart`` without an
+    ``Idempotency-Key``) and ``"keyed write"`` (with one). A deploy tool drains a server by
+    waiting until :meth:`now` says 0; an experiment waits until writes are in flight before it
+    crashes a server. Pass the same object to every server of a cluster: ``plugins=[in_flight]``.
+    """
+
+    def __init__(self) -> None:
+        self._now: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, app: Flask) -> None:
+        name = app.extensions["statelab"]["name"]
+
+        @app.before_request
+        def enter() -> None:
+            kind = ("keyed write" if "Idempotency-Key" in request.headers else "write") if _is_write() else "read"
+            g.statelab_in_flight = (name, kind)
+            with self._lock:
+                self._now[(name, kind)] += 1
+
+        @app.teardown_request
+        def leave(_: BaseException | None) -> None:
+            key = g.pop("statelab_in_flight", None)
+            if key is not None:
+                with self._lock:
+                    self._now[key] -= 1
+
+    def now(self, server: str, kind: str | None = None) -> int:
+        """Requests ``server`` (its name) is working on right now (of ``kind``, or all kinds)."""
+        with self._lock:
+            return sum(n for (name, k), n in self._now.items() if name == server and kind in (None, k))
+
+    def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Poll ``condition`` every 2 ms for up to ``timeout`` seconds; whether it came true."""
+        end = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.002)
+        return True
+
+
+class IdempotencyKeys:
+    """What the servers remember per ``Idempotency-Key``: the answer they gave the first time.
+
+    Shared by every server of a cluster (Redis or a table, in real life). Keys are scoped by user,
+    so one user's key never replays another's answer. A lock per key makes a repeat that arrives
+    while the first attempt still runs wait for it, then get the same answer.
+    """
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, scope: tuple[str, str]) -> tuple[int, Any] | None:
+        """Hold ``scope``'s lock; return the stored answer, or None if this is the first attempt."""
+        with self._lock:
+            key_lock = self._locks.setdefault(scope, threading.Lock())
+        key_lock.acquire()
+        return self._answers.get(scope)
+
+    def remember(self, scope: tuple[str, str], answer: tuple[int, Any]) -> None:
+        """Store the answer of the first attempt (answers with a 5xx status are not kept: retry them)."""
+        if answer[0] < 500:
+            self._answers[scope] = answer
+
+    def release(self, scope: tuple[str, str]) -> None:
+        """Let the next attempt with ``scope`` in (call once after each :meth:`acquire`)."""
+        with self._lock:
+            key_lock = self._locks[scope]
+        key_lock.release()
+
+    def once(self, scope: tuple[str, str], act: Callable[[], tuple[int, Any]]) -> tuple[int, Any, bool]:
+        """Run ``act`` once per ``scope`` (user, key); later calls get the stored answer and ``True``."""
+        stored = self.acquire(scope)
+        try:
+            if stored is not None:
+                return stored[0], stored[1], True
+            status, body = act()
+            self.remember(scope, (status, body))
+            return status, body, False
+        finally:
+            self.release(scope)
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+
+def _key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not KEY_RE.fullmatch(key):
+        raise ApiError(400, "Idempotency-Key must be 1-64 characters: letters, digits, '.', '_' or '-'")
+    return key
+
+
+def idempotent_writes(keys: IdempotencyKeys) -> Callable[[Flask], None]:
+    """Plugin: a ``POST /cart`` carrying an ``Idempotency-Key`` is acted on once per user and key.
+
+    A repeat (a client's retry, or the balancer re-sending a request cut by a crash) gets the
+    first answer again, with ``Idempotent-Replayed: true``, instead of adding the item twice.
+    The answer is remembered in ``after_request``; Flask runs those hooks last-registered first,
+    so list this plugin *after* one that does slow work after the change (:func:`slow_writes`):
+    then the record exists before the slow part, as it would be committed with the change.
+    """
+
+    def plugin(app: Flask) -> None:
+        current = app.extensions["statelab"]["current"]
+
+        @app.before_request
+        def replay() -> Response | None:
+            if not _is_write():
+                return None
+            key = _key()
+            if key is None:
+                return None
+            user, _ = current()
+            scope = (user, key)
+            g.statelab_idempotency = scope
+            stored = keys.acquire(scope)
+            if stored is None:
+                return None
+            status, body = stored
+            return Response(body, status=status, mimetype="application/json",
+                            headers={"Idempotent-Replayed": "true"})
+
+        @app.after_request
+        def record(response: Response) -> Response:
+            scope = g.get("statelab_idempotency")
+            if scope is not None and "Idempotent-Replayed" not in response.headers:
+                keys.remember(scope, (response.status_code, response.get_data()))
+            return response
+
+        @app.teardown_request
+        def release(_: BaseException | None) -> None:
+            scope = g.pop("statelab_idempotency", None)
+            if scope is not None:
+                keys.release(scope)
+
+    return plugin
+
+
+class OrderBook:
+    """Orders: business data every server of a cluster writes to (a database table, in real life)."""
+
+    def __init__(self) -> None:
+        self._orders: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def place(self, user: str, items: list[dict[str, Any]], checkout: str) -> dict[str, Any]:
+        with self._lock:
+            order = {"order": f"o{len(self._orders) + 1}-{secrets.token_hex(2)}", "user": user,
+                     "items": [dict(line) for line in items], "checkout": checkout}
+            self._orders.append(order)
+            return dict(order)
+
+    def for_user(self, user: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(o) for o in self._orders if o["user"] == user]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._orders)
+
+
+def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> Callable[[Any], None]:
+    """A plugin adding ``POST /checkout/start``, ``POST /checkout/confirm`` and ``GET /orders``.
+
+    Stateful: the checkout (a snapshot of the cart) lives in the session, and confirming consumes
+    it in one ``store.update``. Stateless: the checkout travels in the token, so the server cannot
+    know it was already confirmed. With ``idempotency``, a confirm carrying an ``Idempotency-Key``
+    header is acted on once per key; a repeat gets the first answer and ``Idempotent-Replayed: true``.
+    """
+
+    def plugin(app: Any) -> None:
+        state = app.extensions["statelab"]
+        mode = state["mode"]
+        if mode not in ("stateful", "stateless"):
+            raise ValueError("the checkout plugin supports the stateful and stateless modes")
+
+        who = state["current"]  # (user, session data or token claims), or a 401
+
+        def token(user: str, cart: list[dict[str, Any]], **claims: Any) -> str:
+            return state["keyring"].issue(user, state["token_ttl"], cart=cart, **claims)
+
+        @app.post("/checkout/start")
+        def checkout_start():
+            user, data = who()
+            cart = data.get("cart") or []
+            if not cart:
+                raise ApiError(409, "your cart is empty: add something before checking out")
+            snapshot = {"id": secrets.token_hex(4), "items": cart}
+            if mode == "stateful":
+                if state["store"].update(g.sid, lambda s: {**s, "checkout": snapshot}) is None:
+                    raise ApiError(401, "session ended during checkout (log in again)")
+                return jsonify(checkout=snapshot)
+            return jsonify(checkout=snapshot, token=token(user, cart, checkout=snapshot))
+
+        def confirm(user: str, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            if mode == "stateful":
+                taken: list[dict[str, Any]] = []
+
+                def consume(s: dict[str, Any]) -> dict[str, Any]:
+                    if s.get("checkout"):
+                        taken.append(s["checkout"])
+                        return {**s, "cart": [], "checkout": None}
+                    return s
+
+                if state["store"].update(g.sid, consume) is None:
+                    raise ApiError(401, "session ended during checkout (log in again)")
+                if not taken:
+                    raise ApiError(409, "nothing to confirm: no checkout in progress (already confirmed?)")
+                return 201, {"order": orders.place(user, taken[0]["items"], taken[0]["id"])}
+            snapshot = data.get("checkout")
+            if not isinstance(snapshot, dict) or not isinstance(snapshot.get("items"), list):
+                raise ApiError(409, "nothing to confirm: this token carries no checkout (start one first)")
+            order = orders.place(user, snapshot["items"], str(snapshot.get("id")))
+            return 201, {"order": order, "token": token(user, [])}
+
+        @app.post("/checkout/confirm")
+        def checkout_confirm():
+            user, data = who()
+            key = request.headers.get("Idempotency-Key")
+            if idempotency is None or key is None:
+                status, body = confirm(user, data)
+                return jsonify(body), status
+            if not KEY_RE.fullmatch(key):
+                raise ApiError(400, "Idempotency-Key must be 1-64 characters: letters, digits, '.', '_' or '-'")
+
+            def act() -> tuple[int, dict[str, Any]]:
+                try:
+                    return confirm(user, data)
+                except ApiError as e:
+                    return e.status, {"error": e.message}
+
+            status, body, replayed = idempotency.once((user, key), act)
+            response = jsonify(body)
+            response.status_code = status
+            if replayed:
+                response.headers["Idempotent-Replayed"] = "true"
+            return response
+
+        @app.get("/orders")
+        def orders_list():
+            user, _ = who()
+            return jsonify(orders=orders.for_user(user))
+
+        @app.after_request
+        def no_store(response):
+            if request.endpoint in ("checkout_start", "checkout_confirm", "orders_list"):
+                response.headers["Cache-Control"] = "private, no-store"
+            return response
+
+    return plugin

@@ -225,3 +225,87 @@ class SqliteStore:
                 except sqlite3.Error:
                     pass
             self._all.clear()
+
+
+# --------------------------------------------------------------------------- stores for the failure lessons
+
+class StoreUnavailable(RuntimeError):
+    """The shared store cannot be reached (see :class:`OutageStore`)."""
+
+
+class OutageStore:
+    """A shared store you can switch off: while it is down every call fails, as calls to a crashed
+    database server would. It wraps a real store (a session store such as :class:`SqliteStore`, or
+    a table of carts) and changes nothing else: what it holds is still there when it comes back.
+
+    Servers answer a failed store call with 503 when started with
+    :func:`statelab.shop.plugins.store_errors_as_503` (without it: a 500).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.down = False
+
+    def fail(self) -> None:
+        """The store goes down: every call raises :class:`StoreUnavailable`."""
+        self.down = True
+
+    def recover(self) -> None:
+        """The store is back, with everything it held."""
+        self.down = False
+
+    @contextmanager
+    def outage(self) -> Iterator[OutageStore]:
+        """``with store.outage(): ...`` the store is down inside the block."""
+        self.fail()
+        try:
+            yield self
+        finally:
+            self.recover()
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other call goes to the wrapped store, and fails while the store is down."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        attr = getattr(self.inner, name)
+        if not callable(attr) or name == "close":
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StoreUnavailable("the shared store is unreachable")
+            return attr(*args, **kwargs)
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"<OutageStore {'down' if self.down else 'up'} over {self.inner!r}>"
+
+
+class NaiveStore(MemoryStore):
+    """A session store whose ``update`` reads, pauses, then writes, with no lock held in between.
+
+    This is what a hand-rolled ``data = store.get(sid); ...; store.set(sid, data)`` does (with
+    Redis ``GET``/``SET``, or a row read then written without a transaction). The pause
+    (``delay`` seconds) stands for the work between the read and the write, and makes the race
+    show up reliably on a busy machine.
+    """
+
+    kind = "naive"
+
+    def __init__(self, delay: float = 0.02) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def update(self, sid: str, change: Updater) -> Session | None:
+        data = self.get(sid)  # read (a copy)
+        if data is None:
+            return None
+        time.sleep(self.delay)  # meanwhile, another request reads the same old data
+        new = change(data)  # modify
+        entry = self._data.get(sid)
+        if entry is None:
+            return None
+        self._data[sid] = (new, entry[1], time.time() + entry[1])  # write: last writer wins
+        return dict(new)
