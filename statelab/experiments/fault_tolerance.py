@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from ..client import Client
+from ..client import Client, Exchange
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes, store_errors_as_503
 from ..shop.sessions import OutageStore, SqliteStore
 from ..topology.cluster import Cluster
@@ -75,6 +76,32 @@ def _crash(cluster: Cluster, crowd: list[Shopper], in_flight: InFlight, workers:
             "failed writes acted on": writes.extra["write"],
             "keyed writes doubled or missing": writes.extra["keyed write"] + writes.missing["keyed write"],
             "failures": traffic.failures}
+
+
+def write_through_crash(cluster: Cluster, client: Client, in_flight: InFlight, *, item: str = "pen",
+                        key: str | None = None) -> Exchange:
+    """Send one ``POST /cart`` and crash the server working on it before it answers; what the client got.
+
+    The cluster must run :func:`~statelab.shop.plugins.slow_writes` (so the write is still in
+    flight when the crash comes) and ``in_flight``. With ``key`` the write carries that
+    ``Idempotency-Key``. The crashed server is restarted before this returns.
+    """
+    kind = "keyed write" if key else "write"
+    names = [s.name for s in cluster.servers]
+    answers: list[Exchange] = []
+    headers = {"Idempotency-Key": key} if key else None
+    writer = threading.Thread(target=lambda: answers.append(client.post("/cart", {"item": item, "qty": 1},
+                                                                        headers=headers)))
+    writer.start()
+    try:
+        if not in_flight.wait(lambda: any(in_flight.now(n, kind) for n in names), 5):
+            raise RuntimeError("the write never reached a server: does the cluster run slow_writes and in_flight?")
+        victim = next(n for n in names if in_flight.now(n, kind))
+        cluster.kill(victim)
+    finally:
+        writer.join(timeout=30)
+    cluster.restart(victim)
+    return answers[0]
 
 
 def _second_device(url: str, user: str) -> dict[str, bool]:
