@@ -13,8 +13,10 @@ The public face the notebooks use::
 
 from . import load
 from .client import Client, Exchange
+from .service import PortInUseError
+from .service.registry import stop_all
 from .shop.app import create_app
-from .shop.server import PortInUseError, Server, serve, stop_all
+from .shop.server import Server, serve
 from .shop.sessions import MemoryStore, SqliteStore
 from .shop.tokens import Keyring, TokenError, TokenReport, inspect_token
 from .topology.balancer import LoadBalancer

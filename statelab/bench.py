@@ -42,7 +42,8 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from . import load
-from .shop.server import HOST, POLL_INTERVAL, Server
+from .service import HOST, POLL_INTERVAL
+from .shop.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask, jsonify, request
 
 import statelab as sl
-from statelab.shop.server import wait_until
+from statelab.service import wait_until
 from statelab.topology.balancer import COOKIE
 
 

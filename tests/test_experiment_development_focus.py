@@ -86,7 +86,7 @@ def test_naive_login_keeps_the_planted_id_and_the_real_one_does_not():
         for path, mallory_becomes in (("/login-naive", "alice"), ("/login", None)):
             mallory.login("mallory")
             alice = sl.Client(shop.url)
-            alice.set_cookie("sid", mallory.cookies["sid"])
+            alice.set_cookie(shop.cookie_name, mallory.cookies[shop.cookie_name])
             assert alice.post(path, {"user": "alice"}).ok
             seen = mallory.me()
             assert (seen.body.get("user") if seen.ok else None) == mallory_becomes

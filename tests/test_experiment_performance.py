@@ -42,7 +42,7 @@ def test_wire_exchange_counts_every_byte_of_request_and_answer():
         login = user.login("alice")
         assert login.status == 200 and user.credential and len(user.credential) >= 40
         raw = user.raw("GET", "/cart")
-        assert f"Cookie: sid={user.credential}\r\n".encode() in raw and raw.endswith(b"\r\n\r\n")
+        assert f"Cookie: {server.cookie_name}={user.credential}\r\n".encode() in raw and raw.endswith(b"\r\n\r\n")
         ex = performance.wire_exchange(server.url, raw)
     assert ex.status == 200 and ex.json() == {"cart": []}
     assert ex.request_bytes == len(raw)

@@ -6,7 +6,7 @@ A learner re-runs cells and presses "Run all" again without restarting the kerne
 * no cell raises, either time;
 * ``threading.active_count()`` is the same at the end of run 2 as at the end of run 1 (each run's set-up
   cell stops what the previous run started, so nothing accumulates);
-* every server, balancer and cache the notebook has running (found through ``statelab.shop.server._live``, the
+* every server, balancer and cache the notebook has running (found through ``statelab.service.registry.live()``, the
   clusters' own servers and balancers, and any other live ``HttpService`` in the kernel) refuses
   connections after ``sl.stop_all()``;
 * after the set-up cell runs again, shutting the kernel down stops those servers too: the kernel exits on
@@ -49,12 +49,13 @@ CELL_TIMEOUT_S = 120
 PROBE = r'''
 def _statelab_probe():
     import gc, json, threading, time
-    import statelab.shop.server as srv
+    import statelab.service as srv
+    from statelab.service.registry import live
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and any("process_request_thread" in t.name for t in threading.enumerate()):
         time.sleep(0.02)
     found = {}
-    owners = list(srv._live) + [o for o in gc.get_objects() if isinstance(o, srv.HttpService)]
+    owners = live() + [o for o in gc.get_objects() if isinstance(o, srv.HttpService)]
     for owner in owners:
         for x in (owner, *getattr(owner, "servers", ()), getattr(owner, "balancer", None)):
             if isinstance(x, srv.HttpService) and x.alive:

@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 
 import statelab as sl
 from conftest import statelab_threads
-from statelab.shop.server import wait_until
+from statelab.service import wait_until
 
 
 def port_of(url: str) -> int:
@@ -241,7 +241,7 @@ def test_killed_cluster_server_is_skipped_and_comes_back():
 CELL_A = "import statelab as sl\ns = sl.serve()"
 RECORD = "ports = globals().get('ports', []) + [s.port]"
 PROBE = ("{'threads': sorted(t.name for t in __import__('threading').enumerate() if t.name.startswith('statelab-')),"
-         " 'live': sorted(o.url for o in list(sl.shop.server._live) if getattr(o, 'alive', False)),"
+         " 'live': sorted(o.url for o in sl.service.registry.live() if getattr(o, 'alive', False)),"
          " 'ports': ports}")
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client, Exchange
+from ..shop.carts import SqliteCartStore
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes, store_errors_as_503
 from ..shop.sessions import OutageStore, SqliteStore
 from ..topology.cluster import Cluster
@@ -152,7 +153,7 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 6) -> E
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="statelab-ft-", ignore_cleanup_errors=True))
         store = OutageStore(SqliteStore(Path(tmp) / "sessions.sqlite3"))
         stack.callback(store.close)
-        carts = OutageStore(_cart_table(Path(tmp) / "carts.sqlite3"))
+        carts = OutageStore(SqliteCartStore(Path(tmp) / "carts.sqlite3"))
         stack.callback(carts.close)
         clusters: dict[str, Cluster] = {}
         crowds: dict[str, list[Shopper]] = {}
@@ -176,13 +177,6 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 6) -> E
             for design in SHARED:
                 back[design] = n - len(lost_carts(crowds[design]))
     return record(_evidence(results, devices, outage, back, n, workers, time.perf_counter() - began))
-
-
-def _cart_table(path: Path) -> Any:
-    """The shared cart table of a ``cart="db"`` cluster, in one SQLite file (``Cluster(..., carts=...)``)."""
-    from ..shop.carts import SqliteCartStore
-
-    return SqliteCartStore(path)
 
 
 def _evidence(results: dict[str, dict[str, Any]], devices: dict[str, dict[str, bool]],

@@ -128,14 +128,15 @@ class WireUser:
         self.url, self.mode = url, mode
         self.host, port = url.split("//", 1)[1].rsplit(":", 1)
         self.port = int(port)
-        self.credential: str | None = None  # the sid or the token
+        self.credential: str | None = None  # the session id or the token
+        self.cookie_name = "sid"  # learnt from the login's Set-Cookie (each server names its own)
 
     def identity(self) -> dict[str, str]:
         """The header that tells the server who is asking."""
         if self.credential is None:
             return {}
         if self.mode == "stateful":
-            return {"Cookie": f"sid={self.credential}"}
+            return {"Cookie": f"{self.cookie_name}={self.credential}"}
         return {"Authorization": f"Bearer {self.credential}"}
 
     def raw(self, method: str, path: str, body: Any = None) -> bytes:
@@ -146,8 +147,8 @@ class WireUser:
         if ex.status >= 400:
             raise RuntimeError(f"{method} {path} answered {ex.status}: {ex.body[:200]!r}")
         cookie = ex.headers.get("Set-Cookie", "")
-        if cookie.startswith("sid="):
-            self.credential = cookie.split(";", 1)[0][4:]
+        if self.mode == "stateful" and "=" in cookie.split(";", 1)[0]:
+            self.cookie_name, _, self.credential = cookie.split(";", 1)[0].partition("=")
         elif ex.headers.get("Content-Type", "").startswith("application/json"):
             token = ex.json().get("token")
             if isinstance(token, str):

@@ -25,8 +25,9 @@ import tracemalloc
 from collections.abc import Iterable
 from typing import Any
 
+from ..service import HOST
 from ..shop.app import MAX_CART_LINES
-from ..shop.server import HOST, Server
+from ..shop.server import Server
 from . import Evidence, progress, record
 from .performance import WireUser, build_request, wire_exchange
 
@@ -105,7 +106,7 @@ def _cart_growth(server: Server, lines: int) -> dict[str, list[int]]:
     """Add one cart line at a time over HTTP; record request/response bytes and credential size."""
     user = WireUser(server.url, server.mode)
     user.login("alice")
-    name = "sid" if server.mode == "stateful" else "token"  # a token kept in a cookie called "token"
+    name = server.cookie_name if server.mode == "stateful" else "token"  # a token kept in a cookie called "token"
     out: dict[str, list[int]] = {"lines": [], "request": [], "response": [], "credential": []}
     for i in range(lines):
         ex = user.add(f"book-{i:03d}", 1)

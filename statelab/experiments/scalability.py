@@ -228,7 +228,7 @@ def _sticky_failover(c: Cluster, clients: list[Client]) -> dict[str, Any]:
 def _store_outage(c: Cluster, clients: list[Client], shared: OutageStore, sqlite: SqliteStore,
                   rounds: int = 5) -> dict[str, Any]:
     """Time a lookup in the shared file, then cut the store off and see which servers still answer."""
-    sid = clients[0].cookies.get("sid", "")
+    sid = clients[0].cookies.get(c.cookie_name, "")
     memory = MemoryStore()
     msid = memory.create({"user": "u", "cart": [{"item": "book", "qty": 3}]}, 60)
     memory_us = per_call_us(lambda: memory.get(msid), calls=1000)

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from .app import ApiError
+from .rules import ApiError
 from .sessions import StoreUnavailable
 
 #: An ``Idempotency-Key`` the plugins accept (fullmatch): a client's random name for one attempt.
@@ -227,76 +227,63 @@ class OrderBook:
 
 
 def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> Callable[[Any], None]:
-    """A plugin adding ``POST /checkout/start``, ``POST /checkout/confirm`` and ``GET /orders``.
+    """A plugin adding ``POST /checkout/start``, ``POST /checkout/confirm`` and ``GET /orders``, in any design.
 
-    Stateful: the checkout (a snapshot of the cart) lives in the session, and confirming consumes
-    it in one ``store.update``. Stateless: the checkout travels in the token, so the server cannot
-    know it was already confirmed. With ``idempotency``, a confirm carrying an ``Idempotency-Key``
-    header is acted on once per key; a repeat gets the first answer and ``Idempotent-Replayed: true``.
+    Starting a checkout puts a snapshot of the cart beside the login (in the session, or in the
+    token). Confirming *takes* the cart, in one atomic change wherever it lives, and turns it into
+    an order; a confirm that finds the cart already taken gets 409. So a repeated confirm is
+    refused where the cart lives on the server (a session, the cart table), but not where it
+    travels in the token: the repeat carries the old cart again. With ``idempotency``, a confirm
+    carrying an ``Idempotency-Key`` header is acted on once per user and key; a repeat gets the
+    first answer and ``Idempotent-Replayed: true``.
     """
 
     def plugin(app: Any) -> None:
         state = app.extensions["statelab"]
-        mode = state["mode"]
-        if mode not in ("stateful", "stateless"):
-            raise ValueError("the checkout plugin supports the stateful and stateless modes")
-
-        who = state["current"]  # (user, session data or token claims), or a 401
-
-        def token(user: str, cart: list[dict[str, Any]], **claims: Any) -> str:
-            return state["keyring"].issue(user, state["token_ttl"], cart=cart, **claims)
+        identity, where = state["identity"], state["placement"]
 
         @app.post("/checkout/start")
         def checkout_start():
-            user, data = who()
-            cart = data.get("cart") or []
+            who = identity.current()
+            cart = where.read(who)
             if not cart:
                 raise ApiError(409, "your cart is empty: add something before checking out")
             snapshot = {"id": secrets.token_hex(4), "items": cart}
-            if mode == "stateful":
-                if state["store"].update(g.sid, lambda s: {**s, "checkout": snapshot}) is None:
-                    raise ApiError(401, "session ended during checkout (log in again)")
-                return jsonify(checkout=snapshot)
-            return jsonify(checkout=snapshot, token=token(user, cart, checkout=snapshot))
+            _, reply = identity.change(who, lambda data: {**data, "checkout": snapshot})
+            return jsonify(checkout=snapshot, **reply)
 
-        def confirm(user: str, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            if mode == "stateful":
-                taken: list[dict[str, Any]] = []
+        def confirm() -> tuple[int, dict[str, Any]]:
+            who = identity.current()
+            snapshot = who.data.get("checkout")
+            if not isinstance(snapshot, dict):
+                raise ApiError(409, "nothing to confirm: no checkout in progress (start one first)")
+            taken: list[list[dict[str, Any]]] = []
 
-                def consume(s: dict[str, Any]) -> dict[str, Any]:
-                    if s.get("checkout"):
-                        taken.append(s["checkout"])
-                        return {**s, "cart": [], "checkout": None}
-                    return s
+            def take(cart: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                taken.append(cart)
+                return []
 
-                if state["store"].update(g.sid, consume) is None:
-                    raise ApiError(401, "session ended during checkout (log in again)")
-                if not taken:
-                    raise ApiError(409, "nothing to confirm: no checkout in progress (already confirmed?)")
-                return 201, {"order": orders.place(user, taken[0]["items"], taken[0]["id"])}
-            snapshot = data.get("checkout")
-            if not isinstance(snapshot, dict) or not isinstance(snapshot.get("items"), list):
-                raise ApiError(409, "nothing to confirm: this token carries no checkout (start one first)")
-            order = orders.place(user, snapshot["items"], str(snapshot.get("id")))
-            return 201, {"order": order, "token": token(user, [])}
+            _, reply = where.change(who, take)
+            if not taken or not taken[-1]:
+                raise ApiError(409, "nothing to confirm: the cart is empty (already confirmed?)")
+            return 201, {"order": orders.place(who.user, taken[-1], str(snapshot.get("id"))), **reply}
 
         @app.post("/checkout/confirm")
         def checkout_confirm():
-            user, data = who()
             key = request.headers.get("Idempotency-Key")
             if idempotency is None or key is None:
-                status, body = confirm(user, data)
+                status, body = confirm()
                 return jsonify(body), status
             if not KEY_RE.fullmatch(key):
                 raise ApiError(400, "Idempotency-Key must be 1-64 characters: letters, digits, '.', '_' or '-'")
 
             def act() -> tuple[int, dict[str, Any]]:
                 try:
-                    return confirm(user, data)
+                    return confirm()
                 except ApiError as e:
                     return e.status, {"error": e.message}
 
-            status, body, replayed = idempotency.once((user, key), act)
+            status, body, replayed = idempotency.once((identity.current().user, key), act)
             response = jsonify(body)
             response.status_code = status
             if replayed:
@@ -305,8 +292,7 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
 
         @app.get("/orders")
         def orders_list():
-            user, _ = who()
-            return jsonify(orders=orders.for_user(user))
+            return jsonify(orders=orders.for_user(identity.current().user))
 
         @app.after_request
         def no_store(response):

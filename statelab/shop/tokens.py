@@ -21,6 +21,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 ALGORITHMS = ("HS256", "RS256", "ES256")
+MAX_TOKEN = 16_384  # characters: a longer token is refused unread (the server never issues one)
+REGISTERED = ("sub", "iat", "exp", "jti", "auth_time")  # claims a renewal keeps or sets, never copies blindly
 
 
 class TokenError(Exception):
@@ -78,6 +80,12 @@ class Keyring:
     def signing_key(self) -> Any:
         return self._keys[self.current_kid][0]
 
+    def _current(self) -> tuple[str, Any]:
+        """(kid, signing key), read together: a rotation between two reads would sign with one key
+        and label the token with another, and the token would never verify."""
+        kid = self.current_kid
+        return kid, self._keys[kid][0]
+
     def verification_key(self, kid: object) -> Any | None:
         if not isinstance(kid, str):
             return None
@@ -85,17 +93,38 @@ class Keyring:
         return None if pair is None else pair[1]
 
     def issue(self, sub: str, ttl: float, **claims: Any) -> str:
-        """Sign a token for ``sub`` valid for ``ttl`` seconds, with extra claims (e.g. the cart)."""
+        """Sign a token for ``sub`` valid for ``ttl`` seconds, with extra claims (e.g. the cart).
+
+        ``auth_time`` (when the user logged in) is now unless given; ``jti`` is fresh unless given.
+        """
         now = int(time.time())
-        payload = {"sub": sub, "iat": now, "exp": now + int(ttl), "jti": secrets.token_hex(8), **claims}
-        return jwt.encode(payload, self.signing_key(), algorithm=self.algorithm,
-                          headers={"kid": self.current_kid})
+        payload = {"sub": sub, "iat": now, "exp": now + int(ttl), "jti": secrets.token_hex(8),
+                   "auth_time": now, **claims}
+        kid, key = self._current()
+        return jwt.encode(payload, key, algorithm=self.algorithm, headers={"kid": kid})
+
+    def renew(self, claims: dict[str, Any], ttl: float, *, max_age: float | None = None, **changes: Any) -> str:
+        """Re-sign a verified token's ``claims`` with ``changes`` (e.g. a new cart), for the same login.
+
+        The renewed token keeps ``sub``, ``jti`` and ``auth_time``: it is the same login, so a deny list
+        that revoked the login's ``jti`` refuses it too. Its ``exp`` is at most ``ttl`` from now and never
+        later than ``auth_time + max_age`` (``max_age`` defaults to ``ttl``): writing to the cart does
+        not keep a stolen token alive past the lifetime of the login it came from.
+        """
+        now = int(time.time())
+        auth_time = claims.get("auth_time", claims.get("iat", now))
+        if not isinstance(auth_time, int) or isinstance(auth_time, bool):
+            auth_time = now
+        cap = auth_time + int(ttl if max_age is None else max_age)
+        kept = {k: v for k, v in claims.items() if k not in REGISTERED and k != "user"}
+        return self.issue(claims["sub"], ttl, **{**kept, **changes, "jti": claims.get("jti") or secrets.token_hex(8),
+                                                 "auth_time": auth_time, "exp": min(now + int(ttl), cap)})
 
     def verify(self, token: object) -> dict[str, Any]:
         """Return the claims of a valid token, or raise :class:`TokenError` saying why not."""
         if not isinstance(token, str) or not token:
             raise TokenError("no token")
-        if len(token) > 16_384:
+        if len(token) > MAX_TOKEN:
             raise TokenError("token is too long")
         try:
             header = jwt.get_unverified_header(token)

@@ -51,9 +51,10 @@ from urllib.parse import quote, urlsplit
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
+from ..service import HttpService
+from ..service.registry import register
 from ..shop.app import MAX_BODY
 from ..shop.proxy import cookie_path
-from ..shop.server import HttpService, register
 
 STRATEGIES = ("round_robin", "sticky", "ip_hash", "least_connections")
 COOKIE = "statelab-lb"
@@ -276,6 +277,8 @@ class LoadBalancer(HttpService):
             forwarded = request.headers.get("X-Forwarded-For")
             headers["X-Forwarded-For"] = f"{forwarded}, {request.remote_addr}" if forwarded else (
                 request.remote_addr or "")
+            if "X-Forwarded-Host" not in request.headers:  # the host the browser saw, for the same-origin check
+                headers["X-Forwarded-Host"] = request.host
             headers["Host"] = f"{backend.host}:{backend.port}"
             path = request.full_path if request.query_string else request.path
             conn.request(request.method, _quote_path(path), body=body or None, headers=headers)

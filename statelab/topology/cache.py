@@ -34,8 +34,9 @@ from urllib.parse import urlsplit
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
+from ..service import HttpService
+from ..service.registry import register
 from ..shop.app import MAX_BODY
-from ..shop.server import HttpService, register
 from .balancer import HOP_BY_HOP, _quote_path
 
 OUTCOMES = ("HIT", "MISS", "REVALIDATED", "BYPASS")

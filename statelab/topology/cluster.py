@@ -14,7 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..shop.server import Server, register
+from ..service.registry import register
+from ..shop.app import default_cart
+from ..shop.carts import CartStore, SqliteCartStore
+from ..shop.server import Server, cookie_name_for
 from ..shop.sessions import SessionStore, SqliteStore
 from ..shop.tokens import Keyring
 from .balancer import LoadBalancer
@@ -27,25 +30,39 @@ class Cluster:
 
     ``store="memory"`` gives each server its own sessions; ``store="sqlite"`` gives all of
     them one shared file. In stateless mode every server gets the same :class:`Keyring`, so
-    a token issued by one verifies on all.
+    a token issued by one verifies on all. ``cart`` is where carts live (see
+    :func:`statelab.create_app`); with ``cart="db"`` every server shares one cart table,
+    ``cluster.carts`` (a SQLite file in the cluster's temporary folder, removed by ``stop()``), or
+    ``carts``, a cart table of your own (e.g. one you can switch off), which ``stop()`` leaves open.
+    All servers share one cookie name, tied to the cluster (``cluster.cookie_name``).
     """
 
     def __init__(self, servers: int = 3, mode: str = "stateful", store: str | SessionStore = "memory",
-                 balancer: str = "round_robin", *, algorithm: str = "HS256", session_ttl: float = 1800,
-                 token_ttl: float = 900, plugins: Any = ()) -> None:
+                 balancer: str = "round_robin", *, cart: str | None = None, algorithm: str = "HS256",
+                 session_ttl: float = 1800, token_ttl: float = 900, token_max_age: float | None = None,
+                 csrf_guard: bool = True, plugins: Any = (), carts: CartStore | None = None) -> None:
         if not isinstance(servers, int) or not 1 <= servers <= 32:
             raise ValueError("servers must be a whole number from 1 to 32")
         if isinstance(store, str) and store not in STORES:
             raise ValueError(f"store must be one of {', '.join(STORES)} or a SessionStore, not {store!r}")
+        self.cart = default_cart(mode, cart)
         self.mode = mode
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if store == "sqlite":
+        self._own_carts = carts is None
+        if store == "sqlite" or (self.cart == "db" and carts is None):
             self._tmp = tempfile.TemporaryDirectory(prefix="statelab-", ignore_cleanup_errors=True)
+        if store == "sqlite":
             store = SqliteStore(Path(self._tmp.name) / "sessions.sqlite3")
         self.store: str | SessionStore = store
+        self.carts: CartStore | None = None
+        if self.cart == "db":
+            self.carts = carts if carts is not None else SqliteCartStore(Path(self._tmp.name) / "carts.sqlite3")
         self.keyring = Keyring(algorithm) if mode == "stateless" else None
-        self._options = dict(mode=mode, store=store, keyring=self.keyring, secret_key=secrets.token_bytes(32),
-                             session_ttl=session_ttl, token_ttl=token_ttl, plugins=tuple(plugins))
+        self._cookie_base = f"sid-c{secrets.token_hex(3)}"
+        self._options = dict(mode=mode, cart=self.cart, store=store, carts=self.carts, keyring=self.keyring,
+                             secret_key=secrets.token_bytes(32), session_ttl=session_ttl, token_ttl=token_ttl,
+                             token_max_age=token_max_age, cookie_name=self._cookie_base, csrf_guard=csrf_guard,
+                             plugins=tuple(plugins))
         self.servers: list[Server] = []
         self.balancer = LoadBalancer((), balancer, start=False)
         register(self)
@@ -56,6 +73,22 @@ class Cluster:
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def cookie_name(self) -> str | None:
+        """The cookie every server of this cluster carries the login in (None when stateless)."""
+        return cookie_name_for(self.mode, self._cookie_base)
+
+    @property
+    def csrf_guard(self) -> bool:
+        """Whether the servers refuse non-JSON bodies (415) and cross-origin writes (403); settable."""
+        return bool(self._options["csrf_guard"])
+
+    @csrf_guard.setter
+    def csrf_guard(self, on: bool) -> None:
+        self._options["csrf_guard"] = bool(on)
+        for server in self.servers:
+            server.csrf_guard = on
 
     @property
     def url(self) -> str:
@@ -118,6 +151,8 @@ class Cluster:
             server.stop()
         if isinstance(self.store, SqliteStore):
             self.store.close()
+        if self.carts is not None and self._own_carts:
+            self.carts.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -130,5 +165,5 @@ class Cluster:
 
     def __repr__(self) -> str:
         up = sum(self.alive)
-        return (f"<Cluster {self.mode} store={getattr(self.store, 'kind', self.store)} "
+        return (f"<Cluster {self.mode} cart={self.cart} store={getattr(self.store, 'kind', self.store)} "
                 f"balancer={self.strategy} {up}/{len(self.servers)} up {self.url}>")
