@@ -151,13 +151,13 @@ def _deploy(clusters: dict[str, Cluster], watch: dict[str, InFlight], n: int, wo
 def run(*, quick: bool = False, users: int | None = None, workers: int = 8, drain: float = DRAIN) -> Evidence:
     """Roll a deploy through three servers under each design, without draining and drained; then rotate keys.
 
-    ``users`` shoppers per design (default 8, quick 4), kept busy by ``workers`` threads while
+    ``users`` shoppers per design (default 6, quick 4), kept busy by ``workers`` threads while
     every server is replaced; ``drain`` is the longest the drained deploy waits for a server's
     requests in flight (it moves on as soon as none is left). The four designs are deployed side
     by side. Counts, not timings: failed requests by kind, users logged out, tokens refused after
     a key rotation.
     """
-    n = users if users is not None else (4 if quick else 8)
+    n = users if users is not None else (4 if quick else 6)
     if not isinstance(n, int) or not 4 <= n <= 600:
         raise ValueError("users must be a whole number from 4 to 600")
     if not isinstance(workers, int) or not 1 <= workers <= 32:

@@ -73,20 +73,21 @@ class InFlight:
 
     def __call__(self, app: Flask) -> None:
         name = app.extensions["statelab"]["name"]
+        inner = app.wsgi_app
 
-        @app.before_request
-        def enter() -> None:
-            kind = ("keyed write" if "Idempotency-Key" in request.headers else "write") if _is_write() else "read"
-            g.statelab_in_flight = (name, kind)
+        def counted(environ: dict[str, Any], start_response: Any) -> Any:
+            # counted until the last byte of the answer is handed to the socket, not just until the view returns
+            write = environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/cart"
+            kind = ("keyed write" if "HTTP_IDEMPOTENCY_KEY" in environ else "write") if write else "read"
             with self._lock:
                 self._now[(name, kind)] += 1
-
-        @app.teardown_request
-        def leave(_: BaseException | None) -> None:
-            key = g.pop("statelab_in_flight", None)
-            if key is not None:
+            try:
+                yield from inner(environ, start_response)
+            finally:
                 with self._lock:
-                    self._now[key] -= 1
+                    self._now[(name, kind)] -= 1
+
+        app.wsgi_app = counted  # type: ignore[method-assign]
 
     def now(self, server: str, kind: str | None = None) -> int:
         """Requests ``server`` (its name) is working on right now (of ``kind``, or all kinds)."""
@@ -124,8 +125,8 @@ class IdempotencyKeys:
         return self._answers.get(scope)
 
     def remember(self, scope: tuple[str, str], answer: tuple[int, Any]) -> None:
-        """Store the answer of the first attempt (answers with a 5xx status are not kept: retry them)."""
-        if answer[0] < 500:
+        """Store the answer of an attempt that acted (2xx); an error changed nothing, so a retry runs anew."""
+        if answer[0] < 400:
             self._answers[scope] = answer
 
     def release(self, scope: tuple[str, str]) -> None:
@@ -177,6 +178,7 @@ def idempotent_writes(keys: IdempotencyKeys) -> Callable[[Flask], None]:
             key = _key()
             if key is None:
                 return None
+            request.get_data(cache=True)  # the whole body first: a request cut short never claims its key
             user, _ = current()
             scope = (user, key)
             g.statelab_idempotency = scope
