@@ -220,7 +220,7 @@ def shop_while(crowd: list[Shopper], action: Callable[[], Any], *, workers: int 
     return traffic
 
 
-def when_writing(in_flight: InFlight, server: str, *, writes: int = 2, timeout: float = 2.0) -> int:
+def when_writing(in_flight: InFlight, server: str, *, writes: int = 2, timeout: float = 5.0) -> int:
     """Wait until ``server`` is working on ``writes`` unkeyed writes (at most ``timeout`` s); how many it is.
 
     On loopback a request takes a millisecond, so a crash at a random instant meets almost

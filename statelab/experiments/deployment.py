@@ -3,9 +3,9 @@
 The seed says: stateful, "Deployment may be more complex due to session synchronization";
 stateless, "Easier deployment and maintenance due to statelessness". A deploy replaces every
 server, one at a time, while users shop. :func:`redeploy` does it the way a deploy tool does:
-take the server out of the balancer, let the requests it is answering finish (*drain*), let the
-old process exit, start the new version (empty memory, as a new process has), put it back.
-Without draining, the old process exits at once and cuts what it was answering.
+take the server out of the balancer, let the requests it is answering finish (*drain*) and shut
+it down gracefully, start the new version (empty memory, as a new process has), put it back.
+Without draining, the old process is killed at once and cuts what it was answering.
 
 The four designs of :data:`statelab.experiments.DESIGNS` face the same two deploys, first without
 draining, then drained, while a crowd reads, writes (plain ``POST /cart``) and writes with an
@@ -48,22 +48,27 @@ ROTATIONS = {
 def redeploy(cluster: Cluster, index: int, *, drain: float = 0.05, in_flight: InFlight | None = None) -> None:
     """Replace ``cluster.servers[index]`` as a rolling deploy does.
 
-    Out of the balancer first (no new requests reach it). Then ``drain`` seconds for the requests
-    it is answering to finish (with ``in_flight``, the plugin that counts them, it moves on as soon
-    as none is left). Then the old process exits, cutting whatever it is still answering: with
-    ``drain=0``, every request in flight. Then the new version starts (empty memory, same
-    configuration: the shared store and the token keys) and goes back into the balancer.
+    Out of the balancer first (no new requests reach it). With ``drain`` > 0, a graceful
+    shutdown: up to ``drain`` seconds for the requests it is answering to finish (with
+    ``in_flight``, the plugin that counts them, it moves on as soon as none is left), then it
+    stops listening and lets any request it already accepted finish, as a server does on
+    SIGTERM. With ``drain=0`` the old process is killed at once, cutting every request it was
+    answering. Then the new version starts (empty memory, same configuration: the shared store
+    and the token keys) and goes back into the balancer.
     """
     if not 0 <= drain <= 30:
         raise ValueError("drain must be from 0 to 30 seconds")
     server = cluster.servers[index]
     cluster.balancer.remove(server.name)
-    if drain > 0 and in_flight is None:
-        time.sleep(drain)
-    elif drain > 0:
-        time.sleep(min(drain, 0.01))  # requests routed just before the removal reach the server
-        in_flight.wait(lambda: in_flight.now(server.name) == 0, drain)
-    server.kill()
+    if drain == 0:
+        server.kill()
+    else:
+        if in_flight is None:
+            time.sleep(drain)
+        else:
+            time.sleep(min(drain, 0.01))  # requests routed just before the removal reach the server
+            in_flight.wait(lambda: in_flight.now(server.name) == 0, drain)
+        server.stop()
     server.start()
     cluster.balancer.add(server)
 
