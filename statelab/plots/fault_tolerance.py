@@ -24,9 +24,10 @@ def plot(ev: Any, ax: Any = None) -> Any:
         outage = ev.extra["outage"].get(design)
         values = [100 * ev.extra["lost"][design] / n, float("nan") if outage is None else 100 * outage / n]
         xs = [g + (i - 1.5) * width for g in range(len(groups))]
-        bars = left.bar(xs, values, width, label=design, hatch=HATCHES[i], edgecolor="black", linewidth=0.5)
-        left.bar_label(bars, labels=["no store" if v != v else f"{v:.0f}" for v in values], fontsize=7, padding=1,
-                       rotation=90)
+        bars = left.bar(xs, [0 if v != v else v for v in values], width, label=design, hatch=HATCHES[i],
+                        edgecolor="black", linewidth=0.5)
+        left.bar_label(bars, labels=["no shared store" if v != v else f"{v:.0f}" for v in values], fontsize=7,
+                       padding=1, rotation=90)
     left.set_xticks(range(len(groups)), groups, fontsize=8)
     left.set_ylabel("users without their cart (%)")
     left.set_ylim(0, 160)

@@ -2,7 +2,15 @@
 
 A plugin is called as ``plugin(app)`` after the routes exist (see :func:`statelab.shop.app.create_app`);
 it may add routes or request hooks, and asks ``app.extensions["statelab"]["current"]()`` who is
-asking. Lessons and experiments share the ones here instead of keeping copies.
+asking. Lessons and experiments share the ones here instead of keeping copies:
+
+* :func:`store_errors_as_503`: a shared store that is down gives a 503, not a 500 (with
+  :class:`~statelab.shop.sessions.OutageStore`);
+* :func:`slow_writes` and :class:`InFlight`: writes that take as long as real ones, and a count of
+  the requests each server is answering (what a crash meets, what a drain waits for);
+* :class:`IdempotencyKeys` and :func:`idempotent_writes`: a ``POST /cart`` with an
+  ``Idempotency-Key`` acts once per user and key, however often it is sent;
+* :class:`OrderBook` and :func:`checkout`: a two-step checkout that turns the cart into an order.
 """
 
 from __future__ import annotations

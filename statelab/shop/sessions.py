@@ -12,6 +12,10 @@ Both expire idle sessions (``ttl`` seconds since the last use) and both make
 :meth:`update` an atomic read-modify-write, so concurrent requests on one session never
 lose a write. :meth:`peek` reads without touching: it neither extends the idle timer nor
 hides an outage of the store (a dashboard that looks must not change what it looks at).
+
+Two more for the failure lessons: :class:`OutageStore` wraps any shared store (sessions or the
+cart table) so it can be switched off and on, and :class:`NaiveStore` updates with a read, a
+pause and a write, as hand-written session code often does, and so loses concurrent updates.
 """
 
 from __future__ import annotations
