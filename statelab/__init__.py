@@ -29,7 +29,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = ("ui", "table", "experiments", "labs", "bench")
+_LAZY = ("ui", "table", "experiments", "labs")
 
 
 def __getattr__(name: str):

@@ -397,3 +397,84 @@ def test_the_attackers_own_session_still_works_after_the_barrage(arena):
     # the barrage used the attacker's credentials too: they were never damaged, only refused
     assert arena.attacker.me().body == {"user": "mallory"}
     assert arena.attacker.add_to_cart("book").status == 200
+
+
+# --------------------------------------------------------------------------- slow and silent clients
+
+DEADLINE = 0.5  # the servers below read with short deadlines; the defaults work the same way, only longer
+
+
+@pytest.fixture(params=["server", "balancer"])
+def impatient(request):
+    """A stateful server (or a balancer in front of one) whose read deadlines are DEADLINE seconds."""
+    server = sl.Server("stateful", store=sl.MemoryStore())
+    server.header_timeout = server.body_timeout = DEADLINE
+    with server:
+        server.start()
+        if request.param == "server":
+            yield server, server
+            return
+        balancer = sl.LoadBalancer([server], start=False)
+        balancer.header_timeout = balancer.body_timeout = DEADLINE
+        with balancer:
+            balancer.start()
+            yield balancer, server
+
+
+def until_closed(conn: socket.socket, drip: bytes = b"", every: float = 0.05) -> tuple[bytes, float]:
+    """Read (sending ``drip`` every ``every`` seconds meanwhile) until the server closes; (answer, seconds)."""
+    start = time.monotonic()
+    conn.settimeout(every)
+    got = b""
+    while time.monotonic() - start < 10:
+        try:
+            if drip:
+                conn.sendall(drip)
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got, time.monotonic() - start
+
+
+def test_the_default_read_deadlines_are_bounded_and_sane():
+    for service in (sl.Server("stateful"), sl.LoadBalancer([], start=False)):
+        assert 5 <= service.header_timeout <= 60 and 5 <= service.body_timeout <= 60
+
+
+@pytest.mark.parametrize("case", ["silent", "headers one byte at a time", "body never finished"])
+def test_a_slow_or_silent_client_is_cut_at_its_deadline(impatient, case):
+    front, server = impatient
+    with socket.create_connection(("127.0.0.1", front.port), timeout=5) as conn:
+        if case == "silent":
+            got, seconds = until_closed(conn)
+        elif case == "headers one byte at a time":
+            conn.sendall(b"GET /me HTTP/1.1\r\n")
+            got, seconds = until_closed(conn, drip=b"X")  # a header that never ends
+        else:
+            conn.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 16\r\n\r\n{\"user\"")
+            got, seconds = until_closed(conn)
+    assert seconds < DEADLINE + 1.5, f"{case}: the connection was held {seconds:.1f} s"
+    assert got.startswith(b"HTTP/1.1 408 "), f"{case}: {got[:120]!r}"
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"application/json" in head and "within" in json.loads(body)["error"], got
+    assert server.store.count() == 0  # the unfinished login created nothing
+    assert sl.Client(front.url).health().status == 200
+
+
+def test_a_client_that_pauses_within_the_deadline_is_answered(impatient):
+    front, server = impatient
+    with socket.create_connection(("127.0.0.1", front.port), timeout=5) as conn:
+        conn.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        time.sleep(DEADLINE / 4)
+        conn.sendall(b"Content-Length: 16\r\n\r\n{\"user\"")
+        time.sleep(DEADLINE / 4)
+        conn.sendall(b':"alice"}')
+        got, _ = until_closed(conn)
+    assert got.startswith(b"HTTP/1.1 200 "), got[:200]
+    assert server.store.count() == 1

@@ -70,6 +70,40 @@ def test_kill_is_fast_and_nothing_answers_afterwards():
     assert max(times) < 0.5, times
 
 
+LOGIN_HEAD = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
+LOGIN_BODY = b'{"user":"alice"}'
+
+
+def answer_or_nothing(conn: socket.socket, data: bytes) -> bytes:
+    """Send ``data`` and return what comes back before the connection ends (b"" when it was cut)."""
+    try:
+        conn.sendall(data)
+        got = b""
+        while chunk := conn.recv(65536):
+            got += chunk
+        return got
+    except OSError:
+        return b""
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_a_connection_opened_before_the_server_went_down_is_cut(how):
+    store = sl.MemoryStore()  # the caller's store outlives the server: it shows what the dead server did
+    server = sl.Server("stateful", store=store).start()
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=3)  # open, nothing sent yet
+    half = socket.create_connection(("127.0.0.1", server.port), timeout=3)  # a login whose body is late
+    half.sendall(LOGIN_HEAD)
+    assert wait_until(lambda: len(server._httpd.open_connections) == 2)
+    time.sleep(0.05)  # the login is now waiting for its body, inside the app
+    getattr(server, how)()
+    assert answer_or_nothing(idle, LOGIN_HEAD + LOGIN_BODY) == b"", f"{how}: an idle connection was answered"
+    assert answer_or_nothing(half, LOGIN_BODY) == b"", f"{how}: a half-sent login was answered"
+    assert store.count() == 0, f"{how}: a server that was down created a session"
+    assert refuses(server.port)
+
+
 def test_memory_sessions_die_with_their_server():
     with sl.Server("stateful") as server:
         server.start()

@@ -166,3 +166,36 @@ def test_health_and_sessions_say_where_state_lives(cluster):
     assert alice.health().body["cart"] == "db"
     assert c.sessions() == {"server-0": 1, "server-1": 1}  # one session, seen by both through the shared store
     assert c.carts.count() == 1
+
+
+@pytest.mark.parametrize("mode,cart", [(m, c) for m in ("stateful", "stateless", "cookie")
+                                       for c in (sl.shop.app.DEFAULT_CART[m], "db")])
+def test_a_plugin_changes_the_cart_wherever_it_lives(cluster, mode, cart):
+    """A checkout written once with change_cart() empties the cart in every design, atomically."""
+    from flask import jsonify
+
+    orders: list[tuple[str, list]] = []
+
+    def checkout(app):
+        state = app.extensions["statelab"]
+
+        @app.post("/checkout")
+        def checkout_view():
+            user, _ = state["current"]()
+            taken: list[list] = []
+
+            def empty(cart):
+                taken.append(cart)
+                return []
+
+            _, reply = state["change_cart"](empty)
+            orders.append((user, taken[0]))
+            return jsonify(order=len(orders), **reply), 201
+
+    c = cluster(2, mode, cart=cart, store="sqlite" if mode == "stateful" else "memory", plugins=[checkout])
+    alice = sl.Client(c.url)
+    alice.login("alice")
+    alice.add_to_cart("book", 2)
+    assert alice.post("/checkout").status == 201
+    assert orders == [("alice", [{"item": "book", "qty": 2}])]
+    assert alice.cart().body == {"cart": []}

@@ -332,3 +332,53 @@ def test_dashboard_shows_a_routing_function_and_switches_back_and_forth():
         cluster.strategy = pin
         card.refresh()
         assert card.strategy_dropdown.value is pin
+
+
+# --------------------------------------------------------------------------- looking changes nothing
+
+def test_inspecting_does_not_extend_the_idle_timer(tmp_path, dashboards):
+    store = sl.SqliteStore(tmp_path / "s.sqlite3")
+    with sl.Server("stateful", store=store, session_ttl=1) as shop:
+        shop.start()
+        dash = dashboards(shop)
+        click(dash.client_panel.login_button)
+        deadline = time.monotonic() + 1.3
+        while time.monotonic() < deadline:  # a learner watching the inspector, which refreshes
+            dash.inspector.refresh()
+            assert "sqlite session store" in dash.inspector.story.value
+            time.sleep(0.2)
+        assert dash.client.me().status == 401  # the session expired: looking at it did not keep it alive
+        dash.inspector.refresh()
+        assert "not in the sqlite session store any more" in dash.inspector.story.value
+    store.close()
+
+
+class DownStore(sl.MemoryStore):
+    """A shared store that has gone away: every read raises."""
+
+    kind = "redis"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def get(self, sid):
+        if self.down:
+            raise ConnectionError("store unreachable")
+        return super().get(sid)
+
+    peek = get
+
+
+def test_a_store_outage_is_not_reported_as_a_logout(dashboards):
+    store = DownStore()
+    with sl.Server("stateful", store=store) as shop:
+        shop.start()
+        dash = dashboards(shop)
+        click(dash.client_panel.login_button)
+        dash.inspector.refresh()
+        assert "redis session store that every server reads" in dash.inspector.story.value
+        store.down = True
+        dash.inspector.refresh()
+        story = dash.inspector.story.value
+        assert "did not answer" in story and "logged out" not in story

@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import tempfile
 import time
 import timeit
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..load import percentile
+from ..rawhttp import WireExchange, build_request, wire_exchange
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, SqliteStore
 from ..shop.tokens import Keyring
@@ -50,76 +49,6 @@ CART = [("ddia", 1), ("sicp", 2), ("tcp-ip", 1)]
 
 
 # --------------------------------------------------------------------------- raw HTTP, bytes counted
-
-@dataclass
-class WireExchange:
-    """One HTTP exchange as raw bytes: what the socket sent and received, and how long it took."""
-
-    status: int
-    request_bytes: int
-    response_bytes: int
-    response_header_bytes: int
-    headers: dict[str, str]
-    body: bytes
-    ms: float
-
-    @property
-    def total_bytes(self) -> int:
-        return self.request_bytes + self.response_bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def build_request(method: str, host: str, port: int, path: str, headers: dict[str, str] | None = None,
-                  body: Any = None) -> bytes:
-    """The exact bytes of a minimal HTTP/1.1 request (what a lean client puts on the wire)."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
-    payload = b"" if body is None else json.dumps(body).encode()
-    if body is not None:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
-
-
-def wire_exchange(url: str, raw_request: bytes, timeout: float = 10.0) -> WireExchange:
-    """Send ``raw_request`` to ``url`` over a fresh socket and read one whole answer.
-
-    Counting bytes here, not from a library's view of the headers, is the honest count:
-    these are the bytes the network carried. The answer ends where its ``Content-Length``
-    says (as for any HTTP client); the clock stops there, not at the server's close, which
-    werkzeug delays by about 10 ms while it drains the socket.
-    """
-    host, port = url.split("//", 1)[1].rsplit(":", 1)
-    start = time.perf_counter()
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(raw_request)
-        raw, end, length = b"", -1, None
-        while True:
-            chunk = sock.recv(65536)
-            raw += chunk
-            if end < 0 and (end := raw.find(b"\r\n\r\n")) >= 0:
-                for line in raw[:end].split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-            if not chunk or (length is not None and len(raw) >= end + 4 + length):
-                break
-    ms = (time.perf_counter() - start) * 1000
-    if end < 0:
-        raise ConnectionError(f"{url} closed the connection before a whole HTTP answer")
-    head, body = raw[:end], raw[end + 4:]
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        key = name.strip().title()
-        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-    return WireExchange(status=int(status_line.split()[1]), request_bytes=len(raw_request),
-                        response_bytes=len(raw), response_header_bytes=len(head) + 4, headers=headers,
-                        body=body, ms=ms)
-
 
 class WireUser:
     """One logged-in user talking raw HTTP to one server: holds the sid cookie or the token."""

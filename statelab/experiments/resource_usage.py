@@ -25,11 +25,12 @@ import tracemalloc
 from collections.abc import Iterable
 from typing import Any
 
+from ..rawhttp import build_request, wire_exchange
 from ..service import HOST
 from ..shop.app import MAX_CART_LINES
 from ..shop.server import Server
 from . import Evidence, progress, record
-from .performance import WireUser, build_request, wire_exchange
+from .performance import WireUser
 
 #: RFC 6265 asks browsers to keep at least 4096 bytes per cookie (name and value); the major ones keep no more.
 COOKIE_LIMIT = 4096

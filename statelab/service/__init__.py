@@ -22,6 +22,7 @@ from http import HTTPStatus
 from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.wrappers import Response
 
 HOST = "127.0.0.1"
 POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: bounds kill() latency
@@ -33,8 +34,13 @@ class PortInUseError(OSError):
     """The port a server should listen on is taken by another program."""
 
 
+def _json_head(code: int, phrase: str, body: bytes, served_by: str) -> bytes:
+    return (f"HTTP/1.1 {code} {phrase}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\nX-Served-By: {served_by}\r\n\r\n").encode("latin-1")
+
+
 class _Handler(WSGIRequestHandler):
-    """Werkzeug's handler, quiet, and answering errors below Flask with JSON too."""
+    """Werkzeug's handler, quiet, answering errors below Flask with JSON too, and only while its server is up."""
 
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -68,37 +74,123 @@ class _Handler(WSGIRequestHandler):
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):
             self.wfile.write(body)
 
+    def run_wsgi(self) -> None:
+        """Run the app for a request whose head has arrived, unless the server went down meanwhile."""
+        server: _Httpd = self.server  # type: ignore[assignment]
+        has_body = self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length", "0").strip() != "0"
+        if not server.begin_request(self.connection, has_body):
+            self.close_connection = True  # a stopped or crashed server answers nothing, acts on nothing
+            return
+        super().run_wsgi()
+
+    def make_environ(self) -> dict[str, Any]:
+        environ = super().make_environ()
+        environ["statelab.connection"] = self.connection  # lets the app's wrapper end the body deadline
+        # a proxy calls this once it has the whole body: waiting for its upstream is not the client's time
+        environ["statelab.body_read"] = lambda: self.server.body_read(self.connection)
+        return environ
+
 
 class _Httpd(ThreadedWSGIServer):
-    """Werkzeug's threaded server that can cut its open connections (a crash does)."""
+    """Werkzeug's threaded server that can cut its open connections (a crash does), with read deadlines.
+
+    A request's head must arrive within ``header_timeout`` seconds of the connection opening, and its
+    body within ``body_timeout`` seconds of the head (until the app starts its answer). A client that
+    is slower (or silent) gets a JSON 408 and is cut, so it cannot hold a server thread for ever.
+    The deadlines are checked on every turn of ``serve_forever``'s loop (every ``POLL_INTERVAL``).
+    """
 
     daemon_threads = True
     service_name = "?"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, host: str, port: int, app: Any, *, header_timeout: float, body_timeout: float,
+                 **kwargs: Any) -> None:
+        super().__init__(host, port, app, **kwargs)
+        self.app = self._answer_in_time(app)
+        self.header_timeout, self.body_timeout = header_timeout, body_timeout
         self.open_connections: set[socket.socket] = set()
+        self._deadlines: dict[socket.socket, tuple[float, str]] = {}  # connection -> (deadline, what is awaited)
+        self._timed_out: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         self.crashed = False
+        self.down = False
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             self.open_connections.add(request)
+            self._deadlines[request] = (time.monotonic() + self.header_timeout, "headers")
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._conn_lock:
             self.open_connections.discard(request)
+            self._deadlines.pop(request, None)
+            self._timed_out.discard(request)
         super().shutdown_request(request)
+
+    def begin_request(self, conn: socket.socket, has_body: bool) -> bool:
+        """The head has arrived: start the body's deadline (if any). False when nothing may be answered."""
+        with self._conn_lock:
+            if self.down or conn in self._timed_out:
+                return False
+            if has_body:
+                self._deadlines[conn] = (time.monotonic() + self.body_timeout, "body")
+            else:
+                self._deadlines.pop(conn, None)
+            return True
+
+    def body_read(self, conn: socket.socket) -> None:
+        """The app has the whole body: the client's time is no longer counted."""
+        with self._conn_lock:
+            if conn not in self._timed_out:
+                self._deadlines.pop(conn, None)
+
+    def _answer_in_time(self, app: Any) -> Any:
+        def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+            conn = environ.get("statelab.connection")
+
+            def start(status: str, headers: Any, exc_info: Any = None) -> Any:
+                with self._conn_lock:  # the app answers: the body, if any, has been read
+                    if self.down or conn in self._timed_out:
+                        raise ConnectionAbortedError("the server went down or the client's time ran out")
+                    self._deadlines.pop(conn, None)
+                return start_response(status, headers, exc_info)
+
+            return app(environ, start)
+
+        return guarded
+
+    def service_actions(self) -> None:
+        """Called by serve_forever on every turn: cut the connections whose client ran out of time."""
+        now = time.monotonic()
+        with self._conn_lock:
+            late = [(conn, what) for conn, (deadline, what) in self._deadlines.items() if now > deadline]
+            for conn, _ in late:
+                del self._deadlines[conn]
+                self._timed_out.add(conn)
+        for conn, what in late:
+            limit = self.header_timeout if what == "headers" else self.body_timeout
+            body = json.dumps({"error": f"Request Timeout: the request's {what} did not arrive within "
+                                        f"{limit:g} s"}).encode()
+            try:
+                conn.send(_json_head(408, "Request Timeout", body, self.service_name) + body, socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+            self._cut(conn)
+
+    @staticmethod
+    def _cut(conn: socket.socket) -> None:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def cut_connections(self) -> None:
         with self._conn_lock:
+            self.down = True
             conns = list(self.open_connections)
         for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._cut(conn)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A crash cuts connections mid-request; the handler thread's broken pipe is expected.
@@ -109,7 +201,15 @@ class _Httpd(ThreadedWSGIServer):
 # --------------------------------------------------------------------------- one HTTP service
 
 class HttpService:
-    """A WSGI app served on 127.0.0.1 in a daemon thread; the base of Server and LoadBalancer."""
+    """A WSGI app served on 127.0.0.1 in a daemon thread; the base of Server and LoadBalancer.
+
+    ``header_timeout`` and ``body_timeout`` bound how long a client may take to send a request's
+    head and its body (a client on loopback takes microseconds; a person typing into ``nc`` has
+    ten seconds). Set them before ``start()``.
+    """
+
+    header_timeout = 10.0
+    body_timeout = 10.0
 
     def __init__(self, name: str, port: int = 0) -> None:
         self.name = name
@@ -139,7 +239,8 @@ class HttpService:
             if self._httpd is not None:
                 return self
             try:
-                httpd = _Httpd(HOST, self.port, None, handler=_Handler)
+                httpd = _Httpd(HOST, self.port, None, handler=_Handler, header_timeout=self.header_timeout,
+                               body_timeout=self.body_timeout)
             except SystemExit:  # werkzeug exits the process on a busy port; say it plainly instead
                 raise PortInUseError(
                     errno.EADDRINUSE,
@@ -166,18 +267,16 @@ class HttpService:
                 return
             self._httpd = self._thread = None
             httpd.crashed = crash
-            if crash:
-                httpd.cut_connections()
+            httpd.cut_connections()  # from now on no request is answered or acted on, crash or clean stop
             httpd.shutdown()  # serve_forever returns within POLL_INTERVAL and closes the socket
             httpd.server_close()
-            if crash:
-                httpd.cut_connections()  # anything accepted while we were stopping
+            httpd.cut_connections()  # anything accepted while we were stopping
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=2)
             self._on_down()
 
     def stop(self) -> None:
-        """Clean shutdown: stop listening. Safe to call twice."""
+        """Clean shutdown: stop listening and close every open connection. Safe to call twice."""
         self._shutdown(crash=False)
 
     def __enter__(self):
@@ -189,6 +288,12 @@ class HttpService:
     def __repr__(self) -> str:
         state = "alive" if self.alive else "down"
         return f"<{type(self).__name__} {self.name} {self.url} {state}>"
+
+
+def json_error(status: int, message: str, served_by: str, **headers: str) -> Response:
+    """``{"error": message}`` with ``status``, as every statelab server answers an error (never an HTML page)."""
+    return Response(json.dumps({"error": message}), status=status, mimetype="application/json",
+                    headers={"X-Served-By": served_by, **headers})
 
 
 def wait_until(condition: Any, timeout: float = 2.0, interval: float = 0.005) -> bool:

@@ -113,10 +113,13 @@ def create_app(
     called as ``plugin(app)`` after the routes exist, and may add routes or request hooks.
     ``app.extensions["statelab"]`` gives them the server's parts: ``name``, ``mode``, ``cart``,
     ``store``, ``carts``, ``keyring``, ``session_ttl``, ``token_ttl``, ``cookie_name``, ``csrf_guard``
-    (switchable while the server runs), ``identity``, ``placement``, and ``current()``, which returns
+    (switchable while the server runs), ``identity``, ``placement``, ``current()``, which returns
     ``(user, state)`` for the request being answered (session data, or token claims, with the
-    ``cart`` wherever it lives) or raises :class:`ApiError` 401, exactly as the built-in routes do.
-    In stateful mode it also sets ``flask.g.sid``.
+    ``cart`` wherever it lives) or raises :class:`ApiError` 401, exactly as the built-in routes do
+    (in stateful mode it also sets ``flask.g.sid``), and ``change_cart(fn)``, which applies
+    ``fn(cart) -> new cart`` atomically wherever the cart lives and returns ``(new cart, reply
+    fields)`` (a renewed ``token`` when the cart is in one): a checkout written with it works in
+    every design.
     """
     cart = default_cart(mode, cart)
     app = Flask(f"statelab.{name}")
@@ -331,7 +334,16 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
         who = identity.current()
         return who.user, {**who.data, "user": who.user, "cart": where.read(who)}
 
+    def change_cart(change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> tuple[list, dict[str, Any]]:
+        """Apply ``change`` atomically to the asking user's cart, wherever it lives (for plugins).
+
+        Returns the new cart and the fields the reply must carry (``{"token": ...}`` when the cart
+        lives in a token); raises :class:`ApiError` 401 like :func:`current`.
+        """
+        return where.change(identity.current(), change)
+
     state["current"] = current
+    state["change_cart"] = change_cart
 
     @app.post("/login")
     def login():

@@ -1,8 +1,8 @@
 """The HTTP contract's rules that every part of the bookshop shares: limits, input checks, one error.
 
 The views, the identities and the cart placements all raise :class:`ApiError`; the app turns it
-into ``{"error": message}`` with its status. The balancer and the cache read :data:`MAX_BODY`
-from here too, so every hop refuses the same bodies.
+into ``{"error": message}`` with its status. :data:`MAX_BODY` lives in :mod:`statelab.rawhttp`, with the
+other limits every server and proxy shares.
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..rawhttp import MAX_BODY
+
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: "$" would let "alice\n" in
 ITEM_RE = re.compile(r"[A-Za-z0-9._ -]{1,64}")
-MAX_BODY = 1024 * 1024
 MAX_CART_LINES = 200
 MAX_QTY = 10**9  # of one item, in all: far above any shop, far below what breaks a JSON parser
 
 Cart = list[dict[str, Any]]
+
+__all__ = ["ITEM_RE", "MAX_BODY", "MAX_CART_LINES", "MAX_QTY", "NAME_RE", "ApiError", "Cart", "checked_cart"]
 
 
 class ApiError(Exception):

@@ -201,12 +201,28 @@ def inspect_token(token: object, key: Any = None, *, now: float | None = None) -
     key. The header and claims are shown as the token states them, *untrusted*: anyone can
     write anything there. Only ``signature_valid is True`` says the server's key signed it.
     """
-    report = TokenReport(token=token if isinstance(token, str) else repr(token))
+    if isinstance(token, str):
+        token = str.__str__(token)  # the characters as a plain str: a subclass's own methods are not called
+    report = TokenReport(token=token if isinstance(token, str) else _shown(token))
     try:
         _inspect(report, token, key, time.time() if now is None else now)
     except Exception as e:  # the promise is "never raises": a bug here becomes a finding
-        report.problems.append(f"could not inspect this token ({type(e).__name__}: {e})")
+        report.problems.append(f"could not inspect this token ({type(e).__name__}: {_shown(e, str)})")
     return report
+
+
+def _shown(obj: object, show: Any = repr, limit: int = 200) -> str:
+    """``repr(obj)`` (or ``str``), cut to ``limit`` characters, for any object, even one whose repr raises."""
+    try:
+        text = show(obj)
+        if not isinstance(text, str):
+            raise TypeError
+    except Exception:
+        try:
+            text = f"<{type(obj).__name__} object that cannot be shown>"
+        except Exception:
+            text = "<an object that cannot be shown>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _inspect(report: TokenReport, token: object, key: Any, now: float) -> None:

@@ -1,7 +1,7 @@
 """Benchmarks: statelab's costs and the lessons' stability, each measured side by side in one run.
 
-Run ``python -m statelab.bench`` (a few minutes) or ``python -m statelab.bench --quick`` (well under a
-minute: fewer repetitions, no notebooks). Every comparison is measured in the same run, alternating the two
+Run ``python benchmarks/bench.py`` (a few minutes) or ``python benchmarks/bench.py --quick`` (well under
+a minute: fewer repetitions, no notebooks). Every comparison is measured in the same run, alternating the two
 sides, and printed as a ratio, so a busy machine slows both sides alike:
 
 * server start and kill latency: a statelab :class:`~statelab.shop.server.Server` vs a bare werkzeug
@@ -18,7 +18,6 @@ sides, and printed as a ratio, so a busy machine slows both sides alike:
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -41,11 +40,16 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from . import load
-from .service import HOST, POLL_INTERVAL
-from .shop.server import Server
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a clone: measure the statelab next door, installed or not
+    sys.path.insert(0, str(ROOT))
+
+from statelab import load  # noqa: E402
+from statelab.rawhttp import build_request, wire_exchange  # noqa: E402
+from statelab.service import HOST, POLL_INTERVAL  # noqa: E402
+from statelab.shop.server import Server  # noqa: E402
+from statelab.topology.cluster import Cluster  # noqa: E402
+
 NOTEBOOKS = ROOT / "notebooks"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 PACKAGES = ("flask", "werkzeug", "pyjwt", "requests", "ipywidgets", "ipykernel", "nbclient", "jupyterlab",
@@ -147,12 +151,7 @@ class BareServer:
 def _answers(url: str) -> bool:
     """One GET /health; raises unless it answers 200 (a benchmark of a broken server means nothing)."""
     port = int(url.rsplit(":", 1)[1])
-    conn = http.client.HTTPConnection(HOST, port, timeout=5)
-    try:
-        conn.request("GET", "/health")
-        status = conn.getresponse().status
-    finally:
-        conn.close()
+    status = wire_exchange(url, build_request("GET", HOST, port, "/health"), timeout=5).status
     if status != 200:
         raise RuntimeError(f"{url}/health answered {status}")
     return True
@@ -229,8 +228,6 @@ def default_poll_shutdown(reps: int) -> float:
 
 def request_overhead(requests_per_block: int, blocks: int) -> list[Comparison]:
     """p50 latency of GET /health, one request at a time from a separate process, blocks alternating."""
-    from .topology.cluster import Cluster
-
     lat: dict[str, list[float]] = {"bare": [], "statelab": [], "balancer": []}
     bare = BareServer()
     server = Server("stateful").start()
@@ -418,7 +415,7 @@ class Stability:
 
 def verdict_stability(runs: int) -> list[Stability]:
     """Each table row's experiment, ``run(quick=True)`` ``runs`` times; the verdicts it reached."""
-    from .table import ROWS
+    from statelab.table import ROWS
 
     out = []
     for row in ROWS:
@@ -464,7 +461,7 @@ def markdown(r: Results) -> str:
     lines = [
         "# statelab benchmarks",
         "",
-        f"Measured by `python -m statelab.bench{' --quick' if r.quick else ''}` in one run of {r.seconds:.0f} s "
+        f"Measured by `python benchmarks/bench.py{' --quick' if r.quick else ''}` in one run of {r.seconds:.0f} s "
         "(see [README.md](README.md) for what each",
         "figure is compared with). Each comparison alternates its two sides in the same run, so a busy machine",
         "slows both alike: the ratio is the figure to read. Absolute numbers depend on the machine below and on",
@@ -575,7 +572,7 @@ def run_all(quick: bool = False, notebooks: bool | None = None) -> Results:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m statelab.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and no notebooks (well under a minute)")
     parser.add_argument("--out", type=Path, help="also write the results as markdown to this file")
     args = parser.parse_args(argv)
