@@ -250,21 +250,21 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
 
     def plugin(app: Any) -> None:
         state = app.extensions["statelab"]
-        identity, where = state["identity"], state["placement"]
+        identity = state["identity"]
 
         @app.post("/checkout/start")
         def checkout_start():
-            who = identity.current()
-            cart = where.read(who)
+            _, data = state["current"]()
+            cart = data["cart"]
             if not cart:
                 raise ApiError(409, "your cart is empty: add something before checking out")
             snapshot = {"id": secrets.token_hex(4), "items": cart}
-            _, reply = identity.change(who, lambda data: {**data, "checkout": snapshot})
+            _, reply = identity.change(identity.current(), lambda d: {**d, "checkout": snapshot})
             return jsonify(checkout=snapshot, **reply)
 
         def confirm() -> tuple[int, dict[str, Any]]:
-            who = identity.current()
-            snapshot = who.data.get("checkout")
+            user, data = state["current"]()
+            snapshot = data.get("checkout")
             if not isinstance(snapshot, dict):
                 raise ApiError(409, "nothing to confirm: no checkout in progress (start one first)")
             taken: list[list[dict[str, Any]]] = []
@@ -273,10 +273,10 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
                 taken.append(cart)
                 return []
 
-            _, reply = where.change(who, take)
+            _, reply = state["change_cart"](take)  # one atomic change, wherever the cart lives
             if not taken or not taken[-1]:
                 raise ApiError(409, "nothing to confirm: the cart is empty (already confirmed?)")
-            return 201, {"order": orders.place(who.user, taken[-1], str(snapshot.get("id"))), **reply}
+            return 201, {"order": orders.place(user, taken[-1], str(snapshot.get("id"))), **reply}
 
         @app.post("/checkout/confirm")
         def checkout_confirm():
