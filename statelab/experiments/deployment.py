@@ -36,6 +36,7 @@ from .crowd import OPS, Shopper, close, landed, log_in, shop_while, when_writing
 ROW = "deployment"
 WORK = 0.04  # seconds each cart write spends after its change (see slow_writes)
 DRAIN = 1.0  # the longest a drained deploy waits for a server's requests in flight
+SETTLE = 0.1  # a deploy tool waits this long after a new server is in before replacing the next (minReadySeconds)
 TOKEN_DESIGNS = ("token + cart in token", "token + cart in db")
 ROTATIONS = {
     "drop": "rotate, drop the old key at once",
@@ -134,6 +135,7 @@ def _deploy(clusters: dict[str, Cluster], watch: dict[str, InFlight], n: int, wo
             for i, server in enumerate(clusters[design].servers):
                 met[design].append(when_writing(watch[design], server.name, writes=1))
                 redeploy(clusters[design], i, drain=drain, in_flight=watch[design])
+                time.sleep(SETTLE)  # the new server takes traffic before the next one goes
 
         traffic = shop_while(crowd, lambda: _in_parallel([lambda d=d: roll(d) for d in clusters]), workers=workers)
         results = {}
