@@ -36,7 +36,7 @@ from .crowd import OPS, Shopper, close, landed, log_in, shop_while, when_writing
 ROW = "deployment"
 WORK = 0.04  # seconds each cart write spends after its change (see slow_writes)
 DRAIN = 1.0  # the longest a drained deploy waits for a server's requests in flight
-SETTLE = 0.1  # a deploy tool waits this long after a new server is in before replacing the next (minReadySeconds)
+SETTLE = 0.05  # a deploy tool waits this long after a new server is in before replacing the next (minReadySeconds)
 TOKEN_DESIGNS = ("token + cart in token", "token + cart in db")
 ROTATIONS = {
     "drop": "rotate, drop the old key at once",
@@ -46,7 +46,7 @@ ROTATIONS = {
 }
 
 
-def redeploy(cluster: Cluster, index: int, *, drain: float = 0.05, in_flight: InFlight | None = None) -> None:
+def redeploy(cluster: Cluster, index: int, *, drain: float = 0.02, in_flight: InFlight | None = None) -> None:
     """Replace ``cluster.servers[index]`` as a rolling deploy does.
 
     Out of the balancer first (no new requests reach it). With ``drain`` > 0, a graceful
@@ -74,7 +74,7 @@ def redeploy(cluster: Cluster, index: int, *, drain: float = 0.05, in_flight: In
     cluster.balancer.add(server)
 
 
-def rolling_restart(cluster: Cluster, *, drain: float = 0.05, in_flight: InFlight | None = None) -> None:
+def rolling_restart(cluster: Cluster, *, drain: float = 0.02, in_flight: InFlight | None = None) -> None:
     """Redeploy every server of ``cluster``, one at a time."""
     for i in range(len(cluster.servers)):
         redeploy(cluster, i, drain=drain, in_flight=in_flight)
