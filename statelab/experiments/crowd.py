@@ -220,16 +220,18 @@ def shop_while(crowd: list[Shopper], action: Callable[[], Any], *, workers: int 
     return traffic
 
 
-def when_writing(in_flight: InFlight, server: str, *, writes: int = 2, timeout: float = 5.0) -> int:
-    """Wait until ``server`` is working on ``writes`` plain writes (at least one, if ``writes`` does not come
-    within half of ``timeout`` seconds); return how many it is working on.
+def when_writing(in_flight: InFlight, server: str, *, writes: int = 2, patience: float = 0.5,
+                 timeout: float = 5.0) -> int:
+    """Wait until ``server`` is working on ``writes`` plain writes; return how many it is working on.
 
-    On loopback a request takes a millisecond, so a crash at a random instant meets almost
-    nothing in flight; on a shop under real load there always is. The failure experiments crash
-    or replace a server at such an instant, and record how many writes it met.
+    After ``patience`` seconds it settles for one (a busy machine, or few users on that server),
+    and after ``timeout`` seconds for none. On loopback a request takes a millisecond, so a crash
+    at a random instant meets almost nothing in flight; on a shop under real load there always
+    is. The failure experiments crash or replace a server at such an instant, and record how many
+    writes it met.
     """
-    if not in_flight.wait(lambda: in_flight.now(server, "write") >= writes, timeout / 2):
-        in_flight.wait(lambda: in_flight.now(server, "write") >= 1, timeout / 2)
+    if not in_flight.wait(lambda: in_flight.now(server, "write") >= writes, patience):
+        in_flight.wait(lambda: in_flight.now(server, "write") >= 1, timeout)
     return in_flight.now(server, "write")
 
 

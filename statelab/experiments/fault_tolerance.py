@@ -28,6 +28,7 @@ import contextlib
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -157,25 +158,33 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 6) -> E
         stack.callback(carts.close)
         clusters: dict[str, Cluster] = {}
         crowds: dict[str, list[Shopper]] = {}
-        for step, design in progress([("crash", d) for d in DESIGNS] + [("outage", None)],
-                                     "crash, then store outages"):
-            if step == "crash":
-                in_flight = InFlight()
-                plugins = [slow_writes(WORK), in_flight, idempotent_writes(IdempotencyKeys()), store_errors_as_503]
-                cluster = stack.enter_context(_cluster(design, store, carts, plugins))
-                clusters[design] = cluster
-                crowds[design] = log_in(cluster.url, n, prefix="user", group=design)
-                stack.callback(close, crowds[design])
-                results[design] = _crash(cluster, crowds[design], in_flight, workers)
-                devices[design] = _second_device(cluster.url, "dana")
-                continue
-            for design in SHARED:
-                clusters[design].restart(CRASHED)  # every server up again: the shared store is what fails now
-            with store.outage(), carts.outage():  # session + memory has no shared store to take down
-                for design in ("token + cart in token", *SHARED):
-                    outage[design] = _outage(crowds[design])
-            for design in SHARED:
-                back[design] = n - len(lost_carts(crowds[design]))
+        watch: dict[str, InFlight] = {}
+
+        def crash(design: str) -> None:  # the designs do not interact: they crash side by side
+            results[design] = _crash(clusters[design], crowds[design], watch[design], workers)
+            devices[design] = _second_device(clusters[design].url, "dana")
+
+        for step in progress(["start and log in", "crash server-1", "store outages"], "crash, then store outages"):
+            if step == "start and log in":
+                for design in DESIGNS:
+                    watch[design] = InFlight()
+                    plugins = [slow_writes(WORK), watch[design], idempotent_writes(IdempotencyKeys()),
+                               store_errors_as_503]
+                    clusters[design] = stack.enter_context(_cluster(design, store, carts, plugins))
+                    crowds[design] = log_in(clusters[design].url, n, prefix="user", group=design)
+                    stack.callback(close, crowds[design])
+            elif step == "crash server-1":
+                with ThreadPoolExecutor(max_workers=len(DESIGNS), thread_name_prefix="statelab-crash") as pool:
+                    for future in [pool.submit(crash, design) for design in DESIGNS]:
+                        future.result()
+            else:
+                for design in SHARED:
+                    clusters[design].restart(CRASHED)  # every server up again: the shared store is what fails now
+                with store.outage(), carts.outage():  # session + memory has no shared store to take down
+                    for design in ("token + cart in token", *SHARED):
+                        outage[design] = _outage(crowds[design])
+                for design in SHARED:
+                    back[design] = n - len(lost_carts(crowds[design]))
     return record(_evidence(results, devices, outage, back, n, workers, time.perf_counter() - began))
 
 
