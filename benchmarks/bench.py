@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:  # run from a clone: measure the statelab next doo
 
 from statelab import load  # noqa: E402
 from statelab.rawhttp import build_request, wire_exchange  # noqa: E402
-from statelab.service import HOST, POLL_INTERVAL  # noqa: E402
+from statelab.service import HOST, POLL_INTERVAL, HttpService  # noqa: E402
 from statelab.shop.server import Server  # noqa: E402
 from statelab.topology.cluster import Cluster  # noqa: E402
 
@@ -148,6 +148,17 @@ class BareServer:
         self.thread.join(timeout=2)
 
 
+class BareService(HttpService):
+    """The bare WSGI app on statelab's own HTTP service: the same server as a statelab Server, minus Flask.
+
+    ``load.run`` sends load only to this interpreter's statelab services, so the request-overhead
+    comparison runs the bare app here; server start and kill compare against :class:`BareServer`.
+    """
+
+    def _build_app(self) -> Any:
+        return bare_health_app(self.name)
+
+
 def _answers(url: str) -> bool:
     """One GET /health; raises unless it answers 200 (a benchmark of a broken server means nothing)."""
     port = int(url.rsplit(":", 1)[1])
@@ -229,7 +240,7 @@ def default_poll_shutdown(reps: int) -> float:
 def request_overhead(requests_per_block: int, blocks: int) -> list[Comparison]:
     """p50 latency of GET /health, one request at a time from a separate process, blocks alternating."""
     lat: dict[str, list[float]] = {"bare": [], "statelab": [], "balancer": []}
-    bare = BareServer()
+    bare = BareService("bare").start()
     server = Server("stateful").start()
     cluster = Cluster(1, mode="stateful")
     targets = {"bare": bare.url, "statelab": server.url, "balancer": cluster.url}
@@ -248,7 +259,7 @@ def request_overhead(requests_per_block: int, blocks: int) -> list[Comparison]:
     note = f"{len(lat['bare'])} requests each, {blocks} alternating blocks, one at a time, client in a child process"
     return [
         Comparison("GET /health p50 latency", "ms", "statelab server (Flask app)", p50["statelab"],
-                   "bare WSGI app, same JSON, same werkzeug server", p50["bare"], note),
+                   "bare WSGI app, same JSON, same statelab HTTP service", p50["bare"], note),
         Comparison("GET /health p50 latency, through the balancer", "ms", "balancer -> statelab server",
                    p50["balancer"], "statelab server directly", p50["statelab"], note),
     ]
@@ -424,7 +435,8 @@ def verdict_stability(runs: int) -> list[Stability]:
             t0 = time.perf_counter()
             try:
                 ev = row.experiment.run(quick=True)
-                s.verdicts[ev.verdict] += 1
+                halves = {**ev.verdicts, **ev.benefits}
+                s.verdicts["; ".join(f"{k}: {v}" for k, v in halves.items()) or str(ev.verdict)] += 1
                 s.all_checks += all(ev.checks.values())
                 s.failed_checks.update(name for name, ok in ev.checks.items() if not ok)
             except Exception as error:  # a crash is a result too: it shows up in the table

@@ -123,24 +123,25 @@ def _drive(host: str, port: int, method: str, path: str, body: Any, headers: dic
             "statuses": dict(statuses), "by_server": dict(servers)}
 
 
-def run(url: str, duration: float = 4.0, concurrency: int = 8, path: str = "/health", *,
+def run(url: Any, duration: float = 4.0, concurrency: int = 8, path: str = "/health", *,
         method: str = "GET", json: Any = None, headers: dict[str, str] | None = None,
         max_requests: int | None = None, separate_process: bool = True) -> LoadResult:
     """Send requests to ``url + path`` from ``concurrency`` threads for ``duration`` seconds.
 
-    Stops at ``max_requests`` if given. A 4xx/5xx answer or a failed connection counts as an
-    error; every answer's status and ``X-Served-By`` are tallied.
+    ``url`` is one of the servers this interpreter runs (``sl.serve``, a ``Cluster``, a
+    ``LoadBalancer`` or ``SharedCache``), or its url: load goes nowhere else, since on a shared
+    machine another port may be another learner's. Stops at ``max_requests`` if given. A 4xx/5xx
+    answer or a failed connection counts as an error; every answer's status and ``X-Served-By``
+    are tallied.
 
     With ``separate_process`` (the default) the client threads run in a small child Python
     process, as a real load generator would: the servers live in *this* process, and a
     client sharing their interpreter would steal the time it is trying to measure.
     """
-    parts = urlsplit(url)
-    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError("statelab only sends load to servers on this machine (127.0.0.1)")
+    host, port = own_target(url)
     if duration <= 0 or duration > 120 or not 1 <= concurrency <= 256:
         raise ValueError("duration must be in (0, 120] seconds and concurrency from 1 to 256")
-    job = {"host": parts.hostname, "port": parts.port or 80, "method": method, "path": path,
+    job = {"host": host, "port": port, "method": method, "path": path,
            "body": json, "headers": dict(headers or {}),
            "duration": duration, "concurrency": concurrency, "max_requests": max_requests}
     data = _in_child(job) if separate_process else _drive(**job)
@@ -151,6 +152,29 @@ def run(url: str, duration: float = 4.0, concurrency: int = 8, path: str = "/hea
     result.requests = sum(result.statuses.values())
     result.errors = sum(n for s, n in result.statuses.items() if s == "failed" or s >= 400)
     return result
+
+
+def own_target(url: Any) -> tuple[str, int]:
+    """(host, port) of ``url`` (a url, or anything with a ``url``) when it is one of this interpreter's
+    running servers, balancers or caches; else a ValueError that says why not."""
+    from .service import HOST, running  # here, not at the top: the child process has no statelab package
+
+    url = getattr(url, "url", url)
+    parts = urlsplit(url if isinstance(url, str) else "")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or parts.hostname not in (HOST, "localhost") or not port:
+        raise ValueError(f"statelab sends load only to its own servers on this machine "
+                         f"(http://{HOST}:PORT), not to {url!r}")
+    own = sorted(service.url for service in running())
+    if f"http://{HOST}:{port}" not in own:
+        raise ValueError(
+            f"{url} is not one of the servers this notebook runs, so load.run will not send it load: on a "
+            f"shared machine that port may be another learner's. Running here: {', '.join(own) or 'none'} "
+            f"(start one with sl.serve(...) or sl.Cluster(...), or restart it if it was stopped).")
+    return HOST, port
 
 
 def _in_child(job: dict[str, Any]) -> dict[str, Any]:

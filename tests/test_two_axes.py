@@ -122,6 +122,21 @@ def test_cluster_cart_table_is_sqlite_in_its_temp_folder_and_goes_at_stop():
     assert not os.path.exists(os.path.dirname(path))
 
 
+def test_a_cart_table_passed_in_is_shared_and_left_open(cluster):
+    table = sl.shop.carts.MemoryCartStore()
+    one = cluster(1, "stateless", cart="db", carts=table)
+    two = cluster(1, "cookie", cart="db", carts=table)  # two clusters, one database
+    alice = sl.Client(one.url)
+    alice.login("alice")
+    alice.add_to_cart("book")
+    one.stop()
+    again = sl.Client(two.url)
+    again.login("alice")
+    assert again.cart().body == {"cart": [{"item": "book", "qty": 1}]} and table.count() == 1
+    with pytest.raises(ValueError, match="carts="):
+        sl.Cluster(1, "stateless", carts=table)
+
+
 def test_standalone_cart_db_has_its_own_table_that_outlives_a_crash():
     a, b = sl.serve("stateless", cart="db"), sl.serve("stateless", cart="db")
     try:

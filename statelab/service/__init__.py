@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from http import HTTPStatus
 from typing import Any
 
@@ -106,7 +107,6 @@ class _Httpd(ThreadedWSGIServer):
     def __init__(self, host: str, port: int, app: Any, *, header_timeout: float, body_timeout: float,
                  **kwargs: Any) -> None:
         super().__init__(host, port, app, **kwargs)
-        self.app = self._answer_in_time(app)
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
         self.open_connections: set[socket.socket] = set()
         self._deadlines: dict[socket.socket, tuple[float, str]] = {}  # connection -> (deadline, what is awaited)
@@ -145,7 +145,9 @@ class _Httpd(ThreadedWSGIServer):
             if conn not in self._timed_out:
                 self._deadlines.pop(conn, None)
 
-    def _answer_in_time(self, app: Any) -> Any:
+    def answer_in_time(self, app: Any) -> Any:
+        """``app``, wrapped so that starting an answer ends the body deadline (and is refused once too late)."""
+
         def guarded(environ: dict[str, Any], start_response: Any) -> Any:
             conn = environ.get("statelab.connection")
 
@@ -200,6 +202,14 @@ class _Httpd(ThreadedWSGIServer):
 
 # --------------------------------------------------------------------------- one HTTP service
 
+_running: weakref.WeakSet[HttpService] = weakref.WeakSet()  # every service of this interpreter now listening
+
+
+def running() -> list[HttpService]:
+    """Every server, balancer and cache this interpreter is running now (nothing another program runs)."""
+    return [service for service in list(_running) if service.alive]
+
+
 class HttpService:
     """A WSGI app served on 127.0.0.1 in a daemon thread; the base of Server and LoadBalancer.
 
@@ -250,7 +260,8 @@ class HttpService:
             httpd.service_name = self.name
             self.port = httpd.server_port
             try:
-                httpd.app = self._build_app()  # once the port is known: a server names its cookie after it
+                # once the port is known: a server names its cookie after it
+                httpd.app = httpd.answer_in_time(self._build_app())
             except BaseException:
                 httpd.server_close()
                 raise
@@ -258,6 +269,7 @@ class HttpService:
                                       name=f"statelab-{self.name}", daemon=True)
             self._httpd, self._thread = httpd, thread
             thread.start()
+            _running.add(self)
             return self
 
     def _shutdown(self, crash: bool) -> None:
@@ -266,6 +278,7 @@ class HttpService:
             if httpd is None:
                 return
             self._httpd = self._thread = None
+            _running.discard(self)
             httpd.crashed = crash
             httpd.cut_connections()  # from now on no request is answered or acted on, crash or clean stop
             httpd.shutdown()  # serve_forever returns within POLL_INTERVAL and closes the socket

@@ -67,6 +67,8 @@ def forward(conn: http.client.HTTPConnection, request: Request, body: bytes,
     be relayed.
     """
     headers = dict(end_to_end(request.headers, drop=("content-length", "host")))
+    if "X-Forwarded-Host" not in request.headers:  # the host the browser saw, for the same-origin check
+        headers["X-Forwarded-Host"] = request.host
     headers.update(extra or {})
     headers["Host"] = f"{conn.host}:{conn.port}"
     target = request_target(request.environ.get("RAW_URI"), request.path, request.query_string)

@@ -187,12 +187,13 @@ class InDatabase(Placement):
 
 
 def placement(cart: str, identity: Identity, store: CartStore | None) -> Placement:
-    """The placement for ``cart=`` on a server whose identity is ``identity`` (ValueError if they do not fit)."""
+    """The placement for ``cart=`` on a server whose identity is ``identity``.
+
+    :func:`statelab.shop.app.default_cart` has already refused a design that does not fit, with the
+    reason; this refuses it again in case a caller skipped that.
+    """
     if cart == "db":
         return InDatabase(store if store is not None else MemoryCartStore())
     if cart == identity.home:
         return WithIdentity(identity)
-    if cart in CARTS:
-        raise ValueError(f"cart={cart!r} does not fit mode={identity.mode!r}: a {identity.describes} keeps the cart "
-                         f"in the {identity.home} (cart={identity.home!r}) or in a shared table (cart='db')")
-    raise ValueError(f"cart must be one of {', '.join(CARTS)}, not {cart!r}")
+    raise ValueError(f"cart={cart!r} does not fit mode={identity.mode!r} (try cart={identity.home!r} or 'db')")

@@ -47,7 +47,6 @@ class Identity:
     mode = "?"
     home = "?"          # the cart= name that means "with me": "session" or "token"
     carrier = "?"       # what holds the state, in words: "session", "token", "signed cookie"
-    describes = "?"     # the mode in words, for error messages
     vary = "Cookie"     # the request header an answer about the user depends on
 
     def login(self, user: str, fresh: State) -> Response:
@@ -72,7 +71,7 @@ class Identity:
 class SessionId(Identity):
     """A random session id in a cookie; the session itself in ``store``, idle for at most ``ttl`` seconds."""
 
-    mode, home, carrier, describes = "stateful", "session", "session", "session id cookie"
+    mode, home, carrier = "stateful", "session", "session"
 
     def __init__(self, store: SessionStore, cookie_name: str, ttl: float) -> None:
         self.store = store
@@ -103,7 +102,7 @@ class SessionId(Identity):
     def change(self, who: Who, change: Change) -> tuple[State, State]:
         new = self.store.update(who.sid or "", change)
         if new is None:
-            raise ApiError(401, "session ended while adding to the cart (log in again)")
+            raise ApiError(401, "your session ended before the change was saved (log in again)")
         return new, {}
 
     def logout(self) -> Response:
@@ -119,7 +118,7 @@ class SessionId(Identity):
 class BearerToken(Identity):
     """A JWT signed with ``keyring``: valid ``ttl`` seconds, and never past ``max_age`` after the login."""
 
-    mode, home, carrier, describes = "stateless", "token", "token", "JWT bearer token"
+    mode, home, carrier = "stateless", "token", "token"
     vary = "Authorization"
 
     def __init__(self, keyring: Keyring, ttl: float, max_age: float | None = None) -> None:
@@ -157,7 +156,7 @@ class BearerToken(Identity):
 class SignedCookie(Identity):
     """Flask's signed cookie session, carrying its own absolute expiry (``exp``, ``ttl`` after login)."""
 
-    mode, home, carrier, describes = "cookie", "token", "signed cookie", "signed cookie"
+    mode, home, carrier = "cookie", "token", "signed cookie"
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl

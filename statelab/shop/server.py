@@ -9,13 +9,14 @@ Serving HTTP is :mod:`statelab.service`'s job; re-run safety is :mod:`statelab.s
 
 from __future__ import annotations
 
+import errno
 import secrets
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..service import HttpService
+from ..service import HOST, HttpService, PortInUseError
 from ..service.registry import register
 from .app import Plugin, create_app, default_cart
 from .carts import CartStore, MemoryCartStore
@@ -69,11 +70,10 @@ class Server(HttpService):
             name = f"{mode}-{Server._serial[mode]}"
         super().__init__(name, port)
         self.mode = mode
-        if isinstance(store, str):
-            if store == "sqlite":
-                store = SqliteStore(Path(tempfile.mkdtemp(prefix="statelab-")) / "sessions.sqlite3")
-            elif store != "memory":
-                raise ValueError(f"store must be 'memory', 'sqlite' or a SessionStore, not {store!r}")
+        if isinstance(store, str) and store not in ("memory", "sqlite"):
+            raise ValueError(f"store must be 'memory', 'sqlite' or a SessionStore, not {store!r}")
+        self._own_sqlite = store == "sqlite"  # a file of its own, in a temp folder it removes on stop()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._shared_store: SessionStore | None = None if isinstance(store, str) else store
         if keyring is None and mode == "stateless":
             keyring = Keyring(algorithm)
@@ -109,6 +109,10 @@ class Server(HttpService):
             self.app.extensions["statelab"]["csrf_guard"] = bool(on)
 
     def _build_app(self) -> Any:
+        if self._own_sqlite and self._shared_store is None:  # first start, or the first after a stop()
+            # TemporaryDirectory also removes the folder at interpreter exit if stop() never came
+            self._tmp = tempfile.TemporaryDirectory(prefix="statelab-", ignore_cleanup_errors=True)
+            self._shared_store = SqliteStore(Path(self._tmp.name) / "sessions.sqlite3")
         store = self._shared_store
         if store is None and self.mode == "stateful":
             store = MemoryStore()  # a fresh process has empty memory
@@ -137,14 +141,39 @@ class Server(HttpService):
         app = self.app
         return app.extensions["statelab"]["served"] if app is not None and self.alive else 0
 
+    def stop(self) -> None:
+        """Clean shutdown: stop listening, close every connection, and remove a ``store="sqlite"`` file of its own."""
+        super().stop()
+        with self._lock:
+            if self._own_sqlite and self._shared_store is not None:
+                self._shared_store.close()
+                self._shared_store = self.store = None
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+
     def kill(self) -> None:
         """Crash: stop listening, cut open connections, lose everything held in memory."""
         self._shutdown(crash=True)
 
-    def restart(self) -> Server:
-        """Come back on the same url with empty memory (a kill first, if still alive)."""
+    def restart(self, port: int | None = None) -> Server:
+        """Come back with empty memory (a kill first, if still alive), on the same url.
+
+        If another program took the port while this server was down, that is a
+        :class:`~statelab.service.PortInUseError`; ``restart(port=0)`` comes back on a free port
+        instead (a new url: clients must follow; a cluster's balancer does it by itself).
+        """
         self.kill()
-        return self.start()  # type: ignore[return-value]
+        if port is not None:
+            self.port = port
+        try:
+            return self.start()  # type: ignore[return-value]
+        except PortInUseError:
+            raise PortInUseError(
+                errno.EADDRINUSE,
+                f"{self.name} cannot come back on port {self.port} of {HOST}: another program took it while "
+                f"the server was down. server.restart(port=0) brings it back on a free port (a new url).",
+            ) from None
 
 
 def serve(mode: str = "stateful", **options: Any) -> Server:

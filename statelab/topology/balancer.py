@@ -123,6 +123,14 @@ class LoadBalancer(HttpService):
         with self._state_lock:
             self._backends = [b for b in self._backends if b.name != name]
 
+    def follow(self, server: Any) -> None:
+        """Route to ``server`` at its current url (it came back on another port)."""
+        moved = Backend.of(server)
+        with self._state_lock:
+            for b in self._backends:
+                if b.name == moved.name:
+                    b.host, b.port = moved.host, moved.port
+
     def mark_up(self, name: str) -> None:
         """Forget that ``name`` was seen down (a cluster calls this after a restart)."""
         with self._state_lock:
@@ -257,10 +265,7 @@ class LoadBalancer(HttpService):
         try:
             forwarded = request.headers.get("X-Forwarded-For")
             client = request.remote_addr or ""
-            extra = {"X-Forwarded-For": f"{forwarded}, {client}" if forwarded else client}
-            if "X-Forwarded-Host" not in request.headers:  # the host the browser saw, for the same-origin check
-                extra["X-Forwarded-Host"] = request.host
-            return forward(conn, request, body, extra)
+            return forward(conn, request, body, {"X-Forwarded-For": f"{forwarded}, {client}" if forwarded else client})
         except ValueError as e:  # http.client refuses to send it: control characters in method or headers
             return json_error(400, f"malformed request: {e}", self.name)
         except BadAnswer as e:  # RFC 9112 5.2: a proxy answers 502 rather than relay a malformed answer

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..service import PortInUseError
 from ..service.registry import register
 from ..shop.app import default_cart
 from ..shop.carts import CartStore, SqliteCartStore
@@ -32,15 +33,15 @@ class Cluster:
     them one shared file. In stateless mode every server gets the same :class:`Keyring`, so
     a token issued by one verifies on all. ``cart`` is where carts live (see
     :func:`statelab.create_app`); with ``cart="db"`` every server shares one cart table,
-    ``cluster.carts`` (a SQLite file in the cluster's temporary folder, removed by ``stop()``), or
-    ``carts``, a cart table of your own (e.g. one you can switch off), which ``stop()`` leaves open.
+    ``cluster.carts`` (a SQLite file in the cluster's temporary folder, removed by ``stop()``, unless
+    ``carts=`` passes a :class:`~statelab.shop.carts.CartStore` the caller owns and closes).
     All servers share one cookie name, tied to the cluster (``cluster.cookie_name``).
     """
 
     def __init__(self, servers: int = 3, mode: str = "stateful", store: str | SessionStore = "memory",
                  balancer: str = "round_robin", *, cart: str | None = None, algorithm: str = "HS256",
                  session_ttl: float = 1800, token_ttl: float = 900, token_max_age: float | None = None,
-                 csrf_guard: bool = True, plugins: Any = (), carts: CartStore | None = None) -> None:
+                 carts: CartStore | None = None, csrf_guard: bool = True, plugins: Any = ()) -> None:
         if not isinstance(servers, int) or not 1 <= servers <= 32:
             raise ValueError("servers must be a whole number from 1 to 32")
         if isinstance(store, str) and store not in STORES:
@@ -48,15 +49,17 @@ class Cluster:
         self.cart = default_cart(mode, cart)
         self.mode = mode
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._own_carts = carts is None
+        if carts is not None and self.cart != "db":
+            raise ValueError(f"carts= is the shared table of cart='db'; this cluster keeps carts in the {self.cart}")
         if store == "sqlite" or (self.cart == "db" and carts is None):
             self._tmp = tempfile.TemporaryDirectory(prefix="statelab-", ignore_cleanup_errors=True)
+        self._owns_store = store == "sqlite"
         if store == "sqlite":
             store = SqliteStore(Path(self._tmp.name) / "sessions.sqlite3")
         self.store: str | SessionStore = store
-        self.carts: CartStore | None = None
-        if self.cart == "db":
-            self.carts = carts if carts is not None else SqliteCartStore(Path(self._tmp.name) / "carts.sqlite3")
+        self._owns_carts = self.cart == "db" and carts is None
+        self.carts: CartStore | None = (SqliteCartStore(Path(self._tmp.name) / "carts.sqlite3")
+                                        if self._owns_carts else carts)
         self.keyring = Keyring(algorithm) if mode == "stateless" else None
         self._cookie_base = f"sid-c{secrets.token_hex(3)}"
         self._options = dict(mode=mode, cart=self.cart, store=store, carts=self.carts, keyring=self.keyring,
@@ -122,9 +125,14 @@ class Cluster:
         return server
 
     def restart(self, which: int | str | Server) -> Server:
-        """Bring one server back, empty, on the same url."""
+        """Bring one server back, empty, on the same url (on a new one, which the balancer follows, if
+        another program took its port meanwhile: the cluster's url does not change)."""
         server = self._server(which)
-        server.restart()
+        try:
+            server.restart()
+        except PortInUseError:  # another program took its port while it was down: a free one, followed
+            server.restart(port=0)
+            self.balancer.follow(server)
         self.balancer.mark_up(server.name)
         return server
 
@@ -145,14 +153,14 @@ class Cluster:
         return {s.name: s.sessions for s in self.servers}
 
     def stop(self) -> None:
-        """Stop the balancer and every server, and close the shared store."""
+        """Stop the balancer and every server, and close the shared store the cluster made (not one passed in)."""
         self.balancer.stop()
         for server in self.servers:
             server.stop()
-        if isinstance(self.store, SqliteStore):
-            self.store.close()
-        if self.carts is not None and self._own_carts:
-            self.carts.close()
+        if self._owns_store and isinstance(self.store, SqliteStore):
+            self.store.close()  # the cluster's own store; one the caller passed in stays open
+        if self._owns_carts and self.carts is not None:
+            self.carts.close()  # the cluster's own table; one the caller passed in stays open
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
