@@ -38,12 +38,6 @@ WORK = 0.04  # seconds each cart write spends after its change (see slow_writes)
 DRAIN = 1.0  # the longest a drained deploy waits for a server's requests in flight
 SETTLE = 0.05  # a deploy tool waits this long after a new server is in before replacing the next (minReadySeconds)
 TOKEN_DESIGNS = ("token + cart in token", "token + cart in db")
-ROTATIONS = {
-    "drop": "rotate, drop the old key at once",
-    "grace": "rotate, keep the old key (grace period)",
-    "retire_refreshed": "retire the old key: users whose token was re-signed",
-    "retire_idle": "retire the old key: users idle during the grace period",
-}
 
 
 def redeploy(cluster: Cluster, index: int, *, drain: float = 0.02, in_flight: InFlight | None = None) -> None:
