@@ -191,6 +191,8 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 6) -> E
 def _evidence(results: dict[str, dict[str, Any]], devices: dict[str, dict[str, bool]],
               outage: dict[str, tuple[int, set[str]]], back: dict[str, int], n: int, workers: int,
               seconds: float) -> Evidence:
+    results = {d: results[d] for d in DESIGNS}  # in the order of DESIGNS, whichever crash finished first
+    devices = {d: devices[d] for d in DESIGNS}
     crashed = f"server-{CRASHED}"
     home = results["session + memory"]["by_home"]
     on_crashed, lost_on_crashed = home.get(crashed, (0, 0))
