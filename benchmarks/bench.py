@@ -194,26 +194,25 @@ def start_and_kill(reps: int) -> list[Comparison]:
     on when in that cycle it comes. Each pair is stopped at the same delay after its first answer, the
     delays spread evenly over one poll interval, so both sides sample the cycle alike.
     """
-    ours_start, ours_kill, bare_start, bare_stop = [], [], [], []
+    times: dict[str, list[float]] = {"ours start": [], "ours kill": [], "bare start": [], "bare stop": []}
+
+    def start_then_stop(side: str, start: Callable[[], Any], stop: Callable[[Any], Any], delay: float) -> None:
+        t0 = time.perf_counter()
+        server = start()
+        _answers(server.url)
+        times[f"{side} start"].append((time.perf_counter() - t0) * 1000)
+        time.sleep(delay)
+        t0 = time.perf_counter()
+        stop(server)
+        times[f"{side} {'kill' if side == 'ours' else 'stop'}"].append((time.perf_counter() - t0) * 1000)
+
     delays = [(i + 0.5) / reps * POLL_INTERVAL for i in range(reps)]
     random.Random(0).shuffle(delays)
     for delay in delays:
-        t0 = time.perf_counter()
-        server = Server("stateful").start()
-        _answers(server.url)
-        ours_start.append((time.perf_counter() - t0) * 1000)
-        time.sleep(delay)
-        t0 = time.perf_counter()
-        server.kill()
-        ours_kill.append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        bare = BareServer()
-        _answers(bare.url)
-        bare_start.append((time.perf_counter() - t0) * 1000)
-        time.sleep(delay)
-        t0 = time.perf_counter()
-        bare.stop()
-        bare_stop.append((time.perf_counter() - t0) * 1000)
+        start_then_stop("ours", lambda: Server("stateful").start(), lambda s: s.kill(), delay)
+        start_then_stop("bare", BareServer, lambda s: s.stop(), delay)
+    ours_start, ours_kill, bare_start, bare_stop = (times[k] for k in ("ours start", "ours kill", "bare start",
+                                                                        "bare stop"))
     note = f"median of {reps}, alternating; each stop at the same delay after the first answer, spread over a poll"
     return [
         Comparison("server start, until it answers GET /health", "ms", "statelab Server(...).start()",

@@ -286,3 +286,11 @@ def test_waiting_for_a_slow_backend_is_not_counted_as_the_client_s_time():
             lb.start()
             answer = requests.post(lb.url + "/slow?s=0.8", json={"why": "a body starts the body deadline"}, timeout=5)
     assert answer.status_code == 200 and answer.json() == {"slept": 0.8}
+
+
+def test_a_slow_view_is_not_counted_as_the_client_s_time():
+    with sl.Server("stateless", plugins=[slow_route]) as server:
+        server.body_timeout = 0.3  # the body arrives at once; the view (which never reads it) takes 0.8 s
+        server.start()
+        answer = requests.post(server.url + "/slow?s=0.8", json={"why": "a body starts the body deadline"}, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"slept": 0.8}

@@ -3,8 +3,10 @@
 :class:`HttpService` is what every "machine" of the lessons is built on (a bookshop
 :class:`~statelab.shop.server.Server`, a :class:`~statelab.topology.balancer.LoadBalancer`, a
 :class:`~statelab.topology.cache.SharedCache`). It serves with werkzeug's threaded server, which
-here can also cut its open connections (a crash does), and answers the errors raised below
-the WSGI app (a bad request line, too many headers) with JSON, like the app itself.
+here also cuts its open connections when it stops or crashes, bounds how long a client may take
+to send a request, and answers the errors raised below the WSGI app (a bad request line, too many
+headers, a client out of time) with JSON, like the app itself. :func:`running` lists the services
+this interpreter runs (``load.run`` sends load to no other).
 
 :mod:`statelab.service.registry` tracks what was started, so re-running a notebook cell or
 ``stop_all()`` stops it.
@@ -13,6 +15,7 @@ the WSGI app (a bad request line, too many headers) with JSON, like the app itse
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import socket
@@ -24,6 +27,8 @@ from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Response
+
+from ..rawhttp import MAX_BODY
 
 HOST = "127.0.0.1"
 POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: bounds kill() latency
@@ -87,9 +92,52 @@ class _Handler(WSGIRequestHandler):
     def make_environ(self) -> dict[str, Any]:
         environ = super().make_environ()
         environ["statelab.connection"] = self.connection  # lets the app's wrapper end the body deadline
-        # a proxy calls this once it has the whole body: waiting for its upstream is not the client's time
-        environ["statelab.body_read"] = lambda: self.server.body_read(self.connection)
+        length = environ.get("CONTENT_LENGTH", "")
+        done = lambda: self.server.body_read(self.connection)  # noqa: E731
+        if length.isdigit() and 0 < int(length) <= MAX_BODY and not environ.get("wsgi.input_terminated"):
+            # Read the body before the app runs (as nginx buffers it), so its deadline is the client's time
+            # only, whether or not the app reads it. A body cut short reaches the app short: a 400 there.
+            body = self.rfile.read(int(length))
+            done()
+            environ["wsgi.input"] = io.BytesIO(body)
+        else:  # chunked, or too large to hold (the app refuses it unread): the deadline ends with the read
+            environ["wsgi.input"] = _TimedInput(environ["wsgi.input"], int(length) if length.isdigit() else None,
+                                                done)
         return environ
+
+
+class _TimedInput:
+    """The request body stream; says when the app has read it all, so its deadline ends there.
+
+    Whatever the app does after (a proxy waiting for its upstream, a slow view) is not the client's time.
+    """
+
+    def __init__(self, stream: Any, length: int | None, done: Any) -> None:
+        self._stream, self._left, self._done = stream, length, done
+
+    def _count(self, n: int) -> None:
+        if self._left is not None:
+            self._left -= n
+        if not n or (self._left is not None and self._left <= 0):
+            self._done()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._count(len(data))
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self._stream.readline(size)
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._stream.readinto(buffer) or 0
+        self._count(n)
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class _Httpd(ThreadedWSGIServer):

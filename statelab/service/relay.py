@@ -42,7 +42,6 @@ def read_body(request: Request, name: str) -> bytes | Response:
         return json_error(e.code or 400, f"could not read the request body ({e.name})", name)
     if request.content_length is None and len(body) >= MAX_BODY:
         return too_large  # chunked: werkzeug stops reading at the cap without saying so
-    request.environ.get("statelab.body_read", lambda: None)()  # the upstream's time is not the client's
     return body
 
 
