@@ -179,34 +179,27 @@ def _fmt(value: Any) -> str:
 
 
 class progress:
-    """A progress bar in a notebook (an ipywidgets bar updated by value), silent elsewhere.
+    """A progress bar in a notebook (``tqdm.auto``: an ipywidgets bar in a kernel), silent elsewhere.
 
-    ``for step in progress(range(n), "measuring"): ...``
+    ``for step in progress(range(n), "measuring"): ...``. A maintained library's bar rather than a
+    hand-written one: it also shows the rate and the time left, in words as well as a bar.
     """
 
     def __init__(self, steps: Any, description: str = "") -> None:
         self.steps = list(steps)
-        self.bar = None
-        try:
-            from IPython import get_ipython
-
-            if get_ipython() is not None and getattr(get_ipython(), "kernel", None) is not None:
-                import ipywidgets as w
-                from IPython.display import display
-
-                self.bar = w.IntProgress(value=0, min=0, max=max(len(self.steps), 1), description=description,
-                                         style={"description_width": "initial"})
-                display(self.bar)
-        except Exception:  # no kernel, no widgets: run without a bar
-            self.bar = None
+        self.description = description
 
     def __iter__(self) -> Iterator[Any]:
-        for i, step in enumerate(self.steps, 1):
-            yield step
-            if self.bar is not None:
-                self.bar.value = i
-        if self.bar is not None:
-            self.bar.bar_style = "success"
+        if not journal.in_a_notebook():  # a script or a test: no bar, no stray output
+            yield from self.steps
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # tqdm missing: run without a bar
+            yield from self.steps
+            return
+        with tqdm(self.steps, desc=self.description or None, total=len(self.steps)) as bar:
+            yield from bar
 
 
 _latest: dict[str, Evidence] = {}

@@ -1,0 +1,113 @@
+"""A short quiz at the end of a notebook: ``sl.ui.quiz("04")`` (the questions live in :mod:`.quizzes`).
+
+Each question is a set of labelled radio buttons; choosing an option shows its feedback at once: why
+it is right, or which misconception a wrong option stands for. Feedback is words and a symbol, never
+colour alone. Nothing is sent anywhere and nothing is graded: the quiz is for the learner. It works
+in JupyterLab, Notebook 7 and headless (a test sets ``quiz.items[0].choice.value``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ipywidgets as W
+
+from ._base import BORDER, GREEN, GREY, RED, box, esc, pill
+
+
+@dataclass(frozen=True)
+class Option:
+    """One answer: its text, the feedback shown when it is chosen, and whether it is right."""
+
+    text: str
+    feedback: str
+    correct: bool = False
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question and its options (exactly one is right)."""
+
+    prompt: str
+    options: tuple[Option, ...]
+
+    def __post_init__(self) -> None:
+        if sum(o.correct for o in self.options) != 1:
+            raise ValueError(f"exactly one option must be right: {self.prompt!r}")
+        if len({o.text for o in self.options}) != len(self.options):
+            raise ValueError(f"two options read the same: {self.prompt!r}")
+
+    @property
+    def answer(self) -> Option:
+        return next(o for o in self.options if o.correct)
+
+
+RIGHT, WRONG = "\u2713 Right.", "\u2717 Not quite."
+
+
+class QuizItem(W.VBox):
+    """One question on screen: the prompt, the options, and the feedback for the chosen one."""
+
+    def __init__(self, number: int, question: Question) -> None:
+        self.question = question
+        self.prompt = W.HTML(box(f"<b>{number}.</b> {esc(question.prompt)}"))
+        self.choice = W.RadioButtons(options=[o.text for o in question.options], value=None,
+                                     description=f"Answer {number}:", style={"description_width": "initial"},
+                                     layout=W.Layout(width="auto"))
+        self.feedback = W.HTML(box("Choose an answer to see feedback.", font_style="italic"))
+        self.choice.observe(self._chosen, names="value")
+        super().__init__([self.prompt, self.choice, self.feedback], layout=W.Layout(margin="0 0 8px 0"))
+
+    @property
+    def chosen(self) -> Option | None:
+        return next((o for o in self.question.options if o.text == self.choice.value), None)
+
+    @property
+    def right(self) -> bool:
+        return self.chosen is not None and self.chosen.correct
+
+    def _chosen(self, _change: dict) -> None:
+        option = self.chosen
+        if option is None:
+            return
+        mark, tint = (RIGHT, GREEN) if option.correct else (WRONG, RED)
+        self.feedback.value = box(f"{pill(mark, tint)} {esc(option.feedback)}", padding="2px 0")
+
+
+class Quiz(W.VBox):
+    """Questions with feedback per option, and a running count of right answers."""
+
+    def __init__(self, questions: Sequence[Question], title: str = "Quick quiz") -> None:
+        if not questions:
+            raise ValueError("a quiz needs at least one question")
+        self.items = [QuizItem(i, q) for i, q in enumerate(questions, 1)]
+        self.score = W.HTML()
+        for item in self.items:
+            item.choice.observe(lambda _change: self._count(), names="value")
+        header = W.HTML(box(f"<b>{esc(title)}</b>: choose an answer for each question; the feedback says why."))
+        super().__init__([header, *self.items, self.score],
+                         layout=W.Layout(border=f"1px solid {BORDER}", padding="4px 8px"))
+        self._count()
+
+    def _count(self) -> None:
+        answered = sum(i.chosen is not None for i in self.items)
+        right = sum(i.right for i in self.items)
+        self.score.value = box(pill(f"{right} of {len(self.items)} right, {answered} answered", GREY))
+
+    def answer(self, number: int, text: str) -> str:
+        """Choose option ``text`` for question ``number`` (1-based), as a click would; the feedback text."""
+        item = self.items[number - 1]
+        item.choice.value = text
+        return item.feedback.value
+
+
+def quiz(questions: str | Sequence[Question]) -> Quiz:
+    """The quiz of notebook ``questions`` ("00" to "12"), or a quiz of your own questions."""
+    if isinstance(questions, str):
+        from .quizzes import QUIZZES
+
+        if questions not in QUIZZES:
+            raise KeyError(f"no quiz {questions!r}; quizzes are {sorted(QUIZZES)}")
+        return Quiz(QUIZZES[questions], title=f"Quick quiz on notebook {questions}")
+    return Quiz(list(questions))
