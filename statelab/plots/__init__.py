@@ -3,4 +3,67 @@
 Kept apart from the experiments so that measuring needs no matplotlib, and so that every chart
 follows the same rules: meaning never by colour alone (labels, markers or hatches as well), and
 axes that say their units.
+
+A chart in a notebook is also an image a screen reader must be able to describe: in a Jupyter
+kernel, importing this package gives every matplotlib figure an HTML form, the same PNG in an
+``<img>`` whose ``alt`` text (:func:`describe`) is read off the figure itself: its titles, axis
+labels, legend entries and the words written on it.
 """
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+
+def describe(fig: Any) -> str:
+    """A text description of a matplotlib figure, from what it shows: titles, axes, legend, written values."""
+    parts = []
+    title = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
+    if title:
+        parts.append(f"Chart: {title}.")
+    for i, ax in enumerate(fig.axes, 1):
+        if not ax.get_visible():
+            continue
+        bits = [f"Panel {i}" + (f": {ax.get_title()}" if ax.get_title() else "")]
+        if ax.get_xlabel():
+            bits.append(f"horizontal axis: {ax.get_xlabel()}")
+        if ax.get_ylabel():
+            bits.append(f"vertical axis: {ax.get_ylabel()}")
+        legend = ax.get_legend()
+        if legend is not None:
+            bits.append("series: " + ", ".join(t.get_text() for t in legend.get_texts()))
+        written = [" ".join(t.get_text().split()) for t in ax.texts if t.get_text().strip()]
+        if written:
+            bits.append("values written on it: " + "; ".join(written[:24]))
+        parts.append("; ".join(bits) + ".")
+    return " ".join(parts) or "A chart."
+
+
+def figure_html(fig: Any) -> str | None:
+    """The figure as an ``<img>`` with alt text (what a notebook shows); None if it has nothing drawn."""
+    if not fig.axes:
+        return None
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    alt = html.escape(describe(fig), quote=True)
+    return f'<img src="data:image/png;base64,{data}" alt="{alt}" style="max-width:100%">'
+
+
+def _give_figures_alt_text() -> None:
+    """In a Jupyter kernel, display every matplotlib figure as HTML with alt text (the PNG stays as well)."""
+    try:
+        from IPython import get_ipython
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    shell.display_formatter.formatters["text/html"].for_type(Figure, figure_html)
+
+
+_give_figures_alt_text()

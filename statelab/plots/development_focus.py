@@ -30,8 +30,10 @@ def plot(ev: Any, ax: Any = None) -> Any:
     else:
         fig = ax.figure
     shares = [accepted / tried for _, accepted, tried in rows]
-    ax.barh([label for label, _, _ in rows], shares, color=["tab:red" if s else "tab:green" for s in shares],
-            edgecolor="black")
+    drawn = ax.barh([label for label, _, _ in rows], shares, color=["tab:red" if s else "tab:green" for s in shares],
+                    edgecolor="black")
+    for bar, share in zip(drawn, shares, strict=True):
+        bar.set_hatch("//" if share else "")   # "still accepted" is hatched as well as red and written out
     for y, (share, (_, accepted, tried)) in enumerate(zip(shares, rows, strict=True)):
         words = "still accepted" if accepted else "all refused"
         ax.text(min(share, 0.7) + 0.02, y, f"{accepted}/{tried} {words}", va="center", fontsize=8)

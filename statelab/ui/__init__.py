@@ -9,7 +9,7 @@ from .client_panel import ClientPanel
 from .dashboard import Dashboard, dashboard
 from .history import History
 from .inspector import Inspector, where_state_lives
-from .predict import Prediction, Reveal, predict, predictions, reveal
+from .prediction import Prediction, Reveal, predict, predictions, reveal
 from .quiz import Option, Question, Quiz, quiz
 from .scoreboard import RowResult, Scoreboard, scoreboard
 from .server_card import BalancerCard, ServerCard

@@ -184,6 +184,7 @@ class Scoreboard(W.VBox):
         self.message = W.HTML()
         self.table = W.HTML()
         self.benefit_table = W.HTML()
+        self.prediction_table = W.HTML()
         self.fill_button = button("Measure the rows not measured yet (quick)",
                                   "run each missing row's experiment with quick=True, a few seconds each")
         self.fill_button.on_click(self._guarded(self.fill))
@@ -192,7 +193,7 @@ class Scoreboard(W.VBox):
         self._shown_in: int | None = None
         super().__init__([W.HBox([self.fill_button, self.rerun_button, self.bar],
                                  layout=W.Layout(align_items="center", flex_flow="row wrap")),
-                          self.status, self.message, self.table, self.benefit_table],
+                          self.status, self.message, self.table, self.benefit_table, self.prediction_table],
                          layout=W.Layout(width="100%", max_width="1400px"))
         self.refresh()
 
@@ -308,6 +309,7 @@ class Scoreboard(W.VBox):
         """Re-render the tables and the summary from ``results``."""
         self.table.value = self._table_html()
         self.benefit_table.value = self._benefits_html()
+        self.prediction_table.value = self._predictions_html()
         halves = [v for r in self.results.values() for v in r.verdicts.values()]
         benefits = list(self.benefits.values())
         measured = sum(r.measured for r in self.results.values())
@@ -382,6 +384,40 @@ class Scoreboard(W.VBox):
             cells = (f"<b>{esc(code)}</b> ({esc(side)})", esc(words), where, self._verdict_html(verdict, corrected))
             body += "<tr>" + "".join(f'<td style="{cell}">{c}</td>' for c in cells) + "</tr>"
         return box("<b>The eight benefits</b>"
+                   f'<table style="border-collapse:collapse; width:100%"><thead><tr>{head}</tr></thead>'
+                   f"<tbody>{body}</tbody></table>", margin_top="8px")
+
+    @property
+    def predictions(self) -> dict[str, Any]:
+        """Your predictions (``sl.ui.predict``) by key, from this kernel and the other notebooks' kernels."""
+        from .prediction import predictions
+
+        return predictions()
+
+    def _predictions_html(self) -> str:
+        """Each prediction beside its measurement, in words and a symbol (never colour alone)."""
+        from .prediction import MATCH, MISS, NONE
+
+        records = self.predictions
+        if not records:
+            return box("<b>Your predictions</b>: none yet. Notebooks 00 and 03-11 ask for one before each "
+                       "experiment; answer it there and run the notebook, then show this board again.",
+                       margin_top="8px")
+        cell = CELL
+        head = "".join(f'<th style="{cell}">{h}</th>' for h in ("notebook", "the question", "you predicted",
+                                                                  "you measured", "outcome"))
+        titles = {row.key: (row.notebook, row.title) for row in ROWS}
+        body = ""
+        for key, r in sorted(records.items(), key=lambda kv: titles.get(kv[0], ("00", ""))[0]):
+            notebook, title = titles.get(key, ("00_start_here.ipynb", "Start here"))
+            where = f'<a href="{esc(notebook)}" target="_blank" style="color:{LINK}">{esc(title)}</a>'
+            outcome = {True: MATCH, False: MISS, None: NONE}[r.matched]
+            cells = (where, esc(r.question), esc(r.predicted or "no prediction"),
+                     esc(" and ".join(r.measured) or "not measured yet"), esc(outcome))
+            body += "<tr>" + "".join(f'<td style="{cell}">{c}</td>' for c in cells) + "</tr>"
+        right = sum(r.matched is True for r in records.values())
+        judged = sum(r.matched is not None for r in records.values())
+        return box(f"<b>Your predictions beside your measurements</b> ({right} of {judged} as predicted)"
                    f'<table style="border-collapse:collapse; width:100%"><thead><tr>{head}</tr></thead>'
                    f"<tbody>{body}</tbody></table>", margin_top="8px")
 

@@ -1,0 +1,236 @@
+"""The learning layer: predictions, reveals, quizzes, answers, objectives and key points (issue 10).
+
+Widgets are driven headless the way a click drives them: by setting a radio group's value.
+The notebook checks read the committed notebooks and assert that they found all thirteen.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import statelab as sl
+from statelab.experiments import journal, progress
+from statelab.ui import prediction as predict_module
+from statelab.ui.quiz import Question
+from statelab.ui.quizzes import QUIZZES
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ALL = sorted(NOTEBOOKS.glob("[01][0-9]_*.ipynb"))
+#: Notebooks that ask for a prediction before their experiment (00's crash, and every row 03-11).
+PREDICTING = ("00", "03", "04", "05", "06", "07", "08", "09", "10", "11")
+#: Row notebooks that draw a diagram (Mermaid) of the request path or of where the state lives.
+DIAGRAMS = ("03", "04", "06", "07", "08", "09", "10")
+
+
+@pytest.fixture(autouse=True)
+def fresh_predictions(tmp_path, monkeypatch):
+    """Each test starts with no prediction, and any saved one goes to a temporary journal."""
+    monkeypatch.setenv("STATELAB_EVIDENCE_DIR", str(tmp_path / "journal"))
+    predict_module.forget()
+    yield
+    predict_module.forget()
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_found_every_notebook():
+    assert [p.name[:2] for p in ALL] == [f"{n:02d}" for n in range(13)]
+
+
+# --- predict and reveal ----------------------------------------------------------------------------
+
+def test_an_unanswered_prediction_never_blocks_and_says_so():
+    sl.ui.predict("Which design loses carts?", ["session + memory", "token + cart in db"], key="t1")
+    shown = sl.ui.reveal("t1", ["session + memory"], why="memory dies with its process")
+    assert "You did not predict" in shown.value and "session + memory" in shown.value
+    assert "memory dies with its process" in shown.value
+    assert sl.ui.predictions()["t1"].predicted is None
+
+
+def test_clicking_a_prediction_records_it_and_the_reveal_compares():
+    asked = sl.ui.predict("Which design loses carts?", ["session + memory", "token + cart in db"], key="t2")
+    assert "not answered yet" in asked.status.value
+    asked.choice.value = "token + cart in db"                        # the learner clicks
+    assert sl.ui.predictions()["t2"].predicted == "token + cart in db"
+    assert "you predicted <b>token + cart in db</b>" in asked.status.value.lower()
+    shown = sl.ui.reveal("t2", "session + memory", why="why")
+    assert "You predicted <b>token + cart in db</b>; you measured <b>session + memory</b>" in shown.value
+    assert predict_module.MISS in shown.value
+    asked.choice.value = "session + memory"                          # a later change updates the reveal
+    assert predict_module.MATCH in shown.value
+
+
+def test_answering_after_the_reveal_updates_it():
+    asked = sl.ui.predict("Q?", ["a", "b"], key="t3")
+    shown = sl.ui.reveal("t3", ["a"], why="w")
+    assert predict_module.NONE in shown.value
+    asked.choice.value = "a"
+    assert predict_module.MATCH in shown.value and "You predicted <b>a</b>" in shown.value
+
+
+def test_reveal_without_a_prediction_is_a_clear_error():
+    with pytest.raises(KeyError, match="run the prediction cell"):
+        sl.ui.reveal("never-asked", "a", why="w")
+
+
+def test_a_prediction_needs_choices():
+    with pytest.raises(ValueError):
+        sl.ui.predict("Q?", ["only one"], key="t4")
+
+
+def test_predictions_are_saved_for_notebook_12_and_shown_beside_measurements(monkeypatch):
+    monkeypatch.setattr(journal, "in_a_notebook", lambda: True)     # as in a learner's kernel
+    asked = sl.ui.predict("Whose carts go?", ["only memory", "every design"], key="fault_tolerance")
+    asked.choice.value = "every design"
+    sl.ui.reveal("fault_tolerance", ["only memory"], why="w")
+    predict_module._records.clear()                                  # notebook 12 runs in another kernel
+    saved = predict_module.saved()["fault_tolerance"]
+    assert saved.predicted == "every design" and saved.measured == ["only memory"] and saved.matched is False
+    board = sl.ui.Scoreboard({})
+    table = board.prediction_table.value
+    assert "Whose carts go?" in table and "every design" in table and "only memory" in table
+    assert predict_module.MISS in table and "Fault Tolerance" in table
+
+
+def test_the_scoreboard_says_when_there_is_no_prediction():
+    assert "none yet" in sl.ui.Scoreboard({}).prediction_table.value
+
+
+# --- quizzes ---------------------------------------------------------------------------------------
+
+def test_every_notebook_has_a_quiz_of_three_to_five_questions():
+    assert sorted(QUIZZES) == [f"{n:02d}" for n in range(13)]
+    for number, questions in QUIZZES.items():
+        assert 3 <= len(questions) <= 5, number
+        assert all(isinstance(q, Question) for q in questions)
+
+
+def test_every_wrong_option_has_feedback_that_names_the_misconception():
+    for number, questions in QUIZZES.items():
+        for q in questions:
+            assert len(q.options) >= 3, (number, q.prompt)
+            for option in q.options:
+                assert option.feedback.strip(), (number, q.prompt, option.text)
+                if not option.correct:
+                    assert option.feedback.startswith("Misconception"), (number, option.text)
+
+
+def test_clicking_an_option_changes_the_feedback():
+    quiz = sl.ui.quiz("04")
+    item = quiz.items[0]
+    assert "Choose an answer" in item.feedback.value
+    wrong = next(o for o in item.question.options if not o.correct)
+    item.choice.value = wrong.text                                   # a click on a wrong option
+    assert "Not quite" in item.feedback.value and html.escape(wrong.feedback) in item.feedback.value
+    assert "0 of 3 right, 1 answered" in quiz.score.value
+    item.choice.value = item.question.answer.text                    # then on the right one
+    assert "Right." in item.feedback.value and "1 of 3 right, 1 answered" in quiz.score.value
+
+
+def test_a_quiz_of_ones_own_and_bad_input():
+    with pytest.raises(KeyError, match="no quiz"):
+        sl.ui.quiz("99")
+    with pytest.raises(ValueError, match="exactly one"):
+        sl.ui.Question("Q?", (sl.ui.Option("a", "x", True), sl.ui.Option("b", "y", True)))
+    mine = sl.ui.quiz([sl.ui.Question("Q?", (sl.ui.Option("a", "Right", True), sl.ui.Option("b", "Misc")))])
+    assert "Misc" in mine.answer(1, "b")
+
+
+def test_every_control_is_labelled():
+    for widget in (sl.ui.quiz("00").items[0].choice, sl.ui.predict("Q?", ["a", "b"], key="t5").choice):
+        assert widget.description.strip()
+
+
+# --- the notebooks ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name[:2])
+def test_objectives_quiz_and_key_points(path):
+    texts = [source(c) for c in cells(path)]
+    objectives = [t for t in texts if t.startswith("**Learning objectives.**")]
+    assert len(objectives) == 1 and len(re.findall(r"^1\. ", objectives[0], flags=re.M)) == 3
+    assert texts.index(objectives[0]) == 1                           # right under the title
+    key_points = [t for t in texts if t.startswith("## Key points")]
+    assert len(key_points) == 1 and len(re.findall(r"^- ", key_points[0], flags=re.M)) == 3
+    assert f'sl.ui.quiz("{path.name[:2]}")' in texts
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name[:2])
+def test_every_exercise_has_a_hidden_answer(path):
+    texts = [source(c) for c in cells(path)]
+    exercises = [i for i, t in enumerate(texts) if t.startswith("## Exercises")]
+    assert len(exercises) == 1
+    asked = re.findall(r"^- \*\*(?:Try|Think):\*\*", texts[exercises[0]], flags=re.M)
+    answers = texts[exercises[0] + 1]
+    assert asked and answers.startswith("### Answers")
+    assert answers.count("<details><summary>Answer") == len(asked) == answers.count("</details>")
+
+
+@pytest.mark.parametrize("number", PREDICTING)
+def test_a_prediction_before_the_experiment_and_a_computed_reveal_after(number):
+    path = next(p for p in ALL if p.name.startswith(number))
+    code = [source(c) for c in cells(path) if c["cell_type"] == "code"]
+    asks = [i for i, t in enumerate(code) if "sl.ui.predict(" in t]
+    tells = [i for i, t in enumerate(code) if "sl.ui.reveal(" in t]
+    assert len(asks) == 1 and len(tells) == 1 and asks[0] < tells[0]
+    ask = next(n for n in ast.walk(ast.parse(code[asks[0]])) if isinstance(n, ast.Call))
+    tell = next(n for n in ast.walk(ast.parse(code[tells[0]]))
+                if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "reveal")
+    key = next(k.value.value for k in ask.keywords if k.arg == "key")
+    assert tell.args[0].value == key
+    assert not isinstance(tell.args[1], ast.Constant), "the measured choice must be computed, not typed"
+    experiment = [i for i, t in enumerate(code) if re.search(r"\.run\(\)|server\.kill\(\)", t)]
+    assert asks[0] < experiment[0] < tells[0]
+
+
+@pytest.mark.parametrize("number", DIAGRAMS)
+def test_row_notebooks_draw_a_described_diagram(number):
+    path = next(p for p in ALL if p.name.startswith(number))
+    diagrams = [source(c) for c in cells(path) if "```mermaid" in source(c)]
+    assert diagrams and all("accTitle:" in d and "accDescr:" in d for d in diagrams)
+
+
+# --- the progress bar ------------------------------------------------------------------------------
+
+def test_progress_is_silent_outside_a_notebook(capsys):
+    assert list(progress(range(3), "measuring")) == [0, 1, 2]
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_is_tqdm_in_a_notebook(monkeypatch, capsys):
+    monkeypatch.setattr(journal, "in_a_notebook", lambda: True)
+    assert list(progress(range(3), "measuring")) == [0, 1, 2]
+    assert "measuring" in capsys.readouterr().err                   # tqdm's text bar outside a kernel
+
+
+# --- charts ----------------------------------------------------------------------------------------
+
+def test_a_figure_gets_alt_text_from_what_it_shows():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from statelab.plots import describe, figure_html
+
+    fig, ax = plt.subplots()
+    ax.bar([0, 1], [1, 2], label="kept")
+    ax.set_title("Carts after a crash")
+    ax.set_xlabel("design")
+    ax.legend()
+    ax.text(0, 1, "3/3 kept")
+    text = describe(fig)
+    assert "Carts after a crash" in text and "design" in text and "kept" in text and "3/3 kept" in text
+    assert 'alt="' in figure_html(fig) and "data:image/png;base64," in figure_html(fig)
+    plt.close(fig)
