@@ -63,6 +63,11 @@ def _give_figures_alt_text() -> None:
     shell = get_ipython()
     if shell is None or getattr(shell, "kernel", None) is None:
         return
+    import matplotlib
+
+    if "inline" in str(matplotlib.get_backend()):
+        # Load the inline backend now: when it loads, it clears every display formatter for Figure.
+        import matplotlib_inline.backend_inline  # noqa: F401
     shell.display_formatter.formatters["text/html"].for_type(Figure, figure_html)
 
 

@@ -1,0 +1,94 @@
+"""Predictions and quizzes in a real JupyterLab and Chromium, and an axe-core scan of our widget outputs.
+
+Run All leaves the predictions unanswered (as CI does); then a learner's click on a prediction
+reaches the kernel and the reveal below the experiment changes to "you predicted X; you measured Y",
+and a click on a quiz option shows that option's feedback. axe-core (shipped inside the pip package
+``axe-playwright-python``, no network) then scans the outputs of notebook 00 and of row 04, scoped to
+``.jp-OutputArea-output``: JupyterLab's own chrome is not ours to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from browser import NOTEBOOKS, collect_problems, jupyter_lab, open_and_run_all, require_browser, screenshot
+
+pytestmark = pytest.mark.browser
+
+WAIT_MS = 15_000
+#: axe impacts that fail the scan.
+BLOCKING = ("serious", "critical")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    require_browser()
+    tmp = tmp_path_factory.mktemp("lab")
+    shutil.copytree(NOTEBOOKS, tmp / "notebooks")
+    with jupyter_lab(tmp / "notebooks", tmp / "home") as running:
+        yield running
+
+
+def axe_script() -> str:
+    """axe.min.js as the pip package ships it."""
+    try:
+        import axe_playwright_python
+    except ImportError:
+        pytest.fail("axe-playwright-python is not installed (pip install -r requirements-test.txt)")
+    return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text(encoding="utf-8")
+
+
+def axe_outputs(page) -> dict:
+    """Run axe-core over every output area of the page (each scrolled into view so it is painted)."""
+    for output in page.locator(".jp-OutputArea-output").all():
+        output.scroll_into_view_if_needed()
+    page.add_script_tag(content=axe_script())
+    return page.evaluate("""async () => await axe.run(
+        {include: [[".jp-OutputArea-output"]]},
+        {resultTypes: ["violations"]})""")
+
+
+def blocking(results: dict) -> list[str]:
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:4]}"
+            for v in results["violations"] if v["impact"] in BLOCKING]
+
+
+def test_a_click_answers_a_prediction_and_a_quiz_and_the_feedback_shows(lab, page):
+    from playwright.sync_api import expect
+
+    open_and_run_all(page, lab.url, "00_start_here.ipynb")
+    assert collect_problems(page) == []
+    reveal = page.locator(".jp-OutputArea-output").filter(has_text="you measured").first
+    reveal.scroll_into_view_if_needed()
+    expect(reveal).to_contain_text("You did not predict")          # Run All went on without an answer
+
+    prediction = page.locator(".jp-OutputArea-output").filter(has_text="Predict before you measure").first
+    prediction.scroll_into_view_if_needed()
+    prediction.get_by_role("radio", name="session + memory", exact=True).check()
+    expect(prediction).to_contain_text("Recorded: you predicted session + memory", timeout=WAIT_MS)
+    reveal.scroll_into_view_if_needed()
+    expect(reveal).to_contain_text("You predicted session + memory; you measured", timeout=WAIT_MS)
+
+    quiz = page.locator(".jp-OutputArea-output").filter(has_text="Quick quiz on notebook 00").first
+    quiz.scroll_into_view_if_needed()
+    expect(quiz).to_contain_text("0 of 3 right, 0 answered")
+    quiz.get_by_role("radio", name="Inside the token, necessarily", exact=True).check()
+    expect(quiz).to_contain_text("Not quite.", timeout=WAIT_MS)
+    expect(quiz).to_contain_text("Misconception: 'stateless' means 'data in the token'")
+    expect(quiz).to_contain_text("0 of 3 right, 1 answered")
+    screenshot(quiz, "00-quiz-after-click")
+
+
+@pytest.mark.parametrize("notebook", ["00_start_here.ipynb", "04_fault_tolerance.ipynb"])
+def test_axe_finds_no_serious_violation_in_our_outputs(lab, page, notebook):
+    open_and_run_all(page, lab.url, notebook)
+    assert collect_problems(page) == []
+    results = axe_outputs(page)
+    assert results["passes"], "axe checked nothing: no output area was found"
+    report = Path(lab.root).parent / f"axe-{notebook}.json"
+    report.write_text(json.dumps(results["violations"], indent=1))
+    assert blocking(results) == [], f"axe: {blocking(results)} (all violations in {report})"
