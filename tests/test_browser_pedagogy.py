@@ -92,3 +92,25 @@ def test_axe_finds_no_serious_violation_in_our_outputs(lab, page, notebook):
     report = Path(lab.root).parent / f"axe-{notebook}.json"
     report.write_text(json.dumps(results["violations"], indent=1))
     assert blocking(results) == [], f"axe: {blocking(results)} (all violations in {report})"
+
+
+DIAGRAMS = ("03_scalability.ipynb", "04_fault_tolerance.ipynb", "06_resource_usage.ipynb", "07_caching.ipynb",
+            "08_deployment.ipynb", "09_transaction_integrity.ipynb", "10_load_balancing.ipynb")
+
+
+def test_the_row_diagrams_render_with_their_titles_as_alt_text(lab, page):
+    """Each row's Mermaid diagram draws (no syntax error picture); its accTitle is the picture's alt text."""
+    import re
+
+    from browser import notebook_url
+
+    for notebook in DIAGRAMS:
+        source = "".join("".join(c["source"]) for c in json.loads((NOTEBOOKS / notebook).read_text())["cells"])
+        title = re.search(r"accTitle: (.*)", source).group(1).strip()
+        page.goto(notebook_url(lab.url, notebook))
+        rendered = page.locator(".jp-RenderedMermaid").first
+        rendered.wait_for(state="attached", timeout=60_000)
+        picture = rendered.locator("img").first
+        picture.wait_for(state="attached", timeout=10_000)
+        assert picture.get_attribute("alt") == title, notebook
+        assert "jp-mod-warning" not in (rendered.get_attribute("class") or ""), (notebook, rendered.text_content())
