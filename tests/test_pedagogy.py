@@ -234,3 +234,63 @@ def test_a_figure_gets_alt_text_from_what_it_shows():
     assert "Carts after a crash" in text and "design" in text and "kept" in text and "3/3 kept" in text
     assert 'alt="' in figure_html(fig) and "data:image/png;base64," in figure_html(fig)
     plt.close(fig)
+
+
+# --- answers that state an outcome: the exercise, run ------------------------------------------------
+
+def test_answers_that_state_an_outcome_are_what_the_exercise_shows():
+    import time
+
+    from statelab.experiments import development_focus, fault_tolerance, resource_usage
+    from statelab.shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes
+    from statelab.topology.cache import SharedCache
+
+    # 06, answer 1: RS256 fits the fewest cart lines in a cookie, HS256 the most.
+    fits = {alg: resource_usage.lines_to_outgrow(sl.Keyring(alg)) for alg in ("HS256", "ES256", "RS256")}
+    assert fits["RS256"] < fits["ES256"] < fits["HS256"], fits
+    servers = []
+    try:
+        # 08, answer 3: a token lives 15 minutes by default (the grace period the answer names).
+        shop = sl.serve("stateless")
+        servers.append(shop)
+        alice = sl.Client(shop.url)
+        alice.login("alice")
+        claims = alice.inspect_token().claims
+        assert claims["exp"] - claims["iat"] == 900
+        # 06, answer 2: once idle sessions expire, counting them says 0.
+        brief = sl.serve("stateful", session_ttl=0.3)
+        servers.append(brief)
+        sl.Client(brief.url).login("bob")
+        time.sleep(0.5)
+        assert brief.sessions == 0
+        # 07, answer 3: private per-user answers are never stored by a correct shared cache.
+        cache = SharedCache(shop)
+        servers.append(cache)
+        a, b = sl.Client(cache.url), sl.Client(cache.url)
+        a.login("a"), b.login("b")
+        assert a.me().headers.get("X-Cache") == "BYPASS" and b.me().ok and not cache.entries
+        # 11, answer 2: with the guard back on, a forged form is refused by Origin (403), and without it by type (415).
+        unguarded = sl.serve("stateful", csrf_guard=False)
+        servers.append(unguarded)
+        victim = sl.Client(unguarded.url)
+        victim.login("alice")
+        unguarded.csrf_guard = True
+        assert development_focus.forged_form_post(victim, shop.url).status == 403
+        body = '{"item": "x", "qty": 1, "pad": "="}'
+        assert victim.post("/cart", data=body, headers={"Content-Type": "text/plain"}).status == 415
+        # 01, answer 2: an odd user name gets a readable 400.
+        assert sl.Client(unguarded.url).login("<script>").status == 400
+        # 04, answer 3: the same key again is replayed, not acted on twice.
+        watch = InFlight()
+        demo = sl.Cluster(2, "stateless", cart="db",
+                          plugins=[slow_writes(0.3), watch, idempotent_writes(IdempotencyKeys())])
+        servers.append(demo)
+        erin = sl.Client(demo.url)
+        erin.login("erin")
+        fault_tolerance.write_through_crash(demo, erin, watch, item="ink", key="erin-ink-1")
+        again = fault_tolerance.write_through_crash(demo, erin, watch, key="erin-ink-1")
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert erin.cart().body["cart"] == [{"item": "ink", "qty": 1}]
+    finally:
+        for s in servers:
+            s.stop()
