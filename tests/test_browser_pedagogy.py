@@ -72,6 +72,8 @@ def test_a_click_answers_a_prediction_and_a_quiz_and_the_feedback_shows(lab, pag
     expect(prediction).to_contain_text("Recorded: you predicted session + memory", timeout=WAIT_MS)
     reveal.scroll_into_view_if_needed()
     expect(reveal).to_contain_text("You predicted session + memory; you measured", timeout=WAIT_MS)
+    screenshot(prediction, "00-prediction-after-click")
+    screenshot(reveal, "00-reveal-after-click")
 
     quiz = page.locator(".jp-OutputArea-output").filter(has_text="Quick quiz on notebook 00").first
     quiz.scroll_into_view_if_needed()
@@ -114,3 +116,24 @@ def test_the_row_diagrams_render_with_their_titles_as_alt_text(lab, page):
         picture.wait_for(state="attached", timeout=10_000)
         assert picture.get_attribute("alt") == title, notebook
         assert "jp-mod-warning" not in (rendered.get_attribute("class") or ""), (notebook, rendered.text_content())
+
+
+def test_the_quiz_answers_clicks_in_notebook_7(lab, page):
+    """Notebook 7 (same server, /tree): Run All from its menu, then a click on a quiz option shows its feedback."""
+    import urllib.parse
+
+    from playwright.sync_api import expect
+
+    token = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(lab.url).query))["token"]
+    page.goto(f"{lab.base}/notebooks/01_stateful_sessions.ipynb?token={token}")
+    expect(page.locator(".jp-Notebook .jp-CodeCell").first).to_be_visible(timeout=60_000)
+    page.wait_for_function("() => document.body.innerText.includes('Idle')", timeout=60_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    quiz = page.locator(".jp-OutputArea-output").filter(has_text="Quick quiz on notebook 01").first
+    quiz.wait_for(state="attached", timeout=90_000)
+    quiz.scroll_into_view_if_needed()
+    quiz.get_by_role("radio", name="A hash of the password", exact=True).check()
+    expect(quiz).to_contain_text("Not quite.", timeout=WAIT_MS)
+    expect(quiz).to_contain_text("Misconception: no credential is stored in the cookie")
+    screenshot(quiz, "01-quiz-notebook7")

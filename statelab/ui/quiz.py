@@ -8,6 +8,8 @@ in JupyterLab, Notebook 7 and headless (a test sets ``quiz.items[0].choice.value
 
 from __future__ import annotations
 
+import random
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,7 +54,9 @@ class QuizItem(W.VBox):
     def __init__(self, number: int, question: Question) -> None:
         self.question = question
         self.prompt = W.HTML(box(f"<b>{number}.</b> {esc(question.prompt)}"))
-        self.choice = W.RadioButtons(options=[o.text for o in question.options], value=None,
+        # A fixed order per question that does not follow the data (where the right answer is often first).
+        shown = random.Random(zlib.crc32(question.prompt.encode())).sample(question.options, len(question.options))
+        self.choice = W.RadioButtons(options=[o.text for o in shown], value=None,
                                      description=f"Answer {number}:", style={"description_width": "initial"},
                                      layout=W.Layout(width="auto"))
         self.feedback = W.HTML(box("Choose an answer to see feedback.", font_style="italic"))
