@@ -48,6 +48,7 @@ def figure_html(fig: Any) -> str | None:
         return None
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
+    _last_png[id(fig)] = buffer.getvalue()   # the PNG formatter, which runs next, reuses it
     data = base64.b64encode(buffer.getvalue()).decode()
     alt = html.escape(describe(fig), quote=True)
     return f'<img src="data:image/png;base64,{data}" alt="{alt}" style="max-width:100%">'
@@ -69,6 +70,19 @@ def _give_figures_alt_text() -> None:
         # Load the inline backend now: when it loads, it clears every display formatter for Figure.
         import matplotlib_inline.backend_inline  # noqa: F401
     shell.display_formatter.formatters["text/html"].for_type(Figure, figure_html)
+    png = shell.display_formatter.formatters["image/png"]
+    render = png.type_printers.get(Figure)
+    if render is not None:
+        def png_once(fig: Any) -> Any:
+            """The PNG the HTML form just rendered, instead of rendering the same figure twice."""
+            cached = _last_png.pop(id(fig), None)
+            return cached if cached is not None else render(fig)
+
+        png.for_type(Figure, png_once)
+
+
+#: PNG bytes by figure id, from figure_html to the PNG formatter of the same display call.
+_last_png: dict[int, bytes] = {}
 
 
 _give_figures_alt_text()

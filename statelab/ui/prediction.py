@@ -59,13 +59,6 @@ class Record:
             return None
         return self.predicted in self.measured
 
-    def sentence(self) -> str:
-        """"You predicted X; you measured Y." in plain words."""
-        measured = " and ".join(self.measured) if self.measured else "nothing yet"
-        if self.predicted is None:
-            return f"You did not predict; you measured: {measured}."
-        return f"You predicted: {self.predicted}; you measured: {measured}."
-
 
 _records: dict[str, Record] = {}
 
@@ -220,4 +213,5 @@ def reveal(key: str, measured: str | Sequence[str], why: str) -> Reveal:
     record.why = why
     _records[key] = record
     _save(record)
-    return Reveal(record, _widgets.get(key) if _widgets.get(key) and _widgets[key].record is record else None)
+    widget = _widgets.get(key)
+    return Reveal(record, widget if widget is not None and widget.record is record else None)
