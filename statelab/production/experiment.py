@@ -113,8 +113,7 @@ def measure_crashes(servers: dict[str, Gunicorn], redis: RedisServer, users: int
                 return sum(ex.status == 200 for ex in answers) / len(answers)
 
             crash = Crash(found(), 0.0)
-            for pid in server.worker_pids():  # the master forks a new worker for each one killed
-                server.kill_worker(pid)
+            server.kill_workers()  # the master forks a new worker for each one killed
             crash.found_after_worker_crash = found()
             if where == "shared":
                 redis.kill()
@@ -201,3 +200,52 @@ def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: 
     workers = sorted(best)
     rps = [best[n].rps for n in workers]
     return Scaling(n_cores, workers, rps, [best[n].p50_ms for n in workers], errors, usl.fit(workers, rps))
+
+
+# --------------------------------------------------------------------------- for the notebook
+
+def missing() -> list[str]:
+    """One sentence for each program this lesson needs and this machine lacks (empty when all are here)."""
+    from . import gunicorn as g
+    from . import redis as r
+
+    out = [] if g.available() else [g.HOW_TO_GET]
+    if r.server_binary() is None or not r.client_available():
+        out.append(r.HOW_TO_GET)
+    return out
+
+
+def process_tree(server: Gunicorn) -> str:
+    """The server's processes as the operating system sees them: the master and its forked workers."""
+    lines = [f"pid {server.pid}  gunicorn master  (listens on 127.0.0.1:{server.port}, forks the workers)"]
+    lines += [f"  pid {pid}  worker {i + 1}  (its own memory, its own copy of the app)"
+              for i, pid in enumerate(server.worker_pids())]
+    return "\n".join(lines)
+
+
+def shares_table(shares: dict[str, Share], workers: int) -> str:
+    """Markdown: each design, the share of requests that found their login, and what 1/N would be."""
+    rows = ["| design | where state or key lives | requests that found their login | workers that answered |",
+            "|---|---|---|---|"]
+    for name, share in shares.items():
+        where = "each worker" if DESIGNS[name][0] == "per-worker" else "shared by all"
+        rows.append(f"| {name} | {where} | {share.found}/{share.asked} = **{share.share:.0%}** "
+                    f"(1/N = {1 / workers:.0%}) | {share.workers_seen} of {workers} |")
+    return "\n".join(rows)
+
+
+def costs_table(costs: dict[str, dict[str, float]], request_ms: float) -> str:
+    """Markdown: microseconds per session read and per read-modify-write, and their share of one HTTP request."""
+    rows = ["| session store | read (get) | read-modify-write (update) | read as a share of one request |",
+            "|---|---|---|---|"]
+    for name, c in costs.items():
+        rows.append(f"| {name} | {c['get']:.1f} µs | {c['update']:.1f} µs | {c['get'] / (request_ms * 10):.2f}% |")
+    return "\n".join(rows)
+
+
+def request_ms(url: str, n: int = 20) -> float:
+    """Median milliseconds of one ``GET /health`` from this process: the scale for a store's cost."""
+    import statistics
+
+    with Client(url) as c:
+        return statistics.median(c.health().ms for _ in range(n))

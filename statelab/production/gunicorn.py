@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..service import HOST
+from ..service import HOST, track
 from .process import BinaryMissing, ProcessService
 
 HOW_TO_GET = "gunicorn is not installed: `pip install gunicorn` (it is in requirements.txt), then run this cell again"
@@ -67,7 +67,6 @@ class Gunicorn(ProcessService):
     key from the environment) or ``"per-worker"`` (each worker makes its own with ``os.urandom`` when it starts).
     """
 
-    quit_signal = signal.SIGINT  # gunicorn's quick shutdown; SIGTERM waits for graceful_timeout
 
     def __init__(self, workers: int = 2, mode: str = "stateful", *, cart: str | None = None,
                  store: Any = "memory", key: str = "shared", timeout: float = 20.0, wait: bool = True) -> None:
@@ -124,6 +123,7 @@ class Gunicorn(ProcessService):
                         env=self._env(), pass_fds=(listener.fileno(),))
         finally:
             listener.close()
+        track(self)  # an HTTP server of this kernel: load.run may send it load
 
     def worker_pids(self) -> list[int]:
         """Process ids of the workers now running (each writes a file when it has booted; the master removes it)."""
@@ -161,6 +161,14 @@ class Gunicorn(ProcessService):
         os.kill(pid, signal.SIGKILL)
         self._await_workers(self.workers, without=pid)
         return pid
+
+    def kill_workers(self) -> list[int]:
+        """Crash every worker at once (SIGKILL); return once the master has forked as many new ones."""
+        old = self.worker_pids()
+        for pid in old:
+            os.kill(pid, signal.SIGKILL)
+        self._wait_ready(lambda: len(set(self.worker_pids()) - set(old)) >= self.workers, 10.0, "gunicorn's workers")
+        return old
 
     def __repr__(self) -> str:
         return (f"<Gunicorn {self.workers} workers {self.mode} store={getattr(self.store, 'kind', self.store)} "

@@ -9,6 +9,7 @@ Linux to send the child SIGTERM when the parent dies: ``PR_SET_PDEATHSIG``).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import shutil
@@ -16,12 +17,14 @@ import signal
 import subprocess
 import tempfile
 import time
+import weakref
 from typing import Any
 
-from ..service import HOST, track
+from ..service import HOST
 from ..service.registry import register
 
 _PR_SET_PDEATHSIG = 1
+_started: weakref.WeakSet[ProcessService] = weakref.WeakSet()
 
 
 class BinaryMissing(RuntimeError):
@@ -80,7 +83,7 @@ class ProcessService:
         self.proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"),
                                      preexec_fn=_die_with_parent, close_fds=True, **kw)
-        track(self)
+        _started.add(self)
 
     @property
     def log_path(self) -> str:
@@ -108,7 +111,7 @@ class ProcessService:
         self._signal_group(signal.SIGKILL)
         self.proc.wait(timeout=5)
 
-    quit_signal = signal.SIGTERM
+    quit_signal = signal.SIGTERM  # gunicorn: graceful (bounded by its graceful_timeout); Redis: quit now
 
     def stop(self) -> None:
         """Ask the process group to quit; SIGKILL whatever is left after ``grace`` seconds; remove its files."""
@@ -148,3 +151,12 @@ class ProcessService:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.url} {'alive' if self.alive else 'down'}>"
+
+
+@atexit.register
+def _kill_all_at_exit() -> None:
+    """At interpreter exit, crash every process group we started at once: a kernel shutting down has a few
+    seconds before Jupyter sends it SIGTERM, and a graceful stop of each server in turn could take longer."""
+    for service in list(_started):
+        service.kill()
+        shutil.rmtree(service.workdir, ignore_errors=True)
