@@ -255,3 +255,36 @@ def test_no_process_outlives_the_kernel(how, tmp_path):
     else:
         km.shutdown_kernel(now=True)   # SIGKILL: no atexit; Linux tells the children (PR_SET_PDEATHSIG)
     assert _gone(pids, timeout=8) == []
+
+
+# --------------------------------------------------------------------------- HAProxy in front
+
+def test_haproxy_sticky_and_round_robin_and_a_server_taken_out():
+    from statelab.production import haproxy
+
+    _need(haproxy.binary() is not None, haproxy.HOW_TO_GET)
+    fronts = ex.measure_balancers(users=6, requests=4)
+    assert fronts["HAProxy, cookie SRV insert"].found_before == 1.0
+    assert 0.2 <= fronts["HAProxy, round robin"].found_before <= 0.8
+    for name, front in fronts.items():  # a dead server's sessions are gone behind every balancer, nobody else's
+        assert front.found_after == {"server-0": 0.0, "server-1": 1.0}, (name, front)
+        assert front.server_errors == 0, (name, front)
+
+
+def test_haproxy_listens_on_loopback_and_stops_with_its_config():
+    from statelab.production import haproxy
+
+    _need(haproxy.binary() is not None, haproxy.HOW_TO_GET)
+    with pytest.raises(ValueError, match="127.0.0.1"):
+        haproxy.HAProxy(["http://10.0.0.1:80"])
+    srv = sl.serve("stateful")
+    front = haproxy.HAProxy([srv], sticky=True)
+    try:
+        alice = sl.Client(front.url)
+        assert alice.login("alice").status == 200 and alice.cookies.get("SRV") == "s0"
+        assert "bind fd@" in open(front.config).read()
+        pid, workdir = front.pid, front.workdir
+    finally:
+        front.stop()
+        srv.stop()
+    assert _gone([pid]) == [] and not os.path.exists(workdir)

@@ -249,3 +249,74 @@ def request_ms(url: str, n: int = 20) -> float:
 
     with Client(url) as c:
         return statistics.median(c.health().ms for _ in range(n))
+
+
+# --------------------------------------------------------------------------- a real balancer in front
+
+@dataclass
+class Front:
+    """One balancer's traffic: share found before a server was taken out, and after, by the users' first server."""
+
+    found_before: float = 0.0
+    found_after: dict[str, float] = field(default_factory=dict)  # first server's name -> share found
+    server_errors: int = 0  # 5xx answers and failed connections, in all
+
+
+def measure_balancers(users: int = 8, requests: int = 6) -> dict[str, Front]:
+    """HAProxy and statelab's own balancer, round robin and sticky, in front of the same two memory-session
+    servers, on the same traffic; then server 0 is taken out (killed) and the same users ask again."""
+    from ..topology.balancer import LoadBalancer
+    from ..topology.cluster import Cluster
+    from .haproxy import HAProxy
+
+    cluster = Cluster(2, "stateful", store="memory")
+    fronts: dict[str, Any] = {}
+    try:
+        fronts = {"HAProxy, round robin": HAProxy(cluster.servers),
+                  "HAProxy, cookie SRV insert": HAProxy(cluster.servers, sticky=True),
+                  "statelab, round_robin": LoadBalancer(cluster.servers, "round_robin"),
+                  "statelab, sticky": LoadBalancer(cluster.servers, "sticky")}
+        crowds = {name: [Client(f.url) for _ in range(users)] for name, f in fronts.items()}
+        first: dict[str, list[str]] = {}
+        out = {name: Front() for name in fronts}
+
+        def ask(name: str) -> list[Any]:
+            return [[c.me() for _ in range(requests)] for c in crowds[name]]
+
+        for name, crowd in crowds.items():
+            first[name] = [c.login(f"user{i}").served_by or "?" for i, c in enumerate(crowd)]
+            answers = ask(name)
+            flat = [e for per_user in answers for e in per_user]
+            out[name].found_before = sum(e.status == 200 for e in flat) / len(flat)
+            out[name].server_errors += sum(e.status is None or e.status >= 500 for e in flat)
+        dead = cluster.servers[0].name
+        cluster.kill(0)
+        time.sleep(0.5)  # HAProxy checks every 100 ms and takes a server out after two failures
+        for name in crowds:
+            answers = ask(name)
+            for server in {dead, *(s.name for s in cluster.servers[1:])}:
+                mine = [e for who, per_user in zip(first[name], answers, strict=True) if who == server
+                        for e in per_user]
+                if mine:
+                    out[name].found_after[server] = sum(e.status == 200 for e in mine) / len(mine)
+            out[name].server_errors += sum(e.status is None or e.status >= 500 for a in answers for e in a)
+        for crowd in crowds.values():
+            for c in crowd:
+                c.close()
+        return out
+    finally:
+        for f in fronts.values():
+            f.stop()
+        cluster.stop()
+
+
+def balancers_table(fronts: dict[str, Front], dead: str = "server-0") -> str:
+    """Markdown: per balancer, the share found before, and after server 0 was taken out, by first server."""
+    rows = ["| balancer | found their session, both servers up | after server-0 is out: users who logged in on "
+            "server-0 | ... on server-1 | 5xx or failed |", "|---|---|---|---|---|"]
+    for name, f in fronts.items():
+        dead_share = f.found_after.get(dead)
+        live = [v for k, v in f.found_after.items() if k != dead]
+        rows.append(f"| {name} | {f.found_before:.0%} | {'-' if dead_share is None else f'{dead_share:.0%}'} | "
+                    f"{'-' if not live else f'{min(live):.0%}'} | {f.server_errors} |")
+    return "\n".join(rows)
