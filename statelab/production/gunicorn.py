@@ -65,11 +65,13 @@ class Gunicorn(ProcessService):
     ``store`` is ``"memory"`` (each worker its own) or a :class:`~statelab.production.redis.RedisServer`
     (one store for all, also the cart table when ``cart="db"``); ``key`` is ``"shared"`` (one signing
     key from the environment) or ``"per-worker"`` (each worker makes its own with ``os.urandom`` when it starts).
+    ``env`` sets ``STATELAB_*`` variables of :mod:`statelab.production.wsgi` over those: configuration, as a
+    deployment would give it.
     """
 
-
     def __init__(self, workers: int = 2, mode: str = "stateful", *, cart: str | None = None,
-                 store: Any = "memory", key: str = "shared", timeout: float = 20.0, wait: bool = True) -> None:
+                 store: Any = "memory", key: str = "shared", env: dict[str, str] | None = None,
+                 timeout: float = 20.0, wait: bool = True) -> None:
         if not available():
             raise BinaryMissing(HOW_TO_GET)
         if not 1 <= int(workers) <= 16:
@@ -78,6 +80,12 @@ class Gunicorn(ProcessService):
             raise ValueError("key must be 'shared' or 'per-worker'")
         if not (store == "memory" or hasattr(store, "password")):
             raise ValueError("store must be 'memory' or a RedisServer")
+        env = dict(env or {})
+        bad = [k for k, v in env.items()
+               if not (isinstance(k, str) and k.startswith("STATELAB_") and isinstance(v, str))]
+        if bad:
+            raise ValueError(f"env= sets only STATELAB_* variables to strings; not {bad[:3]}")
+        self.extra_env = env
         super().__init__("gunicorn")
         self.modes = tuple(mode.split(",")) if isinstance(mode, str) else tuple(mode)
         self.workers, self.mode, self.cart, self.store, self.key = int(workers), ",".join(self.modes), cart, store, key
@@ -104,6 +112,7 @@ class Gunicorn(ProcessService):
         if self.store != "memory":
             env.update(STATELAB_STORE="redis", STATELAB_CARTS="redis", STATELAB_REDIS_URL=self.store.url,
                        STATELAB_REDIS_PREFIX=f"shop-{self.port}-{secrets.token_hex(3)}")
+        env.update(self.extra_env)
         return env
 
     def _start(self) -> None:
