@@ -227,9 +227,9 @@ def test_scaling_measures_one_point_per_worker_count(deployments):
 # --------------------------------------------------------------------------- no orphan after the kernel
 
 KERNEL_CODE = """
-from statelab.production import Gunicorn, RedisServer
-r = RedisServer(); g = Gunicorn(2, "stateful", store=r)
-print("PIDS", r.pid, g.pid, *g.worker_pids())
+from statelab.production import RedisServer, experiment
+r = RedisServer(); servers = experiment.deployments(r)   # what notebook 13 starts
+print("PIDS", r.pid, *[p for g in servers.values() for p in (g.pid, *g.worker_pids())])
 """
 
 
@@ -246,12 +246,16 @@ def test_no_process_outlives_the_kernel(how, tmp_path):
     assert reply["content"]["status"] == "ok", reply["content"]
     text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
     pids = [int(p) for p in text.split("PIDS", 1)[1].split()]
-    assert len(pids) == 4 and all(psutil.pid_exists(p) for p in pids)
+    assert len(pids) == 7 and all(psutil.pid_exists(p) for p in pids)
     kernel_pid = km.provisioner.pid if hasattr(km.provisioner, "pid") else km.kernel.pid
     assert all(psutil.Process(p).ppid() == kernel_pid or psutil.Process(p).ppid() in pids for p in pids)
     kc.stop_channels()
+    kernel = km.provisioner.process
     if how == "shutdown":
         km.shutdown_kernel(now=False)  # "Restart kernel": the kernel exits and runs atexit
+        kernel.wait(timeout=10)
+        # it exits by itself, within Jupyter's wait (else Jupyter sends SIGTERM: exit code -15)
+        assert kernel.returncode == 0, kernel.returncode
     else:
         km.shutdown_kernel(now=True)   # SIGKILL: no atexit; Linux tells the children (PR_SET_PDEATHSIG)
     assert _gone(pids, timeout=8) == []
