@@ -167,7 +167,7 @@ class Scaling:
     fit: usl.Fit
 
 
-def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: float = 0.4, rounds: int = 1,
+def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: float = 0.25, rounds: int = 2,
                     concurrency: int = 8) -> Scaling:
     """Requests per second of ``GET /cart`` (a session read from the shared store) for 1..``max_workers`` workers.
 
@@ -262,7 +262,7 @@ class Front:
     server_errors: int = 0  # 5xx answers and failed connections, in all
 
 
-def measure_balancers(users: int = 8, requests: int = 6) -> dict[str, Front]:
+def measure_balancers(users: int = 6, requests: int = 4) -> dict[str, Front]:
     """HAProxy and statelab's own balancer, round robin and sticky, in front of the same two memory-session
     servers, on the same traffic; then server 0 is taken out (killed) and the same users ask again."""
     from ..topology.balancer import LoadBalancer
