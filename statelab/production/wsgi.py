@@ -19,6 +19,8 @@ Gunicorn imports this module after it forks each worker (it does unless told ``-
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from typing import Any
 
@@ -37,6 +39,11 @@ def _secret() -> tuple[bytes, str]:
     if shared:
         return bytes.fromhex(shared), "shared"
     return os.urandom(32), "per-worker"  # the classic mistake: a key made by each process at start
+
+
+def _for(secret: bytes, purpose: bytes) -> bytes:
+    """A key for one purpose, derived from the one secret (HMAC-SHA256): the token key and the cookie key differ."""
+    return hmac.new(secret, purpose, hashlib.sha256).digest()
 
 
 def _store_is_down_503(app: Flask) -> None:
@@ -74,7 +81,8 @@ def build_one(mode: str, secret: bytes, key_kind: str) -> Flask:
             carts = RedisCartStore(url, f"{prefix}-{mode}")
     app = create_app(mode, cart=env.get("STATELAB_CART") or None, name=WORKER,
                      store=store or MemoryStore(), carts=carts or MemoryCartStore(),
-                     keyring=Keyring.from_secret(secret, kid=key_kind), secret_key=secret,
+                     keyring=Keyring.from_secret(_for(secret, b"statelab jwt"), kid=key_kind),
+                     secret_key=_for(secret, b"statelab flask session"),
                      cookie_name=env.get("STATELAB_COOKIE", "sid"), plugins=plugins)
     app.extensions["statelab"]["key"] = key_kind
     return app
