@@ -12,6 +12,10 @@ Both expire idle sessions (``ttl`` seconds since the last use) and both make
 :meth:`update` an atomic read-modify-write, so concurrent requests on one session never
 lose a write. :meth:`peek` reads without touching: it neither extends the idle timer nor
 hides an outage of the store (a dashboard that looks must not change what it looks at).
+
+Two more for the failure lessons: :class:`OutageStore` wraps any shared store (sessions or the
+cart table) so it can be switched off and on, and :class:`NaiveStore` updates with a read, a
+pause and a write, as hand-written session code often does, and so loses concurrent updates.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -210,3 +215,87 @@ class SqliteStore:
     def close(self) -> None:
         """Close every connection this store opened (from any thread)."""
         self._pool.close()
+
+
+# --------------------------------------------------------------------------- stores for the failure lessons
+
+class StoreUnavailable(RuntimeError):
+    """The shared store cannot be reached (see :class:`OutageStore`)."""
+
+
+class OutageStore:
+    """A shared store you can switch off: while it is down every call fails, as calls to a crashed
+    database server would. It wraps a real store (a session store such as :class:`SqliteStore`, or
+    a table of carts) and changes nothing else: what it holds is still there when it comes back.
+
+    Servers answer a failed store call with 503 when started with
+    :func:`statelab.shop.plugins.store_errors_as_503` (without it: a 500).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.down = False
+
+    def fail(self) -> None:
+        """The store goes down: every call raises :class:`StoreUnavailable`."""
+        self.down = True
+
+    def recover(self) -> None:
+        """The store is back, with everything it held."""
+        self.down = False
+
+    @contextmanager
+    def outage(self) -> Iterator[OutageStore]:
+        """``with store.outage(): ...`` the store is down inside the block."""
+        self.fail()
+        try:
+            yield self
+        finally:
+            self.recover()
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other call goes to the wrapped store, and fails while the store is down."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        attr = getattr(self.inner, name)
+        if not callable(attr) or name == "close":
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StoreUnavailable("the shared store is unreachable")
+            return attr(*args, **kwargs)
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"<OutageStore {'down' if self.down else 'up'} over {self.inner!r}>"
+
+
+class NaiveStore(MemoryStore):
+    """A session store whose ``update`` reads, pauses, then writes, with no lock held in between.
+
+    This is what a hand-rolled ``data = store.get(sid); ...; store.set(sid, data)`` does (with
+    Redis ``GET``/``SET``, or a row read then written without a transaction). The pause
+    (``delay`` seconds) stands for the work between the read and the write, and makes the race
+    show up reliably on a busy machine.
+    """
+
+    kind = "naive"
+
+    def __init__(self, delay: float = 0.02) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def update(self, sid: str, change: Updater) -> Session | None:
+        data = self.get(sid)  # read (a copy)
+        if data is None:
+            return None
+        time.sleep(self.delay)  # meanwhile, another request reads the same old data
+        new = change(data)  # modify
+        entry = self._data.get(sid)
+        if entry is None:
+            return None
+        self._data[sid] = (new, entry[1], time.time() + entry[1])  # write: last writer wins
+        return dict(new)
