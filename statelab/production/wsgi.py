@@ -24,10 +24,11 @@ import hmac
 import os
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
 
 from ..shop.app import create_app
 from ..shop.carts import MemoryCartStore
+from ..shop.plugins import store_errors_as_503
 from ..shop.sessions import MemoryStore
 from ..shop.tokens import Keyring
 
@@ -44,15 +45,6 @@ def _secret() -> tuple[bytes, str]:
 def _for(secret: bytes, purpose: bytes) -> bytes:
     """A key for one purpose, derived from the one secret (HMAC-SHA256): the token key and the cookie key differ."""
     return hmac.new(secret, purpose, hashlib.sha256).digest()
-
-
-def _store_is_down_503(app: Flask) -> None:
-    """Plugin: when the shared store does not answer, say so (503), as a production app should."""
-    from redis.exceptions import RedisError
-
-    @app.errorhandler(RedisError)
-    def store_down(e: RedisError):
-        return jsonify(error=f"the shared store is unavailable ({type(e).__name__}); try again shortly"), 503
 
 
 def build() -> Any:
@@ -74,7 +66,7 @@ def build_one(mode: str, secret: bytes, key_kind: str) -> Flask:
         from .redis import RedisCartStore, RedisStore
 
         url, prefix = env["STATELAB_REDIS_URL"], env.get("STATELAB_REDIS_PREFIX", "shop")
-        plugins.append(_store_is_down_503)
+        plugins.append(store_errors_as_503)
         if env.get("STATELAB_STORE") == "redis":
             store = RedisStore(url, f"{prefix}-{mode}")
         if env.get("STATELAB_CARTS") == "redis":
