@@ -58,7 +58,7 @@ def _statelab_probe():
     owners = live() + [o for o in gc.get_objects() if isinstance(o, srv.HttpService)]
     for owner in owners:
         for x in (owner, *getattr(owner, "servers", ()), getattr(owner, "balancer", None)):
-            if isinstance(x, srv.HttpService) and x.alive:
+            if (isinstance(x, srv.HttpService) or x in srv.running()) and x.alive:  # running(): gunicorns too
                 found[x.url] = f"{type(x).__name__} {x.name}"
     names = sorted(t.name for t in threading.enumerate())
     import re, pathlib  # peak memory: VmHWM (ru_maxrss would carry the parent's size across exec)

@@ -258,6 +258,12 @@ def running() -> list[HttpService]:
     return [service for service in list(_running) if service.alive]
 
 
+def track(service: Any) -> None:
+    """Count ``service`` (anything with ``url`` and ``alive``) among :func:`running`: a server this interpreter
+    started as an OS process of its own (gunicorn, in :mod:`statelab.production`), so ``load.run`` may load it."""
+    _running.add(service)
+
+
 class HttpService:
     """A WSGI app served on 127.0.0.1 in a daemon thread; the base of Server and LoadBalancer.
 

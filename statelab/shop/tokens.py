@@ -58,6 +58,17 @@ class Keyring:
         self._serial = 0
         self.current_kid = self.rotate()
 
+    @classmethod
+    def from_secret(cls, secret: bytes, kid: str = "shared") -> Keyring:
+        """An HS256 keyring whose one key is ``secret`` (32+ bytes): how separate processes share a key,
+        read from configuration (an environment variable, a secrets manager) instead of made at start."""
+        if not isinstance(secret, bytes) or len(secret) < 32:
+            raise ValueError("the shared secret must be at least 32 bytes")
+        ring = cls("HS256")
+        ring._keys = {kid: (secret, secret)}
+        ring.current_kid = kid
+        return ring
+
     def rotate(self) -> str:
         """Add a fresh key, make it the one that signs, and return its kid."""
         self._serial += 1
