@@ -79,7 +79,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     slow = {k: round(v, 1) for k, v in NBVAL_SECONDS.items() if v >= _budget_s()}
     if slow:
-        _NBVAL_FAILED.append(f"over the {_budget_s():.0f} s budget under nbval: {slow}")
+        _NBVAL_FAILED.append(f"over the {_budget_s():g} s budget under nbval: {slow}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -8,7 +8,7 @@ a fresh kernel of its own, on a temporary copy of its folder (a notebook may wri
    machinery) and the processes it started;
 2. **Run All again in the same kernel** (a learner re-running everything): probed the same way;
 3. ``sl.stop_all()``, probed: nothing of statelab is left listening or running;
-4. the first code cell once more (so servers are up), then the kernel is shut down as JupyterLab does it: it
+4. the cells once more from the top until a server is up, then the kernel is shut down as JupyterLab does it: it
    must exit by itself (exit code 0), no process it started may outlive it, and no port it served may still
    be listened on by one of them. (A port is not simply tried: on a shared machine another program may
    take a freed port at once.)
@@ -227,9 +227,11 @@ def run_twice(path: Path, workdir: Path) -> NotebookRun:
             client.execute_cell(nb.cells[stop], stop)
             run.probes["stop_all"] = _probe(client, nb.cells[probe], probe)
             step = "before shutdown"
-            if code:
-                client.execute_cell(nb.cells[code[0]], code[0])  # the set-up cell again: servers up at shutdown
-            run.probes["before shutdown"] = _probe(client, nb.cells[probe], probe)
+            for i in code:  # the cells again from the top until a server is up: something to stop at shutdown
+                client.execute_cell(nb.cells[i], i)
+                run.probes["before shutdown"] = _probe(client, nb.cells[probe], probe)
+                if run.served("before shutdown"):
+                    break
             step = "shutdown"
             shutdown_started = time.perf_counter()
         # leaving setup_kernel asked the kernel to shut down and waited for it
