@@ -3,7 +3,8 @@
 The claims are quoted from the source text (``shared/seed/stateful-vs-stateless.txt``) so a
 notebook can show them side by side and then test them. ``benefits`` names the benefits of
 sections 4 (stateful, ``4a``-``4d``) and 5 (stateless, ``5a``-``5d``) that the row's notebook
-demonstrates.
+tests and judges: each benefit is judged in exactly one notebook, so the scoreboard has one verdict
+for each of the eight.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ ROWS: tuple[Row, ...] = (
     Row("performance", "Performance",
         "May experience increased latency due to session management",
         "Typically faster response times due to lack of session overhead",
-        "05_performance.ipynb", ("5d", "4b")),
+        "05_performance.ipynb", ("5d",)),
     Row("resource_usage", "Resource Usage",
         "Requires more resources for session state management",
         "Utilizes resources efficiently due to lack of session state",
@@ -65,11 +66,11 @@ ROWS: tuple[Row, ...] = (
     Row("deployment", "Deployment Complexity",
         "Deployment may be more complex due to session synchronization",
         "Easier deployment and maintenance due to statelessness",
-        "08_deployment.ipynb", ("4a",)),
+        "08_deployment.ipynb", ()),
     Row("transaction_integrity", "Transaction Integrity",
         "Ensures transaction integrity by maintaining session context",
         "Transactions are isolated, ensuring integrity at request level",
-        "09_transaction_integrity.ipynb", ("4a",)),
+        "09_transaction_integrity.ipynb", ()),
     Row("load_balancing", "Load Balancing",
         "Load balancing may require consideration of session affinity",
         "Simplified load balancing without session considerations",
@@ -79,6 +80,14 @@ ROWS: tuple[Row, ...] = (
         "Developers can focus more on business logic without session concerns",
         "11_development_focus.ipynb", ("4d",)),
 )
+
+
+def benefit_row(code: str) -> Row:
+    """The row whose notebook judges benefit ``code`` (e.g. ``"5b"``)."""
+    for r in ROWS:
+        if code in r.benefits:
+            return r
+    raise KeyError(f"no row judges benefit {code!r}; benefits are {sorted(BENEFITS)}")
 
 
 def row(key: str) -> Row:

@@ -13,38 +13,161 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The verdicts an experiment can reach about the seed's claim for its row.
+#: The verdicts an experiment can reach about one claim of the seed (a half-row or a benefit).
 VERDICTS = ("holds", "holds with nuance", "does not hold")
+
+#: The four designs the rows compare: two choices, who you are (session id or token) and where the cart
+#: lives (in the session, in the token, or in a shared database). Values are ``Cluster`` keyword arguments.
+DESIGNS: dict[str, dict[str, Any]] = {
+    "session + memory": {"mode": "stateful", "store": "memory", "cart": "session"},
+    "session + shared store": {"mode": "stateful", "store": "sqlite", "cart": "session"},
+    "token + cart in token": {"mode": "stateless", "cart": "token"},
+    "token + cart in db": {"mode": "stateless", "cart": "db"},
+}
+
+#: The halves of a row, in the seed's order.
+HALVES = ("stateful", "stateless")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """How one claim of the seed is judged: from named checks, never typed in.
+
+    ``supports`` are the checks the claim needs: if any is false, the claim does not hold.
+    ``qualifies`` are checks that, when true, show a limit the claim leaves out: the claim
+    holds with nuance. ``corrected`` is the sentence that says what was measured instead,
+    rendered from the numbers by the experiment.
+    """
+
+    supports: tuple[str, ...]
+    qualifies: tuple[str, ...] = ()
+    corrected: str = ""
+
+    def verdict(self, checks: dict[str, bool]) -> str:
+        """The verdict these checks give (see the class docstring for the rule)."""
+        if not all(checks[name] for name in self.supports):
+            return "does not hold"
+        if any(checks[name] for name in self.qualifies):
+            return "holds with nuance"
+        return "holds"
 
 
 @dataclass
 class Evidence:
-    """What one experiment measured and what that says about the table row.
+    """What one experiment measured and what that says about its row of the table.
 
-    ``checks`` are the named qualitative facts the verdict rests on (each a bool computed
-    from ``measurements``); a notebook's self-check cell asserts them.
+    ``checks`` are named facts, each a bool computed from ``measurements``. ``claims`` judges
+    each half of the row (``"stateful"``, ``"stateless"``) and each benefit the row tests
+    (``"5b"``, ...) from those checks, so the two halves get their own verdicts: one verdict
+    for a whole row would compress two claims into one word. ``reading`` is the paragraph of
+    what was measured, rendered from the numbers.
     """
 
     row: str
     measurements: dict[str, Any]
     checks: dict[str, bool]
-    verdict: str
-    reading: str
+    claims: dict[str, Judgement] = field(default_factory=dict)
+    reading: str = ""
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    verdict: str | None = None  # transitional: rows not yet judged per half still set one verdict
 
     def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
+        if self.verdict is not None and self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, not {self.verdict!r}")
+        for key, judgement in self.claims.items():
+            if key not in HALVES and key not in _benefit_codes():
+                raise ValueError(f"claims are keyed by {HALVES} or a benefit code, not {key!r}")
+            unknown = [n for n in (*judgement.supports, *judgement.qualifies) if n not in self.checks]
+            if unknown:
+                raise ValueError(f"claim {key!r} names checks that were not measured: {unknown}")
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """``{"stateful": ..., "stateless": ...}``: the verdict on each half of the row."""
+        return {k: j.verdict(self.checks) for k, j in self.claims.items() if k in HALVES}
+
+    @property
+    def benefits(self) -> dict[str, str]:
+        """Benefit code -> verdict, for the benefits of the seed this row tests."""
+        return {k: j.verdict(self.checks) for k, j in self.claims.items() if k not in HALVES}
+
+    def conclusion(self) -> Conclusion:
+        """The measured conclusion as Markdown: display it (``display(ev.conclusion())``)."""
+        return Conclusion(self)
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
                        for k, v in self.measurements.items())
-        checks = "".join(f"<li>{'&#10003;' if ok else '&#10007;'} {html.escape(name)}</li>"
-                         for name, ok in self.checks.items())
-        return (f"<div><b>{html.escape(self.row)}</b>: verdict <b>{html.escape(self.verdict)}</b>"
-                f" (measured in {self.seconds:.1f} s)<p>{html.escape(self.reading)}</p>"
-                f"<table>{rows}</table><ul>{checks}</ul></div>")
+        checks = "".join(f"<li>{_mark(ok)} {html.escape(name)}</li>" for name, ok in self.checks.items())
+        verdicts = "; ".join(f"{html.escape(_claim_name(k))}: <b>{html.escape(v)}</b>"
+                             for k, v in {**self.verdicts, **self.benefits}.items())
+        if not verdicts and self.verdict is not None:
+            verdicts = f"verdict <b>{html.escape(self.verdict)}</b>"
+        return (f"<div><b>{html.escape(self.row)}</b>: {verdicts} (measured in {self.seconds:.1f} s)"
+                f"<p>{html.escape(self.reading)}</p><table>{rows}</table><ul>{checks}</ul></div>")
+
+
+def _mark(ok: bool) -> str:
+    """A check's outcome in words and a symbol, never by colour alone."""
+    return "&#10003; yes:" if ok else "&#10007; no:"
+
+
+def _benefit_codes() -> dict[str, tuple[str, str]]:
+    from ..table import BENEFITS
+
+    return BENEFITS
+
+
+def _claim_name(key: str) -> str:
+    if key in HALVES:
+        return f"{key} half"
+    return f"benefit {key}"
+
+
+def _seed_words(row: str, key: str) -> str:
+    """The seed's own words for a half-row or a benefit (empty when the row is not in the table)."""
+    from ..table import BENEFITS, ROWS
+
+    if key in BENEFITS:
+        return BENEFITS[key][1]
+    for r in ROWS:
+        if r.key == row:
+            return getattr(r, key)
+    return ""
+
+
+class Conclusion:
+    """An Evidence's conclusion, rendered from its checks: Markdown in a notebook, text elsewhere."""
+
+    def __init__(self, evidence: Evidence) -> None:
+        self.evidence = evidence
+
+    def _lines(self) -> list[str]:
+        ev = self.evidence
+        lines: list[str] = []
+        for key, judgement in ev.claims.items():
+            verdict = judgement.verdict(ev.checks)
+            who = f"The **{key}** half" if key in HALVES else f"Benefit **{key}**"
+            words = _seed_words(ev.row, key)
+            quoted = f' ("{words}")' if words else ""
+            lines.append(f"- {who}{quoted}: **{verdict}**. {judgement.corrected}".rstrip())
+            for name in (*judgement.supports, *judgement.qualifies):
+                role = "needs" if name in judgement.supports else "limit"
+                outcome = "yes" if ev.checks[name] else "no"
+                lines.append(f"    - {role}: {name}: **{outcome}**")
+        if ev.reading:
+            lines += ["", f"Measured: {ev.reading}"]
+        return lines
+
+    def _repr_markdown_(self) -> str:
+        return "\n".join(self._lines())
+
+    def __str__(self) -> str:
+        return self._repr_markdown_().replace("**", "")
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _fmt(value: Any) -> str:
@@ -98,3 +221,6 @@ def record(evidence: Evidence) -> Evidence:
 def latest() -> dict[str, Evidence]:
     """The latest Evidence recorded in this kernel, by row key."""
     return dict(_latest)
+
+
+from .prose import check_prose as check_prose  # noqa: E402  (needs Evidence defined above)

@@ -1,0 +1,96 @@
+"""Evidence judges each half-row and benefit from named checks, and prose cannot contradict it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from statelab.experiments import VERDICTS, Evidence, Judgement, check_prose
+from statelab.experiments.prose import verdict_claims
+from statelab.table import BENEFITS, ROWS, benefit_row
+
+
+def evidence(a: bool, b: bool, c: bool) -> Evidence:
+    return Evidence(row="fault_tolerance", measurements={"lost": 3}, checks={"a": a, "b": b, "c": c},
+                    claims={"stateful": Judgement(supports=("a",), corrected="3 of 3 lost."),
+                            "stateless": Judgement(supports=("b",), qualifies=("c",)),
+                            "5b": Judgement(supports=("b",))},
+                    reading="3 users lost a cart.")
+
+
+@pytest.mark.parametrize(("a", "b", "c", "stateful", "stateless"), [
+    (True, True, False, "holds", "holds"),
+    (False, True, True, "does not hold", "holds with nuance"),
+    (True, False, True, "holds", "does not hold"),
+])
+def test_each_half_gets_its_own_verdict_from_its_checks(a, b, c, stateful, stateless):
+    ev = evidence(a, b, c)
+    assert ev.verdicts == {"stateful": stateful, "stateless": stateless}
+    assert ev.benefits == {"5b": "holds" if b else "does not hold"}
+    assert set(ev.verdicts.values()) <= set(VERDICTS)
+
+
+def test_a_claim_may_only_name_measured_checks_and_known_keys():
+    with pytest.raises(ValueError, match="not measured"):
+        Evidence(row="x", measurements={}, checks={"a": True}, claims={"stateful": Judgement(supports=("zz",))})
+    with pytest.raises(ValueError, match="keyed by"):
+        Evidence(row="x", measurements={}, checks={"a": True}, claims={"9z": Judgement(supports=("a",))})
+
+
+def test_the_conclusion_is_rendered_from_the_checks_in_words_not_colour():
+    md = evidence(False, True, True).conclusion()._repr_markdown_()
+    assert "**stateful** half" in md and "**does not hold**" in md and "**holds with nuance**" in md
+    assert "Failure in one server affects sessions stored on others" in md   # the seed's words
+    assert "needs: a: **no**" in md and "limit: c: **yes**" in md
+    assert "3 of 3 lost." in md and "Measured: 3 users lost a cart." in md
+
+
+def test_every_benefit_is_judged_in_exactly_one_row():
+    judged = [code for r in ROWS for code in r.benefits]
+    assert sorted(judged) == sorted(BENEFITS)
+    assert benefit_row("5b").key == "fault_tolerance"
+
+
+@pytest.mark.parametrize(("text", "keys", "claimed"), [
+    ("**The stateful cell of the seed's table is wrong as written.** A crash took...", ("stateful",),
+     ("does not hold",)),
+    ("The stateless cell holds.", ("stateless",), ("holds",)),
+    ("So the stateless claim holds with nuance here.", ("stateless",), ("holds with nuance",)),
+    ("Benefit 5b does not hold for the shared store.", ("5b",), ("does not hold",)),
+])
+def test_sentences_that_state_a_verdict_are_found(text, keys, claimed):
+    (claim,) = verdict_claims(text)
+    assert claim.keys == keys and claim.claimed == claimed
+
+
+@pytest.mark.parametrize("text", [
+    "The server holds the session in memory.",            # "holds" as a verb of mechanism
+    "Does the stateless claim hold?",                     # a question
+    'The seed says "failures are isolated".',
+    "`ev.verdicts['stateful']` is computed from the checks.",
+])
+def test_mechanism_prose_is_not_a_verdict(text):
+    assert verdict_claims(text) == []
+
+
+def write_notebook(tmp_path, *markdown: str):
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": m} for m in markdown]
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_check_prose_fails_on_a_contradiction_and_passes_when_prose_agrees(tmp_path):
+    ev = evidence(False, True, True)   # stateful: does not hold; stateless: holds with nuance
+    bad = write_notebook(tmp_path, "# T", "The stateful cell holds as written. The stateless claim holds.")
+    with pytest.raises(AssertionError, match="stateful claim 'holds'.*'does not hold'"):
+        check_prose(bad, ev)
+    good = write_notebook(tmp_path, "# T", "The stateful cell is wrong as written.", "A server holds sessions.")
+    assert check_prose(good, ev) == 1
+
+
+def test_check_prose_refuses_a_verdict_that_names_no_half(tmp_path):
+    nb = write_notebook(tmp_path, "The claim holds as written.")
+    with pytest.raises(AssertionError, match="without naming"):
+        check_prose(nb, evidence(True, True, False))
