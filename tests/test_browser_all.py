@@ -91,12 +91,12 @@ def test_found_the_notebooks_to_open():
 
 
 def _first_server_card(page):
-    """The first dashboard on the page, and in it the first server card (an innermost box with a Kill button)."""
+    """The first server card (an innermost box with a Kill button) of the first dashboard on the page."""
     dashboard = page.locator(".jp-OutputArea-output").filter(has_text="statelab dashboard").first
     dashboard.scroll_into_view_if_needed()
     card = dashboard.locator(".widget-vbox").filter(has=page.get_by_role("button", name="Kill", exact=True)) \
         .filter(has_not=page.locator(".widget-vbox")).first
-    return dashboard, card
+    return card
 
 
 def _kill_from_the_card(page, card) -> None:
@@ -119,7 +119,7 @@ def test_runs_clean_in_jupyterlab(lab, page, notebook):
             screenshot(page, "all-" + notebook.replace("/", "-"), full_page=True)
         assert problems == [], f"{notebook} in JupyterLab"
         if notebook.startswith("notebooks/"):  # the row notebook chosen for its cluster dashboard
-            _dashboard, card = _first_server_card(page)
+            card = _first_server_card(page)
             _kill_from_the_card(page, card)
             screenshot(page, "clicked-" + notebook.replace("/", "-"))
             assert collect_problems(page) == [], f"{notebook} after a Kill click"
@@ -165,7 +165,7 @@ def test_dashboard_works_in_notebook_7(lab, page):
         page.wait_for_function(_NB7_FINISHED, arg=[0, CODE_PROMPTS], timeout=90_000, polling=100)
         page.wait_for_function("() => !document.body.innerText.includes('Loading widget')", timeout=10_000)
 
-        _dashboard, card = _first_server_card(page)
+        card = _first_server_card(page)
         _kill_from_the_card(page, card)
         screenshot(page, "notebook7-00_start_here")
 
