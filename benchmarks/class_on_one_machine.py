@@ -8,8 +8,15 @@ temporary folder (``TMPDIR``), Jupyter folders and working copy; the servers a n
 a lab, so a lab check that is not a pass fails its cell instead of printing NOT YET; a notebook's self-check
 fails its cell with an AssertionError anyway.
 
-What it reports: every failure (goal: 0) with the learner, the notebook, the cell and the error; the slowest run;
-per notebook the median and worst time; and the files a kernel left in its learner's temporary folder.
+What it reports: every failure (goal: 0) with the learner, the notebook, the cell, the failing line and, for an
+experiment notebook, its measurements (``ev.measurements``); the slowest run; per notebook the median and worst
+time; and the files a kernel left in its learner's temporary folder.
+
+A kernel that dies at start with "Address already in use" is Jupyter's own race, not statelab's: jupyter_client
+picks free ports for a kernel, releases them, and the kernel binds them a moment later; on a machine where many
+programs open ports (here: every learner's servers) another one can take a port in between. Such a kernel is
+started once more and counted apart. Each learner runs in a thread of its own; a notebook still running after
+HANG_S seconds has its kernel killed and counts as a failure.
 
     python benchmarks/class_on_one_machine.py                      # 8 learners, everything (several minutes)
     python benchmarks/class_on_one_machine.py --learners 2 --only 01_  # a quick look
@@ -28,16 +35,20 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+HANG_S = 300  # a notebook still running after this long is hung: its kernel is killed
+RUNNING: dict[int, tuple[str, float, int]] = {}  # learner -> (notebook, started, kernel pid), for the watchdog
 FOLDERS = ("notebooks", "labs/solutions")  # labs/*.ipynb are student versions: they stop at "YOUR CODE HERE"
 
 
@@ -52,6 +63,7 @@ class Run:
     source: str = ""             # the failing cell's first line
     left_in_tmp: tuple[str, ...] = ()  # files the kernel left in the learner's TMPDIR
     measurements: str = ""       # a failed experiment notebook's ev.measurements (JSON)
+    kernel_retries: int = 0      # 1 when the first kernel did not start
 
 
 def notebooks(only: str | None) -> list[str]:
@@ -101,6 +113,7 @@ async def run_one(learner: int, name: str, home: Path, env: dict[str, str], time
     try:
         async with client.async_setup_kernel(env=env):
             started = True
+            RUNNING[learner] = (name, time.monotonic(), client.km.provisioner.pid)
             for index, cell in enumerate(nb.cells):
                 try:
                     await client.async_execute_cell(cell, index)
@@ -121,6 +134,9 @@ async def run_one(learner: int, name: str, home: Path, env: dict[str, str], time
     except Exception as error:  # the kernel did not start, died, or a cell ran past the timeout
         run.ok = False
         run.error = f"{'' if started else 'kernel start: '}{type(error).__name__}: {error}"[:600]
+        if RUNNING.pop(learner, None) is None and started:
+            run.error = f"hung: the watchdog killed the kernel after {HANG_S:.0f} s; {run.error}"
+    RUNNING.pop(learner, None)
     run.seconds = time.perf_counter() - start
     await asyncio.sleep(0.5)  # a kernel's atexit clean-up finishes as it exits
     left = sorted(set(tmp.rglob("*")) - before)
@@ -139,7 +155,33 @@ async def learner(number: int, names: list[str], base: Path, timeout: float, sta
     home = base / f"learner-{number}"
     env = learner_env(home)
     order = names[number % len(names):] + names[:number % len(names)] if stagger else names
-    return [await run_one(number, name, home, env, timeout) for name in order]
+    runs = []
+    for name in order:
+        run = await run_one(number, name, home, env, timeout)
+        if run.error.startswith("kernel start:"):  # Jupyter's own port race (see the module docstring): once more
+            print(f"  learner {number} {name}: the kernel did not start; trying once more", flush=True)
+            run = await run_one(number, name, home, env, timeout)
+            run.kernel_retries = 1
+        runs.append(run)
+    return runs
+
+
+def learner_thread(*args) -> list[Run]:
+    """One learner in a thread of its own with its own event loop: a learner that blocks blocks only itself."""
+    return asyncio.run(learner(*args))
+
+
+def watchdog(futures: list) -> None:
+    """Kill the kernel of a notebook that has run past HANG_S, so its learner moves on (reported as hung)."""
+    while not all(f.done() for f in futures):
+        time.sleep(1)
+        for number, (name, since, pid) in list(RUNNING.items()):
+            if time.monotonic() - since > HANG_S and RUNNING.pop(number, None):
+                print(f"  learner {number} {name}: hung for {HANG_S:.0f} s, killing its kernel {pid}", flush=True)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
 
 def machine() -> str:
@@ -157,7 +199,8 @@ def report(runs: list[Run], learners: int, wall: float, header: str) -> str:
         f"- runs: **{len(runs)}** ({learners} learners x {len(runs) // learners} notebooks and lab solutions), "
         f"wall time {wall:.0f} s",
         f"- failures: **{len(failed)}** (goal: 0), of which {sum('kernel start:' in r.error for r in failed)} "
-        "kernels that did not start",
+        f"kernels that did not start twice in a row; kernels that did not start at the first try: "
+        f"{sum(r.kernel_retries for r in runs)} (retried once)",
         f"- slowest run: **{slowest.seconds:.1f} s** ({slowest.notebook}, learner {slowest.learner})",
         f"- median run: {statistics.median(r.seconds for r in runs):.1f} s", "",
         "| notebook | median s | worst s | failures |", "|---|---:|---:|---:|",
@@ -201,11 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="statelab-class-"))
     start = time.perf_counter()
     try:
-        async def everyone() -> list[list[Run]]:
-            return await asyncio.gather(*(learner(i, names, base, args.timeout, args.stagger)
-                                          for i in range(args.learners)))
-
-        runs = [r for mine in asyncio.run(everyone()) for r in mine]
+        with ThreadPoolExecutor(max_workers=args.learners) as pool:
+            futures = [pool.submit(learner_thread, i, names, base, args.timeout, args.stagger)
+                       for i in range(args.learners)]
+            watchdog(futures)
+            runs = [r for f in futures for r in f.result()]
     finally:
         shutil.rmtree(base, ignore_errors=True)
     text = report(runs, args.learners, time.perf_counter() - start, header)
