@@ -1,8 +1,9 @@
 """Root conftest: sees every test item, notebooks included (tests/conftest.py sees only tests/).
 
 * ``notebook_runs``: the session's one executor of notebooks (tests/kernels.py). The first test that asks for
-  a notebook's run starts every notebook the selected tests need, two kernels at a time, so each notebook is
-  executed once per session however many tests judge it. A notebook that nbval collects in this session
+  a notebook's run runs every notebook the selected tests need, two kernels at a time, and waits for them all
+  (so no other test runs beside the kernels); each notebook is executed once per session however many tests
+  judge it. A notebook that nbval collects in this session
   (``python -m pytest notebooks/03_scalability.ipynb tests/...``) is left to nbval.
 * nbval (only for notebooks named on the command line: ``testpaths`` holds tests/ alone): each notebook's cell
   times are added up and a notebook over the time budget fails the session.
@@ -51,6 +52,7 @@ def notebook_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         if not params and item.get_closest_marker("all_notebooks"):
             wanted += [n for n in NAMES if n not in wanted]
     runs.prefetch(wanted)
+    runs.wait()  # nothing else runs beside the kernels: other tests' timing stays their own
     yield runs
     runs.close()
     done = runs.done()

@@ -271,6 +271,11 @@ class NotebookRuns:
                     workdir = self._tmp.mktemp(path.stem)
                     self._futures[name] = self._pool.submit(run_twice, path, workdir)
 
+    def wait(self) -> None:
+        """Until every notebook asked for so far has run."""
+        for future in list(self._futures.values()):
+            future.exception()
+
     def result(self, name: str) -> NotebookRun:
         import pytest
 
