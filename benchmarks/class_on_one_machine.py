@@ -125,7 +125,11 @@ async def run_one(learner: int, name: str, home: Path, env: dict[str, str], time
                     run.error = f"{out.ename}: {out.evalue}"[:600] + (f" at `{where[-1]}`" if where else "")
                     run.source = cell.source.strip().splitlines()[0][:120]
                     probe = nbformat.v4.new_code_cell(DIAGNOSE)
-                    await client.async_execute_cell(probe, len(nb.cells))
+                    nb.cells.append(probe)  # nbclient files a cell's outputs by its index in the notebook
+                    try:
+                        await client.async_execute_cell(probe, len(nb.cells) - 1)
+                    except CellExecutionError:  # no ev in this notebook
+                        pass
                     text = "".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream")
                     found = re.search(r"STATELAB-MEASUREMENTS (.*)", text)
                     if found and found.group(1) != "null":
