@@ -185,6 +185,19 @@ def listeners(port: int) -> set[int]:
     return pids
 
 
+def ipc_kernel_manager(folder: Path):
+    """A kernel manager whose kernel talks over Unix sockets in ``folder``, not TCP ports on 127.0.0.1.
+
+    With TCP, jupyter_client picks free ports, releases them, and the kernel binds them a moment later; a
+    notebook's servers starting on free ports in between can take one, and the kernel then dies at start
+    ("Address already in use") or hangs in its clean-up while the client blocks. Measured with 8 kernels at
+    once on 2 cores: 4 of about 150 kernel starts failed, one more hung for good (benchmarks/class_on_one_machine.py).
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    return AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(folder / ".kernel-ipc"))
+
+
 def run_twice(path: Path, workdir: Path) -> NotebookRun:
     """Run All twice in one fresh kernel on a copy of ``path`` in ``workdir``, then stop and shut down."""
     from nbclient import NotebookClient
@@ -197,13 +210,13 @@ def run_twice(path: Path, workdir: Path) -> NotebookRun:
     nb.cells += [nbformat.v4.new_code_cell(PROBE), nbformat.v4.new_code_cell(STOP_ALL)]
     probe, stop = n, n + 1
     run = NotebookRun(name)
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", shutdown_kernel="graceful",
-                            resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(nb, km=ipc_kernel_manager(workdir), timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            shutdown_kernel="graceful", resources={"metadata": {"path": str(workdir)}})
     step = "kernel start"
     start = time.perf_counter()
     process = None
     try:
-        with client.setup_kernel():
+        with client.setup_kernel(cleanup_kc=True):  # our own kernel manager: shut its kernel down at the end
             # A shutdown request gets half of this before SIGTERM (jupyter_client; JupyterLab's default is 5 s,
             # so 2.5 s). Measured here: 0.2-1.8 s alone, up to 3.1 s with the machine busy; the exit code
             # (0 = exited by itself) is the verdict, shutdown_s is reported.
