@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -53,15 +54,14 @@ def notebook_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
             wanted += [n for n in NAMES if n not in wanted]
     runs.prefetch(wanted)
     runs.wait()  # nothing else runs beside the kernels: other tests' timing stays their own
+    seconds = time.perf_counter() - runs.started
     yield runs
     runs.close()
     done = runs.done()
     if done:
-        import time
-
         lines = [r.summary() for r in sorted(done, key=lambda r: r.name)]
-        lines.append(f"{len(done)} notebooks executed (each Run All twice in one kernel) in "
-                     f"{time.perf_counter() - runs.started:.0f} s, {runs.workers} at a time")
+        lines.append(f"{len(done)} notebooks executed (each Run All twice in one kernel), {runs.workers} at a time: "
+                     f"{seconds:.0f} s before the first test that judges them (counted in its file's time below)")
         request.config.stash[_SUMMARY] = lines
 
 
