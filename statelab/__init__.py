@@ -5,6 +5,7 @@ The public face the notebooks use::
     import statelab as sl
     srv = sl.serve("stateful")                 # a bookshop server on 127.0.0.1
     cluster = sl.Cluster(servers=3, mode="stateless", balancer="round_robin")
+    api = sl.Cluster(3, "stateless", cart="db") # who you are (mode) and where the cart lives (cart)
     alice = sl.Client(cluster.url); alice.login("alice"); alice.add_to_cart("book")
     cluster.kill(1); alice.cart()              # what survives a crash?
     sl.inspect_token(alice.token)              # read a token without trusting it
@@ -13,21 +14,24 @@ The public face the notebooks use::
 
 from . import load
 from .client import Client, Exchange
+from .service import PortInUseError
+from .service.registry import stop_all
 from .shop.app import create_app
-from .shop.server import PortInUseError, Server, serve, stop_all
+from .shop.carts import MemoryCartStore, SqliteCartStore
+from .shop.server import Server, serve
 from .shop.sessions import MemoryStore, SqliteStore
 from .shop.tokens import Keyring, TokenError, TokenReport, inspect_token
 from .topology.balancer import LoadBalancer
 from .topology.cluster import Cluster
 
 __all__ = [
-    "Client", "Cluster", "Exchange", "Keyring", "LoadBalancer", "MemoryStore", "PortInUseError",
-    "Server", "SqliteStore", "TokenError", "TokenReport", "create_app", "inspect_token", "load",
+    "Client", "Cluster", "Exchange", "Keyring", "LoadBalancer", "MemoryCartStore", "MemoryStore", "PortInUseError",
+    "Server", "SqliteCartStore", "SqliteStore", "TokenError", "TokenReport", "create_app", "inspect_token", "load",
     "serve", "stop_all",
 ]
 __version__ = "0.1.0"
 
-_LAZY = ("ui", "table", "experiments", "labs", "bench")
+_LAZY = ("ui", "table", "experiments", "labs")
 
 
 def __getattr__(name: str):

@@ -10,7 +10,7 @@ requests; it counts them.
 from __future__ import annotations
 
 import json as jsonlib
-import socket
+import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +20,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+try:
+    from .rawhttp import build_request, wire_exchange
+except ImportError:  # run as the child process of _in_child: a script, next to rawhttp.py, stdlib only
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from rawhttp import build_request, wire_exchange
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -65,10 +71,13 @@ class LoadResult:
                 f"p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms, errors {self.errors}>")
 
 
-def _drive(host: str, port: int, method: str, path: str, body: str | None, headers: dict[str, str],
+def _drive(host: str, port: int, method: str, path: str, body: Any, headers: dict[str, str],
            duration: float, concurrency: int, max_requests: int | None) -> dict[str, Any]:
-    """Send the requests from ``concurrency`` threads; return plain data (JSON-able)."""
-    payload = None if body is None else body.encode()
+    """Send the requests from ``concurrency`` threads; return plain data (JSON-able).
+
+    The request is built once (:func:`~statelab.rawhttp.build_request`) and sent as it is: the
+    client does no work per request. Each answer is read to its ``Content-Length``, as wrk does.
+    """
     lock = threading.Lock()
     budget = [max_requests if max_requests is not None else float("inf")]
     latencies: list[float] = []
@@ -83,7 +92,7 @@ def _drive(host: str, port: int, method: str, path: str, body: str | None, heade
             budget[0] -= 1
             return True
 
-    raw = _request_bytes(method, host, port, path, payload, headers)
+    raw = build_request(method, host, port, path, headers, body)
 
     def worker() -> None:
         mine: list[float] = []
@@ -92,13 +101,13 @@ def _drive(host: str, port: int, method: str, path: str, body: str | None, heade
         while time.perf_counter() < deadline and take():
             start = time.perf_counter()
             try:
-                status, served_by = _exchange((host, port), raw)
+                answer = wire_exchange((host, port), raw)
             except (OSError, ValueError):
                 my_statuses["failed"] += 1
                 continue
             mine.append((time.perf_counter() - start) * 1000)
-            my_statuses[str(status)] += 1
-            my_servers[served_by] += 1
+            my_statuses[str(answer.status)] += 1
+            my_servers[answer.headers.get("X-Served-By", "?")] += 1
         with lock:
             latencies.extend(mine)
             statuses.update(my_statuses)
@@ -114,65 +123,26 @@ def _drive(host: str, port: int, method: str, path: str, body: str | None, heade
             "statuses": dict(statuses), "by_server": dict(servers)}
 
 
-def _request_bytes(method: str, host: str, port: int, path: str, payload: bytes | None,
-                   headers: dict[str, str]) -> bytes:
-    """One HTTP/1.1 request, built once and sent as is: the client does no work per request."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
-             *(f"{k}: {v}" for k, v in headers.items())]
-    if payload is not None:
-        lines.append(f"Content-Length: {len(payload)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (payload or b"")
-
-
-def _exchange(address: tuple[str, int], raw: bytes) -> tuple[int, str]:
-    """Send ``raw`` on a new connection; read the answer; return (status, X-Served-By).
-
-    Reads exactly the head and Content-Length bytes of body (as wrk does), not until the server
-    closes. A lean client, so that the load generator measures the server, not itself.
-    """
-    with socket.create_connection(address, timeout=10) as sock:
-        sock.sendall(raw)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ValueError("connection closed before the answer's headers")
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        fields = {}
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            fields[name.strip().lower()] = value.strip()
-        remaining = int(fields.get(b"content-length", b"0")) - len(body)
-        while remaining > 0:
-            chunk = sock.recv(min(remaining, 65536))
-            if not chunk:
-                raise ValueError("connection closed in the middle of the answer's body")
-            remaining -= len(chunk)
-    return int(head[9:12]), fields.get(b"x-served-by", b"?").decode("latin-1")
-
-
-def run(url: str, duration: float = 4.0, concurrency: int = 8, path: str = "/health", *,
+def run(url: Any, duration: float = 4.0, concurrency: int = 8, path: str = "/health", *,
         method: str = "GET", json: Any = None, headers: dict[str, str] | None = None,
         max_requests: int | None = None, separate_process: bool = True) -> LoadResult:
     """Send requests to ``url + path`` from ``concurrency`` threads for ``duration`` seconds.
 
-    Stops at ``max_requests`` if given. A 4xx/5xx answer or a failed connection counts as an
-    error; every answer's status and ``X-Served-By`` are tallied.
+    ``url`` is one of the servers this interpreter runs (``sl.serve``, a ``Cluster``, a
+    ``LoadBalancer`` or ``SharedCache``), or its url: load goes nowhere else, since on a shared
+    machine another port may be another learner's. Stops at ``max_requests`` if given. A 4xx/5xx
+    answer or a failed connection counts as an error; every answer's status and ``X-Served-By``
+    are tallied.
 
     With ``separate_process`` (the default) the client threads run in a small child Python
     process, as a real load generator would: the servers live in *this* process, and a
     client sharing their interpreter would steal the time it is trying to measure.
     """
-    parts = urlsplit(url)
-    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError("statelab only sends load to servers on this machine (127.0.0.1)")
+    host, port = own_target(url)
     if duration <= 0 or duration > 120 or not 1 <= concurrency <= 256:
         raise ValueError("duration must be in (0, 120] seconds and concurrency from 1 to 256")
-    send_headers = {"Content-Type": "application/json"} if json is not None else {}
-    send_headers.update(headers or {})
-    job = {"host": parts.hostname, "port": parts.port or 80, "method": method, "path": path,
-           "body": None if json is None else jsonlib.dumps(json), "headers": send_headers,
+    job = {"host": host, "port": port, "method": method, "path": path,
+           "body": json, "headers": dict(headers or {}),
            "duration": duration, "concurrency": concurrency, "max_requests": max_requests}
     data = _in_child(job) if separate_process else _drive(**job)
     result = LoadResult(seconds=data["seconds"], latencies_ms=data["latencies_ms"],
@@ -182,6 +152,29 @@ def run(url: str, duration: float = 4.0, concurrency: int = 8, path: str = "/hea
     result.requests = sum(result.statuses.values())
     result.errors = sum(n for s, n in result.statuses.items() if s == "failed" or s >= 400)
     return result
+
+
+def own_target(url: Any) -> tuple[str, int]:
+    """(host, port) of ``url`` (a url, or anything with a ``url``) when it is one of this interpreter's
+    running servers, balancers or caches; else a ValueError that says why not."""
+    from .service import HOST, running  # here, not at the top: the child process has no statelab package
+
+    url = getattr(url, "url", url)
+    parts = urlsplit(url if isinstance(url, str) else "")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or parts.hostname not in (HOST, "localhost") or not port:
+        raise ValueError(f"statelab sends load only to its own servers on this machine "
+                         f"(http://{HOST}:PORT), not to {url!r}")
+    own = sorted(service.url for service in running())
+    if f"http://{HOST}:{port}" not in own:
+        raise ValueError(
+            f"{url} is not one of the servers this notebook runs, so load.run will not send it load: on a "
+            f"shared machine that port may be another learner's. Running here: {', '.join(own) or 'none'} "
+            f"(start one with sl.serve(...) or sl.Cluster(...), or restart it if it was stopped).")
+    return HOST, port
 
 
 def _in_child(job: dict[str, Any]) -> dict[str, Any]:

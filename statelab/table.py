@@ -82,6 +82,15 @@ ROWS: tuple[Row, ...] = (
 )
 
 
+#: Notebook 12 judges the seed's two definitions (sections 2 and 3) on all four designs at once: not a row of
+#: the table, so not in ``ROWS``, but its claims are the seed's words like any row's.
+CHOOSING = Row("choosing", "Choosing a design",
+               "The server keeps track of the client's data and context throughout multiple interactions or requests",
+               "Designed to be more scalable and fault-tolerant because they do not require server resources to "
+               "maintain client state",
+               "12_choosing.ipynb", ())
+
+
 def benefit_row(code: str) -> Row:
     """The row whose notebook judges benefit ``code`` (e.g. ``"5b"``)."""
     for r in ROWS:

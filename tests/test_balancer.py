@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
 
 import pytest
+import requests
 from flask import Flask, jsonify, request
 
 import statelab as sl
-from statelab.shop.server import wait_until
+from statelab.service import wait_until
 from statelab.topology.balancer import COOKIE
+from statelab.topology.cache import SharedCache
 
 
 def slow_route(app: Flask) -> None:
@@ -212,3 +215,82 @@ def test_strategy_is_validated_and_can_change_live(cluster):
     assert len(served(client, 4)) == 1
     c.strategy = "round_robin"
     assert len(served(client, 4)) == 2
+
+
+# --------------------------------------------------------------------------- what the balancer relays
+
+class RawBackend:
+    """A backend that answers every request with fixed bytes (a misbehaving server, on loopback)."""
+
+    def __init__(self, answer: bytes, name: str = "raw-backend") -> None:
+        self.answer, self.name = answer, name
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, name="test-raw-backend", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                data = b""
+                while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                    data += chunk
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_backend_s_folded_header_gets_a_json_502_not_a_500_page():
+    backend = RawBackend(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Folded: a\r\n b\r\n"
+                         b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+    try:
+        with sl.LoadBalancer([backend]) as lb:
+            ex = sl.Client(lb.url).get("/anything")
+    finally:
+        backend.close()
+    assert ex.status == 502 and ex.headers["Content-Type"] == "application/json", ex.summary()
+    assert "raw-backend" in ex.body["error"] and ex.served_by == "balancer"
+
+
+@pytest.mark.parametrize("path", ["/me%3Fa=b", "/catalog%3Fx", "/%63atalog", "/catalog?q=%26%3D"])
+def test_the_path_is_forwarded_as_sent_not_decoded_twice(cluster, path):
+    c = cluster(1, mode="stateless")
+    direct = requests.get(c.servers[0].url + path, timeout=5)
+    through = requests.get(c.url + path, timeout=5)
+    assert (through.status_code, through.content) == (direct.status_code, direct.content)
+    with SharedCache(c) as cache:  # the cache relays the same way
+        cached = requests.get(cache.url + path, timeout=5)
+    assert (cached.status_code, cached.content) == (direct.status_code, direct.content)
+
+
+def test_head_through_the_balancer_keeps_the_real_content_length(cluster):
+    c = cluster(1, mode="stateless")
+    get = requests.get(c.url + "/catalog", timeout=5)
+    direct = requests.head(c.servers[0].url + "/catalog", timeout=5)
+    through = requests.head(c.url + "/catalog", timeout=5)
+    assert through.status_code == direct.status_code == 200 and through.content == b""
+    assert through.headers["Content-Length"] == direct.headers["Content-Length"] == str(len(get.content))
+
+
+def test_waiting_for_a_slow_backend_is_not_counted_as_the_client_s_time():
+    with sl.Server("stateless", plugins=[slow_route]) as server:
+        server.start()
+        with sl.LoadBalancer([server], start=False) as lb:
+            lb.body_timeout = 0.3  # the client sends its body at once; the backend then takes 0.8 s
+            lb.start()
+            answer = requests.post(lb.url + "/slow?s=0.8", json={"why": "a body starts the body deadline"}, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"slept": 0.8}
+
+
+def test_a_slow_view_is_not_counted_as_the_client_s_time():
+    with sl.Server("stateless", plugins=[slow_route]) as server:
+        server.body_timeout = 0.3  # the body arrives at once; the view (which never reads it) takes 0.8 s
+        server.start()
+        answer = requests.post(server.url + "/slow?s=0.8", json={"why": "a body starts the body deadline"}, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"slept": 0.8}

@@ -9,24 +9,55 @@ from urllib.parse import urlsplit
 import pytest
 
 import statelab as sl
-from statelab.experiments import VERDICTS, caching
+from statelab.experiments import caching, latest
+from statelab.shop.plugins import personal_headers
 from statelab.topology.cache import SharedCache, parse_cache_control
 
 
-def test_run_quick_reaches_a_verdict_from_its_checks():
-    ev = caching.run(quick=True)
-    assert ev.row == "caching" and ev.verdict in VERDICTS
-    assert ev.checks and all(ev.checks.values()), ev.checks
+@pytest.fixture(scope="module")
+def ev():
+    return caching.run(quick=True)
+
+
+def test_each_half_and_benefit_4c_get_their_own_verdict(ev):
+    assert ev.row == "caching" and ev.verdict is None
+    assert set(ev.verdicts) == {"stateful", "stateless"} and set(ev.benefits) == {"4c"}
     for design in caching.DESIGNS:
         table = ev.extra["table"][design]
         assert table["misconfigured"]["leaks"] > 0  # alice's data served to someone else
         assert table["correct"]["leaks"] == 0
         assert table["correct"]["personal hit ratio"] == 0
         assert table["correct"]["catalog hit ratio"] >= 0.7
+        for check in ("a misconfigured cache serves one user's identity or cart to another",
+                      "marked public without Vary, even a correct cache leaks per-user answers",
+                      "through a correct cache each user's personalised answers (/me, /cart) "
+                      "are their own and current"):
+            assert ev.checks[f"{design}: {check}"], (design, check)
     # one copy of /me per token: every cart change mints a new one
     assert ev.measurements["stored /me copies, public+Vary"]["stateless"] > \
         ev.measurements["stored /me copies, public+Vary"]["stateful"]
-    assert ev.verdict == "does not hold"
+    assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "does not hold"}
+    assert ev.benefits == {"4c": "holds with nuance"}
+    assert latest()["caching"] is ev
+
+
+def test_the_conclusion_is_rendered_from_the_numbers(ev):
+    md = ev.conclusion()._repr_markdown_()
+    bad = ev.measurements["leaks, misconfigured cache"]
+    assert f"served another user's data {bad['stateful']} times to stateful users" in md
+    assert "needs: stateless: per-user answers stay per user even when the cache or the headers are wrong: **no**" in md
+
+
+def test_plot_says_leaks_in_words(ev):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from statelab.plots import caching as chart
+
+    fig = chart.plot(ev)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.endswith("leaks") for t in texts) and "no leak" in texts
+    matplotlib.pyplot.close(fig)
 
 
 def test_run_refuses_silly_sizes():
@@ -44,7 +75,7 @@ def test_parse_cache_control():
 def shop():
     """A stateful server whose per-user headers a test can switch, and both kinds of cache in front."""
     policy = {"personal": "private"}
-    with sl.Server("stateful", plugins=[caching.personal_headers(policy)]) as server:
+    with sl.Server("stateful", plugins=[personal_headers(policy)]) as server:
         server.start()
         with SharedCache(server) as good, SharedCache(server, honour_headers=False) as bad:
             yield server, policy, good, bad
@@ -111,7 +142,7 @@ def test_misconfigured_cache_serves_alices_cart_to_bob(shop):
 
 def test_authorized_requests_are_not_stored_unless_public():
     policy = {"personal": "private"}
-    with sl.Server("stateless", plugins=[caching.personal_headers(policy)]) as server, \
+    with sl.Server("stateless", plugins=[personal_headers(policy)]) as server, \
             SharedCache(server.start()) as good:
         alice = sl.Client(good.url)
         alice.login("alice")

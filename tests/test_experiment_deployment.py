@@ -1,6 +1,8 @@
-"""Row "Deployment Complexity": the experiment's verdict and checks, and the rolling-redeploy helper."""
+"""Row "Deployment Complexity": per-half verdicts, draining, and the rolling-redeploy helper."""
 
 from __future__ import annotations
+
+import threading
 
 import matplotlib
 
@@ -9,7 +11,9 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 import statelab as sl  # noqa: E402
-from statelab.experiments import VERDICTS, Evidence, deployment  # noqa: E402
+from statelab.experiments import DESIGNS, Evidence, deployment  # noqa: E402
+from statelab.plots import deployment as plots  # noqa: E402
+from statelab.shop.plugins import InFlight, slow_writes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -17,40 +21,64 @@ def ev() -> Evidence:
     return deployment.run(quick=True)
 
 
-def test_quick_run_reaches_a_verdict_from_its_checks(ev):
-    assert ev.row == "deployment"
-    assert ev.verdict in VERDICTS
+def test_each_half_is_judged_from_named_checks(ev):
+    assert ev.row == "deployment" and ev.verdict is None and ev.benefits == {}
+    assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "holds with nuance"}
     assert all(ev.checks.values()), {k: v for k, v in ev.checks.items() if not v}
-    # stateless deploys keep every session, but rotating the signing key is a chore of its own
-    assert ev.verdict == "holds with nuance"
+
+
+def test_draining_is_what_keeps_plain_writes_from_failing(ev):
+    m = ev.measurements
+    cut, drained = m["failed plain writes (502), without draining"], m["failed plain writes (502), drained"]
+    assert list(cut) == list(DESIGNS) and all(v >= 1 for v in cut.values())
+    assert set(drained.values()) == {0}
+    assert m["failed reads and keyed writes (both deploys)"] == 0
 
 
 def test_measurements_say_who_was_logged_out(ev):
     m = ev.measurements
-    n = m["users per design"]
-    assert m["users logged out by the deploy (cart gone)"] == {"memory": n, "sqlite": 0, "stateless": 0}
+    n = m["users per design (per deploy)"]
+    for key in ("users logged out (cart gone), without draining", "users logged out (cart gone), drained"):
+        assert m[key] == {"session + memory": n, "session + shared store": 0, "token + cart in token": 0,
+                          "token + cart in db": 0}
     assert m["key rotation, old key dropped: users logged out"] == n
     assert m["key rotation with grace: users logged out"] == 0
     assert m["old key retired: active users logged out"] == 0
     assert m["old key retired: idle users logged out"] == n - n // 2
-    assert all(v > 0 for v in m["requests during the deploy"].values())
 
 
-def test_plot_draws_one_figure(ev):
-    fig = deployment.plot(ev)
-    assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 7
+def test_plot_draws_three_panels(ev):
+    fig = plots.plot(ev)
+    assert len(fig.axes) == 3 and all(ax.get_ylabel() for ax in fig.axes)
+
+
+@pytest.mark.parametrize(("drain", "status"), [(0, 502), (2.0, 200)])
+def test_a_write_in_flight_fails_without_draining_and_finishes_with_it(drain, status):
+    watch = InFlight()
+    with sl.Cluster(2, "stateful", store="sqlite", plugins=[slow_writes(0.3), watch]) as c:
+        alice = sl.Client(c.url)
+        alice.login("alice")
+        answers = []
+        writer = threading.Thread(target=lambda: answers.append(alice.add_to_cart("pen")))
+        writer.start()
+        names = [s.name for s in c.servers]
+        assert watch.wait(lambda: any(watch.now(name, "write") for name in names), 5)
+        index = next(i for i, name in enumerate(names) if watch.now(name, "write"))
+        deployment.redeploy(c, index, drain=drain, in_flight=watch)
+        writer.join()
+        assert answers[0].status == status
+        assert c.servers[index].alive and sorted(c.balancer.backends) == ["server-0", "server-1"]
+        assert alice.cart().body["cart"][0] == {"item": "pen", "qty": 1}  # acted on either way
 
 
 def test_redeploy_replaces_one_server_and_its_memory():
     with sl.Cluster(2, "stateful", balancer="sticky") as c:
         alice = sl.Client(c.url)
         alice.login("alice")
-        home = alice.last.served_by
-        index = [s.name for s in c.servers].index(home)
+        index = [s.name for s in c.servers].index(alice.last.served_by)
         url = c.servers[index].url
         deployment.redeploy(c, index, drain=0.01)
         assert c.servers[index].alive and c.servers[index].url == url
-        assert sorted(c.balancer.backends) == ["server-0", "server-1"]
         assert c.servers[index].sessions == 0
         assert alice.me().status == 401  # the new process never heard of alice's session
 
@@ -61,7 +89,7 @@ def test_redeploy_keeps_shared_store_sessions_and_token_keys():
         bob.login("bob")
         carol.login("carol")
         deployment.rolling_restart(stateful, drain=0.01)
-        deployment.rolling_restart(stateless, drain=0.01)
+        deployment.rolling_restart(stateless, drain=0)
         assert [bob.me().status for _ in range(2)] == [200, 200]
         assert [carol.me().status for _ in range(2)] == [200, 200]
 
@@ -69,3 +97,5 @@ def test_redeploy_keeps_shared_store_sessions_and_token_keys():
 def test_bad_sizes_get_a_clear_error():
     with pytest.raises(ValueError, match="users must be"):
         deployment.run(users=2)
+    with pytest.raises(ValueError, match="drain must be"):
+        deployment.run(drain=0)

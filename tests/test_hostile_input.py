@@ -74,15 +74,19 @@ def exchange(port: int, data: bytes, timeout: float = 10.0) -> Answer:
 
 def http(method: str = "GET", path: str = "/me", headers: list[tuple[str, str]] | list[bytes] = (),
          body: bytes | None = None, version: str = "HTTP/1.1") -> bytes:
-    """A request as bytes; a Content-Length is added for a body unless a header already frames it."""
+    """A request as bytes; a Content-Length is added for a body unless a header already frames it, and a
+    JSON Content-Type unless one is given (as every well-behaved client sends; the guard refuses others)."""
     lines = [f"{method} {path} {version}".encode("latin-1", "surrogateescape") if isinstance(path, str) else path,
              b"Host: 127.0.0.1"]
-    framed = False
+    framed = typed = False
     for h in headers:
         if isinstance(h, tuple):
             framed |= h[0].lower() in ("content-length", "transfer-encoding")
+            typed |= h[0].lower() == "content-type"
             h = f"{h[0]}: {h[1]}".encode("latin-1")
         lines.append(h)
+    if body is not None and not typed:
+        lines.append(b"Content-Type: application/json")
     if body is not None and not framed:
         lines.append(f"Content-Length: {len(body)}".encode())
     return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
@@ -113,6 +117,11 @@ class Arena:
     extra: dict = field(default_factory=dict)
 
     @property
+    def sid_name(self) -> str:
+        """The name of the session cookie of the server(s) under attack (each server names its own)."""
+        return self.owner.cookie_name or "sid"
+
+    @property
     def token(self) -> str:
         """A valid token for the attacker's own account (in stateful mode, from a spare keyring)."""
         return self.extra["token"]
@@ -121,7 +130,7 @@ class Arena:
         """The attacker's own, valid credentials, so a request gets past the login check."""
         if self.mode == "stateless":
             return [("Authorization", f"Bearer {self.attacker.token}")]
-        return [("Cookie", f"sid={self.attacker.cookies['sid']}")]
+        return [("Cookie", f"{self.sid_name}={self.attacker.cookies[self.sid_name]}")]
 
     def signed(self, header: dict, claims: dict, key: bytes | None = None) -> str:
         """A token signed by hand with the real HS256 key (or ``key``)."""
@@ -182,11 +191,12 @@ def bearer(build: Callable[[Arena], str], method: str = "GET", path: str = "/me"
 
 
 def cookie(value: Callable[[Arena], str] | str) -> Callable[[Arena], bytes]:
-    return lambda a: http("GET", "/me", [("Cookie", value(a) if callable(value) else value)])
+    """A request with this Cookie header; "sid" in a plain string stands for the server's own cookie name."""
+    return lambda a: http("GET", "/me", [("Cookie", value(a) if callable(value) else value.replace("sid", a.sid_name))])
 
 
 def login_body(body: bytes, extra: list = ()) -> Callable[[Arena], bytes]:
-    return lambda a: http("POST", "/login", [("Content-Type", "application/json"), *extra], body)
+    return lambda a: http("POST", "/login", list(extra) or [("Content-Type", "application/json")], body)
 
 
 def cart_body(body: bytes) -> Callable[[Arena], bytes]:
@@ -237,7 +247,10 @@ CASES: list[tuple[str, Callable[[Arena], bytes], set[int] | None]] = [
     ("token-signed-no-sub", bearer(lambda a: a.signed(a.header(), {k: v for k, v in a.claims().items()
                                                                    if k != "sub"})), AUTH),
     ("token-signed-sub-int", bearer(lambda a: a.signed(a.header(), a.claims(sub=42))), AUTH),
-    ("token-signed-cart-not-list", bearer(lambda a: a.signed(a.header(), a.claims(cart="all the books"))), AUTH),
+    ("token-signed-cart-not-list", bearer(lambda a: a.signed(a.header(), a.claims(cart="all the books")),
+                                          "GET", "/cart"), AUTH),
+    ("token-signed-cart-bad-lines", bearer(lambda a: a.signed(a.header(), a.claims(cart=[1, {"item": None}])),
+                                           "POST", "/cart", b'{"item": "book"}'), AUTH),
     ("token-signed-nbf-future", bearer(lambda a: a.signed(a.header(), a.claims(nbf=int(time.time()) + 3600))), AUTH),
     ("token-signed-exp-string", bearer(lambda a: a.signed(a.header(), a.claims(exp="tomorrow"))), AUTH),
     ("token-20k", bearer(lambda a: "e" * 20_000), AUTH),
@@ -249,7 +262,8 @@ CASES: list[tuple[str, Callable[[Arena], bytes], set[int] | None]] = [
     ("cookie-sid-empty", cookie("sid="), AUTH),
     ("cookie-sid-300", cookie("sid=" + "A" * 300), AUTH),
     ("cookie-sid-sql", cookie("sid=' OR '1'='1"), AUTH),
-    ("cookie-sid-victim-flipped", cookie(lambda a: "sid=" + flip(a.victim.cookies.get("sid", "abcdefgh"))), AUTH),
+    ("cookie-sid-victim-flipped",
+     cookie(lambda a: f"{a.sid_name}=" + flip(a.victim.cookies.get(a.sid_name, "abcdefgh"))), AUTH),
     ("cookie-sid-nul", cookie("sid=%00%00"), AUTH),
     ("cookie-latin1-bytes", lambda a: http(headers=[b"Cookie: sid=\xff\xfe"]), AUTH),
     ("cookie-syntax-garbage", cookie(";;;===;; sid ; =;\"\"\"; sid==="), AUTH),
@@ -309,7 +323,8 @@ CASES: list[tuple[str, Callable[[Arena], bytes], set[int] | None]] = [
     ("body-user-nested", login_body(b'{"user": {"name": {"first": ["alice"]}}}'), {400}),
     ("body-user-huge", login_body(b'{"user": "' + b"a" * 100_000 + b'"}'), {400}),
     ("body-invalid-utf8", login_body(b'{"user": "\xff\xfe"}'), {400}),
-    ("body-form-encoded", login_body(b"user=alice", [("Content-Type", "application/x-www-form-urlencoded")]), {400}),
+    ("body-form-encoded", login_body(b"user=alice", [("Content-Type", "application/x-www-form-urlencoded")]), {415}),
+    ("body-text-plain-json", login_body(b'{"user": "mallory"}', [("Content-Type", "text/plain")]), {415}),
     ("body-over-1mib", login_body(b'{"user": "' + b"a" * MIB + b'"}'), TOO_BIG),
     ("cart-body-list", cart_body(b'[{"item": "book", "qty": 1}]'), {400}),
     ("cart-body-string", cart_body(b'"book"'), {400}),
@@ -382,3 +397,84 @@ def test_the_attackers_own_session_still_works_after_the_barrage(arena):
     # the barrage used the attacker's credentials too: they were never damaged, only refused
     assert arena.attacker.me().body == {"user": "mallory"}
     assert arena.attacker.add_to_cart("book").status == 200
+
+
+# --------------------------------------------------------------------------- slow and silent clients
+
+DEADLINE = 0.5  # the servers below read with short deadlines; the defaults work the same way, only longer
+
+
+@pytest.fixture(params=["server", "balancer"])
+def impatient(request):
+    """A stateful server (or a balancer in front of one) whose read deadlines are DEADLINE seconds."""
+    server = sl.Server("stateful", store=sl.MemoryStore())
+    server.header_timeout = server.body_timeout = DEADLINE
+    with server:
+        server.start()
+        if request.param == "server":
+            yield server, server
+            return
+        balancer = sl.LoadBalancer([server], start=False)
+        balancer.header_timeout = balancer.body_timeout = DEADLINE
+        with balancer:
+            balancer.start()
+            yield balancer, server
+
+
+def until_closed(conn: socket.socket, drip: bytes = b"", every: float = 0.05) -> tuple[bytes, float]:
+    """Read (sending ``drip`` every ``every`` seconds meanwhile) until the server closes; (answer, seconds)."""
+    start = time.monotonic()
+    conn.settimeout(every)
+    got = b""
+    while time.monotonic() - start < 10:
+        try:
+            if drip:
+                conn.sendall(drip)
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got, time.monotonic() - start
+
+
+def test_the_default_read_deadlines_are_bounded_and_sane():
+    for service in (sl.Server("stateful"), sl.LoadBalancer([], start=False)):
+        assert 5 <= service.header_timeout <= 60 and 5 <= service.body_timeout <= 60
+
+
+@pytest.mark.parametrize("case", ["silent", "headers one byte at a time", "body never finished"])
+def test_a_slow_or_silent_client_is_cut_at_its_deadline(impatient, case):
+    front, server = impatient
+    with socket.create_connection(("127.0.0.1", front.port), timeout=5) as conn:
+        if case == "silent":
+            got, seconds = until_closed(conn)
+        elif case == "headers one byte at a time":
+            conn.sendall(b"GET /me HTTP/1.1\r\n")
+            got, seconds = until_closed(conn, drip=b"X")  # a header that never ends
+        else:
+            conn.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 16\r\n\r\n{\"user\"")
+            got, seconds = until_closed(conn)
+    assert seconds < DEADLINE + 1.5, f"{case}: the connection was held {seconds:.1f} s"
+    assert got.startswith(b"HTTP/1.1 408 "), f"{case}: {got[:120]!r}"
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"application/json" in head and "within" in json.loads(body)["error"], got
+    assert server.store.count() == 0  # the unfinished login created nothing
+    assert sl.Client(front.url).health().status == 200
+
+
+def test_a_client_that_pauses_within_the_deadline_is_answered(impatient):
+    front, server = impatient
+    with socket.create_connection(("127.0.0.1", front.port), timeout=5) as conn:
+        conn.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        time.sleep(DEADLINE / 4)
+        conn.sendall(b"Content-Length: 16\r\n\r\n{\"user\"")
+        time.sleep(DEADLINE / 4)
+        conn.sendall(b':"alice"}')
+        got, _ = until_closed(conn)
+    assert got.startswith(b"HTTP/1.1 200 "), got[:200]
+    assert server.store.count() == 1

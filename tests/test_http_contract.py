@@ -1,12 +1,15 @@
-"""DESIGN.md's HTTP contract, row by row, for every mode, on a server directly and through a balancer.
+"""DESIGN.md's HTTP contract, row by row, for every design (who you are x where the cart lives), on a
+server directly and through a balancer.
 
 Real servers on loopback, real requests. Through the balancer, a stateful cluster shares a SQLite
 store (round robin sends consecutive requests to different servers, so the contract only holds
-when they share what they know); stateless servers share a keyring, cookie servers a secret.
+when they share what they know); stateless servers share a keyring, cookie servers a secret, and
+with cart="db" every server shares one cart table.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +21,7 @@ import requests
 import statelab as sl
 
 MODES = ("stateful", "stateless", "cookie")
-COOKIE_NAME = {"stateful": "sid", "cookie": "sid-signed"}
+DESIGNS = [(m, c) for m in MODES for c in (sl.shop.app.DEFAULT_CART[m], "db")]
 MIB = 1024 * 1024
 
 
@@ -28,6 +31,15 @@ class Target:
     via: str
     url: str
     owner: Any  # a Server or a Cluster
+    cart: str = ""
+
+    @property
+    def cookie_name(self) -> str | None:
+        return self.owner.cookie_name
+
+    @property
+    def cart_in_token(self) -> bool:
+        return self.mode == "stateless" and self.owner.cart == "token"
 
     @property
     def server_names(self) -> set[str]:
@@ -39,20 +51,28 @@ class Target:
         return self.owner.store if isinstance(self.owner, sl.Cluster) else self.owner.store
 
 
-@pytest.fixture(scope="module", params=[(m, v) for m in MODES for v in ("direct", "balancer")],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(scope="module", params=[(m, c, v) for m, c in DESIGNS for v in ("direct", "balancer")],
+                ids=lambda p: "-".join(p))
 def target(request):
-    mode, via = request.param
+    mode, cart, via = request.param
     if via == "direct":
-        owner = sl.Server(mode).start()
+        owner = sl.Server(mode, cart=cart).start()
         url = owner.url
     else:
-        owner = sl.Cluster(2, mode=mode, store="sqlite" if mode == "stateful" else "memory")
+        owner = sl.Cluster(2, mode=mode, cart=cart, store="sqlite" if mode == "stateful" else "memory")
         url = owner.url
     try:
-        yield Target(mode, via, url, owner)
+        yield Target(mode, via, url, owner, cart)
     finally:
         owner.stop()
+
+
+_serial = itertools.count(1)
+
+
+def unique(name: str) -> str:
+    """A user name no other test of the module logs in with (carts in a shared table outlive a login)."""
+    return f"{name}{next(_serial)}"
 
 
 def header_values(r: requests.Response, name: str) -> list[str]:
@@ -101,15 +121,15 @@ class User:
 
     @property
     def sid(self) -> str | None:
-        return self.http.cookies.get(COOKIE_NAME.get(self.target.mode, "-"))
+        return self.http.cookies.get(self.target.cookie_name or "-")
 
 
 def test_health(target):
     r = User(target).call("GET", "/health")
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"server", "mode", "sessions", "requests"}
-    assert body["mode"] == target.mode
+    assert set(body) == {"server", "mode", "cart", "sessions", "requests"}
+    assert body["mode"] == target.mode and body["cart"] == target.cart
     assert body["server"] == r.headers["X-Served-By"] and body["server"] in target.server_names
     assert isinstance(body["sessions"], int) and isinstance(body["requests"], int) and body["requests"] >= 1
 
@@ -130,7 +150,7 @@ def test_login_answers_user_and_credentials(target):
     else:
         assert set(body) == {"user"}
         assert len(cookies) == 1
-        name = COOKIE_NAME[target.mode]
+        name = target.cookie_name
         parts = [p.strip() for p in cookies[0].split(";")]
         assert parts[0].startswith(f"{name}=") and len(parts[0]) > len(name) + 20
         attrs = {p.split("=")[0].lower(): (p.split("=", 1)[1] if "=" in p else True) for p in parts[1:]}
@@ -155,29 +175,30 @@ def test_me_and_cart_need_credentials(target):
 
 def test_me_and_cart_flow(target):
     u = User(target)
-    u.login("alice")
-    assert u.call("GET", "/me").json() == {"user": "alice"}
+    name = unique("alice")  # with cart="db" a cart belongs to the user, across logins: a new user starts empty
+    u.login(name)
+    assert u.call("GET", "/me").json() == {"user": name}
     r = u.call("GET", "/cart")
     assert r.status_code == 200 and r.json() == {"cart": []}
     r = u.call("POST", "/cart", {"item": "book", "qty": 2})
     assert r.status_code == 200
     assert r.json()["cart"] == [{"item": "book", "qty": 2}]
-    assert ("token" in r.json()) is (target.mode == "stateless")
+    assert ("token" in r.json()) is target.cart_in_token  # a renewed token only when the cart is in it
     u.call("POST", "/cart", {"item": "book"})  # qty defaults to 1, same item adds up
     r = u.call("POST", "/cart", {"item": "ddia", "qty": 99})
     assert r.json()["cart"] == [{"item": "book", "qty": 3}, {"item": "ddia", "qty": 99}]
     for _ in range(4):  # through the balancer, each of these may be another server
         assert u.call("GET", "/cart").json()["cart"] == [{"item": "book", "qty": 3}, {"item": "ddia", "qty": 99}]
-        assert u.call("GET", "/me").json() == {"user": "alice"}
+        assert u.call("GET", "/me").json() == {"user": name}
 
 
 def test_users_do_not_see_each_other(target):
     alice, bob = User(target), User(target)
-    alice.login("alice")
-    bob.login("bob")
+    alice.login(unique("alice"))
+    bob.login(bob_name := unique("bob"))
     alice.call("POST", "/cart", {"item": "sicp"})
     assert bob.call("GET", "/cart").json() == {"cart": []}
-    assert bob.call("GET", "/me").json() == {"user": "bob"}
+    assert bob.call("GET", "/me").json() == {"user": bob_name}
     assert alice.call("GET", "/cart").json() == {"cart": [{"item": "sicp", "qty": 1}]}
 
 
@@ -192,13 +213,13 @@ def test_logout(target):
         assert u.call("GET", "/me").status_code == 200
         return
     cleared = header_values(r, "Set-Cookie")
-    assert len(cleared) == 1 and cleared[0].startswith(f"{COOKIE_NAME[target.mode]}=;")
+    assert len(cleared) == 1 and cleared[0].startswith(f"{target.cookie_name}=;")
     assert "Max-Age=0" in cleared[0] and "HttpOnly" in cleared[0]
     assert u.call("GET", "/me").status_code == 401
     if target.mode == "stateful":
         assert target.store.get(before) is None  # deleted on the server, not just forgotten by the browser
         replay = User(target)
-        replay.set_cookie("sid", before)
+        replay.set_cookie(target.cookie_name, before)
         assert replay.call("GET", "/me").status_code == 401
         assert replay.call("POST", "/logout").json()["logged_out"] is False
 
@@ -208,11 +229,11 @@ def test_logout_without_login_is_fine(target):
     assert r.status_code == 200
 
 
-@pytest.mark.parametrize("target", [("stateful", "direct"), ("stateful", "balancer")], indirect=True,
-                         ids=["stateful-direct", "stateful-balancer"])
+@pytest.mark.parametrize("target", [("stateful", "session", "direct"), ("stateful", "session", "balancer")],
+                         indirect=True, ids=["stateful-session-direct", "stateful-session-balancer"])
 def test_new_session_id_at_every_login(target):
     u = User(target)
-    u.set_cookie("sid", "attacker-chosen-id")
+    u.set_cookie(target.cookie_name, "attacker-chosen-id")
     u.login("alice")
     first = u.sid
     assert first != "attacker-chosen-id"
@@ -222,7 +243,7 @@ def test_new_session_id_at_every_login(target):
     assert target.store.get(first) is None  # the id that existed before login is gone
     assert target.store.get(second)["user"] == "alice"
     stale = User(target)
-    stale.set_cookie("sid", first)
+    stale.set_cookie(target.cookie_name, first)
     assert stale.call("GET", "/me").status_code == 401
     ids = set()
     for _ in range(5):
@@ -312,7 +333,7 @@ def test_login_accepts_valid_user(target, user):
 @pytest.fixture
 def shopper(target) -> User:
     u = User(target)
-    u.login("carol")
+    u.login(unique("carol"))
     u.call("POST", "/cart", {"item": "book", "qty": 1})
     return u
 

@@ -80,6 +80,26 @@ def test_labs_found_numbered_and_paired():
     assert not missing, f"labs/README.md does not list {missing}"
 
 
+def _labs_referred_to(path: Path) -> set[str]:
+    """The other labs a lab's text refers to ("Lab 02", "lab 02"), leaving out its closing "**Next:**" link."""
+    text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+    text = text.split("**Next:**")[0]
+    return set(re.findall(r"\b[Ll]abs? (\d\d)\b", text)) - {path.name[:2]}
+
+
+def test_the_learner_path_puts_every_lab_after_the_labs_it_refers_to():
+    readme = (ROOT / "README.md").read_text()
+    path_table = readme.split("### For learners", 1)[1].split("\n\n|", 1)[1].split("\n\n", 1)[0]
+    order = re.findall(r"Lab (\d\d) ·", path_table)
+    assert sorted(order) == [p.name[:2] for p in PATHS], f"the learner path lists labs {order}"
+    refers = {p.name[:2]: _labs_referred_to(p) for p in PATHS}
+    assert refers["03"] >= {"02"}, f"lab 03 refers to lab 02 (its plugin factory): the scan found {refers['03']}"
+    late = {lab: sorted(r for r in refs if order.index(r) > order.index(lab)) for lab, refs in refers.items()}
+    assert not any(late.values()), f"labs that refer to a lab the learner path puts later: {late}"
+    table = (STUDENT / "README.md").read_text().split("| Lab |", 1)[1]
+    assert re.findall(r"\[(\d\d) ·", table) == sorted(order), "labs/README.md lists the labs in number order"
+
+
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_lab_is_committed_clean_with_title(path: Path):
     for nb_path in (path, STUDENT / path.name):
@@ -507,12 +527,36 @@ def test_lab02_wrong_plugins():
 
         return plugin
 
-    deny_list = sl.labs.revoke._StandIn
-    report = sl.labs.check_logout_revokes(remember_only, deny_list)
+    report = sl.labs.check_logout_revokes(remember_only, _unwritten)
     assert any("refused by every server" in f.behaviour for f in report.failed), report
-    assert sl.labs.check_logout_revokes(revoke, deny_list).passed
-    report = sl.labs.check_shared_list(lambda servers, token: 0, revoke, deny_list)
+    # task 2 is judged on its own: a correct hook passes while the learner's DenyList is still unwritten
+    report = sl.labs.check_logout_revokes(revoke, _unwritten)
+    assert report.passed and any("stand-in" in note for note in report.notes), report
+    report = sl.labs.check_shared_list(lambda servers, token: 0, revoke, _unwritten)
     assert any("a list per server" in f.behaviour for f in report.failed), report
+
+
+def _library_classes():
+    """Every class statelab defines (all its modules imported), with the module it lives in."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    for info in pkgutil.walk_packages(sl.__path__, "statelab."):
+        module = importlib.import_module(info.name)
+        for _name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__:
+                yield info.name, cls
+
+
+def test_lab02_answer_does_not_ship_in_the_library():
+    """No class in the package passes the lab 02 task 1 check: a learner cannot import the answer, and the
+    checkers do not lean on one (the stand-in they use while task 1 is unwritten never forgets an entry)."""
+    candidates = [(name, cls) for name, cls in _library_classes()
+                  if all(callable(getattr(cls, m, None)) for m in ("add", "__contains__", "__len__"))]
+    assert candidates, "the scan found no set-like class at all: it is not looking"
+    answers = [f"{name}.{cls.__qualname__}" for name, cls in candidates if sl.labs.check_deny_list(cls).passed]
+    assert not answers, f"a working answer to lab 02 task 1 ships in the library: {answers}"
 
 
 def _hash_pick(key, live):

@@ -15,7 +15,7 @@ import statistics
 import pytest
 
 import statelab as sl
-from statelab import bench
+from benchmarks import bench
 
 pytestmark = pytest.mark.slow
 

@@ -70,14 +70,15 @@ def _set_cookie(response: requests.Response, name: str) -> str:
 def test_cookies_are_scoped_to_the_proxy_prefix_and_root_otherwise(stateful):
     prefix = {"X-Forwarded-Prefix": "/user/alice/proxy/54321"}
     direct = requests.post(f"{stateful.url}/login", json={"user": "alice"}, timeout=5)
-    assert "Path=/;" in _set_cookie(direct, "sid") + ";"
+    name = stateful.cookie_name
+    assert "Path=/;" in _set_cookie(direct, name) + ";"
     proxied = requests.post(f"{stateful.url}/login", json={"user": "alice"}, headers=prefix, timeout=5)
-    cookie = _set_cookie(proxied, "sid")
+    cookie = _set_cookie(proxied, name)
     assert "Path=/user/alice/proxy/54321/" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    sid = proxied.cookies["sid"]
-    out = requests.post(f"{stateful.url}/logout", cookies={"sid": sid}, headers=prefix, timeout=5)
+    sid = proxied.cookies[name]
+    out = requests.post(f"{stateful.url}/logout", cookies={name: sid}, headers=prefix, timeout=5)
     assert out.json() == {"logged_out": True}
-    assert "Path=/user/alice/proxy/54321/" in _set_cookie(out, "sid")  # deletes the cookie that was set
+    assert "Path=/user/alice/proxy/54321/" in _set_cookie(out, name)  # deletes the cookie that was set
 
 
 def test_signed_cookie_and_sticky_balancer_cookies_are_scoped_too(cluster):
@@ -85,13 +86,13 @@ def test_signed_cookie_and_sticky_balancer_cookies_are_scoped_too(cluster):
     with sl.Server("cookie") as server:
         server.start()
         answer = requests.post(f"{server.url}/login", json={"user": "alice"}, headers=prefix, timeout=5)
-        assert "Path=/proxy/7/" in _set_cookie(answer, "sid-signed")
+        assert "Path=/proxy/7/" in _set_cookie(answer, server.cookie_name)
         answer = requests.post(f"{server.url}/login", json={"user": "alice"}, timeout=5)
-        assert "Path=/;" in _set_cookie(answer, "sid-signed") + ";"
+        assert "Path=/;" in _set_cookie(answer, server.cookie_name) + ";"
     c = cluster(servers=2, mode="stateful", balancer="sticky")
     answer = requests.post(f"{c.url}/login", json={"user": "alice"}, headers=prefix, timeout=5)
     assert "Path=/proxy/7/" in _set_cookie(answer, "statelab-lb")
-    assert "Path=/proxy/7/" in _set_cookie(answer, "sid")  # the backend saw the prefix through the balancer
+    assert "Path=/proxy/7/" in _set_cookie(answer, c.cookie_name)  # the backend saw the prefix through the balancer
 
 
 # --- in a browser, through a real jupyter-server-proxy --------------------------------------------------------------
@@ -160,7 +161,7 @@ def test_stateful_pages_through_the_proxy_keep_their_own_session(lab, page):
         b.start()
         _open(page, lab, a)
         _click(page, "login", "POST login -> 200")
-        sids = [c for c in context.cookies() if c["name"] == "sid"]
+        sids = [c for c in context.cookies() if c["name"] == a.cookie_name]
         assert [(c["path"], c["httpOnly"], c["sameSite"]) for c in sids] == [(f"/proxy/{a.port}/", True, "Lax")]
         assert '"user": "alice"' in _click(page, "me", "GET me -> 200")
         _click(page, "add", "POST cart -> 200")
@@ -170,15 +171,15 @@ def test_stateful_pages_through_the_proxy_keep_their_own_session(lab, page):
         _open(other, lab, b)
         other.locator("#user").fill("bob")
         _click(other, "login", "POST login -> 200")
-        paths = sorted(c["path"] for c in context.cookies() if c["name"] == "sid")
-        assert paths == sorted([f"/proxy/{a.port}/", f"/proxy/{b.port}/"])
+        paths = sorted((c["name"], c["path"]) for c in context.cookies() if c["name"].startswith("sid-"))
+        assert paths == sorted([(a.cookie_name, f"/proxy/{a.port}/"), (b.cookie_name, f"/proxy/{b.port}/")])
         # Logging in on b did not overwrite a's cookie: a still knows alice, b knows bob.
         assert '"user": "alice"' in _click(page, "me", "GET me -> 200")
         assert '"user": "bob"' in _click(other, "me", "GET me -> 200")
         assert (a.sessions, b.sessions) == (1, 1)
 
         _click(page, "logout", "POST logout -> 200")
-        assert [c["path"] for c in context.cookies() if c["name"] == "sid"] == [f"/proxy/{b.port}/"]
+        assert [c["path"] for c in context.cookies() if c["name"].startswith("sid-")] == [f"/proxy/{b.port}/"]
         screenshot(page, "proxy-stateful-page")
         for p in (page, other):
             assert collect_problems(p) == []
@@ -223,5 +224,5 @@ def test_dashboard_link_opens_the_page_through_the_proxy(lab, page):
     expect(tab.locator("h1")).to_have_text("statelab bookshop", timeout=WAIT_MS)
     assert tab.url == f"{lab.base}{href}"
     assert '"user": "alice"' in _click(tab, "login", "POST login -> 200")
-    assert [c["path"] for c in page.context.cookies() if c["name"] == "sid"] == [href]
+    assert [c["path"] for c in page.context.cookies() if c["name"] == f"sid-{href.split('/')[-2]}"] == [href]
     assert collect_problems(tab) == []

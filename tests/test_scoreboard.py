@@ -1,56 +1,113 @@
-"""The evidence scoreboard, headless: the nine rows from given evidence, quick re-runs, missing modules."""
+"""The evidence scoreboard, headless: half-row and benefit verdicts, quick re-runs, the corrected table."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
-from statelab.experiments import VERDICTS, Evidence
-from statelab.table import ROWS, Row
-from statelab.ui.scoreboard import Scoreboard, scoreboard
+from statelab.experiments import VERDICTS, Evidence, Judgement
+from statelab.table import BENEFITS, ROWS, Row
+from statelab.ui.scoreboard import MARK, NOT_PER_HALF, NOT_SEPARATELY, RowResult, Scoreboard, scoreboard
 
-OTHERS = [r.key for r in ROWS if r.key != "development_focus"]
+FASTEST = "development_focus"   # the quickest row to re-run for real (the one real run here)
+GHOST = Row("no_such_row", "Ghost", "a stateful claim", "a stateless claim", "99_ghost.ipynb", ())
 
 
-def evidence(row: str, verdict: str = "holds with nuance", **extra) -> Evidence:
-    """Evidence as an experiment returns it (a plain record: nothing here is mocked)."""
-    return Evidence(row=row, measurements={"n": 3}, checks={"something held": True}, verdict=verdict,
+def judged(row: str, stateful: bool = True, stateless: bool = True, nuance: bool = False,
+           benefits: tuple[str, ...] = (), **extra) -> Evidence:
+    """Evidence as a converted experiment returns it: each half judged from named checks (nothing mocked)."""
+    checks = {"stateful fact": stateful, "stateless fact": stateless, "a limit": nuance}
+    claims = {"stateful": Judgement(supports=("stateful fact",), corrected=f"{row}: 2 of 3 | <lost>."),
+              "stateless": Judgement(supports=("stateless fact",), qualifies=("a limit",),
+                                     corrected=f"{row}: stateless corrected.")}
+    claims.update({code: Judgement(supports=("stateless fact",), corrected=f"{code} measured.") for code in benefits})
+    return Evidence(row=row, measurements={"n": 3}, checks=checks, claims=claims,
                     reading=f"<b>{row}</b> measured 3 of 3", seconds=0.4, extra=dict(extra))
 
 
-def test_given_evidence_fills_its_rows_and_the_rest_wait():
-    board = scoreboard({"scalability": evidence("scalability", key_numbers={"share found": "35%"}),
-                        "caching": evidence("caching", "does not hold"),
-                        "choosing": evidence("choosing")},   # not one of the nine: ignored
-                       rerun_missing=False)
+def whole_row(row: str, verdict: str = "holds with nuance") -> Evidence:
+    """TRANSITIONAL: evidence of a row not converted yet, with its one verdict for the whole row."""
+    return Evidence(row=row, measurements={"n": 3}, checks={"something held": True}, verdict=verdict,
+                    reading=f"{row} measured", seconds=0.2)
+
+
+def test_each_half_and_each_benefit_gets_its_own_verdict():
+    board = scoreboard({"fault_tolerance": judged("fault_tolerance", stateful=False, nuance=True,
+                                                  benefits=("5b", "4a"), key_numbers={"carts lost": "4 of 12"}),
+                        "caching": whole_row("caching", "does not hold"),
+                        "choosing": judged("choosing")})   # not one of the nine rows: left out
     assert isinstance(board, Scoreboard) and list(board.results) == [r.key for r in ROWS]
-    assert board.verdicts["scalability"] == "holds with nuance" and board.verdicts["caching"] == "does not hold"
-    assert board.verdicts["load_balancing"] == "not measured yet" and len(board.pending) == 7
+    assert board.verdicts["fault_tolerance"] == {"stateful": "does not hold", "stateless": "holds with nuance"}
+    assert board.verdicts["caching"] == {"stateful": NOT_PER_HALF, "stateless": NOT_PER_HALF}
+    assert board.verdicts["scalability"] == {"stateful": "not measured yet", "stateless": "not measured yet"}
+    assert board.benefits["5b"] == board.benefits["4a"] == "holds"
+    assert board.benefits["4c"] == NOT_SEPARATELY                        # judged by caching, not converted yet
+    assert board.benefits["5a"] == "not measured yet" and set(board.benefits) == set(BENEFITS)
+    assert len(board.pending) == 7
+
+
+def test_the_table_shows_seed_claims_verdicts_in_words_and_symbols_and_corrected_sentences():
+    board = scoreboard({"fault_tolerance": judged("fault_tolerance", stateful=False, nuance=True,
+                                                  benefits=("5b",), key_numbers={"carts lost": "4 of 12"}),
+                        "caching": whole_row("caching", "does not hold")})
     html = board.table.value
     assert html.count("<tr>") == 1 + len(ROWS)
-    assert "share found: <b>35%</b>" in html                        # the numbers the experiment chose
-    assert "&lt;b&gt;caching&lt;/b&gt; measured 3 of 3" in html     # else its reading, escaped
+    assert "Failure in one server affects sessions stored on others" in html      # the seed's claim
+    assert f"{MARK['does not hold']} does not hold" in html and f"{MARK['holds with nuance']} holds with nuance" in html
+    assert "fault_tolerance: 2 of 3 | &lt;lost&gt;." in html                      # the corrected sentence, escaped
+    assert "carts lost: <b>4 of 12</b>" in html and "&lt;b&gt;fault_tolerance&lt;/b&gt; measured" in html
+    assert "whole row: <b>\u2717 does not hold</b>" in html                      # transitional, said as such
     assert "evidence you passed in (0.4 s)" in html
-    assert "Horizontal scaling is straightforward" in html           # the seed's claim, side by side
-    assert "2/9 rows measured" in board.status.value
+    benefits = board.benefit_table.value
+    assert benefits.count("<tr>") == 1 + len(BENEFITS) and "5b measured." in benefits
+    assert "2 of 9 rows measured" in board.status.value
+    assert "\u2713 1 holds" in board.status.value                               # counts in words, not colour
+    for control in (board.fill_button, board.rerun_button, board.bar):
+        assert control.description                                              # every control has a label
 
 
-def test_fill_quick_runs_what_is_missing_and_says_where_it_came_from():
-    board = scoreboard({k: evidence(k) for k in OTHERS}, rerun_missing=True)
-    result = board.results["development_focus"]
-    assert result.status == "measured" and result.verdict in VERDICTS
-    assert result.evidence.row == "development_focus" and result.evidence.extra["quick"] is True
+def test_the_corrected_table_is_markdown_in_the_seeds_three_columns_and_text():
+    board = scoreboard({"fault_tolerance": judged("fault_tolerance", stateful=False, benefits=("5b", "4a"))})
+    md = board.corrected_table()._repr_markdown_()
+    lines = md.splitlines()
+    assert lines[0] == "| Parameter | Stateful architecture | Stateless architecture |"
+    ft = next(line for line in lines if line.startswith("| [Fault Tolerance]"))
+    assert '"Failure in one server affects sessions stored on others"<br>**\u2717 does not hold**' in ft
+    assert "2 of 3 \\| &lt;lost&gt;." in ft and ft.count(" | ") == 2           # a pipe cannot break the table
+    assert "| **5b** (stateless) |" in md and "**\u2713 holds**: 5b measured." in md
+    assert "1 of 9 rows measured: press *Measure the rows not measured yet (quick)*" in md
+    text = str(board.corrected_table())
+    assert 'stateful:  "Failure in one server affects sessions stored on others" -> \u2717 does not hold.' in text
+    assert "not measured yet" in text and "**" not in text
+
+
+def test_the_fill_button_quick_runs_what_is_missing_and_says_where_it_came_from():
+    board = scoreboard({k: judged(k) for k in [r.key for r in ROWS] if k != FASTEST})
+    assert board.pending == [FASTEST]
+    board.fill_button.click()
+    result = board.results[FASTEST]
+    assert result.measured and result.evidence.row == FASTEST and result.evidence.extra["quick"] is True
+    assert all(v in (*VERDICTS, NOT_PER_HALF) for v in result.verdicts.values())
     assert result.source.startswith("quick re-run by the scoreboard just now")
     assert board.bar.value == board.bar.max == 1 and board.bar.bar_style == "success"
-    assert not board.pending and "9/9 rows measured" in board.status.value
-    assert "stolen token accepted after logout" in board.table.value
-    assert board.evidence["development_focus"] is result.evidence
+    assert not board.pending and "9 of 9 rows measured" in board.status.value
+    assert board.evidence[FASTEST] is result.evidence and not board.fill_button.disabled
+
+
+def test_rerun_missing_measures_on_creation(monkeypatch):
+    module = importlib.import_module("statelab.ui.scoreboard")   # (statelab.ui.scoreboard is also the function)
+    monkeypatch.setattr(module, "ROWS", (GHOST,))
+    board = scoreboard({}, rerun_missing=True)
+    assert list(board.results) == ["no_such_row"] and board.results["no_such_row"].status == "missing"
+    assert board.bar.value == board.bar.max == 1
 
 
 def test_a_missing_module_is_shown_not_raised():
-    ghost = Row("no_such_row", "Ghost", "a stateful claim", "a stateless claim", "99_ghost.ipynb", ())
-    result = Scoreboard._measure(ghost)
-    assert result.status == "missing" and result.verdict == "not measured yet (module missing)"
-    assert "does not exist yet" in result.source
+    result = Scoreboard._measure(GHOST)
+    assert result.status == "missing" and "does not exist yet" in result.source
+    assert result.verdicts == {"stateful": "not measured yet (module missing)",
+                               "stateless": "not measured yet (module missing)"}
 
 
 def test_a_module_without_run_is_a_failure_in_its_cell():
@@ -59,17 +116,12 @@ def test_a_module_without_run_is_a_failure_in_its_cell():
     assert result.status == "failed" and "has no run()" in result.error
 
 
-def test_the_button_re_measures_and_shows_a_failure_inline():
-    board = scoreboard({k: evidence(k) for k in [r.key for r in ROWS]}, rerun_missing=False)
-    old = board.results["development_focus"].evidence
-    board.results = {"development_focus": board.results["development_focus"]}   # keep the click short
-    board.rerun_button.click()
-    assert board.results["development_focus"].evidence is not old
-    assert board.results["development_focus"].status == "measured" and not board.rerun_button.disabled
-    board.results = {"nope": board.results["development_focus"]}
-    board.results["nope"].row = Row("no_such_row", "Ghost", "-", "-", "-", ())
+def test_the_rerun_button_re_measures_and_shows_what_it_could_not_measure():
+    board = scoreboard({k: judged(k) for k in [r.key for r in ROWS]})
+    board.results = {"nope": RowResult(GHOST, judged("caching"), "measured")}   # keep the click short
     board.rerun_button.click()
     assert board.results["nope"].status == "missing" and "module missing" in board.table.value
+    assert board.bar.bar_style == "warning" and not board.rerun_button.disabled
 
 
 def test_bad_input_gets_a_clear_error():
@@ -78,6 +130,7 @@ def test_bad_input_gets_a_clear_error():
     with pytest.raises(TypeError, match="must be an Evidence"):
         scoreboard({"scalability": "holds"})
     with pytest.raises(ValueError, match="evidence for row 'caching'"):
-        scoreboard({"scalability": evidence("caching")})
+        scoreboard({"scalability": judged("caching")})
     with pytest.raises(KeyError, match="no row 'speed'"):
-        scoreboard({}, rerun_missing=False).rerun(["speed"])
+        scoreboard({}).rerun(["speed"])
+

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ast
 import errno
+import os
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import nbformat
@@ -16,7 +20,9 @@ from nbclient import NotebookClient
 
 import statelab as sl
 from conftest import statelab_threads
-from statelab.shop.server import wait_until
+from statelab.service import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def port_of(url: str) -> int:
@@ -68,6 +74,40 @@ def test_kill_is_fast_and_nothing_answers_afterwards():
         assert sl.Client(server.url).health().error == "connection refused"
     assert statistics.median(times) < 0.15, times  # POLL_INTERVAL bounds it at about 50 ms; slack for a busy CPU
     assert max(times) < 0.5, times
+
+
+LOGIN_HEAD = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
+LOGIN_BODY = b'{"user":"alice"}'
+
+
+def answer_or_nothing(conn: socket.socket, data: bytes) -> bytes:
+    """Send ``data`` and return what comes back before the connection ends (b"" when it was cut)."""
+    try:
+        conn.sendall(data)
+        got = b""
+        while chunk := conn.recv(65536):
+            got += chunk
+        return got
+    except OSError:
+        return b""
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_a_connection_opened_before_the_server_went_down_is_cut(how):
+    store = sl.MemoryStore()  # the caller's store outlives the server: it shows what the dead server did
+    server = sl.Server("stateful", store=store).start()
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=3)  # open, nothing sent yet
+    half = socket.create_connection(("127.0.0.1", server.port), timeout=3)  # a login whose body is late
+    half.sendall(LOGIN_HEAD)
+    assert wait_until(lambda: len(server._httpd.open_connections) == 2)
+    time.sleep(0.05)  # the login is now waiting for its body, inside the app
+    getattr(server, how)()
+    assert answer_or_nothing(idle, LOGIN_HEAD + LOGIN_BODY) == b"", f"{how}: an idle connection was answered"
+    assert answer_or_nothing(half, LOGIN_BODY) == b"", f"{how}: a half-sent login was answered"
+    assert store.count() == 0, f"{how}: a server that was down created a session"
+    assert refuses(server.port)
 
 
 def test_memory_sessions_die_with_their_server():
@@ -241,7 +281,7 @@ def test_killed_cluster_server_is_skipped_and_comes_back():
 CELL_A = "import statelab as sl\ns = sl.serve()"
 RECORD = "ports = globals().get('ports', []) + [s.port]"
 PROBE = ("{'threads': sorted(t.name for t in __import__('threading').enumerate() if t.name.startswith('statelab-')),"
-         " 'live': sorted(o.url for o in list(sl.shop.server._live) if getattr(o, 'alive', False)),"
+         " 'live': sorted(o.url for o in sl.service.registry.live() if getattr(o, 'alive', False)),"
          " 'ports': ports}")
 
 
@@ -294,3 +334,80 @@ def test_rerunning_a_notebook_cell_stops_the_previous_runs_servers(tmp_path):
             kc.stop_channels()
     # the kernel has shut down: nothing it started still listens
     assert wait_until(lambda: all(refuses(p) for p in recorded), timeout=5), recorded
+
+
+# --------------------------------------------------------------------------- a class on one machine
+
+def squat(port: int) -> socket.socket:
+    """Another program takes ``port`` (as another learner's kernel might while our server is down)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen()
+    return s
+
+
+def test_load_run_targets_only_this_interpreter_s_own_servers():
+    with socket.socket() as foreign:  # someone else's server on this machine
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        with pytest.raises(ValueError, match="not one of the servers") as info:
+            sl.load.run(f"http://127.0.0.1:{foreign.getsockname()[1]}", duration=1, max_requests=5)
+        assert str(foreign.getsockname()[1]) in str(info.value)
+    with sl.Cluster(1, mode="stateless") as c:
+        stopped = sl.Server("stateless").start()
+        stopped.stop()
+        with pytest.raises(ValueError, match="not one of the servers"):
+            sl.load.run(stopped.url, duration=1, max_requests=5)
+        with pytest.raises(ValueError, match="127.0.0.1"):
+            sl.load.run(c.url.replace("127.0.0.1", "10.0.0.1"), duration=1, max_requests=5)
+        for target in (c.url, c.servers[0].url, c):  # its own balancer and servers: fine, url or object
+            assert sl.load.run(target, duration=5, max_requests=5, separate_process=False).statuses == {200: 5}
+
+
+def test_restart_on_a_port_taken_meanwhile_says_so_or_moves():
+    server = sl.Server("stateless").start()
+    port = server.port
+    server.kill()
+    with squat(port):
+        with pytest.raises(sl.PortInUseError) as info:
+            server.restart()
+        message = str(info.value)
+        assert str(port) in message and "restart(port=0)" in message and server.name in message
+        server.restart(port=0)  # come back anywhere free: a new url
+        assert server.alive and server.port != port and sl.Client(server.url).health().status == 200
+    server.stop()
+
+
+def test_a_cluster_follows_a_server_that_had_to_move():
+    with sl.Cluster(2, mode="stateless") as c:
+        old = c.servers[1].port
+        c.kill(1)
+        with squat(old):
+            moved = c.restart(1)
+            assert moved.alive and moved.port != old
+            seen = {sl.Client(c.url).health().served_by for _ in range(6)}
+        assert seen == {"server-0", "server-1"}
+
+
+def test_serve_sqlite_leaves_nothing_in_the_temp_folder(tmp_path):
+    script = ("import statelab as sl, sys\n"
+              "s = sl.serve(store='sqlite'); c = sl.Client(s.url); c.login('alice'); c.add_to_cart('book')\n"
+              "s.restart(); assert c.cart().body['cart'], c.cart().body\n"  # a crash keeps the shared store
+              "if sys.argv[1] == 'stop': s.stop()\n")  # else: leave it to interpreter exit
+    for how in ("stop", "exit"):
+        tmp = tmp_path / how
+        tmp.mkdir()
+        env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-c", script, how], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert list(tmp.iterdir()) == [], f"after {how}: {[p.name for p in tmp.iterdir()]}"
+
+
+def test_cluster_stop_leaves_a_store_the_caller_owns_open(tmp_path):
+    store = sl.SqliteStore(tmp_path / "mine.sqlite3")
+    with sl.Cluster(2, mode="stateful", store=store) as c:
+        sl.Client(c.url).login("alice")
+    assert store.count() == 1  # still open, and still holding the session
+    store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
 import time
 
@@ -156,3 +157,28 @@ def test_failed_update_changes_nothing(store):
         store.update(sid, boom)
     assert store.get(sid) == {"user": "alice", "n": 1}
     assert store.update(sid, add_one)["n"] == 2  # and the store is still usable
+
+
+def test_peek_reads_without_extending_the_idle_timer(store):
+    sid = store.create({"user": "alice", "cart": []}, ttl=0.8)
+    time.sleep(0.5)
+    assert store.peek(sid) == {"user": "alice", "cart": []}  # live, and looking changed nothing ...
+    time.sleep(0.5)
+    assert store.peek(sid) is None and store.get(sid) is None  # ... so it expired 0.8 s after its last use
+    assert store.peek("no-such-id") is None
+
+
+def test_get_extends_the_idle_timer_and_peek_sees_that(store):
+    sid = store.create({"user": "alice"}, ttl=0.8)
+    time.sleep(0.5)
+    assert store.get(sid) is not None  # a use: 0.8 s more
+    time.sleep(0.5)
+    assert store.peek(sid) == {"user": "alice"}
+
+
+def test_peek_on_a_store_that_cannot_be_read_raises_rather_than_saying_gone(tmp_path):
+    s = SqliteStore(tmp_path / "s.sqlite3")
+    sid = s.create({"user": "alice"}, ttl=60)
+    s.close()  # an outage, as far as this store can tell
+    with pytest.raises(sqlite3.Error):
+        s.peek(sid)

@@ -306,3 +306,46 @@ def test_inspect_token_agrees_with_rfc7515_appendix_a1():
     tampered = json.loads(unb64(c))
     tampered["iss"] = "eve"
     assert inspect_token(f"{h}.{b64(json.dumps(tampered).encode())}.{s}", k).signature_valid is False
+
+
+class Hostile:
+    """An object that fails at everything a careless inspector might call."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr refused")
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("eq refused")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class HostileError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str refused")
+
+
+class HostileStr(str):
+    """A string whose own methods raise: the inspector must read the characters, not call them."""
+
+    def strip(self, *args):  # noqa: ARG002
+        raise HostileError()
+
+    def __str__(self) -> str:
+        raise RuntimeError("str refused")
+
+    __repr__ = __str__
+
+
+def test_inspect_token_never_raises_even_for_objects_that_refuse_to_be_shown(keyring):
+    good = keyring.issue("alice", 60)
+    for weird in (Hostile(), HostileStr(good), HostileStr("x"), [Hostile()], HostileError()):
+        for key in (None, keyring, Hostile()):
+            report = inspect_token(weird, key)
+            assert type(report.token) is str and len(report.token) <= 2000
+            assert report.problems or report.signature_valid in (None, True)  # a finding, never a crash
+            repr(report), report._repr_html_()  # and the report itself can be shown
+    report = inspect_token(HostileStr(good), keyring)
+    assert report.ok and report.claims["sub"] == "alice"  # the characters are a good token

@@ -72,9 +72,10 @@ def test_stateful_server_login_cart_kill_restart(stateful, dashboards):
     assert "GET /cart" in dash.message.value and "200" in dash.message.value
 
     shown = inspector_html(dash)
-    sid = dash.client.cookies["sid"]
+    name = stateful.cookie_name  # each server its own cookie name: cookies are per host, not per port
+    sid = dash.client.cookies[name]
     assert sid[:20] in shown
-    sid_row = re.search(r"<tr><td[^>]*><b>sid</b>.*?</tr>", shown, flags=re.S).group(0)
+    sid_row = re.search(rf"<tr><td[^>]*><b>{name}</b>.*?</tr>", shown, flags=re.S).group(0)
     assert ">yes<" in sid_row and "Lax" in sid_row  # HttpOnly yes, SameSite Lax
     assert "opaque random id" in shown and f"on {stateful.name}" in shown
     assert "sessions held: <b>1</b>" in dash.cards[0].info.value
@@ -101,9 +102,10 @@ def test_logout_and_forget(stateful, dashboards):
     dash = dashboards(stateful)
     p = dash.client_panel
     click(p.login_button)
-    assert "Set-Cookie: sid=" in dash.inspector.cookies_html.value  # the raw header of that answer
+    name = stateful.cookie_name
+    assert f"Set-Cookie: {name}=" in dash.inspector.cookies_html.value  # the raw header of that answer
     click(p.logout_button)
-    assert dash.client.last.status == 200 and "sid" not in dash.client.cookies
+    assert dash.client.last.status == 200 and name not in dash.client.cookies
     click(p.login_button, p.forget_button)
     assert dash.client.cookies == {} and dash.client.token is None
     assert "The browser holds nothing" in dash.inspector.story.value
@@ -208,7 +210,7 @@ def test_pair_of_servers_one_client_each(stateful, stateless, dashboards):
     assert len(dash.cards) == 2
 
     click(p.login_button)
-    assert dash.client is dash.clients[0] and "sid" in dash.client.cookies
+    assert dash.client is dash.clients[0] and stateful.cookie_name in dash.client.cookies
     assert stateful.name in newest_row(dash)
 
     p.target_toggle.value = 1
@@ -227,7 +229,7 @@ def test_pair_of_servers_one_client_each(stateful, stateless, dashboards):
     assert dash.client.last.status == 200 and dash.client.last.body["cart"][0]["item"] == "book"
 
     p.target_toggle.value = 0
-    assert dash.client is dash.clients[0] and "sid" in dash.inspector.cookies_html.value
+    assert dash.client is dash.clients[0] and stateful.cookie_name in dash.inspector.cookies_html.value
 
 
 def test_given_client_is_used(stateful, dashboards):
@@ -330,3 +332,53 @@ def test_dashboard_shows_a_routing_function_and_switches_back_and_forth():
         cluster.strategy = pin
         card.refresh()
         assert card.strategy_dropdown.value is pin
+
+
+# --------------------------------------------------------------------------- looking changes nothing
+
+def test_inspecting_does_not_extend_the_idle_timer(tmp_path, dashboards):
+    store = sl.SqliteStore(tmp_path / "s.sqlite3")
+    with sl.Server("stateful", store=store, session_ttl=1) as shop:
+        shop.start()
+        dash = dashboards(shop)
+        click(dash.client_panel.login_button)
+        deadline = time.monotonic() + 1.3
+        while time.monotonic() < deadline:  # a learner watching the inspector, which refreshes
+            dash.inspector.refresh()
+            assert "sqlite session store" in dash.inspector.story.value
+            time.sleep(0.2)
+        assert dash.client.me().status == 401  # the session expired: looking at it did not keep it alive
+        dash.inspector.refresh()
+        assert "not in the sqlite session store any more" in dash.inspector.story.value
+    store.close()
+
+
+class DownStore(sl.MemoryStore):
+    """A shared store that has gone away: every read raises."""
+
+    kind = "redis"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def get(self, sid):
+        if self.down:
+            raise ConnectionError("store unreachable")
+        return super().get(sid)
+
+    peek = get
+
+
+def test_a_store_outage_is_not_reported_as_a_logout(dashboards):
+    store = DownStore()
+    with sl.Server("stateful", store=store) as shop:
+        shop.start()
+        dash = dashboards(shop)
+        click(dash.client_panel.login_button)
+        dash.inspector.refresh()
+        assert "redis session store that every server reads" in dash.inspector.story.value
+        store.down = True
+        dash.inspector.refresh()
+        story = dash.inspector.story.value
+        assert "did not answer" in story and "logged out" not in story

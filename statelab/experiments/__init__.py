@@ -127,11 +127,11 @@ def _claim_name(key: str) -> str:
 
 def _seed_words(row: str, key: str) -> str:
     """The seed's own words for a half-row or a benefit (empty when the row is not in the table)."""
-    from ..table import BENEFITS, ROWS
+    from ..table import BENEFITS, CHOOSING, ROWS
 
     if key in BENEFITS:
         return BENEFITS[key][1]
-    for r in ROWS:
+    for r in (*ROWS, CHOOSING):
         if r.key == row:
             return getattr(r, key)
     return ""
@@ -213,8 +213,14 @@ _latest: dict[str, Evidence] = {}
 
 
 def record(evidence: Evidence) -> Evidence:
-    """Remember ``evidence`` as this kernel's latest for its row (the scoreboard reads it)."""
+    """Remember ``evidence`` as this kernel's latest for its row (the scoreboard reads it).
+
+    In a notebook kernel it is also saved to the learner's journal (:mod:`.journal`), so notebook 12,
+    which runs in a kernel of its own, can show the runs made in the other notebooks.
+    """
     _latest[evidence.row] = evidence
+    if journal.in_a_notebook():
+        journal.save(evidence)
     return evidence
 
 
@@ -223,4 +229,14 @@ def latest() -> dict[str, Evidence]:
     return dict(_latest)
 
 
+def forget(row: str | None = None) -> None:
+    """Forget this kernel's latest evidence for ``row`` (every row when None): the scoreboard then
+    falls back to a saved run or says the row is not measured yet."""
+    if row is None:
+        _latest.clear()
+    else:
+        _latest.pop(row, None)
+
+
+from . import journal as journal  # noqa: E402  (needs Evidence defined above)
 from .prose import check_prose as check_prose  # noqa: E402  (needs Evidence defined above)

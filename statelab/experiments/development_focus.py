@@ -1,28 +1,29 @@
 """Row "Development Focus": which concerns land on the developer's desk, on each side?
 
 The seed says: stateful, "Developers need to manage session-related issues"; stateless,
-"Developers can focus more on business logic without session concerns". This experiment lists
-the concerns a developer meets on each side and *observes* each one against local servers:
+"Developers can focus more on business logic without session concerns". This experiment asks
+the *same* list of concerns of both sides (:data:`CONCERNS`) and observes each answer against
+local servers, so neither side is counted on a question the other was never asked:
 
-stateful (sessions in a store)
-  * expired sessions stay stored until a clean-up job purges them (short ``session_ttl``);
-  * session fixation: a login that keeps the id the browser already had hands the session to
-    whoever planted that id; a new id at login keeps them out;
-  * state must reach every server (shared store or affinity), or round robin loses it;
-  * logout revokes at once: deleting the session kills every stolen copy (benefit 4d).
+``clean up expired state``        sessions whose idle time ran out stay stored until a purge; a
+                                  stateless server holds no row per user
+``renew the credential at login`` a login that keeps a planted session id hands the session to the
+                                  attacker (session fixation); does a planted token do the same?
+``reach state from every server`` sessions in one server's memory are missed under round robin;
+                                  does a token verify on every server?
+``revoke a stolen credential``    after logout, does a copy of the cookie or the token still work?
+``refuse cross-site writes``      a cookie rides along with a form another site posts (CSRF), shown
+                                  with the app's CSRF guard off and on; a bearer token does not
+``keep it from page scripts``     an HttpOnly cookie is out of a page script's reach; a token handed
+                                  to the page's script is readable by any script on the page (XSS)
+``manage signing keys``           retiring a key logs out every holder of a token it signed
+``keep the credential small``     the token grows with the cart it carries; the session id does not
+                                  (nor does a token whose cart lives in a table, ``cart="db"``)
 
-stateless (JWT carrying the user and cart)
-  * logout does not revoke: a stolen copy of the token works until ``exp``;
-  * a deny list of ``jti`` (:func:`deny_list`, a plugin) fixes that, and brings server-side state
-    back: one entry per logout, kept until the token expires, shared by every server (a list each
-    server keeps alone lets the token through elsewhere);
-  * signing keys must be rotated by a script: retiring a key logs out everyone holding a token it
-    signed, so the order (rotate, wait a token lifetime, retire) is the developer's job;
-  * the token grows with what it carries; the session id does not.
-
-The verdict counts the concerns observed on each side. It is computed, never typed in: if the
-stateless side shows as many concerns as the stateful one, the claim "without session concerns"
-does not hold; it trades session concerns for token concerns.
+Revocation is measured with what the library has: deleting the session, a short token lifetime,
+and retiring a signing key; a shared cache in front shows that none of them is immediate
+everywhere. (The usual stateless fix, a deny list of token ids, is what lab 02 asks learners to
+build: it is not in the library.) Counts and bytes only, no timings: the verdicts hold on a busy machine.
 """
 
 from __future__ import annotations
@@ -31,126 +32,26 @@ import html
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
-from flask import Flask, jsonify, request
-
 from ..client import Client, Exchange
-from ..shop.app import NAME_RE
+from ..shop.plugins import login_keeping_the_id, personal_headers
+from ..shop.server import Server
 from ..shop.sessions import SqliteStore
-from ..shop.tokens import TokenError, inspect_token
+from ..shop.tokens import inspect_token
+from ..topology.cache import SharedCache
 from ..topology.cluster import Cluster
-from . import Evidence, progress, record
+from . import Evidence, Judgement, progress, record
 
 ROW = "development_focus"
-COOKIE_LIMIT = 4096  # bytes a browser keeps for one cookie (RFC 6265 asks for at least this much)
-
-
-# --------------------------------------------------------------------------- the stateless fix
-
-class DenyList:
-    """Token ids (``jti``) revoked at logout, each kept until its token's ``exp``.
-
-    This is the state a stateless design needs to make logout mean something: one entry per
-    logout, which every server must see (a database or Redis in production; a shared object here).
-    """
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def add(self, jti: str, exp: float) -> None:
-        with self._lock:
-            self._until[jti] = float(exp)
-
-    def __contains__(self, jti: object) -> bool:
-        with self._lock:
-            return isinstance(jti, str) and self._until.get(jti, 0.0) > time.time()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._until)
-
-    def purge_expired(self) -> int:
-        """Drop entries whose token has expired anyway; return how many went."""
-        now = time.time()
-        with self._lock:
-            dead = [jti for jti, exp in self._until.items() if exp <= now]
-            for jti in dead:
-                del self._until[jti]
-        return len(dead)
-
-    def kept_for(self) -> float:
-        """Seconds until the last entry may be dropped (0 when empty)."""
-        with self._lock:
-            return max((exp - time.time() for exp in self._until.values()), default=0.0)
-
-    def __repr__(self) -> str:
-        return f"<DenyList {len(self)} revoked token ids>"
-
-
-def deny_list(shared: DenyList | None = None) -> Callable[[Flask], None]:
-    """A plugin for stateless servers: ``POST /logout`` revokes the token's ``jti``; revoked tokens get 401.
-
-    Pass one :class:`DenyList` to every server of a cluster (``Cluster(..., plugins=[deny_list(d)])``)
-    and they share it. Without ``shared``, each server keeps its own list, and forgets it on restart.
-    """
-
-    def plugin(app: Flask) -> None:
-        state = app.extensions["statelab"]
-        if state["mode"] != "stateless":
-            raise ValueError("deny_list() is for stateless servers (it revokes JWTs by jti)")
-        denied = shared if shared is not None else DenyList()
-        state["deny_list"] = denied
-        keyring = state["keyring"]
-
-        @app.before_request
-        def refuse_revoked():
-            auth = request.headers.get("Authorization", "")
-            if not auth.startswith("Bearer "):
-                return None
-            try:
-                claims = keyring.verify(auth[7:].strip())
-            except TokenError:
-                return None  # the route itself answers 401 and says why
-            if claims["jti"] in denied:
-                return jsonify(error="token was revoked at logout (it is on the deny list)"), 401
-            if request.method == "POST" and request.path == "/logout":
-                denied.add(claims["jti"], claims["exp"])
-            return None
-
-    return plugin
-
-
-# --------------------------------------------------------------------------- the stateful bug
-
-def login_keeping_the_id(app: Flask) -> None:
-    """A plugin adding ``POST /login-naive``: a login that keeps the session id the browser had.
-
-    This is the bug session fixation exploits (frameworks that write the user into the existing
-    session without issuing a new id). It exists only to show, against our own server, what the
-    real ``/login`` defends against.
-    """
-    state = app.extensions["statelab"]
-
-    @app.post("/login-naive")
-    def login_naive():
-        data = request.get_json(force=True, silent=True)
-        user = data.get("user") if isinstance(data, dict) else None
-        if not isinstance(user, str) or not NAME_RE.fullmatch(user):
-            return jsonify(error="user must be 1-64 characters: letters, digits, '.', '_' or '-'"), 400
-        store, name = state["store"], state["cookie_name"]
-        old = request.cookies.get(name, "")
-        fresh = {"user": user, "cart": []}
-        if 0 < len(old) <= 256 and store.update(old, lambda _: fresh) is not None:
-            sid = old  # the bug: the session that existed before login now belongs to `user`
-        else:
-            sid = store.create(fresh, state["session_ttl"])
-        response = jsonify(user=user)
-        response.set_cookie(name, sid, httponly=True, samesite="Lax", path="/")
-        return response
+SIDES = ("stateful", "stateless")
+#: The concerns asked of both sides, in the order they are shown.
+CONCERNS = ("clean up expired state", "renew the credential at login", "reach state from every server",
+            "revoke a stolen credential at logout", "refuse cross-site forged writes (CSRF)",
+            "keep the credential from page scripts (XSS)", "manage and rotate signing keys",
+            "keep the credential small")
+FORGED = '{"item": "forged", "qty": 1}'  # what a form with enctype="text/plain" can post, JSON-shaped
 
 
 # --------------------------------------------------------------------------- measuring helpers
@@ -159,14 +60,15 @@ def _accepted(answers: list[Exchange]) -> int:
     return sum(1 for a in answers if a.status == 200)
 
 
-def _replay(url: str, n: int, *, sid: str | None = None, token: str | None = None) -> list[Exchange]:
-    """A thief sends ``GET /me`` ``n`` times with a stolen session id or token."""
+def _replay(url: str, n: int, *, sid: str | None = None, token: str | None = None, cookie: str | None = None,
+            path: str = "/me") -> list[Exchange]:
+    """A thief sends ``GET path`` ``n`` times with a stolen session id (in cookie ``cookie``) or token."""
     thief = Client(url)
-    if sid is not None:
-        thief.set_cookie("sid", sid)
+    if sid is not None and cookie is not None:
+        thief.set_cookie(cookie, sid)
     thief.token = token
     try:
-        return [thief.me() for _ in range(n)]
+        return [thief.get(path) for _ in range(n)]
     finally:
         thief.close()
 
@@ -185,6 +87,28 @@ def _logged_in(url: str, user: str) -> Client:
     return client
 
 
+def forged_form_post(victim: Client, attacker_origin: str) -> Exchange:
+    """What the victim's browser sends when a page at ``attacker_origin`` posts a form to the shop.
+
+    The browser attaches the shop's cookies by itself (another port of 127.0.0.1 is the *same
+    site*, so even ``SameSite=Lax`` cookies go along), sends the page's ``Origin``, and posts the
+    body as ``text/plain``: a form cannot send ``application/json`` or an ``Authorization`` header.
+    So the victim's cookies are copied, and any token the victim's page script holds is not.
+    """
+    browser = Client(victim.url)
+    try:
+        for name, value in victim.cookies.items():
+            browser.set_cookie(name, value)
+        return browser.post("/cart", data=FORGED, headers={"Content-Type": "text/plain", "Origin": attacker_origin})
+    finally:
+        browser.close()
+
+
+def _forged_cart_accepted(ex: Exchange) -> bool:
+    lines = ex.body.get("cart", []) if ex.ok and isinstance(ex.body, dict) else []
+    return any(isinstance(line, dict) and line.get("item") == "forged" for line in lines)
+
+
 # --------------------------------------------------------------------------- the concerns, one by one
 
 def _start_idle_sessions(cluster: Cluster, users: int, m: dict[str, Any]) -> None:
@@ -194,71 +118,126 @@ def _start_idle_sessions(cluster: Cluster, users: int, m: dict[str, Any]) -> Non
     m["_idle_since"] = time.time()
 
 
-def _fixation(cluster: Cluster, m: dict[str, Any]) -> None:
-    """Mallory plants her own live session id in alice's browser; alice logs in."""
+def _short_token(cluster: Cluster, m: dict[str, Any]) -> None:
+    """A token with a one-second lifetime is stolen; replayed now, and again after it expired (at the end).
+
+    ``exp`` is a whole second, so a token issued late in a second has only a moment to live: log in
+    again until the token has at least half a second left, so "accepted before exp" is never a race.
+    """
+    alice = _logged_in(cluster.url, "alice")
+    while (inspect_token(alice.token).expires_in or 0.0) < 0.5:
+        time.sleep(max(0.0, inspect_token(alice.token).expires_in or 0.0) + 0.01)
+        alice.login("alice")
+    m["_short_token"] = alice.token
+    m["short_token_ttl_s"] = round(inspect_token(alice.token).expires_in or 0.0, 2)
+    m["short_token_accepted_before_exp"] = _accepted(_replay(cluster.url, 1, token=alice.token)) == 1
+    alice.close()
+
+
+def _fixation(stateful: Cluster, stateless: Cluster, m: dict[str, Any]) -> None:
+    """Mallory plants her own live credential in alice's browser; alice logs in; whom does mallory's copy name?"""
     for route, key in (("/login-naive", "naive"), ("/login", "safe")):
-        mallory = _logged_in(cluster.url, "mallory")
-        planted = mallory.cookies["sid"]
-        alice = Client(cluster.url)
-        alice.set_cookie("sid", planted)
+        mallory = _logged_in(stateful.url, "mallory")
+        planted = mallory.cookies[stateful.cookie_name]
+        alice = Client(stateful.url)
+        alice.set_cookie(stateful.cookie_name, planted)
         alice.post(route, {"user": "alice"})
         seen = mallory.me()  # mallory, still holding the planted id
-        m[f"fixation_{key}_id_kept"] = alice.cookies.get("sid") == planted
+        m[f"fixation_{key}_id_kept"] = alice.cookies.get(stateful.cookie_name) == planted
         m[f"fixation_{key}_mallory_sees"] = seen.body.get("user") if seen.ok else f"{seen.status}"
         mallory.close()
         alice.close()
+    mallory = _logged_in(stateless.url, "mallory")
+    alice = Client(stateless.url)
+    alice.token = mallory.token  # planted in alice's page
+    alice.login("alice")
+    seen = mallory.me()
+    m["token_fixation_mallory_sees"] = seen.body.get("user") if seen.ok else f"{seen.status}"
+    m["token_fixation_alice_got_new_token"] = alice.token != mallory.token
+    mallory.close()
+    alice.close()
+
+
+def _reach(stateful: Cluster, stateless: Cluster, replays: int, m: dict[str, Any]) -> None:
+    """Round robin over two servers: how often does a request find who is asking?"""
+    for cluster, key in ((stateful, "memory_round_robin_found_share"), (stateless, "token_round_robin_found_share")):
+        bob = _logged_in(cluster.url, "bob")
+        m[key] = _accepted([bob.me() for _ in range(replays)]) / replays
+        bob.close()
 
 
 def _stateful_logout(cluster: Cluster, replays: int, m: dict[str, Any]) -> None:
     """A thief copies alice's session id; alice logs out; the thief tries the copy on every server."""
     alice = _logged_in(cluster.url, "alice")
     alice.add_to_cart("book")
-    stolen = alice.cookies["sid"]
-    before = _replay(cluster.url, 1, sid=stolen)
+    stolen = alice.cookies[cluster.cookie_name]
+    before = _replay(cluster.url, 1, sid=stolen, cookie=cluster.cookie_name)
     alice.logout()
-    after = _replay(cluster.url, replays, sid=stolen)
+    after = _replay(cluster.url, replays, sid=stolen, cookie=cluster.cookie_name)
     m["stateful_copy_worked_before_logout"] = _accepted(before) == 1
     m["stateful_replays_accepted_after_logout"] = _accepted(after)
     m["stateful_replay_servers"] = len({a.served_by for a in after if a.served_by})
     alice.close()
 
 
-def _unshared_sessions(cluster: Cluster, replays: int, m: dict[str, Any]) -> None:
-    """Sessions in each server's own memory, round robin: how often does a request find its session?"""
-    bob = _logged_in(cluster.url, "bob")
-    found = _accepted([bob.me() for _ in range(replays)])
-    m["memory_round_robin_found_share"] = found / replays
-    bob.close()
-
-
-def _stateless_logout(cluster: Cluster, replays: int, m: dict[str, Any], prefix: str) -> None:
+def _stateless_logout(cluster: Cluster, replays: int, m: dict[str, Any]) -> None:
     """Alice logs in, adds a book (a new token), a thief copies the token, alice logs out."""
     alice = _logged_in(cluster.url, "alice")
-    first = alice.token
     alice.add_to_cart("book")
     stolen = alice.token
-    logout = alice.logout()
+    alice.logout()
     after = _replay(cluster.url, replays, token=stolen)
-    m[f"{prefix}_replays_accepted_after_logout"] = _accepted(after)
-    m[f"{prefix}_accepting_servers"] = sorted({a.served_by for a in after if a.ok and a.served_by})
-    m[f"{prefix}_logout_served_by"] = logout.served_by
-    if prefix == "stateless":
-        m["stateless_token_valid_for_s"] = round(inspect_token(stolen).expires_in or 0.0, 1)
-    if prefix == "shared_deny":
-        m["shared_deny_earlier_token_accepted"] = _accepted(_replay(cluster.url, 1, token=first)) == 1
+    m["stateless_replays_accepted_after_logout"] = _accepted(after)
+    m["stateless_token_valid_for_s"] = round(inspect_token(stolen).expires_in or 0.0, 1)
     alice.close()
 
 
-def _deny_list_growth(cluster: Cluster, denied: DenyList, users: int, m: dict[str, Any]) -> None:
-    """``users`` more users log in and out: how many entries must the deny list hold, for how long?"""
-    for i in range(users):
-        client = _logged_in(cluster.url, f"user{i}")
-        client.logout()
+def _cached_after_logout(server: Server, replays: int, m: dict[str, Any]) -> None:
+    """A shared cache keeps per-user answers (public, Vary: Cookie, max-age 60): does logout reach it?"""
+    cache = SharedCache(server)
+    try:
+        alice = _logged_in(cache.url, "alice")
+        alice.add_to_cart("book")
+        alice.cart()  # stored by the cache, keyed by alice's cookie
+        stolen = alice.cookies[server.cookie_name]
+        alice.logout()
+        through_cache = _replay(cache.url, replays, sid=stolen, cookie=server.cookie_name, path="/cart")
+        direct = _replay(server.url, 1, sid=stolen, cookie=server.cookie_name, path="/cart")
+        m["cache_replays_served_after_logout"] = _accepted(through_cache)
+        m["cache_replays_hits"] = sum(a.headers.get("X-Cache") == "HIT" for a in through_cache)
+        m["cache_direct_refused_after_logout"] = direct[0].status == 401
+        alice.close()
+    finally:
+        cache.stop()
+
+
+def _csrf(open_servers: dict[str, Server], guarded: Server, m: dict[str, Any]) -> None:
+    """A page on another loopback port posts a form to the shop in the victim's browser."""
+    attacker = f"http://127.0.0.1:{guarded.port}"  # any other port of 127.0.0.1: same site, other origin
+    for key, server in open_servers.items():
+        victim = _logged_in(server.url, "alice")
+        forged = forged_form_post(victim, attacker)
+        m[f"csrf_{key}_status"] = forged.status
+        m[f"csrf_{key}_accepted"] = _forged_cart_accepted(forged)
+        victim.close()
+    victim = _logged_in(guarded.url, "alice")
+    refused = forged_form_post(victim, f"http://127.0.0.1:{open_servers['stateful'].port}")
+    no_origin = victim.post("/cart", data=FORGED, headers={"Content-Type": "text/plain"})
+    m["csrf_guarded_status"], m["csrf_guarded_no_origin_status"] = refused.status, no_origin.status
+    m["csrf_guarded_accepted"] = _forged_cart_accepted(refused) or _forged_cart_accepted(no_origin)
+    victim.close()
+
+
+def _page_scripts(stateful: Cluster, stateless: Cluster, cookie: Server, m: dict[str, Any]) -> None:
+    """What the login answer gives the page: an HttpOnly cookie, or a token in the body for its script."""
+    for key, url in (("stateful", stateful.url), ("stateless", stateless.url), ("cookie", cookie.url)):
+        client = Client(url)
+        login = client.login("alice")
+        details = client.cookie_details()
+        m[f"{key}_cookie_httponly"] = bool(details) and all(c["httponly"] for c in details)
+        m[f"{key}_cookie_samesite"] = ", ".join(sorted({str(c["samesite"]) for c in details})) or "no cookie"
+        m[f"{key}_token_in_login_body"] = isinstance(login.body, dict) and isinstance(login.body.get("token"), str)
         client.close()
-    m["logouts"] = users + 1  # plus alice's, in _stateless_logout
-    m["deny_list_entries"] = len(denied)
-    m["deny_list_purged_now"] = denied.purge_expired()
-    m["deny_list_kept_for_s"] = round(denied.kept_for(), 1)
 
 
 def _key_rotation(cluster: Cluster, users: int, m: dict[str, Any]) -> None:
@@ -279,29 +258,33 @@ def _key_rotation(cluster: Cluster, users: int, m: dict[str, Any]) -> None:
         client.close()
 
 
-def _sizes(stateful: Cluster, stateless: Cluster, lines: int, m: dict[str, Any]) -> None:
+def _sizes(stateful: Cluster, stateless: Cluster, in_db: Cluster, lines: int, m: dict[str, Any]) -> None:
     """Add different books on each side: what does each request carry afterwards?
 
-    The token side gets ``lines`` books; the session side a few (each is a write to the SQLite
-    store, about 10 ms here, and the cookie cannot change whatever the cart holds).
+    The token sides get ``lines`` books (the cart in the token, and in a table); the session side
+    a few (each is a write to the SQLite store, and the cookie cannot change whatever the cart holds).
     """
     shopper, holder = _logged_in(stateful.url, "reader"), _logged_in(stateless.url, "reader")
-    sid_before, token_before = len(shopper.cookies["sid"]), len(holder.token or "")
+    slim = _logged_in(in_db.url, "reader")
+    sid_before, token_before = len(shopper.cookies[stateful.cookie_name]), len(holder.token or "")
+    m["db_token_bytes_before"] = len(slim.token or "")
     sid_lines = min(lines, 5)
     for i in range(lines):
         holder.add_to_cart(f"book-{i}")
+        slim.add_to_cart(f"book-{i}")
         if i < sid_lines:
             shopper.add_to_cart(f"book-{i}")
+    m["db_token_bytes_after"] = len(slim.token or "")
+    m["db_cart_lines_kept"] = len(slim.cart().body.get("cart", []))
+    slim.close()
     cart, session_cart = holder.cart(), shopper.cart()
     m["cart_lines"], m["sid_cart_lines"] = lines, sid_lines
     m["sid_cart_lines_kept"] = len(session_cart.body.get("cart", [])) if session_cart.ok else 0
     m["cart_lines_kept"] = len(cart.body.get("cart", [])) if cart.ok else 0
-    m["sid_bytes_before"], m["sid_bytes_after"] = sid_before, len(shopper.cookies["sid"])
+    m["sid_bytes_before"], m["sid_bytes_after"] = sid_before, len(shopper.cookies[stateful.cookie_name])
     m["token_bytes_before"], m["token_bytes_after"] = token_before, len(holder.token or "")
-    per_line = (m["token_bytes_after"] - token_before) / lines
-    m["token_bytes_per_line"] = round(per_line, 1)
-    m["lines_until_cookie_limit"] = int((COOKIE_LIMIT - token_before) / per_line) if per_line > 0 else None
-    m["sid_is_a_signed_token"] = not inspect_token(shopper.cookies["sid"]).problems
+    m["token_bytes_per_line"] = round((m["token_bytes_after"] - token_before) / lines, 1)
+    m["sid_is_a_signed_token"] = not inspect_token(shopper.cookies[stateful.cookie_name]).problems
     shopper.close()
     holder.close()
 
@@ -316,26 +299,28 @@ def _stateless_rows(cluster: Cluster, m: dict[str, Any]) -> None:
     m["stateless_sessions_held"] = held
 
 
-def _finish_expiry(cluster: Cluster, ttl: float, m: dict[str, Any]) -> None:
-    """Once ``ttl`` has passed: how many sessions live, how many rows are still stored, and the purge."""
-    wait = m.pop("_idle_since") + ttl + 0.05 - time.time()
+def _finish(expiring: Cluster, brief: Cluster, ttl: float, m: dict[str, Any]) -> None:
+    """Once ``ttl`` has passed: sessions live and rows stored, the purge; and the short token after its exp."""
+    wait = max(m.pop("_idle_since") + ttl + 0.05, time.time() + m["short_token_ttl_s"] + 0.05) - time.time()
     if wait > 0:
         time.sleep(wait)
-    store = cluster.store
+    store = expiring.store
     assert isinstance(store, SqliteStore)
-    with Client(cluster.url) as probe:
+    with Client(expiring.url) as probe:
         health = probe.health()
     m["expired_live_sessions"] = health.body.get("sessions") if health.ok else None
     m["expired_rows_before_purge"] = _stored_rows(store)
     m["expired_purged"] = store.purge_expired()
     m["expired_rows_after_purge"] = _stored_rows(store)
+    late = _replay(brief.url, 1, token=m.pop("_short_token"))[0]
+    m["short_token_refused_after_exp"] = late.status == 401 and "expired" in str(late.body)
 
 
 # --------------------------------------------------------------------------- the experiment
 
-def _stop_all(clusters: list[Cluster]) -> None:
-    """Stop the clusters side by side: each server takes up to a poll interval to stop."""
-    threads = [threading.Thread(target=c.stop, name=f"statelab-stop-{i}") for i, c in enumerate(clusters)]
+def _stop_all(services: list[Any]) -> None:
+    """Stop clusters and servers side by side: each takes up to a poll interval to stop."""
+    threads = [threading.Thread(target=s.stop, name=f"statelab-stop-{i}") for i, s in enumerate(services)]
     for t in threads:
         t.start()
     for t in threads:
@@ -349,15 +334,15 @@ def _check_size(name: str, value: Any, low: float, high: float) -> None:
 
 def run(*, quick: bool = False, users: int | None = None, replays: int | None = None,
         cart_lines: int | None = None, session_ttl: float | None = None) -> Evidence:
-    """Observe each side's developer concerns against local servers and count them.
+    """Ask both sides the same concerns (:data:`CONCERNS`), observe each against local servers, count them.
 
-    ``users`` idle sessions, logouts and token holders (default 24, quick 6); ``replays`` requests
-    a thief makes with a stolen credential (default 12, quick 6); ``cart_lines`` different books
-    added to watch the credential grow (default 60, quick 20); ``session_ttl`` the idle timeout of
-    the expiry check (default 0.6 s, quick 0.25 s). Counts and bytes, no timings: the verdict is
-    the same on a busy machine.
+    ``users`` idle sessions and token holders (default 12, quick 6); ``replays`` requests a thief
+    makes with a stolen credential (default 12, quick 6); ``cart_lines`` different books added to
+    watch the credential grow (default 60, quick 20); ``session_ttl`` the idle timeout of the
+    expiry check (default 0.6 s, quick 0.25 s). A stolen one-second token is replayed once it has
+    expired, so a run takes at least a second.
     """
-    users = users if users is not None else (6 if quick else 24)
+    users = users if users is not None else (6 if quick else 12)
     replays = replays if replays is not None else (6 if quick else 12)
     cart_lines = cart_lines if cart_lines is not None else (20 if quick else 60)
     ttl = session_ttl if session_ttl is not None else (0.25 if quick else 0.6)
@@ -367,33 +352,37 @@ def run(*, quick: bool = False, users: int | None = None, replays: int | None = 
     _check_size("session_ttl", ttl, 0.05, 10)
     began = time.perf_counter()
     m: dict[str, Any] = {}
-    started: list[Cluster] = []
+    started: list[Any] = []
 
-    def cluster(*args: Any, **kwargs: Any) -> Cluster:
-        started.append(Cluster(*args, **kwargs))
-        return started[-1]
+    def start(service: Any) -> Any:
+        started.append(service)
+        return service.start() if isinstance(service, Server) else service
 
     try:
-        expiring = cluster(1, "stateful", "sqlite", session_ttl=ttl)
-        shop = cluster(2, "stateful", "sqlite", plugins=[login_keeping_the_id])
-        unshared = cluster(2, "stateful", "memory")
-        api = cluster(2, "stateless")
-        denied = DenyList()
-        guarded = cluster(2, "stateless", plugins=[deny_list(denied)])
-        alone = cluster(2, "stateless", plugins=[deny_list()])  # each server its own list
+        brief = start(Cluster(1, "stateless", token_ttl=1))
+        expiring = start(Cluster(1, "stateful", "sqlite", session_ttl=ttl))
+        shop = start(Cluster(2, "stateful", "sqlite", plugins=[login_keeping_the_id]))
+        unshared = start(Cluster(2, "stateful", "memory"))
+        api = start(Cluster(2, "stateless"))
+        api_db = start(Cluster(2, "stateless", cart="db"))
+        cached = start(Server("stateful", name="cached-shop", plugins=[personal_headers({"personal": "public+vary"})]))
+        open_servers = {mode: start(Server(mode, name=f"{mode}-no-guard", csrf_guard=False))
+                        for mode in ("stateful", "stateless", "cookie")}
+        guarded = start(Server("stateful", name="stateful-guarded"))
         steps = [
+            lambda: _short_token(brief, m),
             lambda: _start_idle_sessions(expiring, users, m),
-            lambda: _fixation(shop, m),
+            lambda: _fixation(shop, api, m),
+            lambda: _reach(unshared, api, replays, m),
             lambda: _stateful_logout(shop, replays, m),
-            lambda: _unshared_sessions(unshared, replays, m),
-            lambda: _stateless_logout(api, replays, m, "stateless"),
-            lambda: _stateless_logout(guarded, replays, m, "shared_deny"),
-            lambda: _stateless_logout(alone, replays, m, "own_deny"),
-            lambda: _deny_list_growth(guarded, denied, users, m),
+            lambda: _stateless_logout(api, replays, m),
+            lambda: _cached_after_logout(cached, replays, m),
+            lambda: _csrf(open_servers, guarded, m),
+            lambda: _page_scripts(shop, api, open_servers["cookie"], m),
             lambda: _stateless_rows(api, m),
-            lambda: _sizes(shop, api, cart_lines, m),
+            lambda: _sizes(shop, api, api_db, cart_lines, m),
             lambda: _key_rotation(api, users, m),
-            lambda: _finish_expiry(expiring, ttl, m),
+            lambda: _finish(expiring, brief, ttl, m),
         ]
         for step in progress(steps, "development concerns"):
             step()
@@ -406,65 +395,71 @@ def run(*, quick: bool = False, users: int | None = None, replays: int | None = 
 
 
 def _concerns(m: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each concern with what was observed on each side: does the developer have to handle it?"""
+    """Each concern of :data:`CONCERNS`, asked of both sides: must the developer handle it, and what was seen?"""
     n = m["replays"]
-    return [
-        {"concern": "clean up expired state",
-         "stateful": m["expired_rows_before_purge"] > m["expired_live_sessions"],
-         "stateful_saw": (f"{m['expired_rows_before_purge']} rows still stored, {m['expired_live_sessions']} live, "
-                          f"until a purge removed {m['expired_purged']}"),
-         "stateless": m["stateless_sessions_held"] > 0,
-         "stateless_saw": f"servers hold {m['stateless_sessions_held']} sessions; a token expires by itself"},
-        {"concern": "session fixation at login",
-         "stateful": m["fixation_naive_mallory_sees"] == "alice",
-         "stateful_saw": (f"a login keeping the planted id let mallory in as "
-                          f"{m['fixation_naive_mallory_sees']}; a new id at login gave her "
-                          f"{m['fixation_safe_mallory_sees']}"),
-         "stateless": False,
-         "stateless_saw": "login mints a new signed token; there is no server-side id to plant"},
-        {"concern": "state reachable from every server",
-         "stateful": m["memory_round_robin_found_share"] < 1,
-         "stateful_saw": (f"per-server memory + round robin: {m['memory_round_robin_found_share']:.0%} of requests "
-                          "found the session (needs a shared store or affinity)"),
-         "stateless": m["own_deny_replays_accepted_after_logout"] > 0,
-         "stateless_saw": (f"once revocation exists, a deny list per server let "
-                           f"{m['own_deny_replays_accepted_after_logout']}/{n} replays through"),
-         },
-        {"concern": "revoke a stolen credential at logout",
-         "stateful": m["stateful_replays_accepted_after_logout"] > 0,
-         "stateful_saw": (f"deleting the session: {m['stateful_replays_accepted_after_logout']}/{n} replays accepted,"
-                          f" on {m['stateful_replay_servers']} servers"),
-         "stateless": m["stateless_replays_accepted_after_logout"] > 0,
-         "stateless_saw": (f"{m['stateless_replays_accepted_after_logout']}/{n} replays accepted after logout, "
-                           f"valid {m['stateless_token_valid_for_s']:.0f} s more; a shared deny list "
-                           f"({m['deny_list_entries']} entries) stopped it, "
-                           + ("but not alice's earlier token" if m["shared_deny_earlier_token_accepted"]
-                              else "and her earlier token too")),
-         },
-        {"concern": "manage and rotate signing keys",
-         "stateful": m["sid_is_a_signed_token"],
-         "stateful_saw": "the session id is random, not signed: no key to rotate",
-         "stateless": m["rotation_accepted_after_retire"] < m["rotation_users"],
-         "stateless_saw": (f"retiring the old key logged out "
-                           f"{m['rotation_users'] - m['rotation_accepted_after_retire']}/{m['rotation_users']} "
-                           "token holders"),
-         },
-        {"concern": "keep the credential small",
-         "stateful": m["sid_bytes_after"] > m["sid_bytes_before"],
-         "stateful_saw": f"the cookie stayed {m['sid_bytes_after']} bytes ({m['sid_cart_lines']} lines in the cart)",
-         "stateless": m["token_bytes_after"] > 2 * m["token_bytes_before"],
-         "stateless_saw": (f"the token grew from {m['token_bytes_before']} to {m['token_bytes_after']} bytes "
-                           f"({m['cart_lines']} lines, {m['token_bytes_per_line']:.0f} bytes each)"),
-         },
-    ]
+    found = {
+        "clean up expired state": (
+            m["expired_rows_before_purge"] > (m["expired_live_sessions"] or 0),
+            (f"{m['expired_rows_before_purge']} rows still stored, {m['expired_live_sessions']} live, "
+             f"until a purge removed {m['expired_purged']}"),
+            m["stateless_sessions_held"] > 0,
+            f"servers hold {m['stateless_sessions_held']} rows per user; a token expires by itself"),
+        "renew the credential at login": (
+            m["fixation_naive_mallory_sees"] == "alice",
+            (f"a login keeping the planted id let mallory in as {m['fixation_naive_mallory_sees']}; "
+             f"a new id at login gave her {m['fixation_safe_mallory_sees']}"),
+            m["token_fixation_mallory_sees"] == "alice",
+            f"a token planted before login still named {m['token_fixation_mallory_sees']}; login minted a new one"),
+        "reach state from every server": (
+            m["memory_round_robin_found_share"] < 1,
+            f"sessions in each server's memory, round robin: {m['memory_round_robin_found_share']:.0%} found",
+            m["token_round_robin_found_share"] < 1,
+            f"tokens, round robin: {m['token_round_robin_found_share']:.0%} accepted (every server has the key)"),
+        "revoke a stolen credential at logout": (
+            m["stateful_replays_accepted_after_logout"] > 0,
+            (f"deleting the session: {m['stateful_replays_accepted_after_logout']}/{n} replays accepted on "
+             f"{m['stateful_replay_servers']} servers; a cache keeping per-user answers still served "
+             f"{m['cache_replays_served_after_logout']}/{n}"),
+            m["stateless_replays_accepted_after_logout"] > 0,
+            (f"{m['stateless_replays_accepted_after_logout']}/{n} replays accepted after logout, valid "
+             f"{m['stateless_token_valid_for_s']:.0f} s more; lab 02 builds the fix")),
+        "refuse cross-site forged writes (CSRF)": (
+            m["csrf_stateful_accepted"],
+            (f"guard off: a forged form post answered {m['csrf_stateful_status']}"
+             + (" and filled the cart" if m["csrf_stateful_accepted"] else "")
+             + f"; guard on: {m['csrf_guarded_status']} (cross origin), {m['csrf_guarded_no_origin_status']} "
+               "(text/plain)"),
+            m["csrf_stateless_accepted"],
+            f"guard off: the forged post carried no bearer token and got {m['csrf_stateless_status']}"),
+        "keep the credential from page scripts (XSS)": (
+            not m["stateful_cookie_httponly"],
+            f"the session cookie is {'HttpOnly' if m['stateful_cookie_httponly'] else 'readable by scripts'}",
+            m["stateless_token_in_login_body"],
+            ("login hands the token to the page's script: any script on the page can read it"
+             if m["stateless_token_in_login_body"] else "login hands the page no token")),
+        "manage and rotate signing keys": (
+            m["sid_is_a_signed_token"],
+            "the session id is random, not signed: no key to rotate",
+            m["rotation_accepted_after_retire"] < m["rotation_users"],
+            (f"retiring the old key logged out {m['rotation_users'] - m['rotation_accepted_after_retire']}/"
+             f"{m['rotation_users']} token holders")),
+        "keep the credential small": (
+            m["sid_bytes_after"] > m["sid_bytes_before"],
+            f"the cookie stayed {m['sid_bytes_after']} bytes ({m['sid_cart_lines']} lines in the cart)",
+            m["token_bytes_after"] > 2 * m["token_bytes_before"],
+            (f"the token grew from {m['token_bytes_before']} to {m['token_bytes_after']} bytes "
+             f"({m['cart_lines']} lines, {m['token_bytes_per_line']:.0f} bytes each); with the cart in a table it "
+             f"stayed {m['db_token_bytes_after']} bytes, and every request reads the table")),
+    }
+    return [{"concern": c, "stateful": found[c][0], "stateful_saw": found[c][1],
+             "stateless": found[c][2], "stateless_saw": found[c][3]} for c in CONCERNS]
 
 
 def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
     n = m["replays"]
     concerns = _concerns(m)
-    stateful = [c["concern"] for c in concerns if c["stateful"]]
-    stateless = [c["concern"] for c in concerns if c["stateless"]]
-    m["stateful_concerns"], m["stateless_concerns"] = len(stateful), len(stateless)
+    on = {side: [c["concern"] for c in concerns if c[side]] for side in SIDES}
+    m["stateful_concerns"], m["stateless_concerns"] = len(on["stateful"]), len(on["stateless"])
     checks = {
         "stateful: expired sessions stay stored until a clean-up job purges them":
             m["expired_live_sessions"] == 0 and m["expired_rows_before_purge"] >= m["idle_users"]
@@ -472,57 +467,107 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
         "stateful: a login that keeps a planted id lets the attacker in; a new id at login does not":
             m["fixation_naive_id_kept"] and m["fixation_naive_mallory_sees"] == "alice"
             and not m["fixation_safe_id_kept"] and m["fixation_safe_mallory_sees"] == "401",
-        "stateful: logout revokes a stolen session id at once, on every server (benefit 4d)":
-            m["stateful_copy_worked_before_logout"] and m["stateful_replays_accepted_after_logout"] == 0
-            and m["stateful_replay_servers"] >= 2,
         "stateful: sessions in each server's memory are missed under round robin":
             m["memory_round_robin_found_share"] < 1,
+        "stateful: with the CSRF guard off a cross-site form post rides on the cookie; with it on it is refused":
+            m["csrf_stateful_accepted"] and m["csrf_guarded_status"] == 403
+            and m["csrf_guarded_no_origin_status"] == 415 and not m["csrf_guarded_accepted"],
+        "a stateless signed cookie is forged cross-site just like a session cookie (guard off)":
+            m["csrf_cookie_accepted"],
+        "stateful: the session cookie is HttpOnly: page scripts cannot read it":
+            m["stateful_cookie_httponly"],
+        "stateful: logout revokes a stolen session id on every server sharing the store":
+            m["stateful_copy_worked_before_logout"] and m["stateful_replays_accepted_after_logout"] == 0
+            and m["stateful_replay_servers"] >= 2,
+        "stateful: a shared cache keeping per-user answers still serves them to a stolen cookie after logout":
+            m["cache_replays_served_after_logout"] == n == m["cache_replays_hits"]
+            and m["cache_direct_refused_after_logout"],
         "stateless: logout does not revoke a stolen token; it works until exp":
             m["stateless_replays_accepted_after_logout"] == n and m["stateless_token_valid_for_s"] > 0,
-        "stateless: a shared jti deny list revokes it, holding one entry per logout until exp":
-            m["shared_deny_replays_accepted_after_logout"] == 0 and m["deny_list_entries"] == m["logouts"]
-            and m["deny_list_purged_now"] == 0 and m["deny_list_kept_for_s"] > 0,
-        "stateless: a jti deny list revokes only the token shown at logout, not an earlier one of the same login":
-            m["shared_deny_earlier_token_accepted"],
-        "stateless: a deny list each server keeps alone lets the stolen token through elsewhere":
-            0 < m["own_deny_replays_accepted_after_logout"] < n
-            and m["own_deny_logout_served_by"] not in m["own_deny_accepting_servers"],
+        "stateless: a short token lifetime bounds it: a stolen token is refused once it expired":
+            m["short_token_accepted_before_exp"] and m["short_token_refused_after_exp"],
         "stateless: retiring a signing key logs out every holder of a token it signed":
             m["rotation_accepted_after_rotate"] == m["rotation_users"] and m["rotation_accepted_after_retire"] == 0
             and m["rotation_new_token_uses_new_key"] and m["rotation_new_token_accepted_after_retire"],
         "stateless: the token grows with the cart; the session id does not":
             m["token_bytes_after"] > 2 * m["token_bytes_before"] and m["sid_bytes_after"] == m["sid_bytes_before"]
             and m["cart_lines_kept"] == m["cart_lines"] and m["sid_cart_lines_kept"] == m["sid_cart_lines"],
+        "stateless: login hands the token to the page's script, where any script on the page can read it":
+            m["stateless_token_in_login_body"],
+        "stateless: a cross-site form post carries no bearer token (refused even with the guard off)":
+            not m["csrf_stateless_accepted"] and m["csrf_stateless_status"] == 401,
+        "stateless: with the cart in a table the token stays the same size (it says only who you are)":
+            m["db_token_bytes_after"] == m["db_token_bytes_before"] and m["db_cart_lines_kept"] == m["cart_lines"],
         "stateless: the servers store nothing per user, so nothing to clean up":
             m["stateless_sessions_held"] == 0,
+        "stateless: a token planted before login does not become the victim's":
+            m["token_fixation_mallory_sees"] == "mallory" and m["token_fixation_alice_got_new_token"],
+        "stateless: every server accepts the token under round robin":
+            m["token_round_robin_found_share"] == 1,
+        "the stateless side leaves fewer of the listed concerns to the developer than the stateful side":
+            len(on["stateless"]) < len(on["stateful"]),
+        "none of the stateful side's concerns is left to the stateless side":
+            not set(on["stateful"]) & set(on["stateless"]),
     }
-    if not stateless:
-        verdict = "holds"
-    elif len(stateless) < len(stateful):
-        verdict = "holds with nuance"
-    else:
-        verdict = "does not hold"
+    traded = ", ".join(on["stateless"]) or "none"
+    claims = {
+        "stateful": Judgement(
+            supports=("stateful: expired sessions stay stored until a clean-up job purges them",
+                      "stateful: a login that keeps a planted id lets the attacker in; a new id at login does not",
+                      "stateful: sessions in each server's memory are missed under round robin"),
+            qualifies=("a stateless signed cookie is forged cross-site just like a session cookie (guard off)",),
+            corrected=(f"{len(on['stateful'])} of {len(concerns)} concerns needed the developer on the stateful side "
+                       f"({', '.join(on['stateful']) or 'none'}). "
+                       + ("CSRF comes with the cookie, not with the session: a stateless signed cookie was forged "
+                          "the same way." if m["csrf_cookie_accepted"] else ""))),
+        "stateless": Judgement(
+            supports=("the stateless side leaves fewer of the listed concerns to the developer than the stateful "
+                      "side",),
+            qualifies=("none of the stateful side's concerns is left to the stateless side",
+                       "stateless: with the cart in a table the token stays the same size (it says only who you are)"),
+            corrected=(f"Asked the same {len(concerns)} questions, the stateless side needed the developer on "
+                       f"{len(on['stateless'])} ({traded}) and the stateful side on {len(on['stateful'])}"
+                       + (": the session concerns go, token and browser concerns come."
+                          if on["stateless"] and not set(on["stateful"]) & set(on["stateless"]) else "."))),
+        "4d": Judgement(
+            supports=("stateful: logout revokes a stolen session id on every server sharing the store",),
+            qualifies=("stateful: a shared cache keeping per-user answers still serves them to a stolen cookie "
+                       "after logout",
+                       "stateless: a short token lifetime bounds it: a stolen token is refused once it expired",
+                       "stateless: retiring a signing key logs out every holder of a token it signed"),
+            corrected=(f"Deleting the session refused {n - m['stateful_replays_accepted_after_logout']}/{n} replays "
+                       f"on {m['stateful_replay_servers']} servers, but a shared cache keeping per-user answers "
+                       f"served {m['cache_replays_served_after_logout']}/{n} of them after logout (until its "
+                       "max-age runs out); a stateless design revokes by expiry (a one-second token was "
+                       + ("refused once expired" if m["short_token_refused_after_exp"] else "still accepted")
+                       + ") or by retiring a key, which logged out "
+                       f"{m['rotation_users'] - m['rotation_accepted_after_retire']}/{m['rotation_users']} holders "
+                       "at once. Revocation is central, not instant everywhere.")),
+    }
     reading = (
-        f"Stateful: {len(stateful)} of {len(concerns)} concerns needed the developer ({', '.join(stateful) or 'none'})."
-        f" Stateless: {len(stateless)} ({', '.join(stateless) or 'none'}). A stolen token still worked for "
-        f"{m['stateless_replays_accepted_after_logout']}/{n} requests after logout (valid "
-        f"{m['stateless_token_valid_for_s']:.0f} s more), a stolen session id for "
-        f"{m['stateful_replays_accepted_after_logout']}/{n}; the jti deny list that fixes it is server-side state again"
-        f" ({m['deny_list_entries']} entries after {m['logouts']} logouts, shared by every server)."
+        f"Asked the same {len(concerns)} questions, the stateful side needed the developer on {len(on['stateful'])} "
+        f"({', '.join(on['stateful']) or 'none'}) and the stateless side on {len(on['stateless'])} ({traded}). "
+        f"A stolen token still worked for {m['stateless_replays_accepted_after_logout']}/{n} requests after logout "
+        f"(valid {m['stateless_token_valid_for_s']:.0f} s more), a stolen session id for "
+        f"{m['stateful_replays_accepted_after_logout']}/{n}, or {m['cache_replays_served_after_logout']}/{n} through "
+        f"a cache that kept per-user answers. With the CSRF guard off a cross-site form post answered "
+        f"{m['csrf_stateful_status']} with a session cookie, {m['csrf_cookie_status']} with a signed cookie and "
+        f"{m['csrf_stateless_status']} with a bearer token; with it on, {m['csrf_guarded_status']}."
     )
-    return Evidence(row=ROW, measurements=m, checks=checks, verdict=verdict, reading=reading,
+    return Evidence(row=ROW, measurements=m, checks=checks, claims=claims, reading=reading,
                     seconds=seconds, extra={"concerns": concerns, "quick": quick, "key_numbers": {
-                        "concerns (stateful / stateless)": f"{len(stateful)} / {len(stateless)} of {len(concerns)}",
+                        "concerns (stateful / stateless)": f"{len(on['stateful'])} / {len(on['stateless'])} "
+                                                           f"of {len(concerns)}",
                         "stolen token accepted after logout": f"{m['stateless_replays_accepted_after_logout']}/{n}",
                         "stolen session id accepted after logout": f"{m['stateful_replays_accepted_after_logout']}/{n}",
-                        "deny-list entries (one per logout)": m["deny_list_entries"],
+                        "served from a cache after logout": f"{m['cache_replays_served_after_logout']}/{n}",
                     }})
 
 
 # --------------------------------------------------------------------------- showing it
 
 def concerns_html(ev: Evidence) -> str:
-    """The concern list as an HTML table: each side, observed yes/no, and what was seen."""
+    """The concern list as an HTML table: each side, observed yes/no in words, and what was seen."""
     def cell(flag: bool, saw: str) -> str:
         mark = "<b>yes</b>" if flag else "no"
         return f"<td>{mark}</td><td style='text-align:left'>{html.escape(saw)}</td>"
@@ -534,33 +579,6 @@ def concerns_html(ev: Evidence) -> str:
     m = ev.measurements
     total = (f"<tr><td style='text-align:left'><b>concerns observed</b></td><td><b>{m['stateful_concerns']}</b></td>"
              f"<td></td><td><b>{m['stateless_concerns']}</b></td><td></td></tr>")
-    return ("<table><thead><tr><th style='text-align:left'>concern</th><th>stateful: must handle?</th>"
+    return ("<table><thead><tr><th style='text-align:left'>concern (asked of both)</th><th>stateful: must handle?</th>"
             "<th style='text-align:left'>observed</th><th>stateless: must handle?</th>"
             f"<th style='text-align:left'>observed</th></tr></thead><tbody>{rows}{total}</tbody></table>")
-
-
-def plot(ev: Evidence, ax: Any = None) -> Any:
-    """Bars: share of a thief's replayed requests accepted after the victim logged out, per design."""
-    import matplotlib.pyplot as plt
-
-    m = ev.measurements
-    n = m["replays"]
-    labels = ["stateful\n(session deleted)", "stateless\n(plain JWT)", "stateless + deny list\nper server",
-              "stateless + deny list\nshared"]
-    values = [m["stateful_replays_accepted_after_logout"], m["stateless_replays_accepted_after_logout"],
-              m["own_deny_replays_accepted_after_logout"], m["shared_deny_replays_accepted_after_logout"]]
-    shares = [v / n for v in values]
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 2.8))
-    else:
-        fig = ax.figure
-    colors = ["tab:green" if s == 0 else "tab:red" for s in shares]
-    ax.barh(labels, shares, color=colors)
-    for y, (share, v) in enumerate(zip(shares, values, strict=True)):
-        ax.text(min(share, 0.85) + 0.02, y, f"{v}/{n}", va="center")
-    ax.set_xlim(0, 1.05)
-    ax.invert_yaxis()
-    ax.set_xlabel("share of a thief's requests accepted after logout")
-    ax.set_title("Does logout revoke a stolen credential?")
-    fig.tight_layout()
-    return fig

@@ -1,272 +1,310 @@
 """Row "Fault Tolerance": crash one of three servers while users shop, then take the shared store down.
 
 The seed says: stateful, "Failure in one server affects sessions stored on others"; stateless,
-"Failures are isolated, impacting only individual requests". Three designs face the same crash
-of ``server-1`` while every user, logged in with a book in the cart, keeps asking for the cart:
+"Failures are isolated, impacting only individual requests". It also credits stateless designs
+with fault tolerance (benefit 5b) and stateful ones with session persistence (benefit 4a).
 
-* **memory**: each server keeps its sessions in its own memory; sticky routing pins each user
-  to the server that holds the session.
-* **sqlite**: every server reads and writes one shared SQLite session store.
-* **stateless**: no sessions at all; the cart travels in each user's signed token.
+The four designs of :data:`statelab.experiments.DESIGNS` face the same crash of ``server-1``
+while a crowd shops: every user reads the cart, adds a pen (a plain ``POST``) and adds ink (a
+``POST`` with an ``Idempotency-Key``), in turn. Each write takes a few milliseconds after its
+change is made (:func:`~statelab.shop.plugins.slow_writes`, the time a real write spends
+committing and answering), and the crash comes at an instant when ``server-1`` is working on
+unkeyed writes, as a loaded server always is. We count:
 
-We count who lost the cart (grouped by the server that answered their login, which is where an
-in-memory session lives) and how many requests failed outright while the server went down (the
-balancer retries a refused connection on another server, so only requests in flight can fail).
+* who lost the cart, grouped by the server that answered the login (where an in-memory session lives);
+* which requests failed: the balancer re-sends a read or a keyed write cut by the crash to another
+  server (RFC 9110 9.2.2: only requests whose repeat is safe may be re-sent), and answers 502 to a
+  plain write, which the dead server may have acted on;
+* whether those failed writes had in fact been acted on, and whether a keyed write ever landed twice.
 
-Then the shared store gets its own failure: :class:`OutageStore` switches it off, as a crashed
-database server or a cut network would. A shared store removes the server as a single point of
-failure for sessions and makes *itself* one: every stateful user is affected, on every server.
+Then the shared part of two designs fails instead of a server (:class:`~statelab.shop.sessions.OutageStore`):
+the shared session store, and the shared cart table. And a user logs in on a second device: does
+the cart follow?
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify
-
-from ..shop.sessions import Session, SessionStore, SqliteStore, Updater
+from ..client import Client, Exchange
+from ..shop.carts import SqliteCartStore
+from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes, store_errors_as_503
+from ..shop.sessions import OutageStore, SqliteStore
 from ..topology.cluster import Cluster
-from . import Evidence, progress, record
-from .crowd import Shopper, by_home, close, has_cart, log_in, lost_carts, shop_while
+from . import DESIGNS, Evidence, Judgement, progress, record
+from .crowd import OPS, Shopper, by_home, cart_of, close, landed, log_in, lost_carts, shop_while, when_writing
 
 ROW = "fault_tolerance"
 CRASHED = 1  # server-1 crashes
-DESIGNS = {
-    "memory": "in-memory sessions + sticky routing",
-    "sqlite": "shared SQLite session store",
-    "stateless": "stateless tokens (cart in the JWT)",
-}
+WORK = 0.04  # seconds each cart write spends after its change (see slow_writes)
+SHARED = ("session + shared store", "token + cart in db")  # the designs with a shared store to take down
+TOKEN_DESIGNS = ("token + cart in token", "token + cart in db")
 
 
-class StoreUnavailable(RuntimeError):
-    """The session store cannot be reached."""
+def _cluster(design: str, store: Any, carts: Any, plugins: list[Any]) -> Cluster:
+    """Three servers of ``design``; the memory design routes sticky (its sessions live on one server)."""
+    options = dict(DESIGNS[design])
+    if design == "session + memory":
+        options["balancer"] = "sticky"
+    if design == "session + shared store":
+        options["store"] = store
+    if design == "token + cart in db":
+        options["carts"] = carts
+    return Cluster(3, plugins=plugins, **options)
 
 
-class OutageStore:
-    """A session store you can switch off: while it is down every call fails, as calls to a
-    crashed database server would. It wraps a real store (e.g. :class:`SqliteStore`) and changes
-    nothing else: what it holds is still there when it comes back.
+def _crash(cluster: Cluster, crowd: list[Shopper], in_flight: InFlight, workers: int) -> dict[str, Any]:
+    """Crash ``server-1`` while ``crowd`` shops, at an instant when it is working on unkeyed writes."""
+    met: list[int] = []
 
-    Servers answer a failed store call with 503 when started with :func:`store_errors_as_503`.
-    """
+    def crash() -> None:
+        met.append(when_writing(in_flight, f"server-{CRASHED}"))
+        cluster.kill(CRASHED)
 
-    def __init__(self, inner: SessionStore) -> None:
-        self.inner = inner
-        self.kind = inner.kind
-        self.down = False
-
-    def fail(self) -> None:
-        """The store goes down: every call raises :class:`StoreUnavailable`."""
-        self.down = True
-
-    def recover(self) -> None:
-        """The store is back, with everything it held."""
-        self.down = False
-
-    @contextlib.contextmanager
-    def outage(self) -> Iterator[OutageStore]:
-        """``with store.outage(): ...`` the store is down inside the block."""
-        self.fail()
-        try:
-            yield self
-        finally:
-            self.recover()
-
-    def _check(self) -> None:
-        if self.down:
-            raise StoreUnavailable("the shared session store is unreachable")
-
-    def create(self, data: Session, ttl: float) -> str:
-        self._check()
-        return self.inner.create(data, ttl)
-
-    def get(self, sid: str) -> Session | None:
-        self._check()
-        return self.inner.get(sid)
-
-    def update(self, sid: str, change: Updater) -> Session | None:
-        self._check()
-        return self.inner.update(sid, change)
-
-    def delete(self, sid: str) -> bool:
-        self._check()
-        return self.inner.delete(sid)
-
-    def count(self) -> int:
-        self._check()
-        return self.inner.count()
-
-    def clear(self) -> None:
-        self._check()
-        self.inner.clear()
-
-    def close(self) -> None:
-        closer = getattr(self.inner, "close", None)
-        if closer is not None:
-            closer()
-
-
-def store_errors_as_503(app: Flask) -> None:
-    """Plugin: a server whose store is unreachable answers 503 JSON (without it: a 500)."""
-
-    @app.errorhandler(StoreUnavailable)
-    def store_unavailable(e: StoreUnavailable):
-        return jsonify(error=f"service unavailable: {e}"), 503
-
-
-def _crash(cluster: Cluster, crowd: list[Shopper], workers: int) -> dict[str, Any]:
-    """Crash ``server-1`` while ``crowd`` shops; who lost the cart, and how many requests failed."""
-    traffic = shop_while(crowd, lambda: cluster.kill(CRASHED), workers=workers)
+    traffic = shop_while(crowd, crash, workers=workers)
     lost = lost_carts(crowd)
-    return {"requests": traffic.requests, "failed": traffic.failed, "logged_out_answers": traffic.logged_out,
-            "lost": len(lost), "by_home": by_home(crowd, lost), "failures": traffic.failures}
+    writes = landed(crowd)
+    return {"requests": traffic.requests,
+            "failed": {op: traffic.count("failed", op=op) for op in OPS},
+            "logged out": traffic.count("logged out"),
+            "writes in flight at the crash": met[0],
+            "lost": len(lost), "by_home": by_home(crowd, lost),
+            "failed writes acted on": writes.extra["write"],
+            "keyed writes doubled or missing": writes.extra["keyed write"] + writes.missing["keyed write"],
+            "failures": traffic.failures}
 
 
-def _affected(crowd: list[Shopper]) -> tuple[int, set[str]]:
+def write_through_crash(cluster: Cluster, client: Client, in_flight: InFlight, *, item: str = "pen",
+                        key: str | None = None) -> Exchange:
+    """Send one ``POST /cart`` and crash the server working on it before it answers; what the client got.
+
+    The cluster must run :func:`~statelab.shop.plugins.slow_writes` (so the write is still in
+    flight when the crash comes) and ``in_flight``. With ``key`` the write carries that
+    ``Idempotency-Key``. The crashed server is restarted before this returns.
+    """
+    kind = "keyed write" if key else "write"
+    names = [s.name for s in cluster.servers]
+    answers: list[Exchange] = []
+    headers = {"Idempotency-Key": key} if key else None
+    writer = threading.Thread(target=lambda: answers.append(client.post("/cart", {"item": item, "qty": 1},
+                                                                        headers=headers)))
+    writer.start()
+    try:
+        if not in_flight.wait(lambda: any(in_flight.now(n, kind) for n in names), 5):
+            raise RuntimeError("the write never reached a server: does the cluster run slow_writes and in_flight?")
+        victim = next(n for n in names if in_flight.now(n, kind))
+        cluster.kill(victim)
+    finally:
+        writer.join(timeout=30)
+    cluster.restart(victim)
+    return answers[0]
+
+
+def _second_device(url: str, user: str) -> dict[str, bool]:
+    """``user`` adds a book and keeps using the cart (steps), then logs in on a second device."""
+    first, second = Client(url), Client(url)
+    try:
+        first.login(user)
+        first.add_to_cart("book")
+        steps = [cart_of(first)[0] or {} for _ in range(3)]
+        second.login(user)
+        return {"steps": all(c.get("book", 0) == 1 for c in steps),
+                "second device": (cart_of(second)[0] or {}).get("book", 0) == 1}
+    finally:
+        first.close()
+        second.close()
+
+
+def _outage(crowd: list[Shopper]) -> tuple[int, set[str]]:
     """(users whose ``GET /cart`` did not answer their cart, servers that answered with an error)."""
     bad, servers = 0, set()
     for shopper in crowd:
-        kept, ex = has_cart(shopper)
-        if not kept:
+        cart, ex = cart_of(shopper)
+        if cart is None or cart.get("book", 0) == 0:
             bad += 1
             if ex.served_by:
                 servers.add(ex.served_by)
     return bad, servers
 
 
-def run(*, quick: bool = False, users: int | None = None, workers: int = 3) -> Evidence:
-    """Crash one of three servers under each design, then take the shared store down.
+def run(*, quick: bool = False, users: int | None = None, workers: int = 6) -> Evidence:
+    """Crash one of three servers under each of the four designs, take the shared stores down, try a second device.
 
-    ``users`` shoppers per design (default 36, quick 9), kept busy by ``workers`` threads.
-    Counts, not timings: who lost the cart, which server their session was on, how many
-    requests failed, and who noticed the store outage.
+    ``users`` shoppers per design (default 12, quick 6), kept busy by ``workers`` threads.
+    Counts, not timings: who lost the cart and where their session was, which requests failed
+    and of what kind, whether failed writes had been acted on, and who noticed the store outages.
     """
-    n = users if users is not None else (9 if quick else 36)
+    n = users if users is not None else (6 if quick else 12)
     if not isinstance(n, int) or not 3 <= n <= 600:
         raise ValueError("users must be a whole number from 3 to 600")
+    if not isinstance(workers, int) or not 1 <= workers <= 32:
+        raise ValueError("workers must be a whole number from 1 to 32")
     began = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
-    crowds: dict[str, list[Shopper]] = {}
+    devices: dict[str, dict[str, bool]] = {}
+    outage: dict[str, tuple[int, set[str]]] = {}
+    back: dict[str, int] = {}
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="statelab-ft-", ignore_cleanup_errors=True))
         store = OutageStore(SqliteStore(Path(tmp) / "sessions.sqlite3"))
         stack.callback(store.close)
-        clusters = {
-            "memory": lambda: Cluster(3, "stateful", store="memory", balancer="sticky"),
-            "sqlite": lambda: Cluster(3, "stateful", store=store, balancer="round_robin",
-                                      plugins=[store_errors_as_503]),
-            "stateless": lambda: Cluster(3, "stateless", balancer="round_robin"),
-        }
-        started: dict[str, Cluster] = {}
-        steps = [("crash", d) for d in DESIGNS] + [("outage", None)]
-        for step, design in progress(steps, "crash, then store outage"):
-            if step == "crash":
-                cluster = stack.enter_context(clusters[design]())
-                started[design] = cluster
-                crowds[design] = log_in(cluster.url, n, prefix=f"{design}-user")
-                stack.callback(close, crowds[design])
-                results[design] = _crash(cluster, crowds[design], workers)
-                continue
-            started["sqlite"].restart(CRASHED)  # every server up again: the store is what fails now
-            with store.outage():
-                outage_sqlite, outage_servers = _affected(crowds["sqlite"])
-                outage_stateless, _ = _affected(crowds["stateless"])
-            carts_back = n - len(lost_carts(crowds["sqlite"]))
+        carts = OutageStore(SqliteCartStore(Path(tmp) / "carts.sqlite3"))
+        stack.callback(carts.close)
+        clusters: dict[str, Cluster] = {}
+        crowds: dict[str, list[Shopper]] = {}
+        watch: dict[str, InFlight] = {}
 
+        def crash(design: str) -> None:  # the designs do not interact: they crash side by side
+            results[design] = _crash(clusters[design], crowds[design], watch[design], workers)
+            devices[design] = _second_device(clusters[design].url, "dana")
+
+        for step in progress(["start and log in", "crash server-1", "store outages"], "crash, then store outages"):
+            if step == "start and log in":
+                for design in DESIGNS:
+                    watch[design] = InFlight()
+                    plugins = [slow_writes(WORK), watch[design], idempotent_writes(IdempotencyKeys()),
+                               store_errors_as_503]
+                    clusters[design] = stack.enter_context(_cluster(design, store, carts, plugins))
+                    crowds[design] = log_in(clusters[design].url, n, prefix="user", group=design)
+                    stack.callback(close, crowds[design])
+            elif step == "crash server-1":
+                with ThreadPoolExecutor(max_workers=len(DESIGNS), thread_name_prefix="statelab-crash") as pool:
+                    for future in [pool.submit(crash, design) for design in DESIGNS]:
+                        future.result()
+            else:
+                for design in SHARED:
+                    clusters[design].restart(CRASHED)  # every server up again: the shared store is what fails now
+                with store.outage(), carts.outage():  # session + memory has no shared store to take down
+                    for design in ("token + cart in token", *SHARED):
+                        outage[design] = _outage(crowds[design])
+                for design in SHARED:
+                    back[design] = n - len(lost_carts(crowds[design]))
+    return record(_evidence(results, devices, outage, back, n, workers, time.perf_counter() - began))
+
+
+def _evidence(results: dict[str, dict[str, Any]], devices: dict[str, dict[str, bool]],
+              outage: dict[str, tuple[int, set[str]]], back: dict[str, int], n: int, workers: int,
+              seconds: float) -> Evidence:
+    results = {d: results[d] for d in DESIGNS}  # in the order of DESIGNS, whichever crash finished first
+    devices = {d: devices[d] for d in DESIGNS}
     crashed = f"server-{CRASHED}"
-    home = results["memory"]["by_home"]
+    home = results["session + memory"]["by_home"]
     on_crashed, lost_on_crashed = home.get(crashed, (0, 0))
     on_others = sum(u for h, (u, _) in home.items() if h != crashed)
     lost_on_others = sum(k for h, (_, k) in home.items() if h != crashed)
     failed = {d: r["failed"] for d, r in results.items()}
+    met = {d: r["writes in flight at the crash"] for d, r in results.items()}
+    lost = {d: r["lost"] for d, r in results.items()}
+    acted = {d: r["failed writes acted on"] for d, r in results.items()}
+    doubled = {d: r["keyed writes doubled or missing"] for d, r in results.items()}
     all_servers = {f"server-{i}" for i in range(3)}
+    token_lost = sum(lost[d] for d in TOKEN_DESIGNS)
     measurements: dict[str, Any] = {
         "users per design": n,
         "crashed server": crashed,
-        "memory: sessions on the crashed server": on_crashed,
-        "memory: lost among them": lost_on_crashed,
-        "memory: sessions on the other servers": on_others,
-        "memory: lost among those": lost_on_others,
-        "users who lost their cart": {d: r["lost"] for d, r in results.items()},
+        "session + memory: sessions on the crashed server": on_crashed,
+        "session + memory: lost among them": lost_on_crashed,
+        "session + memory: sessions on the other servers": on_others,
+        "session + memory: lost among those": lost_on_others,
+        "users who lost their cart in the crash": lost,
+        "unkeyed writes in flight on server-1 at the crash": met,
+        "failed unkeyed writes (502)": {d: f["write"] for d, f in failed.items()},
+        "failed keyed writes": {d: f["keyed write"] for d, f in failed.items()},
+        "failed reads": {d: f["read"] for d, f in failed.items()},
+        "failed unkeyed writes that had been acted on": acted,
+        "keyed writes applied twice or missing": doubled,
         "requests during the crash window": {d: r["requests"] for d, r in results.items()},
-        "failed requests (no answer or 5xx)": failed,
-        "401 answers during the crash window": {d: r["logged_out_answers"] for d, r in results.items()},
-        "store outage: stateful users affected": outage_sqlite,
-        "store outage: servers that answered with an error": sorted(outage_servers),
-        "store outage: stateless users affected": outage_stateless,
-        "after the outage: stateful users with their cart back": carts_back,
+        "store outage: users affected": {d: o[0] for d, o in outage.items()},
+        "store outage: servers that answered with an error": {d: sorted(o[1]) for d, o in outage.items()},
+        "after the outage: users with their cart back": back,
+        "cart kept across steps": {d: v["steps"] for d, v in devices.items()},
+        "cart seen on a second device": {d: v["second device"] for d, v in devices.items()},
     }
+    sessions = ("session + memory", "session + shared store")
     checks = {
-        "memory store: the crash logged out every user whose session was on the crashed server":
+        "session + memory: the crash lost every cart whose session was on the crashed server":
             on_crashed > 0 and lost_on_crashed == on_crashed,
-        "memory store: no user whose session was on another server lost the cart (the seed's wording is wrong)":
-            on_others > 0 and lost_on_others == 0,
-        "shared store: no user lost the cart when a server crashed": results["sqlite"]["lost"] == 0,
-        "stateless tokens: no user lost the cart when a server crashed": results["stateless"]["lost"] == 0,
-        "the balancer retried refused connections: at most the requests in flight at the crash failed":
-            all(f <= workers for f in failed.values()),
-        "shared store outage: every stateful user was affected, on every server":
-            outage_sqlite == n and outage_servers == all_servers,
-        "shared store outage: no stateless user was affected": outage_stateless == 0,
-        "after the outage the stateful carts were back (unavailable, not lost)": carts_back == n,
+        "session + memory: the crash reached sessions stored on other servers": lost_on_others > 0,
+        "session + shared store: no user lost the cart in the crash": lost["session + shared store"] == 0,
+        "token designs: no user lost the cart in the crash": token_lost == 0,
+        "in every design some unkeyed writes in flight on the crashed server failed (502)":
+            all(f["write"] >= 1 for f in failed.values()),
+        "only unkeyed writes failed: no read and no keyed write (the balancer re-sent those)":
+            all(f["read"] == 0 and f["keyed write"] == 0 for f in failed.values()),
+        "failures stayed individual: no more than the writes in flight at the crash (+ workers)":
+            all(f["write"] <= met[d] + workers for d, f in failed.items()),
+        "with a shared store, failed unkeyed writes had been acted on (a blind re-send would add twice)":
+            sum(acted[d] for d in SHARED) >= 1,
+        "no keyed write was applied twice or lost": not any(doubled.values()),
+        "shared session store outage: every user affected, on every server":
+            outage["session + shared store"][0] == n and outage["session + shared store"][1] == all_servers,
+        "shared cart table outage: every token + cart in db user affected": outage["token + cart in db"][0] == n,
+        "token + cart in token: no user noticed the outages": outage["token + cart in token"][0] == 0,
+        "after the outages every cart was back (unavailable, not lost)": all(b == n for b in back.values()),
+        "a session kept the cart across steps": all(devices[d]["steps"] for d in sessions),
+        "token designs kept the cart across steps too": all(devices[d]["steps"] for d in TOKEN_DESIGNS),
+        "a second device saw the cart only when it lived in the db":
+            devices["token + cart in db"]["second device"]
+            and not any(devices[d]["second device"] for d in DESIGNS if d != "token + cart in db"),
     }
-    stateless_isolated = results["stateless"]["lost"] == 0 and failed["stateless"] <= workers
-    seed_wording_right = lost_on_others > 0
-    if not stateless_isolated:
-        verdict = "does not hold"
-    elif seed_wording_right and lost_on_crashed > 0:
-        verdict = "holds"
-    else:
-        verdict = "holds with nuance"
+    failed_writes = sum(f["write"] for f in failed.values())
+    token_failed = sum(failed[d]["write"] for d in TOKEN_DESIGNS)
+    claims = {
+        "stateful": Judgement(
+            supports=("session + memory: the crash reached sessions stored on other servers",),
+            qualifies=("shared session store outage: every user affected, on every server",),
+            corrected=(f"A crash loses the sessions stored on the crashed server ({lost_on_crashed} of {on_crashed} "
+                       f"here), not those on others ({lost_on_others} of {on_others}); what reaches sessions on "
+                       f"every server is the outage of a shared store ({outage['session + shared store'][0]} of {n} "
+                       f"users, through {len(outage['session + shared store'][1])} servers).")),
+        "stateless": Judgement(
+            supports=("token designs: no user lost the cart in the crash",
+                      "only unkeyed writes failed: no read and no keyed write (the balancer re-sent those)",
+                      "failures stayed individual: no more than the writes in flight at the crash (+ workers)"),
+            qualifies=("shared cart table outage: every token + cart in db user affected",
+                       "session + shared store: no user lost the cart in the crash"),
+            corrected=(f"A crash cost only the plain writes in flight on the dying server ({token_failed} in the "
+                       f"token designs, {failed_writes} across all four) and no token user a cart; but a shared "
+                       f"session store lost no cart either ({lost['session + shared store']}), and a token design "
+                       f"whose cart lives in a database shares that database's outages "
+                       f"({outage['token + cart in db'][0]} of {n} users).")),
+        "5b": Judgement(
+            supports=("token designs: no user lost the cart in the crash",),
+            qualifies=("session + shared store: no user lost the cart in the crash",
+                       "shared cart table outage: every token + cart in db user affected"),
+            corrected=(f"No token user lost a cart ({token_lost}), and neither did a user of the shared session "
+                       f"store ({lost['session + shared store']}): surviving a crash depends on where the data "
+                       f"lives, and a shared store is one part whose failure reaches everyone.")),
+        "4a": Judgement(
+            supports=("a session kept the cart across steps",),
+            qualifies=("a second device saw the cart only when it lived in the db",
+                       "token designs kept the cart across steps too",
+                       "session + memory: the crash lost every cart whose session was on the crashed server"),
+            corrected=("A session carries a user across steps, as a token does; it does not carry them to a second "
+                       "device (a new login is a new, empty session) and dies with its server when kept in memory. "
+                       "Only a cart kept in a database by user followed the user to the second device.")),
+    }
     reading = (
-        f"When {crashed} crashed, {lost_on_crashed} of {on_crashed} users whose in-memory session lived on it "
-        f"lost their cart, and {lost_on_others} of {on_others} whose session lived on another server did: "
-        f"a crash loses the sessions stored on the crashed server, not those on others. "
-        f"With the shared store {results['sqlite']['lost']} users lost a cart, with tokens "
-        f"{results['stateless']['lost']}; {sum(failed.values())} of {sum(r['requests'] for r in results.values())} "
-        f"requests failed outright (only a request in flight on the dying server can). "
-        f"But when the shared store went down, {outage_sqlite} of {n} stateful users got errors from "
-        f"{len(outage_servers)} servers, while {outage_stateless} of {n} token users noticed."
+        f"When {crashed} crashed with unkeyed writes in flight, {lost_on_crashed} of {on_crashed} users whose "
+        f"in-memory session lived on it lost their cart and {lost_on_others} of {on_others} on other servers did; "
+        f"the other three designs lost {lost['session + shared store']}, {lost['token + cart in token']} and "
+        f"{lost['token + cart in db']}. Failed plain writes per design: "
+        + ", ".join(f"{d} {f['write']}" for d, f in failed.items())
+        + f"; failed reads and keyed writes: {sum(f['read'] + f['keyed write'] for f in failed.values())}. "
+        f"{sum(acted[d] for d in SHARED)} failed writes had been acted on in the shared stores. "
+        f"When the shared session store went down {outage['session + shared store'][0]} of {n} users got errors, "
+        f"when the cart table went down {outage['token + cart in db'][0]} of {n}; every cart came back. A second "
+        f"device saw the cart in {sum(v['second device'] for v in devices.values())} of {len(devices)} designs."
     )
-    return record(Evidence(row=ROW, measurements=measurements, checks=checks, verdict=verdict, reading=reading,
-                           seconds=time.perf_counter() - began,
-                           extra={"by_home": {d: r["by_home"] for d, r in results.items()},
-                                  "failures": {d: r["failures"] for d, r in results.items()},
-                                  "crashed": crashed, "workers": workers}))
-
-
-def plot(ev: Evidence, ax: Any = None) -> Any:
-    """Share of users who lost their cart, by the server their login landed on, for each design;
-    and, for the designs with a shared part, the share affected by the store outage."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 3.2))
-    crashed = ev.extra["crashed"]
-    homes = sorted({h for table in ev.extra["by_home"].values() for h in table})
-    groups = [f"users on {h}" + (" (crashed)" if h == crashed else "") for h in homes] + ["store outage: all users"]
-    n = ev.measurements["users per design"]
-    outage = {"memory": None, "sqlite": ev.measurements["store outage: stateful users affected"],
-              "stateless": ev.measurements["store outage: stateless users affected"]}
-    width = 0.26
-    for i, (design, label) in enumerate(DESIGNS.items()):
-        table = ev.extra["by_home"][design]
-        shares = [100 * table[h][1] / table[h][0] if table.get(h, (0, 0))[0] else 0.0 for h in homes]
-        shares.append(float("nan") if outage[design] is None else 100 * outage[design] / n)
-        xs = [g + (i - 1) * width for g in range(len(groups))]
-        bars = ax.bar(xs, shares, width, label=label)
-        ax.bar_label(bars, labels=["" if s != s else f"{s:.0f}" for s in shares], fontsize=7, padding=1)
-    ax.set_xticks(range(len(groups)), groups, fontsize=8)
-    ax.set_ylabel("users without their cart (%)")
-    ax.set_ylim(0, 135)
-    ax.set_yticks(range(0, 101, 20))
-    ax.set_title(f"{crashed} crashes, then the shared store goes down", fontsize=10)
-    ax.text(len(groups) - 1 - width, 2, "no store", ha="center", fontsize=7, rotation=90)
-    ax.legend(fontsize=7, loc="upper center", ncol=3, frameon=False)
-    ax.figure.tight_layout()
-    return ax.figure
+    return Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
+                    seconds=seconds,
+                    extra={"by_home": {d: r["by_home"] for d, r in results.items()}, "failed": failed,
+                           "lost": lost, "outage": {d: o[0] for d, o in outage.items()},
+                           "failures": {d: r["failures"] for d, r in results.items()},
+                           "crashed": crashed, "workers": workers, "users": n})

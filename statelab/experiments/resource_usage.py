@@ -1,40 +1,57 @@
-"""Resource usage: server memory per session, and the bytes a token costs on every request.
+"""Resource usage: where each design keeps a user's state, and what that costs in memory, storage and bytes.
 
 The seed says a stateful server "requires more resources for session state management" and
 a stateless one "utilizes resources efficiently". Its own benefit 4b says the opposite about
 one resource: keeping state on the server is efficient because it is not re-sent with every
-request. Both are resources, so this experiment measures both:
+request. State costs something wherever it lives, so this experiment follows it through the four
+designs of :data:`~statelab.experiments.DESIGNS`:
 
-* **server memory** (``tracemalloc``, after garbage collection) of a stateful server as
-  sessions pile up: a few hundred users log in over real HTTP, then thousands more are
-  logged in directly through the server's own store (what its ``/login`` does, minus the
-  network). The same for a stateless server: HTTP logins, then tokens issued directly with
-  its own keyring. Stateful memory grows with users; stateless stays flat.
-* **bytes on the wire** as the cart grows, one ``POST /cart`` at a time over HTTP: the sid
-  cookie stays the same size, while the token carries the whole cart on every request, and
-  outgrows what a browser keeps in one cookie (4096 bytes for name and value).
+* **server memory** (``tracemalloc``, after garbage collection) of a one-server cluster of each
+  design as users pile up: a few hundred log in over real HTTP, then thousands more are logged
+  in directly (what ``/login`` and ``POST /cart`` do, minus the network: a session in the store,
+  a token from the keyring, a row in the cart table), each with a three-line cart;
+* **shared storage**: the bytes the shared SQLite files (session store, cart table) grow by, for
+  the designs that keep state there;
+* **bytes on the wire** as a cart grows, one ``POST /cart`` at a time over HTTP: the sid cookie
+  and an identity-only token stay the same size, while a token that carries the cart grows
+  with it and outgrows what a browser keeps in one cookie (4096 bytes for name and value).
 """
 
 from __future__ import annotations
 
 import gc
-import itertools
+import sqlite3
 import threading
 import time
 import tracemalloc
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from ..rawhttp import WireExchange, build_request, wire_exchange
 from ..shop.app import MAX_CART_LINES
-from ..shop.server import HOST, Server
-from . import Evidence, progress, record
-from .performance import WireUser, build_request, wire_exchange
+from ..topology.cluster import Cluster
+from . import DESIGNS, Evidence, Judgement, progress, record
 
+ROW = "resource_usage"
+MEMORY, STORE, IN_TOKEN, IN_DB = DESIGNS  # the four designs, in the collection's order
 #: RFC 6265 asks browsers to keep at least 4096 bytes per cookie (name and value); the major ones keep no more.
 COOKIE_LIMIT = 4096
-#: Logins before tracing starts, so that one-off caches of the first requests do not count as sessions.
+#: Logins before tracing starts, so that one-off caches of the first requests do not count as state.
 WARM_UP = 20
 CART = [{"item": "ddia", "qty": 1}, {"item": "sicp", "qty": 2}, {"item": "tcp-ip", "qty": 1}]
+TTL = 1800
+
+C_MEM_GROWS = "session + memory: the server's memory grows with every session"
+C_HEALTH = "session + memory: the server counts every session it holds (GET /health)"
+C_STORE_MOVES = "session + shared store: the server's memory stays flat; the sessions fill the shared store instead"
+C_TOKEN_FLAT = "token + cart in token: the server holds nothing per user"
+C_DB_FLAT = "token + cart in db: the server's memory stays flat"
+C_DB_TABLE = "token + cart in db: the carts fill the shared table instead"
+C_SID_FLAT = "the sid cookie stays the same size whatever the cart holds"
+C_DB_TOKEN_FLAT = "with the cart in db, the token stays the same size whatever the cart holds"
+C_TOKEN_COOKIE = "a token carrying the cart outgrows a browser's 4096-byte cookie"
+C_TOKEN_BYTES = "every cart-in-token request carries more bytes than the session one"
 
 
 def traced_bytes() -> int:
@@ -56,63 +73,137 @@ def cookie_bytes(name: str, value: str) -> int:
     return len(name.encode()) + 1 + len(value.encode())
 
 
-def _grow_sessions(server: Server, http_users: int, targets: Iterable[int]) -> tuple[list[int], list[int]]:
-    """Log users in on ``server`` up to each of ``targets``; return (users, bytes held) at each.
+def file_bytes(path: str | Path | None) -> int:
+    """Bytes of data an SQLite file holds, its write-ahead log included (pages in use x page size; 0 for none).
 
-    The first ``http_users`` log in over HTTP; the rest directly: through the store for a
-    stateful server, with its keyring for a stateless one (the token goes to the client).
+    Not the files' sizes on disk: the log keeps whole 4 KiB pages of every commit until a checkpoint,
+    so its size says how much was written lately, not how much is kept.
     """
-    users, held = [0], [0]
-    base = traced_bytes()
+    if path is None or not Path(path).exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        (pages,), (size,) = db.execute("PRAGMA page_count").fetchone(), db.execute("PRAGMA page_size").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+    finally:
+        db.close()
+    return (pages - free) * size
+
+
+class WireUser:
+    """One user talking raw HTTP to one server, bytes counted: keeps the session cookie or the token it is given."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.host, port = url.split("//", 1)[1].rsplit(":", 1)
+        self.port = int(port)
+        self.cookie: tuple[str, str] | None = None  # (name, value) of the session cookie
+        self.token: str | None = None
+
+    @property
+    def credential(self) -> tuple[str, str]:
+        """(cookie name, value) of what identifies this user, as a browser would keep it (a token: "token")."""
+        return self.cookie if self.cookie is not None else ("token", self.token or "")
+
+    def send(self, method: str, path: str, body: Any = None) -> WireExchange:
+        headers = {"Cookie": "=".join(self.cookie)} if self.cookie else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        ex = wire_exchange(self.url, build_request(method, self.host, self.port, path, headers, body))
+        if ex.status >= 400:
+            raise RuntimeError(f"{method} {path} answered {ex.status}: {ex.body[:200]!r}")
+        name, _, value = ex.headers.get("Set-Cookie", "").split(";", 1)[0].partition("=")
+        if name and value:
+            self.cookie = (name.strip(), value.strip())
+        elif ex.headers.get("Content-Type", "").startswith("application/json"):
+            token = ex.json().get("token")
+            if isinstance(token, str):
+                self.token = token
+        return ex
+
+    def login(self, user: str) -> WireExchange:
+        return self.send("POST", "/login", {"user": user})
+
+    def add(self, item: str, qty: int = 1) -> WireExchange:
+        return self.send("POST", "/cart", {"item": item, "qty": qty})
+
+
+def log_in_directly(cluster: Cluster, user: str) -> None:
+    """What ``/login`` and a few ``POST /cart`` do for ``user`` on ``cluster``, without the network."""
+    server = cluster.servers[0]
+    if server.mode == "stateful":
+        server.store.create({"user": user, "cart": list(CART)}, TTL)  # type: ignore[union-attr]
+        return
+    token = cluster.keyring.issue(user, TTL, **({} if cluster.carts is not None else {"cart": list(CART)}))
+    del token  # the client keeps it: nothing of it stays on the server
+    if cluster.carts is not None:
+        cluster.carts.update(user, lambda _: list(CART))
+
+
+def _storage(cluster: Cluster) -> str | None:
+    """The shared SQLite file where this design keeps state (None when it keeps none there)."""
+    if cluster.carts is not None:
+        return getattr(cluster.carts, "path", None)
+    return getattr(cluster.store, "path", None)
+
+
+def _grow(cluster: Cluster, http_users: int, targets: Iterable[int]) -> dict[str, list[int]]:
+    """Log users in up to each of ``targets``; return users, server bytes held and shared-file bytes at each."""
+    out = {"users": [0], "held": [0], "stored": [0]}
+    base, base_file = traced_bytes(), file_bytes(_storage(cluster))
     n = 0
     for target in targets:
         while n < target:
             name = f"user-{n:05d}"
             if n < http_users:
-                WireUser(server.url, server.mode).login(name)
-            elif server.mode == "stateful":
-                server.store.create({"user": name, "cart": list(CART)}, 1800)  # type: ignore[union-attr]
+                user = WireUser(cluster.servers[0].url)
+                user.login(name)
+                user.add("ddia")
             else:
-                server.keyring.issue(name, 900, cart=list(CART))  # type: ignore[union-attr]
+                log_in_directly(cluster, name)
             n += 1
-        users.append(n)
-        held.append(traced_bytes() - base)
-    return users, held
+        out["users"].append(n)
+        out["held"].append(traced_bytes() - base)
+        out["stored"].append(file_bytes(_storage(cluster)) - base_file)
+    return out
 
 
-def _memory(mode: str, http_users: int, targets: Iterable[int]) -> tuple[list[int], list[int], int]:
-    """Start a ``mode`` server, trace its memory while users log in; also its session count."""
-    with Server(mode, name=f"{mode}-memory") as server:
-        server.start()
-        for i in range(WARM_UP):  # caches and free lists the first requests fill are not sessions
-            WireUser(server.url, mode).login(f"warm-up-{i}")
-        if server.store is not None:
-            server.store.clear()
+def _memory(design: str, http_users: int, targets: Iterable[int]) -> tuple[dict[str, list[int]], int]:
+    """A one-server cluster of ``design``: trace its memory while users log in; also its session count."""
+    with Cluster(1, **DESIGNS[design]) as cluster:
+        url = cluster.servers[0].url
+        for i in range(WARM_UP):  # caches and free lists the first requests fill are not state
+            WireUser(url).login(f"warm-up-{i}")
+        if cluster.servers[0].store is not None:
+            cluster.servers[0].store.clear()
         started = not tracemalloc.is_tracing()  # never stop a trace the learner started
+        gc.collect()
+        gc.freeze()  # what exists now was allocated before tracing: the collections below need not scan it
         if started:
             tracemalloc.start()
         try:
-            users, held = _grow_sessions(server, http_users, targets)
+            grown = _grow(cluster, http_users, targets)
         finally:
             if started:
                 tracemalloc.stop()
-        health = wire_exchange(server.url, build_request("GET", HOST, server.port, "/health")).json()
+            gc.unfreeze()
+        health = wire_exchange(url, build_request("GET", "127.0.0.1", int(url.rsplit(":", 1)[1]), "/health")).json()
     gc.collect()
-    return users, held, health["sessions"]
+    return grown, health["sessions"]
 
 
-def _cart_growth(server: Server, lines: int) -> dict[str, list[int]]:
-    """Add one cart line at a time over HTTP; record request/response bytes and credential size."""
-    user = WireUser(server.url, server.mode)
+def _cart_growth(url: str, lines: int) -> dict[str, list[Any]]:
+    """Add one cart line at a time over HTTP; record request/response bytes and the credential's size."""
+    user = WireUser(url)
     user.login("alice")
-    name = "sid" if server.mode == "stateful" else "token"  # a token kept in a cookie called "token"
-    out: dict[str, list[int]] = {"lines": [], "request": [], "response": [], "credential": []}
+    out: dict[str, list[Any]] = {"lines": [], "request": [], "response": [], "credential": []}
     for i in range(lines):
         ex = user.add(f"book-{i:03d}", 1)
         out["lines"].append(len(ex.json()["cart"]))
         out["request"].append(ex.request_bytes)
         out["response"].append(ex.response_bytes)
-        out["credential"].append(cookie_bytes(name, user.credential or ""))
+        out["credential"].append(cookie_bytes(*user.credential))
+    out["cookie name"] = [user.credential[0]]
     return out
 
 
@@ -128,128 +219,129 @@ def lines_to_outgrow(keyring: Any, limit: int = COOKIE_LIMIT) -> int | None:
 
 def run(*, quick: bool = False, sessions: tuple[int, ...] | None = None, http_users: int | None = None,
         max_lines: int | None = None) -> Evidence:
-    """Measure server memory against active sessions, and bytes per request against cart size.
+    """Measure server memory and shared storage against users, and bytes per request against cart size.
 
-    ``sessions``: the session counts to measure memory at; ``http_users``: how many of them log
-    in over HTTP; ``max_lines``: cart lines to grow to over HTTP (default: a little past the
-    size at which the token outgrows a cookie, at most the app's limit).
+    ``sessions``: the user counts to measure at; ``http_users``: how many of them log in over
+    HTTP; ``max_lines``: cart lines to grow to over HTTP (default: a little past the size at
+    which a token carrying the cart outgrows a cookie, at most the app's limit).
     """
-    sessions = tuple(sorted(set(sessions or ((300, 1000) if quick else (1000, 2500, 5000))) - {0}))
+    sessions = tuple(sorted(set(sessions or ((150, 400) if quick else (300, 800))) - {0}))
     if not sessions or not all(isinstance(n, int) and 0 < n <= 200_000 for n in sessions):
         raise ValueError("sessions must be whole numbers from 1 to 200000, e.g. (1000, 5000)")
     if max_lines is not None and not 1 <= max_lines <= MAX_CART_LINES:
         raise ValueError(f"max_lines must be from 1 to {MAX_CART_LINES} (the app's cart limit)")
-    http_users = min(http_users if http_users is not None else (30 if quick else 200), sessions[-1])
+    http_users = min(http_users if http_users is not None else (10 if quick else 30), sessions[-1])
     sizes = sorted({http_users, *sessions} - {0})
     began = time.perf_counter()
-    bar = iter(progress([(m, s) for m in ("stateful", "stateless") for s in sizes] + [("cart", 0)], "measuring"))
-    memory, health = {}, {}
-    for mode in ("stateful", "stateless"):
-        users, held, health[mode] = _memory(mode, http_users, (s for _, s in itertools.islice(bar, len(sizes))))
-        memory[mode] = (users, held)
+    bar = iter(progress(list(DESIGNS) + ["cart"], "measuring"))
+    grown, health = {}, {}
+    for design in DESIGNS:
+        next(bar)
+        grown[design], health[design] = _memory(design, http_users, sizes)
 
-    growth: dict[str, dict[str, list[int]]] = {}
-    next(bar, None)
-    with Server("stateful", name="stateful-cart") as sf, Server("stateless", name="stateless-cart") as st:
-        sf.start()
-        st.start()
+    growth: dict[str, dict[str, list[Any]]] = {}
+    next(bar)
+    with Cluster(1, **DESIGNS[IN_TOKEN]) as probe:
         if max_lines is None:  # where the token outgrows a cookie, found with the server's own keyring
-            limit = lines_to_outgrow(st.keyring)
+            limit = lines_to_outgrow(probe.keyring)
             margin = 3 if quick else max(limit // 8, 3) if limit else 0
             max_lines = MAX_CART_LINES if limit is None else min(MAX_CART_LINES, limit + margin)
-        growth["stateful"] = _cart_growth(sf, max_lines)
-        growth["stateless"] = _cart_growth(st, max_lines)
+    clusters = [Cluster(1, **options) for options in DESIGNS.values()]
+    try:
+        for design, cluster in zip(DESIGNS, clusters, strict=True):
+            growth[design] = _cart_growth(cluster.servers[0].url, max_lines)
+    finally:
+        for cluster in clusters:
+            cluster.stop()
     for _ in bar:  # finish the progress bar
         pass
-    return _evidence(memory, health, growth, http_users, time.perf_counter() - began)
+    return _evidence(grown, health, growth, http_users, time.perf_counter() - began)
 
 
-def _evidence(memory: dict[str, tuple[list[int], list[int]]], health: dict[str, int],
-              growth: dict[str, dict[str, list[int]]], http_users: int, seconds: float) -> Evidence:
-    users, sf_bytes = memory["stateful"]
-    _, sl_bytes = memory["stateless"]
-    # the slope over the later (direct) logins, past the HTTP ones; with one size, the average
-    per_session = ((sf_bytes[-1] - sf_bytes[1]) / (users[-1] - users[1]) if len(users) > 2
-                   else sf_bytes[-1] / users[-1])
-    per_http_session = sf_bytes[1] / max(users[1], 1)
-    per_stateless_user = sl_bytes[-1] / users[-1]
-    lines = growth["stateless"]["lines"]
-    token = growth["stateless"]["credential"]
-    too_big = next((n for n, size in zip(lines, token, strict=True) if size > COOKIE_LIMIT), None)
-    extra_per_request = [a - b for a, b in zip(growth["stateless"]["request"], growth["stateful"]["request"],
-                                               strict=True)]
+def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
+              growth: dict[str, dict[str, list[Any]]], http_users: int, seconds: float) -> Evidence:
+    users = grown[MEMORY]["users"]
+    held = {d: grown[d]["held"] for d in DESIGNS}
+    stored = {d: grown[d]["stored"] for d in DESIGNS}
+    n = users[-1]
+    # the slope over the later (direct) logins, past the HTTP ones (whose threads leave some caches behind)
+    slope = {d: ((held[d][-1] - held[d][1]) / (users[-1] - users[1]) if len(users) > 2 else held[d][-1] / n)
+             for d in DESIGNS}
+    per_session = slope[MEMORY]
+    per_stored = {d: stored[d][-1] / n for d in (STORE, IN_DB)}
+    lines = growth[IN_TOKEN]["lines"]
+    token = growth[IN_TOKEN]["credential"]
+    too_big = next((k for k, size in zip(lines, token, strict=True) if size > COOKIE_LIMIT), None)
+    extra_per_request = [a - b for a, b in zip(growth[IN_TOKEN]["request"], growth[MEMORY]["request"], strict=True)]
     small = min(len(CART), len(extra_per_request))  # a typical cart: a few items
     extra_small_cart = extra_per_request[small - 1]
+
+    def flat(design: str) -> bool:
+        """The server keeps (almost) nothing per user: under a tenth of what a memory session costs."""
+        return abs(slope[design]) < 0.1 * per_session
+
     checks = {
-        "a stateful server's memory grows with every session":
-            per_session > 100 and sf_bytes[-1] > 0.5 * per_session * users[-1],
-        "a stateless server's memory stays flat as users log in":
-            abs(sl_bytes[-1]) < 0.1 * sf_bytes[-1],
-        "the server counts every session it holds (GET /health)": health["stateful"] == users[-1],
-        "the sid cookie stays the same size whatever the cart holds":
-            len(set(growth["stateful"]["credential"])) == 1 and len(set(growth["stateful"]["request"])) == 1,
-        "a token carrying the cart outgrows a browser's 4096-byte cookie": too_big is not None,
-        "every stateless request carries more bytes than the stateful one": min(extra_per_request) > 0,
+        C_MEM_GROWS: per_session > 100 and held[MEMORY][-1] > 0.5 * per_session * n,
+        C_HEALTH: health[MEMORY] == n,
+        C_STORE_MOVES: flat(STORE) and per_stored[STORE] > 50,
+        C_TOKEN_FLAT: flat(IN_TOKEN) and stored[IN_TOKEN][-1] == 0,
+        C_DB_FLAT: flat(IN_DB),
+        C_DB_TABLE: per_stored[IN_DB] > 20,
+        C_SID_FLAT: len(set(growth[MEMORY]["credential"])) == 1 and len(set(growth[MEMORY]["request"])) == 1,
+        C_DB_TOKEN_FLAT: len(set(growth[IN_DB]["credential"])) == 1 and len(set(growth[IN_DB]["request"])) == 1,
+        C_TOKEN_COOKIE: too_big is not None,
+        C_TOKEN_BYTES: min(extra_per_request) > 0,
     }
-    holds = [checks["a stateful server's memory grows with every session"],
-             checks["a stateless server's memory stays flat as users log in"]]
-    nuance = [checks["every stateless request carries more bytes than the stateful one"],
-              checks["a token carrying the cart outgrows a browser's 4096-byte cookie"]]
-    verdict = ("does not hold" if not any(holds) else
-               "holds" if all(holds) and not any(nuance) else "holds with nuance")
-    break_even = per_session / extra_small_cart if extra_small_cart > 0 else float("inf")
+    sid = growth[MEMORY]["credential"][0]
+    db_token = growth[IN_DB]["credential"][0]
+    top = lines[-1]
+    claims = {
+        "stateful": Judgement(
+            supports=(C_MEM_GROWS,), qualifies=(C_STORE_MOVES,),
+            corrected=(f"{n:,} sessions held {held[MEMORY][-1] / 1e6:.1f} MB of the server's memory "
+                       f"({per_session:.0f} bytes each: a million would take about "
+                       f"{per_session * 1e6 / 2**30:.1f} GiB). With a shared store the server's memory moved by "
+                       f"{held[STORE][-1] / 1e3:+.0f} kB and the store grew {per_stored[STORE]:.0f} bytes a "
+                       f"session: the resources move to the store, they do not vanish.")),
+        "stateless": Judgement(
+            supports=(C_TOKEN_FLAT, C_DB_FLAT), qualifies=(C_TOKEN_BYTES, C_TOKEN_COOKIE, C_DB_TABLE),
+            corrected=(f"Token servers held nothing per user (memory moved by {held[IN_TOKEN][-1] / 1e3:+.0f} and "
+                       f"{held[IN_DB][-1] / 1e3:+.0f} kB for {n:,} users), but the state went somewhere: with the "
+                       f"cart in the token, every request re-sent it ({extra_small_cart} more bytes than a sid "
+                       f"with a {small}-line cart"
+                       + (f"; past {too_big} lines the token no longer fits in a cookie)" if too_big is not None
+                          else ")")
+                       + f"; with the cart in db, the shared table grew {per_stored[IN_DB]:.0f} bytes a user.")),
+        "4b": Judgement(
+            supports=(C_SID_FLAT, C_TOKEN_BYTES), qualifies=(C_DB_TOKEN_FLAT,),
+            corrected=(f"The sid cookie stayed {sid} bytes from 1 to {top} cart lines while a token carrying "
+                       f"the cart grew to {token[-1]:,}; keeping state off the wire needs no session, though: a "
+                       f"token with the cart in db stayed {db_token} bytes.")),
+    }
     reading = (
-        f"{users[-1]:,} sessions took {sf_bytes[-1] / 1e6:.1f} MB of the stateful server's memory "
-        f"({per_session:.0f} bytes each), while the stateless server's memory changed by "
-        f"{sl_bytes[-1] / 1e3:+.0f} kB for as many users. In exchange, with a {small}-line cart every stateless "
-        f"request re-sent {extra_small_cart} more bytes (a session's worth every {break_even:.1f} requests); "
-        + (f"at {too_big} cart lines the token ({token[lines.index(too_big)]:,} bytes) no longer fits in a cookie, "
-           f"while the sid cookie stays {growth['stateful']['credential'][0]} bytes."
-           if too_big is not None else "the token stayed within the cookie limit.")
+        f"{n:,} users with a {len(CART)}-line cart: the session + memory server held {held[MEMORY][-1] / 1e6:.1f} MB "
+        f"({per_session:.0f} bytes a session); the servers of session + shared store, token + cart in token and "
+        f"token + cart in db moved by {held[STORE][-1] / 1e3:+.0f}, {held[IN_TOKEN][-1] / 1e3:+.0f} and "
+        f"{held[IN_DB][-1] / 1e3:+.0f} kB, while the shared session store grew {stored[STORE][-1] / 1e3:.0f} kB and "
+        f"the shared cart table {stored[IN_DB][-1] / 1e3:.0f} kB. On the wire, the sid cookie stayed {sid} bytes "
+        f"and the identity-only token {db_token}, while the token carrying the cart grew to {token[-1]:,} bytes at "
+        f"{top} lines" + (f" (over the cookie limit from {too_big})." if too_big is not None else ".")
     )
     measurements = {
-        "sessions": users, "stateful bytes held": sf_bytes, "stateless bytes held": sl_bytes,
-        "bytes per session": per_session, "bytes per session (HTTP logins)": per_http_session,
-        "stateless bytes per user": per_stateless_user, "HTTP logins": http_users,
-        "sessions seen by GET /health": health["stateful"],
+        "users": users,
+        **{f"server bytes held, {d}": held[d] for d in DESIGNS},
+        **{f"shared file bytes, {d}": stored[d] for d in (STORE, IN_DB)},
+        "bytes per session in server memory": per_session,
+        "shared store bytes per session": per_stored[STORE], "cart table bytes per user": per_stored[IN_DB],
+        "HTTP logins": http_users, "sessions seen by GET /health": health[MEMORY],
         "cart lines when the token outgrows a cookie": too_big,
-        "sid cookie bytes": growth["stateful"]["credential"][0],
-        "extra request bytes, stateless (small cart)": extra_small_cart,
-        "requests until the extra bytes equal one session": break_even,
+        "sid cookie bytes": sid, "identity-only token cookie bytes": db_token,
+        "extra request bytes, token + cart in token (small cart)": extra_small_cart,
     }
-    return record(Evidence(row="resource_usage", measurements=measurements, checks=checks, verdict=verdict,
-                           reading=reading, seconds=seconds, extra={"cart": growth}))
-
-
-def plot(ev: Evidence, ax: Any = None) -> Any:
-    """Two panels: server memory against sessions, and credential size against cart lines."""
-    import matplotlib.pyplot as plt
-
-    m, cart = ev.measurements, ev.extra["cart"]
-    if ax is None:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    else:
-        left, right = ax if isinstance(ax, (list, tuple)) else (ax, None)
-        fig = left.figure
-    left.plot(m["sessions"], [b / 1e6 for b in m["stateful bytes held"]], "o-", label="stateful (memory store)")
-    left.plot(m["sessions"], [b / 1e6 for b in m["stateless bytes held"]], "s-", label="stateless (JWT)")
-    left.set_xlabel("users logged in")
-    left.set_ylabel("server memory held (MB)")
-    left.set_title("Server memory against sessions")
-    left.legend(fontsize=8)
-    if right is not None:
-        right.plot(cart["stateful"]["lines"], cart["stateful"]["credential"], label="sid cookie")
-        right.plot(cart["stateless"]["lines"], cart["stateless"]["credential"], label="token, kept in a cookie")
-        right.axhline(COOKIE_LIMIT, color="grey", linestyle="--", label=f"browser limit ({COOKIE_LIMIT} bytes)")
-        too_big = m["cart lines when the token outgrows a cookie"]
-        if too_big is not None:
-            right.axvline(too_big, color="tab:red", linestyle=":", label=f"too big from {too_big} lines")
-        right.set_xlabel("cart lines")
-        right.set_ylabel("cookie bytes (name + value)")
-        right.set_title("What the browser must carry")
-        right.set_ylim(0, max(COOKIE_LIMIT, *cart["stateless"]["credential"]) * 1.5)  # room for the legend
-        right.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    return fig
-
-
+    return record(Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
+                           seconds=seconds, extra={"cart": growth, "held": held, "stored": stored, "users": users,
+                                                   "key_numbers": {
+                                                       "bytes a session takes in server memory": f"{per_session:.0f}",
+                                                       "cart lines until a cart-carrying token outgrows a cookie":
+                                                           too_big if too_big is not None else "more than measured",
+                                                       "identity-only token (cart in db), bytes": db_token}}))

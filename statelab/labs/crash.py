@@ -184,7 +184,7 @@ def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noq
 
         def tab() -> None:  # one browser tab each, all holding alice's cookie
             browser = Client(cluster.url)
-            browser.set_cookie("sid", alice.cookies.get("sid", ""))
+            browser.set_cookie(cluster.cookie_name, alice.cookies.get(cluster.cookie_name, ""))
             try:
                 barrier.wait(timeout=5)
             except threading.BrokenBarrierError:  # a slow machine: go anyway
@@ -212,7 +212,7 @@ def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noq
         answers = {}
         for bad in hostile:
             intruder.forget()
-            intruder.set_cookie("sid", bad)
+            intruder.set_cookie(cluster.cookie_name, bad)
             answers[bad] = intruder.me().status
             intruder.post("/logout")
         wrong = {k[:24]: v for k, v in answers.items() if v != 401}
@@ -232,7 +232,7 @@ def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noq
         reopened = Cluster(2, "stateful", store=JsonFileStore(str(folder)), balancer="round_robin")
     with reopened:
         back = Client(reopened.url)
-        back.set_cookie("sid", alice.cookies.get("sid", ""))
+        back.set_cookie(reopened.cookie_name, alice.cookies.get(cluster.cookie_name, ""))
         cart = back.cart()
         books = [line for line in (cart.body.get("cart") or [] if isinstance(cart.body, dict) else [])
                  if line.get("item") == "book"]

@@ -38,30 +38,35 @@ def _missing(method: str) -> Exception:
     return LearnerError(f"DenyList needs a method {method}() (see task 1)")
 
 
-class _StandIn:
-    """Used by the task 2 and 3 checks while the learner's DenyList (task 1) is not ready."""
+class _Remembers:
+    """What the task 2 and 3 checks use while the learner's DenyList (task 1) is not ready.
+
+    Deliberately *not* an answer to task 1: it ignores ``exp`` and never forgets an entry (the
+    task 1 check fails it), and it has no lock. It is just enough to judge task 2's hook and task
+    3's measurement on their own, so that a learner gets credit for each task separately.
+    """
 
     def __init__(self) -> None:
-        self._until: dict[str, float] = {}
+        self.ids: set[object] = set()
 
-    def add(self, jti: str, exp: float) -> None:
-        self._until[jti] = float(exp)
+    def add(self, jti: object, exp: object) -> None:
+        self.ids.add(jti)
 
     def __contains__(self, jti: object) -> bool:
-        return isinstance(jti, str) and self._until.get(jti, 0.0) > time.time()
+        return isinstance(jti, str) and jti in self.ids
 
     def __len__(self) -> int:
-        return len(self._until)
+        return len(self.ids)
 
 
 def _deny_list_or_stand_in(DenyList: Any, report: Report) -> Any:  # noqa: N803
-    """The learner's DenyList class if it works, else a stand-in (so task 2 does not wait for task 1)."""
+    """The learner's DenyList class if it can be made, else a stand-in (so task 2 does not wait for task 1)."""
     try:
         _deny_list(DenyList)
         return DenyList
     except LearnerError as e:
-        report.note(f"your DenyList is not ready ({e}); this check used a simple stand-in list instead")
-        return _StandIn
+        report.note(f"your DenyList is not ready ({e}); this check used a stand-in that never forgets an entry")
+        return _Remembers
 
 
 # --------------------------------------------------------------------------- task 1

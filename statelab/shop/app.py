@@ -1,38 +1,52 @@
-"""The demo bookshop: one Flask app factory, three ways to remember a user.
+"""The demo bookshop: one Flask app factory, two independent choices.
 
-``mode="stateful"``  the server keeps a session (user, cart) in a :mod:`~statelab.shop.sessions`
-                     store; the browser holds only an opaque, random id in the ``sid`` cookie.
-``mode="stateless"`` the server keeps nothing per user; the client holds a JWT that carries
-                     the user *and the cart*, signed with the cluster's :class:`~statelab.shop.tokens.Keyring`.
-``mode="cookie"``    Flask's own signed-cookie session: stateless on the server too, with the
-                     state in a cookie the user can read but not change.
+Who you are (``mode``, one class each in :mod:`statelab.shop.identity`):
 
-Every mode speaks the same HTTP contract (DESIGN.md), so a notebook can swap one for the
-other and measure only the difference that matters. Every error is JSON; bad input is a 4xx.
+``"stateful"``  an opaque random id in a session cookie; the server keeps the session in a store.
+``"stateless"`` a JWT sent as ``Authorization: Bearer``, signed with the cluster's
+                :class:`~statelab.shop.tokens.Keyring`; the server keeps only keys.
+``"cookie"``    Flask's own signed-cookie session: the state in a cookie the user can read but not change.
+
+Where the cart lives (``cart``, one placement each in :mod:`statelab.shop.carts`):
+
+``"session"``   in the server-side session (the default for ``"stateful"``);
+``"token"``     inside the JWT or the signed cookie (the default for ``"stateless"`` and ``"cookie"``);
+``"db"``        in a table keyed by user that every server of a cluster shares; the credential then
+                carries identity only.
+
+Every combination speaks the same HTTP contract (DESIGN.md), so a notebook can swap one for another
+and measure only the difference that matters. Every error is JSON; bad input is a 4xx. State-changing
+requests must send JSON as ``application/json`` (415 otherwise) and, when they carry an ``Origin``, come
+from this server's own origin (403 otherwise): the two rules that keep another site's form out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import re
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, g, jsonify, request, session
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .carts import CARTS, CartStore, add_line, placement
+from .identity import BearerToken, Identity, SessionId, SignedCookie
 from .page import render as render_page
-from .proxy import ProxyAwareSessionInterface, cookie_path
+from .proxy import ProxyAwareSessionInterface
+from .rules import ITEM_RE, MAX_BODY, MAX_CART_LINES, NAME_RE, ApiError
 from .sessions import MemoryStore, SessionStore
-from .tokens import Keyring, TokenError
+from .tokens import Keyring
+
+__all__ = ["CARTS", "CATALOG", "DEFAULT_CART", "ITEM_RE", "MAX_BODY", "MAX_CART_LINES", "MODES", "NAME_RE",
+           "ApiError", "Plugin", "add_line", "create_app", "default_cart"]
 
 MODES = ("stateful", "stateless", "cookie")
-NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: "$" would let "alice\n" in
-ITEM_RE = re.compile(r"[A-Za-z0-9._ -]{1,64}")
-MAX_BODY = 1024 * 1024
-MAX_CART_LINES = 200
+DEFAULT_CART = {"stateful": "session", "stateless": "token", "cookie": "token"}
+IDENTITIES = {"stateful": "a session id cookie", "stateless": "a JWT bearer token", "cookie": "a signed cookie"}
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 CATALOG = [
     {"item": "book", "title": "A Book About Servers", "price": 12.0},
@@ -47,43 +61,67 @@ CATALOG = [
 Plugin = Callable[[Flask], None]
 
 
-class ApiError(Exception):
-    """Raised inside a view to answer ``{"error": message}`` with ``status``."""
+def default_cart(mode: str, cart: str | None = None) -> str:
+    """``cart``, or the usual place for ``mode`` when None; a clear ValueError for a design that does not fit.
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    A session id keeps the cart in the session (``"session"``), a token or signed cookie inside itself
+    (``"token"``); any of them can keep it in a shared table instead (``"db"``).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if cart is None:
+        return DEFAULT_CART[mode]
+    if cart not in CARTS:
+        raise ValueError(f"cart must be one of {', '.join(CARTS)}, not {cart!r}")
+    if cart not in (DEFAULT_CART[mode], "db"):
+        home = DEFAULT_CART[mode]
+        raise ValueError(f"cart={cart!r} does not fit mode={mode!r}: {IDENTITIES[mode]} keeps the cart in "
+                         f"the {home} (cart={home!r}) or in a shared table (cart='db')")
+    return cart
 
 
 def create_app(
     mode: str = "stateful",
     *,
+    cart: str | None = None,
     name: str = "server",
     store: SessionStore | None = None,
+    carts: CartStore | None = None,
     keyring: Keyring | None = None,
     secret_key: bytes | None = None,
     session_ttl: float = 1800,
     token_ttl: float = 900,
+    token_max_age: float | None = None,
     cookie_name: str = "sid",
+    csrf_guard: bool = True,
     plugins: Iterable[Plugin] = (),
 ) -> Flask:
     """Build the bookshop app for one server.
 
+    ``mode`` is who you are, ``cart`` where the cart lives (see the module docstring; a combination
+    that does not fit, such as ``"stateful"`` with ``cart="token"``, is a ValueError).
     ``store`` is where stateful sessions live (a fresh :class:`MemoryStore` when omitted);
-    ``keyring`` signs and checks tokens in stateless mode (a fresh one when omitted: pass the
-    same keyring to every server of a cluster so they accept each other's tokens).
+    ``carts`` is the shared cart table for ``cart="db"`` (a fresh in-memory one when omitted: pass
+    the same one to every server of a cluster); ``keyring`` signs and checks tokens in stateless
+    mode (a fresh one when omitted: pass the same keyring to every server of a cluster).
+    ``session_ttl`` is a session's idle lifetime (stateful) and the signed cookie's absolute one
+    (cookie); ``token_ttl`` a token's, and ``token_max_age`` (default ``token_ttl``) caps how long a
+    renewed token may outlive the login. ``csrf_guard=False`` switches off the JSON content-type and
+    same-origin checks, to show first what they defend against.
 
     ``plugins`` are how lessons and labs extend a server without editing this package: each is
     called as ``plugin(app)`` after the routes exist, and may add routes or request hooks.
-    ``app.extensions["statelab"]`` gives them the server's parts: ``name``, ``mode``, ``store``,
-    ``keyring``, ``session_ttl``, ``token_ttl``, ``cookie_name``, and ``current()``, which
-    returns ``(user, state)`` for the request being answered (session data, or token claims
-    with the cart) or raises :class:`ApiError` 401, exactly as the built-in routes do. In
-    stateful mode it also sets ``flask.g.sid``.
+    ``app.extensions["statelab"]`` gives them the server's parts: ``name``, ``mode``, ``cart``,
+    ``store``, ``carts``, ``keyring``, ``session_ttl``, ``token_ttl``, ``cookie_name``, ``csrf_guard``
+    (switchable while the server runs), ``identity``, ``placement``, ``current()``, which returns
+    ``(user, state)`` for the request being answered (session data, or token claims, with the
+    ``cart`` wherever it lives) or raises :class:`ApiError` 401, exactly as the built-in routes do
+    (in stateful mode it also sets ``flask.g.sid``), and ``change_cart(fn)``, which applies
+    ``fn(cart) -> new cart`` atomically wherever the cart lives and returns ``(new cart, reply
+    fields)`` (a renewed ``token`` when the cart is in one): a checkout written with it works in
+    every design.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    cart = default_cart(mode, cart)
     app = Flask(f"statelab.{name}")
     app.session_interface = ProxyAwareSessionInterface()  # cookie Path=/ unless behind Jupyter's proxy
     app.config.update(
@@ -92,22 +130,41 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME=f"{cookie_name}-signed" if mode == "cookie" else "session",
+        PERMANENT_SESSION_LIFETIME=max(1, int(session_ttl)),  # also bounds the signature's age
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
+    if mode == "stateful" and store is None:
+        store = MemoryStore()
+    if mode == "stateless" and keyring is None:
+        keyring = Keyring()
+    identity: Identity
+    if mode == "stateful":
+        identity = SessionId(store, cookie_name, float(session_ttl))
+    elif mode == "stateless":
+        identity = BearerToken(keyring, float(token_ttl), token_max_age)
+    else:
+        identity = SignedCookie(float(session_ttl))
+    where = placement(cart, identity, carts)
     state = {
         "name": name,
         "mode": mode,
-        "store": store if store is not None else (MemoryStore() if mode == "stateful" else None),
-        "keyring": keyring if keyring is not None else (Keyring() if mode == "stateless" else None),
+        "cart": cart,
+        "store": store if mode == "stateful" else None,
+        "carts": getattr(where, "store", None),
+        "keyring": keyring if mode == "stateless" else None,
         "session_ttl": float(session_ttl),
         "token_ttl": float(token_ttl),
         "cookie_name": cookie_name,
+        "csrf_guard": bool(csrf_guard),
+        "identity": identity,
+        "placement": where,
         "requests": itertools.count(1),
         "served": 0,
     }
     app.extensions["statelab"] = state
     _register_errors(app)
+    _register_guard(app, state)
     _register_routes(app, state)
     for plugin in plugins:
         plugin(app)
@@ -122,7 +179,7 @@ def _body() -> dict[str, Any]:
         # a chunked body has no Content-Length to refuse up front; werkzeug stops reading at the cap
         raise ApiError(413, f"request body is larger than {MAX_BODY // 1024} KiB")
     try:
-        data = request.get_json(force=True, silent=True)
+        data = request.get_json(force=True, silent=True)  # the type was checked by the guard (when on)
     except RecursionError:  # [[[[...]]]] nested deeper than the parser's stack
         data = None
     if not isinstance(data, dict):
@@ -145,19 +202,6 @@ def _line_from(data: dict[str, Any]) -> tuple[str, int]:
     if type(qty) is not int or not 1 <= qty <= 99:
         raise ApiError(400, "qty must be a whole number from 1 to 99")
     return item, qty
-
-
-def add_line(cart: list[dict[str, Any]], item: str, qty: int) -> list[dict[str, Any]]:
-    """Return ``cart`` with ``qty`` more of ``item`` (one line per item)."""
-    cart = [dict(line) for line in cart]
-    for line in cart:
-        if line["item"] == item:
-            line["qty"] += qty
-            return cart
-    if len(cart) >= MAX_CART_LINES:
-        raise ApiError(400, f"cart is full ({MAX_CART_LINES} different items)")
-    cart.append({"item": item, "qty": qty})
-    return cart
 
 
 # --------------------------------------------------------------------------- errors
@@ -188,11 +232,61 @@ def _register_errors(app: Flask) -> None:
         return jsonify(error=f"internal error ({type(e).__name__})"), 500
 
 
+# --------------------------------------------------------------------------- the CSRF guard
+
+def _host_port(netloc: str, scheme: str) -> tuple[str, int | None] | None:
+    try:
+        parts = urlsplit(f"//{netloc.strip()}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), port if port is not None else {"http": 80, "https": 443}.get(scheme)
+
+
+def same_origin(origin: str, host: str, forwarded_hosts: str = "") -> bool:
+    """Whether the ``Origin`` a browser sent is this server's origin, as the browser saw it.
+
+    The browser saw ``host`` (the ``Host`` header), or, behind a proxy or the balancer, one of the
+    hosts in ``X-Forwarded-Host``. Trusting that header is safe here: a page on another site cannot
+    make a browser send it (a custom header on a cross-origin request needs a CORS preflight, which
+    this server never grants). ``Origin: null`` (sandboxed frames, ``file:`` pages) is another origin.
+    """
+    try:
+        parts = urlsplit(origin.strip())
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+        return False
+    theirs = _host_port(parts.netloc, parts.scheme)
+    ours = [host, *forwarded_hosts.split(",")] if forwarded_hosts else [host]
+    return theirs is not None and any(_host_port(h, parts.scheme) == theirs for h in ours if h.strip())
+
+
+def _register_guard(app: Flask, state: dict[str, Any]) -> None:
+    @app.before_request
+    def refuse_cross_site_writes():
+        if not state["csrf_guard"] or request.method in SAFE_METHODS or request.routing_exception is not None:
+            return None
+        origin = request.headers.get("Origin")
+        if origin is not None and not same_origin(origin, request.host, request.headers.get("X-Forwarded-Host", "")):
+            raise ApiError(403, f"cross-origin request refused: it came from a page at {origin[:100]}, not from this "
+                                "server's own pages (a state-changing request must be same-origin)")
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if ((request.content_length or 0) > 0 or chunked) and not request.is_json:
+            sent = request.mimetype or "no Content-Type"
+            raise ApiError(415, f"send the body as JSON with Content-Type: application/json (this request sent "
+                                f"{sent[:60]}); a form on another site cannot send that type without asking first")
+        return None
+
+
 # --------------------------------------------------------------------------- routes
 
 def _register_routes(app: Flask, state: dict[str, Any]) -> None:
     mode = state["mode"]
-    cookie_name = state["cookie_name"]
+    identity: Identity = state["identity"]
+    where = state["placement"]
 
     @app.before_request
     def count_request():
@@ -203,21 +297,19 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
         response.headers["X-Served-By"] = state["name"]
         if request.endpoint in ("me", "cart_get", "cart_post", "login", "logout"):
             response.headers["Cache-Control"] = "private, no-store"
-            response.vary.add("Authorization" if mode == "stateless" else "Cookie")
+            response.vary.add(identity.vary)
         return response
 
     @app.get("/health")
     def health():
-        store = state["store"]
-        return jsonify(server=state["name"], mode=mode,
-                       sessions=store.count() if store is not None else 0,
+        return jsonify(server=state["name"], mode=mode, cart=state["cart"], sessions=identity.sessions(),
                        requests=state["served"])
 
     @app.get("/")
     def page():
         nonce = secrets.token_urlsafe(16)
-        response = app.response_class(render_page(state["name"], mode, [b["item"] for b in CATALOG], nonce),
-                                      mimetype="text/html")
+        response = app.response_class(render_page(state["name"], mode, [b["item"] for b in CATALOG], nonce,
+                                                  cart=state["cart"]), mimetype="text/html")
         response.headers["Content-Security-Policy"] = (
             f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; frame-ancestors 'self'")
         response.headers["Cache-Control"] = "no-store"
@@ -237,91 +329,41 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
         response.headers.pop("Date", None)  # make_conditional adds one; the HTTP server sends its own
         return response
 
-    # --- the three ways to know who is asking --------------------------------------------
     def current() -> tuple[str, dict[str, Any]]:
-        """(user, state) for this request, or a 401."""
-        if mode == "stateful":
-            sid = request.cookies.get(cookie_name, "")
-            data = state["store"].get(sid) if 0 < len(sid) <= 256 else None
-            if data is None:
-                raise ApiError(401, "not logged in: no valid session cookie (log in first)")
-            g.sid = sid
-            return data["user"], data
-        if mode == "stateless":
-            auth = request.headers.get("Authorization", "")
-            if not auth.startswith("Bearer "):
-                raise ApiError(401, "not logged in: send Authorization: Bearer <token>")
-            try:
-                claims = state["keyring"].verify(auth[7:].strip())
-            except TokenError as e:
-                raise ApiError(401, str(e)) from None
-            cart = claims.get("cart", [])
-            if not isinstance(cart, list):
-                raise ApiError(401, "token cart claim is malformed")
-            return claims["sub"], {**claims, "user": claims["sub"], "cart": cart}
-        user = session.get("user")
-        if not isinstance(user, str):
-            raise ApiError(401, "not logged in: no valid signed session cookie (log in first)")
-        return user, {"user": user, "cart": session.get("cart", [])}
+        """(user, state) for this request, the cart included wherever it lives, or a 401 (for plugins)."""
+        who = identity.current()
+        return who.user, {**who.data, "user": who.user, "cart": where.read(who)}
 
-    state["current"] = current  # for plugins: who is asking, in any mode (see create_app)
+    def change_cart(change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> tuple[list, dict[str, Any]]:
+        """Apply ``change`` atomically to the asking user's cart, wherever it lives (for plugins).
 
-    def token_for(user: str, cart: list[dict[str, Any]]) -> str:
-        return state["keyring"].issue(user, state["token_ttl"], cart=cart)
+        Returns the new cart and the fields the reply must carry (``{"token": ...}`` when the cart
+        lives in a token); raises :class:`ApiError` 401 like :func:`current`.
+        """
+        return where.change(identity.current(), change)
+
+    state["current"] = current
+    state["change_cart"] = change_cart
 
     @app.post("/login")
     def login():
-        user = _user_from(_body())
-        if mode == "stateful":
-            old = request.cookies.get(cookie_name)
-            if old and len(old) <= 256:
-                state["store"].delete(old)  # fixation: never keep an id that existed before login
-            sid = state["store"].create({"user": user, "cart": []}, state["session_ttl"])
-            response = jsonify(user=user)
-            response.set_cookie(cookie_name, sid, httponly=True, samesite="Lax", path=cookie_path(request.headers))
-            return response
-        if mode == "stateless":
-            return jsonify(user=user, token=token_for(user, []))
-        session.clear()
-        session["user"], session["cart"] = user, []
-        return jsonify(user=user)
+        return identity.login(_user_from(_body()), where.fresh())
 
     @app.get("/me")
     def me():
-        user, _ = current()
-        return jsonify(user=user)
+        return jsonify(user=identity.current().user)
 
     @app.get("/cart")
     def cart_get():
-        _, data = current()
-        return jsonify(cart=data["cart"])
+        return jsonify(cart=where.read(identity.current()))
 
     @app.post("/cart")
     def cart_post():
-        user, data = current()
+        who = identity.current()
         item, qty = _line_from(_body())
-        if mode == "stateful":
-            new = state["store"].update(g.sid, lambda s: {**s, "cart": add_line(s["cart"], item, qty)})
-            if new is None:
-                raise ApiError(401, "session ended while adding to the cart (log in again)")
-            return jsonify(cart=new["cart"])
-        cart = add_line(data["cart"], item, qty)
-        if mode == "stateless":
-            return jsonify(cart=cart, token=token_for(user, cart))
-        session["cart"] = cart
-        return jsonify(cart=cart)
+        cart, reply = where.add(who, item, qty)
+        return jsonify(cart=cart, **reply)
 
     @app.post("/logout")
     def logout():
-        if mode == "stateful":
-            sid = request.cookies.get(cookie_name, "")
-            ended = bool(sid) and len(sid) <= 256 and state["store"].delete(sid)
-            response = jsonify(logged_out=ended)
-            response.delete_cookie(cookie_name, path=cookie_path(request.headers), httponly=True, samesite="Lax")
-            return response
-        if mode == "stateless":
-            # Nothing to delete: the server never stored the token. It stays valid until exp.
-            return jsonify(logged_out=True,
-                           note="the server keeps no state: the token stays valid until it expires")
-        session.clear()
-        return jsonify(logged_out=True)
+        return identity.logout()

@@ -34,7 +34,7 @@ let token = null;
 const out = document.getElementById("out"), held = document.getElementById("held");
 function show() {{
   held.textContent = token
-    ? "A token, kept by this page's script (the cart is inside it):\\n" + token + "\\n\\nclaims: " +
+    ? "A token, kept by this page's script (read its claims: is the cart inside?):\\n" + token + "\\n\\nclaims: " +
       JSON.stringify(JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))), null, 2)
     : "No token. Session cookies are HttpOnly, so this script cannot read them: " +
       "open the developer tools (Application > Cookies) to see them.";
@@ -65,13 +65,21 @@ show();
 
 HINTS = {
     "stateful": "Your session lives on the server; this tab holds only its id, in an HttpOnly cookie.",
-    "stateless": "The server keeps nothing about you; this tab holds a signed token with your cart inside.",
+    "stateless": "The server keeps no session; this tab holds a signed token with your cart inside.",
     "cookie": "Your state lives in a signed cookie: readable in the developer tools, not changeable.",
+}
+DB_HINTS = {
+    "stateful": "This tab holds only a session id, in an HttpOnly cookie; your cart is in a shared database.",
+    "stateless": "The server keeps no session; this tab holds a signed token that says who you are. "
+                 "Your cart is in a shared database, not in the token.",
+    "cookie": "A signed cookie says who you are (readable in the developer tools, not changeable); "
+              "your cart is in a shared database.",
 }
 
 
-def render(name: str, mode: str, items: list[str], nonce: str) -> str:
+def render(name: str, mode: str, items: list[str], nonce: str, cart: str | None = None) -> str:
     """The page for one server; every inserted value is escaped."""
     options = "".join(f'<option value="{html.escape(i)}">{html.escape(i)}</option>' for i in items)
-    return PAGE.format(name=html.escape(name), mode=html.escape(mode), hint=html.escape(HINTS.get(mode, "")),
+    hint = (DB_HINTS if cart == "db" else HINTS).get(mode, "")
+    return PAGE.format(name=html.escape(name), mode=html.escape(mode), hint=html.escape(hint),
                        options=options, nonce=html.escape(nonce))

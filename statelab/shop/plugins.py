@@ -2,5 +2,377 @@
 
 A plugin is called as ``plugin(app)`` after the routes exist (see :func:`statelab.shop.app.create_app`);
 it may add routes or request hooks, and asks ``app.extensions["statelab"]["current"]()`` who is
-asking. Lessons and experiments share the ones here instead of keeping copies.
+asking. Lessons and experiments share the ones here instead of keeping copies:
+
+* :func:`store_errors_as_503`: a shared store that is down gives a 503, not a 500 (with
+  :class:`~statelab.shop.sessions.OutageStore`);
+* :func:`slow_writes` and :class:`InFlight`: writes that take as long as real ones, and a count of
+  the requests each server is answering (what a crash meets, what a drain waits for);
+* :class:`IdempotencyKeys` and :func:`idempotent_writes`: a ``POST /cart`` with an
+  ``Idempotency-Key`` acts once per user and key, however often it is sent;
+* :class:`OrderBook` and :func:`checkout`: a two-step checkout that turns the cart into an order;
+* :func:`personal_headers` and :func:`login_keeping_the_id`: the caching and session-fixation bugs,
+  to show against our own servers what the app defends against.
 """
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+
+from .app import NAME_RE
+from .rules import ApiError
+from .sessions import StoreUnavailable
+
+#: The per-user answers :func:`personal_headers` rewrites.
+PERSONAL_PATHS = ("/me", "/cart")
+
+
+def personal_headers(policy: dict[str, str]) -> Callable[[Any], None]:
+    """A plugin that rewrites the caching headers of ``GET /me`` and ``GET /cart`` answers.
+
+    ``policy["personal"]`` is read at every request, so one running server can play each set-up:
+    ``"private"`` leaves the app's ``Cache-Control: private, no-store``; ``"public+vary"`` makes it
+    ``public, max-age=60`` and keeps ``Vary``; ``"public"`` also drops ``Vary`` (the classic bug).
+    It wraps the WSGI app, so it sees the headers after Flask has set them.
+    """
+
+    def plugin(app: Any) -> None:
+        inner = app.wsgi_app
+
+        def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            mode = policy.get("personal", "private")
+            if mode == "private" or environ.get("REQUEST_METHOD") != "GET" \
+                    or environ.get("PATH_INFO") not in PERSONAL_PATHS:
+                return inner(environ, start_response)
+
+            def rewrite(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                drop = {"cache-control"} | ({"vary"} if mode == "public" else set())
+                headers = [(k, v) for k, v in headers if k.lower() not in drop]
+                headers.append(("Cache-Control", "public, max-age=60"))
+                return start_response(status, headers, exc_info)
+
+            return inner(environ, rewrite)
+
+        app.wsgi_app = wsgi
+
+    return plugin
+
+
+def login_keeping_the_id(app: Flask) -> None:
+    """A plugin adding ``POST /login-naive``: a login that keeps the session id the browser had.
+
+    This is the bug session fixation exploits (frameworks that write the user into the existing
+    session without issuing a new id). It exists only to show, against our own server, what the
+    real ``/login`` defends against. Stateful servers only.
+    """
+    state = app.extensions["statelab"]
+    if state["mode"] != "stateful":
+        raise ValueError("login_keeping_the_id is for stateful servers (it keeps a server-side session id)")
+
+    @app.post("/login-naive")
+    def login_naive():
+        data = request.get_json(force=True, silent=True)
+        user = data.get("user") if isinstance(data, dict) else None
+        if not isinstance(user, str) or not NAME_RE.fullmatch(user):
+            return jsonify(error="user must be 1-64 characters: letters, digits, '.', '_' or '-'"), 400
+        store, name = state["store"], state["cookie_name"]
+        old = request.cookies.get(name, "")
+        fresh = {"user": user, "cart": []}
+        if 0 < len(old) <= 256 and store.update(old, lambda _: fresh) is not None:
+            sid = old  # the bug: the session that existed before login now belongs to `user`
+        else:
+            sid = store.create(fresh, state["session_ttl"])
+        response = jsonify(user=user)
+        response.set_cookie(name, sid, httponly=True, samesite="Lax", path="/")
+        return response
+
+
+#: An ``Idempotency-Key`` the plugins accept (fullmatch): a client's random name for one attempt.
+KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def store_errors_as_503(app: Flask) -> None:
+    """Plugin: a server whose shared store is unreachable answers 503 JSON (without it: a 500)."""
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(e: StoreUnavailable):
+        return jsonify(error=f"service unavailable: {e}"), 503
+
+
+def _is_write() -> bool:
+    return request.method == "POST" and request.path == "/cart"
+
+
+def slow_writes(seconds: float) -> Callable[[Flask], None]:
+    """Plugin: every ``POST /cart`` takes ``seconds`` more *after* its change is made.
+
+    On loopback a write takes well under a millisecond, so almost none is ever in flight when a
+    server dies. A real write commits to a database, calls another service, renders an answer:
+    tens of milliseconds in which the change has happened and the answer has not left. This
+    plugin stands for that time, so a crash or a deploy meets writes in flight, as it does in
+    production.
+    """
+    if not 0 <= seconds <= 5:
+        raise ValueError("seconds must be from 0 to 5")
+
+    def plugin(app: Flask) -> None:
+        @app.after_request
+        def work(response: Response) -> Response:
+            if _is_write():
+                time.sleep(seconds)
+            return response
+
+    return plugin
+
+
+class InFlight:
+    """Plugin: counts the requests each server is working on right now, by kind.
+
+    Kinds: ``"read"`` (anything but a cart write), ``"write"`` (``POST /cart`` without an
+    ``Idempotency-Key``) and ``"keyed write"`` (with one). A deploy tool drains a server by
+    waiting until :meth:`now` says 0; an experiment waits until writes are in flight before it
+    crashes a server. Pass the same object to every server of a cluster: ``plugins=[in_flight]``.
+    """
+
+    def __init__(self) -> None:
+        self._now: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, app: Flask) -> None:
+        name = app.extensions["statelab"]["name"]
+        inner = app.wsgi_app
+
+        def counted(environ: dict[str, Any], start_response: Any) -> Any:
+            # counted until the last byte of the answer is handed to the socket, not just until the view returns
+            write = environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/cart"
+            kind = ("keyed write" if "HTTP_IDEMPOTENCY_KEY" in environ else "write") if write else "read"
+            with self._lock:
+                self._now[(name, kind)] += 1
+            try:
+                yield from inner(environ, start_response)
+            finally:
+                with self._lock:
+                    self._now[(name, kind)] -= 1
+
+        app.wsgi_app = counted  # type: ignore[method-assign]
+
+    def now(self, server: str, kind: str | None = None) -> int:
+        """Requests ``server`` (its name) is working on right now (of ``kind``, or all kinds)."""
+        with self._lock:
+            return sum(n for (name, k), n in self._now.items() if name == server and kind in (None, k))
+
+    def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Poll ``condition`` every 2 ms for up to ``timeout`` seconds; whether it came true."""
+        end = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.002)
+        return True
+
+
+class IdempotencyKeys:
+    """What the servers remember per ``Idempotency-Key``: the answer they gave the first time.
+
+    Shared by every server of a cluster (Redis or a table, in real life). Keys are scoped by user,
+    so one user's key never replays another's answer. A lock per key makes a repeat that arrives
+    while the first attempt still runs wait for it, then get the same answer.
+    """
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, scope: tuple[str, str]) -> tuple[int, Any] | None:
+        """Hold ``scope``'s lock; return the stored answer, or None if this is the first attempt."""
+        with self._lock:
+            key_lock = self._locks.setdefault(scope, threading.Lock())
+        key_lock.acquire()
+        return self._answers.get(scope)
+
+    def remember(self, scope: tuple[str, str], answer: tuple[int, Any]) -> None:
+        """Store the answer of an attempt that acted (2xx); an error changed nothing, so a retry runs anew."""
+        if answer[0] < 400:
+            self._answers[scope] = answer
+
+    def release(self, scope: tuple[str, str]) -> None:
+        """Let the next attempt with ``scope`` in (call once after each :meth:`acquire`)."""
+        with self._lock:
+            key_lock = self._locks[scope]
+        key_lock.release()
+
+    def once(self, scope: tuple[str, str], act: Callable[[], tuple[int, Any]]) -> tuple[int, Any, bool]:
+        """Run ``act`` once per ``scope`` (user, key); later calls get the stored answer and ``True``."""
+        stored = self.acquire(scope)
+        try:
+            if stored is not None:
+                return stored[0], stored[1], True
+            status, body = act()
+            self.remember(scope, (status, body))
+            return status, body, False
+        finally:
+            self.release(scope)
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+
+def _key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not KEY_RE.fullmatch(key):
+        raise ApiError(400, "Idempotency-Key must be 1-64 characters: letters, digits, '.', '_' or '-'")
+    return key
+
+
+def idempotent_writes(keys: IdempotencyKeys) -> Callable[[Flask], None]:
+    """Plugin: a ``POST /cart`` carrying an ``Idempotency-Key`` is acted on once per user and key.
+
+    A repeat (a client's retry, or the balancer re-sending a request cut by a crash) gets the
+    first answer again, with ``Idempotent-Replayed: true``, instead of adding the item twice.
+    The answer is remembered in ``after_request``; Flask runs those hooks last-registered first,
+    so list this plugin *after* one that does slow work after the change (:func:`slow_writes`):
+    then the record exists before the slow part, as it would be committed with the change.
+    """
+
+    def plugin(app: Flask) -> None:
+        current = app.extensions["statelab"]["current"]
+
+        @app.before_request
+        def replay() -> Response | None:
+            if not _is_write():
+                return None
+            key = _key()
+            if key is None:
+                return None
+            request.get_data(cache=True)  # the whole body first: a request cut short never claims its key
+            user, _ = current()
+            scope = (user, key)
+            g.statelab_idempotency = scope
+            stored = keys.acquire(scope)
+            if stored is None:
+                return None
+            status, body = stored
+            return Response(body, status=status, mimetype="application/json",
+                            headers={"Idempotent-Replayed": "true"})
+
+        @app.after_request
+        def record(response: Response) -> Response:
+            scope = g.get("statelab_idempotency")
+            if scope is not None and "Idempotent-Replayed" not in response.headers:
+                keys.remember(scope, (response.status_code, response.get_data()))
+            return response
+
+        @app.teardown_request
+        def release(_: BaseException | None) -> None:
+            scope = g.pop("statelab_idempotency", None)
+            if scope is not None:
+                keys.release(scope)
+
+    return plugin
+
+
+class OrderBook:
+    """Orders: business data every server of a cluster writes to (a database table, in real life)."""
+
+    def __init__(self) -> None:
+        self._orders: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def place(self, user: str, items: list[dict[str, Any]], checkout: str) -> dict[str, Any]:
+        with self._lock:
+            order = {"order": f"o{len(self._orders) + 1}-{secrets.token_hex(2)}", "user": user,
+                     "items": [dict(line) for line in items], "checkout": checkout}
+            self._orders.append(order)
+            return dict(order)
+
+    def for_user(self, user: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(o) for o in self._orders if o["user"] == user]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._orders)
+
+
+def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> Callable[[Any], None]:
+    """A plugin adding ``POST /checkout/start``, ``POST /checkout/confirm`` and ``GET /orders``, in any design.
+
+    Starting a checkout puts a snapshot of the cart beside the login (in the session, or in the
+    token). Confirming *takes* the cart, in one atomic change wherever it lives, and turns it into
+    an order; a confirm that finds the cart already taken gets 409. So a repeated confirm is
+    refused where the cart lives on the server (a session, the cart table), but not where it
+    travels in the token: the repeat carries the old cart again. With ``idempotency``, a confirm
+    carrying an ``Idempotency-Key`` header is acted on once per user and key; a repeat gets the
+    first answer and ``Idempotent-Replayed: true``.
+    """
+
+    def plugin(app: Any) -> None:
+        state = app.extensions["statelab"]
+        identity = state["identity"]
+
+        @app.post("/checkout/start")
+        def checkout_start():
+            _, data = state["current"]()
+            cart = data["cart"]
+            if not cart:
+                raise ApiError(409, "your cart is empty: add something before checking out")
+            snapshot = {"id": secrets.token_hex(4), "items": cart}
+            _, reply = identity.change(identity.current(), lambda d: {**d, "checkout": snapshot})
+            return jsonify(checkout=snapshot, **reply)
+
+        def confirm() -> tuple[int, dict[str, Any]]:
+            user, data = state["current"]()
+            snapshot = data.get("checkout")
+            if not isinstance(snapshot, dict):
+                raise ApiError(409, "nothing to confirm: no checkout in progress (start one first)")
+            taken: list[list[dict[str, Any]]] = []
+
+            def take(cart: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                taken.append(cart)
+                return []
+
+            _, reply = state["change_cart"](take)  # one atomic change, wherever the cart lives
+            if not taken or not taken[-1]:
+                raise ApiError(409, "nothing to confirm: the cart is empty (already confirmed?)")
+            return 201, {"order": orders.place(user, taken[-1], str(snapshot.get("id"))), **reply}
+
+        @app.post("/checkout/confirm")
+        def checkout_confirm():
+            key = _key()
+            if idempotency is None or key is None:
+                status, body = confirm()
+                return jsonify(body), status
+
+            def act() -> tuple[int, dict[str, Any]]:
+                try:
+                    return confirm()
+                except ApiError as e:
+                    return e.status, {"error": e.message}
+
+            status, body, replayed = idempotency.once((identity.current().user, key), act)
+            response = jsonify(body)
+            response.status_code = status
+            if replayed:
+                response.headers["Idempotent-Replayed"] = "true"
+            return response
+
+        @app.get("/orders")
+        def orders_list():
+            return jsonify(orders=orders.for_user(identity.current().user))
+
+        @app.after_request
+        def no_store(response):
+            if request.endpoint in ("checkout_start", "checkout_confirm", "orders_list"):
+                response.headers["Cache-Control"] = "private, no-store"
+            return response
+
+    return plugin

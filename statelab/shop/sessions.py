@@ -10,21 +10,26 @@ Two stores, one interface:
 
 Both expire idle sessions (``ttl`` seconds since the last use) and both make
 :meth:`update` an atomic read-modify-write, so concurrent requests on one session never
-lose a write.
+lose a write. :meth:`peek` reads without touching: it neither extends the idle timer nor
+hides an outage of the store (a dashboard that looks must not change what it looks at).
+
+Two more for the failure lessons: :class:`OutageStore` wraps any shared store (sessions or the
+cart table) so it can be switched off and on, and :class:`NaiveStore` updates with a read, a
+pause and a write, as hand-written session code often does, and so loses concurrent updates.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
+
+from .sqlite import SqlitePool
 
 Session = dict[str, Any]
 Updater = Callable[[Session], Session]
@@ -42,6 +47,7 @@ class SessionStore(Protocol):
 
     def create(self, data: Session, ttl: float) -> str: ...
     def get(self, sid: str) -> Session | None: ...
+    def peek(self, sid: str) -> Session | None: ...
     def update(self, sid: str, change: Updater) -> Session | None: ...
     def delete(self, sid: str) -> bool: ...
     def count(self) -> int: ...
@@ -82,6 +88,18 @@ class MemoryStore:
             self._data[sid] = (data, ttl, now + ttl)  # idle expiry: every use extends
             return dict(data)
 
+    def peek(self, sid: str) -> Session | None:
+        """The session's data if it is live, without extending its idle timer."""
+        with self._lock:
+            entry = self._data.get(sid)
+            return dict(entry[0]) if entry is not None and entry[2] > time.time() else None
+
+    def expires_in(self, sid: str) -> float | None:
+        """Seconds until the session expires if left idle (None when there is none)."""
+        with self._lock:
+            entry = self._data.get(sid)
+            return None if entry is None else entry[2] - time.time()
+
     def update(self, sid: str, change: Updater) -> Session | None:
         now = time.time()
         with self._lock:
@@ -118,54 +136,27 @@ class MemoryStore:
 class SqliteStore:
     """Sessions in one SQLite file that every server of a cluster opens.
 
-    Connections come from a small pool: werkzeug answers each request in a new thread, and
-    opening a connection per request (or per thread) would cost more than the lookup itself.
-    A connection is used by one thread at a time. Updates run inside ``BEGIN IMMEDIATE``,
-    which takes the write lock before the read, so two concurrent read-modify-writes on one
-    session are serialised, never merged. WAL mode with ``synchronous=NORMAL`` is SQLite's
-    usual setting for this: readers never block the writer, and a commit does not wait for
-    the disk (a power cut may lose the last commits; a crash of the process loses nothing).
+    Connections come from a :class:`~statelab.shop.sqlite.SqlitePool`; :meth:`update` runs inside
+    ``BEGIN IMMEDIATE``, so two concurrent read-modify-writes on one session are serialised,
+    never merged.
     """
 
     kind = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._all: list[sqlite3.Connection] = []
-        self._pool_lock = threading.Lock()
-        self._closed = False
-        self.opened = 0  # connections opened so far (the pool grows to the peak concurrency)
-        with self._connection() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS sessions ("
-                " sid TEXT PRIMARY KEY, data TEXT NOT NULL, ttl REAL NOT NULL, expires_at REAL NOT NULL)"
-            )
+        self._pool = SqlitePool(path, "CREATE TABLE IF NOT EXISTS sessions ("
+                                      " sid TEXT PRIMARY KEY, data TEXT NOT NULL, ttl REAL NOT NULL,"
+                                      " expires_at REAL NOT NULL)")
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """Borrow a pooled connection for one operation."""
-        try:
-            db = self._idle.get_nowait()
-        except queue.Empty:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA synchronous=NORMAL")
-            with self._pool_lock:
-                self._all.append(db)
-                self.opened += 1
-        try:
-            yield db
-        finally:
-            if self._closed:
-                db.close()
-            else:
-                self._idle.put(db)
+    @property
+    def opened(self) -> int:
+        """Connections opened so far (the pool grows to the peak concurrency)."""
+        return self._pool.opened
 
     def create(self, data: Session, ttl: float) -> str:
         sid = new_session_id()
-        with self._connection() as db:
+        with self._pool.connection() as db:
             db.execute(
                 "INSERT INTO sessions (sid, data, ttl, expires_at) VALUES (?, ?, ?, ?)",
                 (sid, json.dumps(data), ttl, time.time() + ttl),
@@ -175,53 +166,136 @@ class SqliteStore:
     def get(self, sid: str) -> Session | None:
         return self.update(sid, lambda data: data)  # a read also extends the idle timer
 
+    def peek(self, sid: str) -> Session | None:
+        """The session's data if it is live, without extending its idle timer (errors are raised)."""
+        with self._pool.connection() as db:
+            row = db.execute("SELECT data FROM sessions WHERE sid = ? AND expires_at > ?",
+                             (sid, time.time())).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def expires_in(self, sid: str) -> float | None:
+        """Seconds until the session expires if left idle (None when there is none)."""
+        with self._pool.connection() as db:
+            row = db.execute("SELECT expires_at FROM sessions WHERE sid = ?", (sid,)).fetchone()
+        return None if row is None else row[0] - time.time()
+
     def update(self, sid: str, change: Updater) -> Session | None:
-        with self._connection() as db:
+        with self._pool.immediate() as db:
             now = time.time()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(
-                    "SELECT data, ttl FROM sessions WHERE sid = ? AND expires_at > ?", (sid, now)
-                ).fetchone()
-                if row is None:
-                    db.execute("COMMIT")
-                    return None
-                new = change(json.loads(row[0]))
-                db.execute(
-                    "UPDATE sessions SET data = ?, expires_at = ? WHERE sid = ?",
-                    (json.dumps(new), now + row[1], sid),
-                )
-                db.execute("COMMIT")
-                return new
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            row = db.execute(
+                "SELECT data, ttl FROM sessions WHERE sid = ? AND expires_at > ?", (sid, now)
+            ).fetchone()
+            if row is None:
+                return None
+            new = change(json.loads(row[0]))
+            db.execute(
+                "UPDATE sessions SET data = ?, expires_at = ? WHERE sid = ?",
+                (json.dumps(new), now + row[1], sid),
+            )
+            return new
 
     def delete(self, sid: str) -> bool:
-        with self._connection() as db:
+        with self._pool.connection() as db:
             return db.execute("DELETE FROM sessions WHERE sid = ?", (sid,)).rowcount > 0
 
     def purge_expired(self) -> int:
         """Drop expired sessions now; return how many went."""
-        with self._connection() as db:
+        with self._pool.connection() as db:
             return db.execute("DELETE FROM sessions WHERE expires_at <= ?", (time.time(),)).rowcount
 
     def count(self) -> int:
-        with self._connection() as db:
+        with self._pool.connection() as db:
             row = db.execute("SELECT COUNT(*) FROM sessions WHERE expires_at > ?", (time.time(),)).fetchone()
         return int(row[0])
 
     def clear(self) -> None:
-        with self._connection() as db:
+        with self._pool.connection() as db:
             db.execute("DELETE FROM sessions")
 
     def close(self) -> None:
         """Close every connection this store opened (from any thread)."""
-        self._closed = True
-        with self._pool_lock:
-            for db in self._all:
-                try:
-                    db.close()
-                except sqlite3.Error:
-                    pass
-            self._all.clear()
+        self._pool.close()
+
+
+# --------------------------------------------------------------------------- stores for the failure lessons
+
+class StoreUnavailable(RuntimeError):
+    """The shared store cannot be reached (see :class:`OutageStore`)."""
+
+
+class OutageStore:
+    """A shared store you can switch off: while it is down every call fails, as calls to a crashed
+    database server would. It wraps a real store (a session store such as :class:`SqliteStore`, or
+    a table of carts) and changes nothing else: what it holds is still there when it comes back.
+
+    Servers answer a failed store call with 503 when started with
+    :func:`statelab.shop.plugins.store_errors_as_503` (without it: a 500).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.down = False
+
+    def fail(self) -> None:
+        """The store goes down: every call raises :class:`StoreUnavailable`."""
+        self.down = True
+
+    def recover(self) -> None:
+        """The store is back, with everything it held."""
+        self.down = False
+
+    @contextmanager
+    def outage(self) -> Iterator[OutageStore]:
+        """``with store.outage(): ...`` the store is down inside the block."""
+        self.fail()
+        try:
+            yield self
+        finally:
+            self.recover()
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other call goes to the wrapped store, and fails while the store is down."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        attr = getattr(self.inner, name)
+        if not callable(attr) or name == "close":
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StoreUnavailable("the shared store is unreachable")
+            return attr(*args, **kwargs)
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"<OutageStore {'down' if self.down else 'up'} over {self.inner!r}>"
+
+
+class NaiveStore(MemoryStore):
+    """A session store whose ``update`` reads, pauses, then writes, with no lock held in between.
+
+    This is what a hand-rolled ``data = store.get(sid); ...; store.set(sid, data)`` does (with
+    Redis ``GET``/``SET``, or a row read then written without a transaction). The pause
+    (``delay`` seconds) stands for the work between the read and the write, and makes the race
+    show up reliably on a busy machine.
+    """
+
+    kind = "naive"
+
+    def __init__(self, delay: float = 0.02) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def update(self, sid: str, change: Updater) -> Session | None:
+        data = self.get(sid)  # read (a copy)
+        if data is None:
+            return None
+        time.sleep(self.delay)  # meanwhile, another request reads the same old data
+        new = change(data)  # modify
+        entry = self._data.get(sid)
+        if entry is None:
+            return None
+        self._data[sid] = (new, entry[1], time.time() + entry[1])  # write: last writer wins
+        return dict(new)

@@ -21,6 +21,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 ALGORITHMS = ("HS256", "RS256", "ES256")
+MAX_TOKEN = 16_384  # characters: a longer token is refused unread (the server never issues one)
+REGISTERED = ("sub", "iat", "exp", "jti", "auth_time")  # claims a renewal keeps or sets, never copies blindly
 
 
 class TokenError(Exception):
@@ -78,6 +80,12 @@ class Keyring:
     def signing_key(self) -> Any:
         return self._keys[self.current_kid][0]
 
+    def _current(self) -> tuple[str, Any]:
+        """(kid, signing key), read together: a rotation between two reads would sign with one key
+        and label the token with another, and the token would never verify."""
+        kid = self.current_kid
+        return kid, self._keys[kid][0]
+
     def verification_key(self, kid: object) -> Any | None:
         if not isinstance(kid, str):
             return None
@@ -85,17 +93,38 @@ class Keyring:
         return None if pair is None else pair[1]
 
     def issue(self, sub: str, ttl: float, **claims: Any) -> str:
-        """Sign a token for ``sub`` valid for ``ttl`` seconds, with extra claims (e.g. the cart)."""
+        """Sign a token for ``sub`` valid for ``ttl`` seconds, with extra claims (e.g. the cart).
+
+        ``auth_time`` (when the user logged in) is now unless given; ``jti`` is fresh unless given.
+        """
         now = int(time.time())
-        payload = {"sub": sub, "iat": now, "exp": now + int(ttl), "jti": secrets.token_hex(8), **claims}
-        return jwt.encode(payload, self.signing_key(), algorithm=self.algorithm,
-                          headers={"kid": self.current_kid})
+        payload = {"sub": sub, "iat": now, "exp": now + int(ttl), "jti": secrets.token_hex(8),
+                   "auth_time": now, **claims}
+        kid, key = self._current()
+        return jwt.encode(payload, key, algorithm=self.algorithm, headers={"kid": kid})
+
+    def renew(self, claims: dict[str, Any], ttl: float, *, max_age: float | None = None, **changes: Any) -> str:
+        """Re-sign a verified token's ``claims`` with ``changes`` (e.g. a new cart), for the same login.
+
+        The renewed token keeps ``sub``, ``jti`` and ``auth_time``: it is the same login, so a deny list
+        that revoked the login's ``jti`` refuses it too. Its ``exp`` is at most ``ttl`` from now and never
+        later than ``auth_time + max_age`` (``max_age`` defaults to ``ttl``): writing to the cart does
+        not keep a stolen token alive past the lifetime of the login it came from.
+        """
+        now = int(time.time())
+        auth_time = claims.get("auth_time", claims.get("iat", now))
+        if not isinstance(auth_time, int) or isinstance(auth_time, bool):
+            auth_time = now
+        cap = auth_time + int(ttl if max_age is None else max_age)
+        kept = {k: v for k, v in claims.items() if k not in REGISTERED and k != "user"}
+        return self.issue(claims["sub"], ttl, **{**kept, **changes, "jti": claims.get("jti") or secrets.token_hex(8),
+                                                 "auth_time": auth_time, "exp": min(now + int(ttl), cap)})
 
     def verify(self, token: object) -> dict[str, Any]:
         """Return the claims of a valid token, or raise :class:`TokenError` saying why not."""
         if not isinstance(token, str) or not token:
             raise TokenError("no token")
-        if len(token) > 16_384:
+        if len(token) > MAX_TOKEN:
             raise TokenError("token is too long")
         try:
             header = jwt.get_unverified_header(token)
@@ -172,12 +201,28 @@ def inspect_token(token: object, key: Any = None, *, now: float | None = None) -
     key. The header and claims are shown as the token states them, *untrusted*: anyone can
     write anything there. Only ``signature_valid is True`` says the server's key signed it.
     """
-    report = TokenReport(token=token if isinstance(token, str) else repr(token))
+    if isinstance(token, str):
+        token = str.__str__(token)  # the characters as a plain str: a subclass's own methods are not called
+    report = TokenReport(token=token if isinstance(token, str) else _shown(token))
     try:
         _inspect(report, token, key, time.time() if now is None else now)
     except Exception as e:  # the promise is "never raises": a bug here becomes a finding
-        report.problems.append(f"could not inspect this token ({type(e).__name__}: {e})")
+        report.problems.append(f"could not inspect this token ({type(e).__name__}: {_shown(e, str)})")
     return report
+
+
+def _shown(obj: object, show: Any = repr, limit: int = 200) -> str:
+    """``repr(obj)`` (or ``str``), cut to ``limit`` characters, for any object, even one whose repr raises."""
+    try:
+        text = show(obj)
+        if not isinstance(text, str):
+            raise TypeError
+    except Exception:
+        try:
+            text = f"<{type(obj).__name__} object that cannot be shown>"
+        except Exception:
+            text = "<an object that cannot be shown>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _inspect(report: TokenReport, token: object, key: Any, now: float) -> None:

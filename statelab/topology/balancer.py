@@ -40,25 +40,22 @@ from __future__ import annotations
 import hashlib
 import http.client
 import itertools
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from ..shop.app import MAX_BODY
+from ..service import HttpService, json_error
+from ..service.registry import register
+from ..service.relay import BadAnswer, connect, forward, read_body
 from ..shop.proxy import cookie_path
-from ..shop.server import HttpService, register
 
 STRATEGIES = ("round_robin", "sticky", "ip_hash", "least_connections")
 COOKIE = "statelab-lb"
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-              "trailers", "transfer-encoding", "upgrade", "content-length", "host"}
 RETRY_DOWN_AFTER = 0.5  # seconds before a backend marked down is tried again
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}  # RFC 9110: repeating them changes nothing more
 
@@ -85,11 +82,6 @@ class Backend:
     @property
     def up(self) -> bool:
         return time.monotonic() >= self.down_until
-
-
-def _json(status: int, message: str, name: str) -> Response:
-    return Response(json.dumps({"error": message}), status=status, mimetype="application/json",
-                    headers={"X-Served-By": name})
 
 
 class LoadBalancer(HttpService):
@@ -130,6 +122,14 @@ class LoadBalancer(HttpService):
         """Take the backend called ``name`` out of the rotation."""
         with self._state_lock:
             self._backends = [b for b in self._backends if b.name != name]
+
+    def follow(self, server: Any) -> None:
+        """Route to ``server`` at its current url (it came back on another port)."""
+        moved = Backend.of(server)
+        with self._state_lock:
+            for b in self._backends:
+                if b.name == moved.name:
+                    b.host, b.port = moved.host, moved.port
 
     def mark_up(self, name: str) -> None:
         """Forget that ``name`` was seen down (a cluster calls this after a restart)."""
@@ -190,21 +190,14 @@ class LoadBalancer(HttpService):
     def _build_app(self) -> Any:
         @Request.application
         def proxy(request: Request) -> Response:
-            request.max_content_length = MAX_BODY
-            too_large = _json(413, f"request body is larger than {MAX_BODY // 1024} KiB", self.name)
-            try:
-                body = request.get_data(cache=False)
-            except RequestEntityTooLarge:
-                return too_large
-            except HTTPException as e:  # a broken chunked body, or the client hung up mid-body
-                return _json(e.code or 400, f"could not read the request body ({e.name})", self.name)
-            if request.content_length is None and len(body) >= MAX_BODY:
-                return too_large  # chunked: werkzeug stops reading at the cap without saying so
+            body = read_body(request, self.name)
+            if isinstance(body, Response):
+                return body
             if callable(self._strategy):
                 return self._route_by(self._strategy, request, body)
             order, set_cookie = self._order(request)
             if not order:
-                return _json(503, "no backend servers are configured", self.name)
+                return json_error(503, "no backend servers are configured", self.name)
             for backend in order:
                 response = self._forward(backend, request, body)
                 if response is None:
@@ -213,7 +206,7 @@ class LoadBalancer(HttpService):
                     response.set_cookie(COOKIE, backend.name, httponly=True, samesite="Lax",
                                         path=cookie_path(request.headers))
                 return response
-            return _json(503, "no live backend: every server is down", self.name)
+            return json_error(503, "no live backend: every server is down", self.name)
 
         return proxy
 
@@ -230,19 +223,19 @@ class LoadBalancer(HttpService):
             untried = [b for b in backends if b.name not in refused]
             live = [b.name for b in untried if b.up] or [b.name for b in untried]  # all marked down: try anyway
             if not live:
-                return _json(503, "no live backend: every server is down" if names else
-                             "no backend servers are configured", self.name)
+                return json_error(503, "no live backend: every server is down" if names else
+                                  "no backend servers are configured", self.name)
             try:
                 choice = choose(key, cookie, list(live), list(names))
             except Exception as e:
-                return _json(500, f"routing function {label} raised {type(e).__name__}: {e}", self.name)
+                return json_error(500, f"routing function {label} raised {type(e).__name__}: {e}", self.name)
             backend = next((b for b in backends if b.name == choice), None)
             if backend is None:
-                return _json(500, f"routing function {label} returned {repr(choice)[:80]}, not one of {names}",
-                             self.name)
+                return json_error(500, f"routing function {label} returned {repr(choice)[:80]}, "
+                                  f"not one of {names}", self.name)
             if choice in refused:
-                return _json(503, f"routing function {label} chose {choice} again, which refused the connection; "
-                             f"live: {live}", self.name)
+                return json_error(503, f"routing function {label} chose {choice} again, which refused the "
+                                  f"connection; live: {live}", self.name)
             response = self._forward(backend, request, body)
             if response is None:
                 refused.append(choice)  # marked down; nothing was sent, so ask again
@@ -259,48 +252,33 @@ class LoadBalancer(HttpService):
         ``Idempotency-Key``. Any other POST cut mid-answer gets a 502: the server may have acted
         on it, and only the client can decide whether to send it again.
         """
-        conn = http.client.HTTPConnection(backend.host, backend.port, timeout=self.timeout)
         try:
-            conn.connect()
+            conn = connect(backend.host, backend.port, self.timeout)
         except OSError:
             with self._state_lock:
                 backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
-            conn.close()
             return None
         with self._state_lock:
             backend.in_flight += 1
             backend.routed += 1
             backend.down_until = 0.0
         try:
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
             forwarded = request.headers.get("X-Forwarded-For")
-            headers["X-Forwarded-For"] = f"{forwarded}, {request.remote_addr}" if forwarded else (
-                request.remote_addr or "")
-            headers["Host"] = f"{backend.host}:{backend.port}"
-            path = request.full_path if request.query_string else request.path
-            conn.request(request.method, _quote_path(path), body=body or None, headers=headers)
-            upstream = conn.getresponse()
-            data = upstream.read()
+            client = request.remote_addr or ""
+            return forward(conn, request, body, {"X-Forwarded-For": f"{forwarded}, {client}" if forwarded else client})
         except ValueError as e:  # http.client refuses to send it: control characters in method or headers
-            return _json(400, f"malformed request: {e}", self.name)
+            return json_error(400, f"malformed request: {e}", self.name)
+        except BadAnswer as e:  # RFC 9112 5.2: a proxy answers 502 rather than relay a malformed answer
+            return json_error(502, f"{backend.name} sent an answer the balancer cannot relay: {e}", self.name)
         except (TimeoutError, OSError, http.client.HTTPException) as e:
             with self._state_lock:
                 backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
             if (request.method in IDEMPOTENT or "Idempotency-Key" in request.headers) and not isinstance(
                     e, TimeoutError):
                 return None  # cut mid-answer (a crash), and the client says a repeat is safe
-            return _json(502, f"{backend.name} failed while answering (the request may have been acted on)",
-                         self.name)
+            return json_error(502, f"{backend.name} failed while answering (the request may have been acted on)",
+                              self.name)
         finally:
             conn.close()
             with self._state_lock:
                 backend.in_flight -= 1
-        # Headers go in whole (no default Content-Type added); Date and Server come from our own
-        # HTTP server, so relaying the backend's too would send each twice.
-        relayed = [(k, v) for k, v in upstream.getheaders() if k.lower() not in HOP_BY_HOP | {"date", "server"}]
-        return Response(data, status=upstream.status, headers=relayed)
-
-
-def _quote_path(path: str) -> str:
-    """Re-encode a decoded path so http.client accepts it (no spaces or control characters)."""
-    return quote(path, safe="/?&=%:@!$'()*+,;~-._")

@@ -23,7 +23,6 @@ Every answer carries ``X-Cache: HIT | MISS | REVALIDATED | BYPASS``; ``cache.sta
 from __future__ import annotations
 
 import http.client
-import json
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -31,12 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from ..shop.app import MAX_BODY
-from ..shop.server import HttpService, register
-from .balancer import HOP_BY_HOP, _quote_path
+from ..rawhttp import request_target
+from ..service import HttpService, json_error
+from ..service.registry import register
+from ..service.relay import BadAnswer, connect, forward, read_body
 
 OUTCOMES = ("HIT", "MISS", "REVALIDATED", "BYPASS")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -95,11 +94,6 @@ class _Stats:
         for c in (self.outcomes, by_path):
             c[outcome] += 1
             c[method] += 1
-
-
-def _json(status: int, message: str, name: str) -> Response:
-    return Response(json.dumps({"error": message}), status=status, mimetype="application/json",
-                    headers={"X-Served-By": name, "X-Cache": "BYPASS"})
 
 
 class SharedCache(HttpService):
@@ -186,20 +180,19 @@ class SharedCache(HttpService):
     def _build_app(self) -> Any:
         @Request.application
         def proxy(request: Request) -> Response:
-            request.max_content_length = MAX_BODY
-            try:
-                body = request.get_data(cache=False)
-            except RequestEntityTooLarge:
-                return _json(413, f"request body is larger than {MAX_BODY // 1024} KiB", self.name)
+            body = read_body(request, self.name)
+            if isinstance(body, Response):
+                body.headers["X-Cache"] = "BYPASS"
+                return body
             return self._handle(request, body)
 
         return proxy
 
     def _handle(self, request: Request, body: bytes) -> Response:
-        url = request.full_path if request.query_string else request.path
+        url = request_target(request.environ.get("RAW_URI"), request.path, request.query_string)  # as sent
         path = request.path
         if request.method != "GET":
-            response, upstream = self._forward(request, body, url)
+            response, upstream = self._forward(request, body)
             if self.honour_headers and request.method in UNSAFE and upstream is not None and upstream < 400:
                 with self._cache_lock:  # RFC 9111 4.4: a successful unsafe request invalidates the url
                     self._entries.pop(url, None)
@@ -218,7 +211,7 @@ class SharedCache(HttpService):
                 self._entries.move_to_end(url)
         if entry is not None:
             return self._finish(self._from_entry(entry), path, "HIT")
-        response, status = self._forward(request, b"", url)
+        response, status = self._forward(request, b"")
         if status == 200:
             self._store(url, Entry(200, self._headers_of(response), response.get_data(), time.monotonic(), None))
         return self._finish(response, path, "MISS")
@@ -227,7 +220,7 @@ class SharedCache(HttpService):
         """A correct shared cache: stores only what the origin allows, per Vary, revalidating with ETags."""
         req_cc = parse_cache_control(request.headers.get("Cache-Control"))
         if "no-store" in req_cc:
-            response, _ = self._forward(request, b"", url)
+            response, _ = self._forward(request, b"")
             return self._finish(response, path, "BYPASS")
         now = time.monotonic()
         entry = self._lookup(url, request)
@@ -236,7 +229,7 @@ class SharedCache(HttpService):
                 entry.hits += 1
             return self._finish(self._from_entry(entry, request, now), path, "HIT")
         if entry is not None and entry.etag:
-            response, status = self._forward(request, b"", url, extra={"If-None-Match": entry.etag})
+            response, status = self._forward(request, b"", extra={"If-None-Match": entry.etag})
             if status == 304:
                 with self._cache_lock:
                     self._stats.upstream_304 += 1
@@ -244,7 +237,7 @@ class SharedCache(HttpService):
                     entry.hits += 1
                 return self._finish(self._from_entry(entry, request, time.monotonic()), path, "REVALIDATED")
         else:
-            response, status = self._forward(request, b"", url)
+            response, status = self._forward(request, b"")
         outcome = "MISS"
         stored = self._storable(request, response) if status == 200 else None
         if stored is not None:
@@ -317,24 +310,27 @@ class SharedCache(HttpService):
         response.headers.add("Via", f"1.1 {self.name}")
         return response
 
-    def _forward(self, request: Request, body: bytes, url: str,
+    def _forward(self, request: Request, body: bytes,
                  extra: dict[str, str] | None = None) -> tuple[Response, int | None]:
         """Relay one request to the upstream; (answer, upstream status or None when it failed)."""
         with self._cache_lock:
             self._stats.upstream += 1
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        bypass = {"X-Cache": "BYPASS"}
         try:
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-            if extra:
-                headers.update(extra)
-            headers["Host"] = f"{self._host}:{self._port}"
-            conn.request(request.method, _quote_path(url), body=body or None, headers=headers)
-            upstream = conn.getresponse()
-            data = upstream.read()
+            conn = connect(self._host, self._port, self.timeout)
+        except OSError:
+            return json_error(502, f"{self.name}: the servers behind the cache did not answer", self.name,
+                              **bypass), None
+        try:
+            response = forward(conn, request, body, extra)
+        except ValueError as e:  # http.client refuses to send it: control characters in method or headers
+            return json_error(400, f"malformed request: {e}", self.name, **bypass), None
+        except BadAnswer as e:  # RFC 9112 5.2: a proxy answers 502 rather than relay a malformed answer
+            return json_error(502, f"{self.name}: the servers behind the cache sent an answer it cannot relay: "
+                              f"{e}", self.name, **bypass), None
         except (TimeoutError, OSError, http.client.HTTPException):
-            return _json(502, f"{self.name}: the servers behind the cache did not answer", self.name), None
+            return json_error(502, f"{self.name}: the servers behind the cache did not answer", self.name,
+                              **bypass), None
         finally:
             conn.close()
-        # Headers go in whole (no default Content-Type added); Date and Server come from our own server.
-        relayed = [(k, v) for k, v in upstream.getheaders() if k.lower() not in HOP_BY_HOP | {"date", "server"}]
-        return Response(data, status=upstream.status, headers=relayed), upstream.status
+        return response, response.status_code

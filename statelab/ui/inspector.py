@@ -50,24 +50,36 @@ def _session_cookie(client: Client) -> tuple[str, str] | None:
 
 
 def where_state_lives(client: Client, target: Any = None) -> list[str]:
-    """Plain-language sentences (HTML-escaped) about where this client's state is right now."""
+    """Plain-language sentences (HTML-escaped) about where this client's state is right now.
+
+    Looking changes nothing: session stores are read with ``peek()``, which neither extends an idle
+    timer nor turns a store that cannot be read into "logged out".
+    """
     lines: list[str] = []
     mode = getattr(target, "mode", None)
+    cart_where = getattr(target, "cart", None)
     cookie = _session_cookie(client)
     if client.token:
         report = inspect_token(client.token)
         cart = report.claims.get("cart")
-        n = len(cart) if isinstance(cart, list) else 0
-        lines.append(f"Your cart travels inside this token ({n} line{'s' * (n != 1)} in its 'cart' claim): "
-                     "the server keeps nothing about you, and any server with the key can read it.")
+        if isinstance(cart, list):
+            n = len(cart)
+            lines.append(f"Your cart travels inside this token ({n} line{'s' * (n != 1)} in its 'cart' claim): "
+                         "the server keeps nothing about you, and any server with the key can read it.")
+        else:
+            lines.append("This token says who you are and nothing more: no server keeps a session for you, "
+                         f"and your cart is {_cart_home(target)}.")
     if cookie is not None:
         name, value = cookie
-        if mode == "cookie" or name == FLASK_SESSION_COOKIE:
-            lines.append(f"The '{name}' cookie carries your session itself, signed: you can read it, "
+        if mode == "cookie" or name == FLASK_SESSION_COOKIE or name.endswith("-signed"):
+            inside = "your session itself" if cart_where != "db" else "who you are"
+            lines.append(f"The '{name}' cookie carries {inside}, signed: you can read it, "
                          "you cannot change it, and the server keeps nothing about you.")
         else:
             lines.append(f"The '{name}' cookie is an opaque random id: your cart is not in it, "
-                         f"it is {_session_home(value, target)}.")
+                         f"your session is {_session_home(value, target)}.")
+            if cart_where == "db":
+                lines.append(f"Your cart is {_cart_home(target)}.")
     if BALANCER_COOKIE in client.cookies:
         lines.append(f"The balancer's '{BALANCER_COOKIE}' cookie pins you to "
                      f"{client.cookies[BALANCER_COOKIE]} (sticky routing).")
@@ -75,6 +87,12 @@ def where_state_lives(client: Client, target: Any = None) -> list[str]:
         lines.append("The browser holds nothing: no cookie, no token. To every server you are a stranger; "
                      "log in.")
     return [esc(line) for line in lines]
+
+
+def _cart_home(target: Any) -> str:
+    if getattr(target, "cart", None) == "db":
+        return "in the shared cart table (keyed by your user name), which every server reads and a crash keeps"
+    return "on the server side"
 
 
 def _session_home(sid: str, target: Any) -> str:
@@ -86,21 +104,31 @@ def _session_home(sid: str, target: Any) -> str:
               if s.store is not None and getattr(s.store, "kind", "memory") != "memory"}
     for store in shared.values():
         kind = getattr(store, "kind", "shared")
-        if _lookup(store, sid):
+        found = _lookup(store, sid)
+        if found == "unreadable":
+            return f"somewhere this dashboard cannot see: the {kind} session store did not answer (is it down?)"
+        if found == "no peek":
+            return f"in the {kind} session store, if it is still there (the store has no peek(): this " \
+                   "dashboard does not read it, since get() would extend your idle timer)"
+        if found == "live":
             return f"in the {kind} session store that every server reads (it survives a crash)"
         return f"not in the {kind} session store any more (logged out or expired): log in again"
-    holders = [s.name for s in servers if s.alive and s.store is not None and _lookup(s.store, sid)]
+    holders = [s.name for s in servers if s.alive and s.store is not None and _lookup(s.store, sid) == "live"]
     if holders:
         return f"on {', '.join(holders)} (in its memory)"
     return ("on no server any more: the server that held it crashed or restarted, or you logged out; "
             "the next request gets 401")
 
 
-def _lookup(store: Any, sid: str) -> bool:
+def _lookup(store: Any, sid: str) -> str:
+    """"live", "gone", "unreadable" (the store raised) or "no peek": read without touching the session."""
+    peek = getattr(store, "peek", None)
+    if peek is None:
+        return "no peek"
     try:
-        return store.get(sid) is not None
+        return "live" if peek(sid) is not None else "gone"
     except Exception:
-        return False
+        return "unreadable"
 
 
 def _cookie_table(client: Client) -> str:

@@ -1,19 +1,25 @@
-"""The evidence scoreboard: the seed's nine-row table, rebuilt from your own measurements.
+"""The evidence scoreboard: the seed's nine-row table, corrected from your own measurements.
 
-For each row it shows both claims, the verdict your measurement reached, its key numbers, and
-where they came from: an experiment run earlier in this kernel (``statelab.experiments.latest()``),
-evidence you passed in, or a quick re-run made by the scoreboard itself
-(``row.experiment.run(quick=True)``). A row whose experiment module does not exist yet reads
-"not measured yet (module missing)"; a row whose experiment fails shows the error in its cell.
-Nothing here raises into the notebook.
+Each row has two claims, so each row gets two verdicts: the stateful half's and the stateless
+half's (``ev.verdicts``), each with the sentence its experiment rendered from the numbers to say
+what was measured instead (``Judgement.corrected``). Each of the seed's eight benefits gets the
+verdict of the one row that judges it (``statelab.table.benefit_row``).
 
-The widget is updated by setting values (``HTML.value``, ``IntProgress.value``), so it updates
-live in JupyterLab while it re-runs, and works headless (``board.fill()``, ``button.click()``).
+The evidence comes from an experiment run earlier in this kernel (``statelab.experiments.latest()``),
+from a run saved by another notebook's kernel (``statelab.experiments.journal``), from evidence you
+pass in, or from a quick re-run the scoreboard makes when asked (a button, or
+``board.fill()``; a few seconds per row). A row not measured yet says so; a row whose experiment
+fails shows the error in its cell. Nothing here raises into the notebook.
+
+Meaning is never carried by colour alone: every verdict is written out and marked with a symbol
+(``MARK``), and every control has a text label. ``board.corrected_table()`` is the same table as
+Markdown (and plain text with ``str()``), for a notebook's last cell or your notes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import importlib
 import sys
 import time
@@ -23,18 +29,32 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..experiments import VERDICTS, Evidence, latest
-from ..table import ROWS, Row
+from ..experiments import HALVES, VERDICTS, Evidence, journal, latest
+from ..table import BENEFITS, ROWS, Row, benefit_row
 from ._base import BORDER, FG, FG_DIM, GREEN, GREY, ORANGE, RED, box, button, error_line, esc, pill
 
 LINK = "var(--jp-content-link-color, #1976d2)"
 VERDICT_TINT = {"holds": GREEN, "holds with nuance": ORANGE, "does not hold": RED}
+#: A symbol beside every verdict's words, so no verdict is told by colour alone.
+MARK = {"holds": "\u2713", "holds with nuance": "\u2248", "does not hold": "\u2717"}
+CELL = f"border-bottom:1px solid {BORDER}; padding:4px 6px; vertical-align:top; text-align:left; color:{FG}"
+NOT_YET = "\u2013"   # en dash: nothing measured
 STATUS_TEXT = {
     "pending": "not measured yet",
     "running": "measuring...",
     "missing": "not measured yet (module missing)",
     "failed": "could not measure",
 }
+# TRANSITIONAL: rows whose experiment still returns one ``Evidence.verdict`` for the whole row, not one
+# Judgement per half. Remove these words (and every use of ``whole_row``) once every row is converted.
+NOT_PER_HALF = "not judged per half yet"
+NOT_JUDGED = "not judged by its row"
+NOT_SEPARATELY = "not judged separately yet"   # TRANSITIONAL: a benefit of a row with one verdict
+
+
+def marked(verdict: str) -> str:
+    """A verdict (or a status) with its symbol: ``"\u2248 holds with nuance"``."""
+    return f"{MARK.get(verdict, NOT_YET)} {verdict}"
 
 
 @dataclass
@@ -48,11 +68,31 @@ class RowResult:
     error: str = ""
 
     @property
-    def verdict(self) -> str:
-        """The measured verdict, or what stands in for it ("not measured yet (module missing)", ...)."""
-        if self.evidence is not None and self.status == "measured":
-            return self.evidence.verdict
-        return STATUS_TEXT.get(self.status, self.status)
+    def measured(self) -> bool:
+        return self.status == "measured" and self.evidence is not None
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """``{"stateful": ..., "stateless": ...}``: each half's measured verdict, or what stands in for it."""
+        if not self.measured:
+            return {half: STATUS_TEXT.get(self.status, self.status) for half in HALVES}
+        judged = self.evidence.verdicts
+        missing = NOT_PER_HALF if self.whole_row else NOT_JUDGED
+        return {half: judged.get(half, missing) for half in HALVES}
+
+    @property
+    def whole_row(self) -> str | None:
+        """TRANSITIONAL: the one verdict of a row whose experiment does not judge each half yet."""
+        ev = self.evidence
+        if self.measured and not ev.verdicts and getattr(ev, "verdict", None) in VERDICTS:
+            return ev.verdict
+        return None
+
+    def corrected(self, key: str) -> str:
+        """The sentence the experiment rendered for claim ``key`` (a half or a benefit code), or ""."""
+        if not self.measured or key not in self.evidence.claims:
+            return ""
+        return self.evidence.claims[key].corrected
 
 
 def _key_numbers(ev: Evidence) -> list[tuple[str, str]]:
@@ -84,14 +124,20 @@ def _quietly() -> Iterator[None]:
         yield
 
 
-def _evidence_from(evidence_by_row: Mapping[str, Evidence] | None) -> tuple[dict[str, Evidence], str]:
-    """Validated evidence by row key, and the words for where it came from."""
+def _evidence_from(evidence_by_row: Mapping[str, Evidence] | None) -> dict[str, tuple[Evidence, str]]:
+    """Validated evidence by row key, each with the words for where it came from.
+
+    By default: this kernel's runs (``latest()``), and for the other rows the runs saved in the
+    learner's journal by the other notebooks' kernels (:mod:`statelab.experiments.journal`).
+    """
+    keys = {r.key for r in ROWS}
     if evidence_by_row is None:
-        return latest(), "run earlier in this kernel"
+        saved = {k: (ev, f"your run, saved {_when(ev.extra.get('saved'))}") for k, ev in journal.load().items()}
+        here = {k: (ev, "run earlier in this kernel") for k, ev in latest().items()}
+        return {k: v for k, v in {**saved, **here}.items() if k in keys}
     if not isinstance(evidence_by_row, Mapping):
         raise TypeError("evidence_by_row must be a dict of row key -> Evidence, for example "
                         "statelab.experiments.latest(), not " + type(evidence_by_row).__name__)
-    keys = {r.key for r in ROWS}
     out = {}
     for key, ev in evidence_by_row.items():
         if not isinstance(ev, Evidence):
@@ -101,34 +147,53 @@ def _evidence_from(evidence_by_row: Mapping[str, Evidence] | None) -> tuple[dict
             continue  # e.g. "choosing": evidence that is not one of the nine rows
         if ev.row != key:
             raise ValueError(f"evidence_by_row[{key!r}] is evidence for row {ev.row!r}")
-        out[key] = ev
-    return out, "evidence you passed in"
+        out[key] = (ev, "evidence you passed in")
+    return out
+
+
+def _when(saved: Any) -> str:
+    """A saved run's time as a learner reads it: "11:32" today, "2026-11-30 11:32" another day."""
+    if not isinstance(saved, (int, float)):
+        return "earlier"
+    stamp = time.localtime(saved)
+    same_day = time.strftime("%Y-%m-%d", stamp) == time.strftime("%Y-%m-%d")
+    return time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", stamp)
+
+
+def _reached_a_verdict(ev: Evidence) -> bool:
+    return bool(ev.verdicts) or getattr(ev, "verdict", None) in VERDICTS  # TRANSITIONAL: the old single verdict
 
 
 class Scoreboard(W.VBox):
-    """The widget :func:`scoreboard` returns: a progress bar, a re-measure button and the table.
+    """The widget :func:`scoreboard` returns: two labelled buttons, a progress bar, the rows and the benefits.
 
-    ``.results`` holds a :class:`RowResult` per row key; ``.verdicts`` the verdict (or status) by
-    row; ``.fill()`` quick-runs the rows not measured yet; ``.rerun()`` quick-runs them all.
+    ``.results`` holds a :class:`RowResult` per row key; ``.verdicts`` each row's two half-verdicts;
+    ``.benefits`` the verdict on each of the eight benefits; ``.fill()`` quick-runs the rows not
+    measured yet; ``.rerun()`` quick-runs them all; ``.corrected_table()`` is the table as Markdown.
     """
 
     def __init__(self, evidence_by_row: Mapping[str, Evidence] | None = None) -> None:
-        evidence, source = _evidence_from(evidence_by_row)
+        evidence = _evidence_from(evidence_by_row)
         self.results: dict[str, RowResult] = {}
         for row in ROWS:
-            ev = evidence.get(row.key)
+            ev, source = evidence.get(row.key, (None, ""))
             self.results[row.key] = RowResult(row, ev, "measured", self._source(source, ev)) if ev else RowResult(row)
         self.bar = W.IntProgress(value=0, min=0, max=len(ROWS), description="quick re-runs",
                                  style={"description_width": "initial"}, layout=W.Layout(width="260px"))
         self.status = W.HTML()
         self.message = W.HTML()
         self.table = W.HTML()
-        self.rerun_button = button("Re-measure all (quick)", "re-run every row's experiment with quick=True")
-        self.rerun_button.on_click(self._on_rerun)
+        self.benefit_table = W.HTML()
+        self.fill_button = button("Measure the rows not measured yet (quick)",
+                                  "run each missing row's experiment with quick=True, a few seconds each")
+        self.fill_button.on_click(self._guarded(self.fill))
+        self.rerun_button = button("Re-measure all nine (quick)", "re-run every row's experiment with quick=True")
+        self.rerun_button.on_click(self._guarded(self.rerun))
         self._shown_in: int | None = None
-        super().__init__([W.HBox([self.rerun_button, self.bar, self.status],
+        super().__init__([W.HBox([self.fill_button, self.rerun_button, self.bar],
                                  layout=W.Layout(align_items="center", flex_flow="row wrap")),
-                          self.message, self.table], layout=W.Layout(width="100%", max_width="1400px"))
+                          self.status, self.message, self.table, self.benefit_table],
+                         layout=W.Layout(width="100%", max_width="1400px"))
         self.refresh()
 
     # --- what it holds ---------------------------------------------------------------------
@@ -145,52 +210,71 @@ class Scoreboard(W.VBox):
         return [k for k, r in self.results.items() if r.status == "pending"]
 
     @property
-    def verdicts(self) -> dict[str, str]:
-        """Row key -> the measured verdict, or the status that stands in for it."""
-        return {k: r.verdict for k, r in self.results.items()}
+    def verdicts(self) -> dict[str, dict[str, str]]:
+        """Row key -> ``{"stateful": ..., "stateless": ...}``: each half's verdict, or the status in its place."""
+        return {k: r.verdicts for k, r in self.results.items()}
+
+    @property
+    def benefits(self) -> dict[str, str]:
+        """Benefit code -> the verdict of the row that judges it, or the status in its place."""
+        return {code: self._benefit(code)[0] for code in BENEFITS}
+
+    def _benefit(self, code: str) -> tuple[str, RowResult | None]:
+        r = self.results.get(benefit_row(code).key)
+        if r is None:
+            return STATUS_TEXT["pending"], None
+        if not r.measured:
+            return STATUS_TEXT.get(r.status, r.status), r
+        if code in r.evidence.benefits:
+            return r.evidence.benefits[code], r
+        return (NOT_SEPARATELY if r.whole_row else NOT_JUDGED), r
 
     @property
     def evidence(self) -> dict[str, Evidence]:
         """Row key -> Evidence, for the rows measured so far."""
-        return {k: r.evidence for k, r in self.results.items() if r.status == "measured" and r.evidence}
+        return {k: r.evidence for k, r in self.results.items() if r.measured}
 
     # --- measuring --------------------------------------------------------------------------
-    def fill(self) -> Scoreboard:
-        """Quick-run every row not measured yet, updating the table row by row; return the board."""
-        return self._run(self.pending)
+    def fill(self, quick: bool = True) -> Scoreboard:
+        """Run every row not measured yet (at quick size unless ``quick=False``), updating the table row by row."""
+        return self._run([k for k, r in self.results.items() if not r.measured], quick)
 
-    def rerun(self, keys: Iterable[str] | None = None) -> Scoreboard:
-        """Quick-run the rows ``keys`` (default: all nine) again, replacing their evidence."""
+    def rerun(self, keys: Iterable[str] | None = None, quick: bool = True) -> Scoreboard:
+        """Run the rows ``keys`` (default: all nine) again, at quick size unless ``quick=False``."""
         keys = list(self.results) if keys is None else list(keys)
         unknown = [k for k in keys if k not in self.results]
         if unknown:
             raise KeyError(f"no row {unknown[0]!r}; rows are {list(self.results)}")
-        return self._run(keys)
+        return self._run(keys, quick)
 
-    def _on_rerun(self, _button: Any = None) -> None:
-        try:
-            self.rerun()
-        except Exception as e:  # a button never raises into the notebook
-            self.message.value = error_line(f"{type(e).__name__}: {e}")
+    def _guarded(self, action: Any) -> Any:
+        def on_click(_button: Any = None) -> None:
+            self.message.value = ""
+            try:
+                action()
+            except Exception as e:  # a button never raises into the notebook
+                self.message.value = error_line(f"{type(e).__name__}: {e}")
+        return on_click
 
-    def _run(self, keys: list[str]) -> Scoreboard:
+    def _run(self, keys: list[str], quick: bool = True) -> Scoreboard:
         self.bar.max, self.bar.value, self.bar.bar_style = max(len(keys), 1), 0, ""
-        self.rerun_button.disabled = True
+        self.fill_button.disabled = self.rerun_button.disabled = True
         try:
             for i, key in enumerate(keys):
                 self.results[key].status = "running"
                 self.refresh()
-                self.results[key] = self._measure(self.results[key].row)
+                self.results[key] = self._measure(self.results[key].row, quick)
                 self.bar.value = i + 1
                 self.refresh()
         finally:
-            self.rerun_button.disabled = False
-            self.bar.bar_style = "success" if all(self.results[k].status == "measured" for k in keys) else "warning"
+            self.fill_button.disabled = self.rerun_button.disabled = False
+            self.bar.bar_style = "success" if all(self.results[k].measured for k in keys) else "warning"
+            self.refresh()
         return self
 
     @staticmethod
-    def _measure(row: Row) -> RowResult:
-        """Quick-run one row's experiment; never raises (a missing module or a failure is data)."""
+    def _measure(row: Row, quick: bool = True) -> RowResult:
+        """Run one row's experiment (quick size by default); never raises (a missing module or a failure is data)."""
         module_name = f"statelab.experiments.{row.key}"
         try:
             importlib.invalidate_caches()  # a module written since this kernel started is found
@@ -207,61 +291,103 @@ class Scoreboard(W.VBox):
         began = time.perf_counter()
         try:
             with _quietly():
-                ev = run(quick=True)
+                ev = run(quick=quick)
         except Exception as e:
-            return RowResult(row, status="failed", error=f"run(quick=True) raised {type(e).__name__}: {e}")
+            return RowResult(row, status="failed", error=f"run(quick={quick}) raised {type(e).__name__}: {e}")
         seconds = time.perf_counter() - began
-        if not isinstance(ev, Evidence) or ev.row != row.key or ev.verdict not in VERDICTS:
-            return RowResult(row, status="failed", error=f"run(quick=True) returned {ev!r:.80}, not its row's Evidence")
+        if not isinstance(ev, Evidence) or ev.row != row.key or not _reached_a_verdict(ev):
+            return RowResult(row, status="failed",
+                             error=f"run(quick={quick}) returned {ev!r:.80}, not its row's Evidence")
         if isinstance(ev.extra, dict):
-            ev.extra.setdefault("quick", True)  # so a later board reading latest() can say so too
-        return RowResult(row, ev, "measured", f"quick re-run by the scoreboard just now ({seconds:.1f} s)")
+            ev.extra.setdefault("quick", quick)  # so a later board reading latest() can say so too
+        how = "quick re-run" if quick else "full-size run"
+        return RowResult(row, ev, "measured", f"{how} by the scoreboard just now ({seconds:.1f} s)")
 
     # --- showing it -------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Re-render the table and the summary from ``results``."""
+        """Re-render the tables and the summary from ``results``."""
         self.table.value = self._table_html()
-        counts = {v: sum(1 for r in self.results.values() if r.status == "measured" and r.verdict == v)
-                  for v in VERDICTS}
-        measured = sum(counts.values())
-        parts = [pill(f"{n} {v}", VERDICT_TINT[v]) for v, n in counts.items() if n]
-        parts.append(f"{measured}/{len(self.results)} rows measured")
-        self.status.value = box(" &nbsp;".join(parts), padding="0 8px")
+        self.benefit_table.value = self._benefits_html()
+        halves = [v for r in self.results.values() for v in r.verdicts.values()]
+        benefits = list(self.benefits.values())
+        measured = sum(r.measured for r in self.results.values())
+
+        def counts(verdicts: list[str]) -> str:
+            parts = [pill(f"{MARK[v]} {n} {v}", VERDICT_TINT[v]) for v in VERDICTS if (n := verdicts.count(v))]
+            return " ".join(parts) or "none yet"
+
+        whole = [r.whole_row for r in self.results.values() if r.whole_row]   # TRANSITIONAL
+        note = f" &nbsp; Rows with one verdict for both halves (not converted yet): {len(whole)}" if whole else ""
+        self.status.value = box(f"<b>{measured} of {len(self.results)} rows measured.</b> "
+                                f"Half-row verdicts: {counts(halves)} &nbsp; Benefit verdicts: {counts(benefits)}"
+                                f"{note}", padding="2px 0")
+
+    def _verdict_html(self, verdict: str, corrected: str, tint: str | None = None) -> str:
+        if verdict in VERDICTS:
+            out = pill(marked(verdict), VERDICT_TINT[verdict])
+            if corrected:
+                out += f'<div style="font-size:12px; margin-top:3px">{esc(corrected)}</div>'
+            return out
+        return pill(marked(verdict), tint or (RED if verdict == STATUS_TEXT["failed"] else GREY))
 
     def _table_html(self) -> str:
-        cell = f"border-bottom:1px solid {BORDER}; padding:4px 6px; vertical-align:top; text-align:left; color:{FG}"
+        cell = CELL
         head = "".join(f'<th style="{cell}">{h}</th>' for h in
-                       ("row", "stateful claim", "stateless claim", "measured verdict", "key numbers", "source"))
+                       ("row", "stateful architecture: the seed, then your verdict",
+                        "stateless architecture: the seed, then your verdict", "numbers and source"))
         body = "".join(self._row_html(r, cell) for r in self.results.values())
-        return box(f'<table style="border-collapse:collapse; width:100%"><thead><tr>{head}</tr></thead>'
+        return box("<b>The nine rows</b>"
+                   f'<table style="border-collapse:collapse; width:100%"><thead><tr>{head}</tr></thead>'
                    f"<tbody>{body}</tbody></table>")
 
-    @staticmethod
-    def _row_html(r: RowResult, cell: str) -> str:
+    def _row_html(self, r: RowResult, cell: str) -> str:
         row = r.row
         link = f'<a href="{esc(row.notebook)}" target="_blank" style="color:{LINK}">{esc(row.title)}</a>'
-        if r.status == "measured" and r.evidence is not None:
+        halves = []
+        for half in HALVES:
+            seed = f'<div style="color:{FG_DIM}; font-style:italic">"{esc(getattr(row, half))}"</div>'
+            halves.append(seed + self._verdict_html(r.verdicts[half], r.corrected(half)))
+        if r.whole_row:  # TRANSITIONAL: one verdict for the whole row, shown once across both halves
+            halves[0] += (f'<div style="font-size:12px; margin-top:3px">whole row: <b>{esc(marked(r.whole_row))}</b>'
+                          " (this row's experiment gives one verdict for both halves until it is converted)</div>")
+        if r.measured:
             ev = r.evidence
-            verdict = pill(ev.verdict, VERDICT_TINT[ev.verdict])
             chosen = _key_numbers(ev)
-            if chosen:  # the experiment's headline numbers, with its reading one click away
-                numbers = "<br>".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in chosen)
-                numbers += (f'<details><summary style="color:{FG_DIM}; cursor:pointer">reading</summary>'
-                            f"{esc(ev.reading)}</details>")
-            else:  # the reading is built from the measured numbers: it is the key numbers, in words
-                numbers = f'<span style="font-size:12px">{esc(ev.reading)}</span>'
-
+            numbers = "<br>".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in chosen)
+            numbers += (f'<details><summary style="color:{FG_DIM}; cursor:pointer">what was measured</summary>'
+                        f'<span style="font-size:12px">{esc(ev.reading)}</span></details>')
+        elif r.error:
+            numbers = esc(r.error)
         else:
-            tint = RED if r.status == "failed" else GREY
-            verdict = pill(STATUS_TEXT["pending"] if r.status == "missing" else r.verdict, tint)
-            if r.status == "missing":  # the pill stays short; the reason goes under it
-                verdict += f'<br><span style="color:{FG_DIM}; font-size:12px">(module missing)</span>'
-            numbers = esc(r.error) if r.error else f'<span style="color:{FG_DIM}">-</span>'
-        source = esc(r.source) if r.source else f'<span style="color:{FG_DIM}">-</span>'
-        cells = (link, esc(row.stateful), esc(row.stateless), verdict, numbers, source)
-        widths = ("10%", "15%", "15%", "10%", "36%", "14%")
+            numbers = ""
+        status = STATUS_TEXT.get(r.status, r.status)
+        source = esc(r.source) if r.source else f'<span style="color:{FG_DIM}">{esc(status)}</span>'
+        if r.status == "missing":
+            source += f'<br><span style="color:{FG_DIM}; font-size:12px">(module missing)</span>'
+        cells = (link, *halves, f'{numbers}<div style="font-size:12px; color:{FG_DIM}">{source}</div>')
+        widths = ("12%", "33%", "33%", "22%")
         return "<tr>" + "".join(f'<td style="{cell}; width:{w}">{c}</td>' for c, w in zip(cells, widths,
                                                                                             strict=True)) + "</tr>"
+
+    def _benefits_html(self) -> str:
+        cell = CELL
+        head = "".join(f'<th style="{cell}">{h}</th>'
+                       for h in ("benefit", "the seed says", "judged in", "your verdict"))
+        body = ""
+        for code, (side, words) in BENEFITS.items():
+            verdict, r = self._benefit(code)
+            row = benefit_row(code)
+            where = f'<a href="{esc(row.notebook)}" target="_blank" style="color:{LINK}">{esc(row.title)}</a>'
+            corrected = r.corrected(code) if r is not None else ""
+            cells = (f"<b>{esc(code)}</b> ({esc(side)})", esc(words), where, self._verdict_html(verdict, corrected))
+            body += "<tr>" + "".join(f'<td style="{cell}">{c}</td>' for c in cells) + "</tr>"
+        return box("<b>The eight benefits</b>"
+                   f'<table style="border-collapse:collapse; width:100%"><thead><tr>{head}</tr></thead>'
+                   f"<tbody>{body}</tbody></table>", margin_top="8px")
+
+    def corrected_table(self) -> CorrectedTable:
+        """The learner's corrected nine-row table, and the eight benefits, as Markdown (text with ``str()``)."""
+        return CorrectedTable(self)
 
     # --- display ----------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
@@ -276,15 +402,83 @@ class Scoreboard(W.VBox):
         display(self._repr_mimebundle_(), raw=True)
 
     def __repr__(self) -> str:
-        return f"<Scoreboard {sum(r.status == 'measured' for r in self.results.values())}/{len(self.results)} measured>"
+        return f"<Scoreboard {sum(r.measured for r in self.results.values())}/{len(self.results)} rows measured>"
 
 
-def scoreboard(evidence_by_row: Mapping[str, Evidence] | None = None, rerun_missing: bool = True) -> Scoreboard:
-    """The nine-row table rebuilt from measured evidence.
+def _md(text: str) -> str:
+    """Text made safe inside a Markdown table cell (no HTML, no column breaks)."""
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
 
-    ``evidence_by_row`` defaults to this kernel's ``statelab.experiments.latest()``. With
-    ``rerun_missing``, each row without evidence is re-run now with ``quick=True`` (about a
-    second each); in a notebook the board appears first and fills in row by row.
+
+class CorrectedTable:
+    """A scoreboard's corrected table: Markdown in a notebook (the seed's own three columns), text elsewhere.
+
+    Per row: the seed's two claims, your two verdicts, and the corrected sentence each experiment
+    rendered from your numbers; then each benefit with its verdict. Rendered when displayed, so
+    displaying it again after measuring more rows shows them.
+    """
+
+    def __init__(self, board: Scoreboard) -> None:
+        self.board = board
+
+    def _half(self, r: RowResult, half: str, markdown: bool) -> str:
+        verdict, seed, corrected = r.verdicts[half], getattr(r.row, half), r.corrected(half)
+        if markdown:
+            said = f'"{_md(seed)}"<br>**{_md(marked(verdict))}**'
+            return said + (f": {_md(corrected)}" if corrected else "")
+        return f'"{seed}" -> {marked(verdict)}' + (f". {corrected}" if corrected else "")
+
+    def _repr_markdown_(self) -> str:
+        b = self.board
+        lines = ["| Parameter | Stateful architecture | Stateless architecture |", "|---|---|---|"]
+        for r in b.results.values():
+            title = f"[{_md(r.row.title)}]({r.row.notebook})"
+            if r.whole_row:  # TRANSITIONAL
+                title += f"<br>whole row: {_md(marked(r.whole_row))}"
+            lines.append(f"| {title} | {self._half(r, 'stateful', True)} | {self._half(r, 'stateless', True)} |")
+        lines += ["", "| Benefit | The seed says | Judged in | Your verdict |", "|---|---|---|---|"]
+        for code, (side, words) in BENEFITS.items():
+            verdict, r = b._benefit(code)
+            corrected = r.corrected(code) if r is not None else ""
+            row = benefit_row(code)
+            lines.append(f"| **{code}** ({side}) | {_md(words)} | [{_md(row.title)}]({row.notebook}) | "
+                         f"**{_md(marked(verdict))}**" + (f": {_md(corrected)}" if corrected else "") + " |")
+        measured = sum(r.measured for r in b.results.values())
+        lines += ["", f"{measured} of {len(b.results)} rows measured: "
+                  + ("every row." if measured == len(b.results) else
+                     "press *Measure the rows not measured yet (quick)* above, then run this cell again.")]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        b = self.board
+        out = []
+        for r in b.results.values():
+            where = r.source or STATUS_TEXT.get(r.status, r.status)
+            out.append(f"{r.row.title} ({r.row.notebook}): {where}" + (f" ({r.error})" if r.error else ""))
+            if r.whole_row:  # TRANSITIONAL
+                out.append(f"  whole row: {marked(r.whole_row)} (not judged per half yet)")
+            for half in HALVES:
+                out.append(f"  {half + ':':10s} {self._half(r, half, False)}")
+        out.append("Benefits:")
+        for code, (side, words) in BENEFITS.items():
+            verdict, r = b._benefit(code)
+            corrected = r.corrected(code) if r is not None else ""
+            out.append(f"  {code} ({side}) {words} [{benefit_row(code).notebook}] -> {marked(verdict)}"
+                       + (f". {corrected}" if corrected else ""))
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def scoreboard(evidence_by_row: Mapping[str, Evidence] | None = None, rerun_missing: bool = False) -> Scoreboard:
+    """The nine-row table rebuilt from measured evidence, with a verdict per half-row and per benefit.
+
+    ``evidence_by_row`` defaults to this kernel's ``statelab.experiments.latest()`` and, for the other
+    rows, the runs the other notebooks saved in the learner's journal. Rows without
+    evidence read "not measured yet"; the board's first button (or ``board.fill()``) quick-runs
+    them. With ``rerun_missing=True`` they are quick-run now (a few seconds each); in a notebook
+    the board appears first and fills in row by row.
     """
     board = Scoreboard(evidence_by_row)
     if rerun_missing and board.pending:
@@ -296,3 +490,4 @@ def scoreboard(evidence_by_row: Mapping[str, Evidence] | None = None, rerun_miss
             board._shown_in = ip.execution_count
         board.fill()
     return board
+

@@ -1,7 +1,7 @@
 """Benchmarks: statelab's costs and the lessons' stability, each measured side by side in one run.
 
-Run ``python -m statelab.bench`` (a few minutes) or ``python -m statelab.bench --quick`` (well under a
-minute: fewer repetitions, no notebooks). Every comparison is measured in the same run, alternating the two
+Run ``python benchmarks/bench.py`` (a few minutes) or ``python benchmarks/bench.py --quick`` (well under
+a minute: fewer repetitions, no notebooks). Every comparison is measured in the same run, alternating the two
 sides, and printed as a ratio, so a busy machine slows both sides alike:
 
 * server start and kill latency: a statelab :class:`~statelab.shop.server.Server` vs a bare werkzeug
@@ -18,7 +18,6 @@ sides, and printed as a ratio, so a busy machine slows both sides alike:
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -41,10 +40,16 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from . import load
-from .shop.server import HOST, POLL_INTERVAL, Server
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a clone: measure the statelab next door, installed or not
+    sys.path.insert(0, str(ROOT))
+
+from statelab import load  # noqa: E402
+from statelab.rawhttp import build_request, wire_exchange  # noqa: E402
+from statelab.service import HOST, POLL_INTERVAL, HttpService  # noqa: E402
+from statelab.shop.server import Server  # noqa: E402
+from statelab.topology.cluster import Cluster  # noqa: E402
+
 NOTEBOOKS = ROOT / "notebooks"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 PACKAGES = ("flask", "werkzeug", "pyjwt", "requests", "ipywidgets", "ipykernel", "nbclient", "jupyterlab",
@@ -143,15 +148,21 @@ class BareServer:
         self.thread.join(timeout=2)
 
 
+class BareService(HttpService):
+    """The bare WSGI app on statelab's own HTTP service: the same server as a statelab Server, minus Flask.
+
+    ``load.run`` sends load only to this interpreter's statelab services, so the request-overhead
+    comparison runs the bare app here; server start and kill compare against :class:`BareServer`.
+    """
+
+    def _build_app(self) -> Any:
+        return bare_health_app(self.name)
+
+
 def _answers(url: str) -> bool:
     """One GET /health; raises unless it answers 200 (a benchmark of a broken server means nothing)."""
     port = int(url.rsplit(":", 1)[1])
-    conn = http.client.HTTPConnection(HOST, port, timeout=5)
-    try:
-        conn.request("GET", "/health")
-        status = conn.getresponse().status
-    finally:
-        conn.close()
+    status = wire_exchange(url, build_request("GET", HOST, port, "/health"), timeout=5).status
     if status != 200:
         raise RuntimeError(f"{url}/health answered {status}")
     return True
@@ -183,26 +194,25 @@ def start_and_kill(reps: int) -> list[Comparison]:
     on when in that cycle it comes. Each pair is stopped at the same delay after its first answer, the
     delays spread evenly over one poll interval, so both sides sample the cycle alike.
     """
-    ours_start, ours_kill, bare_start, bare_stop = [], [], [], []
+    times: dict[str, list[float]] = {"ours start": [], "ours kill": [], "bare start": [], "bare stop": []}
+
+    def start_then_stop(side: str, start: Callable[[], Any], stop: Callable[[Any], Any], delay: float) -> None:
+        t0 = time.perf_counter()
+        server = start()
+        _answers(server.url)
+        times[f"{side} start"].append((time.perf_counter() - t0) * 1000)
+        time.sleep(delay)
+        t0 = time.perf_counter()
+        stop(server)
+        times[f"{side} {'kill' if side == 'ours' else 'stop'}"].append((time.perf_counter() - t0) * 1000)
+
     delays = [(i + 0.5) / reps * POLL_INTERVAL for i in range(reps)]
     random.Random(0).shuffle(delays)
     for delay in delays:
-        t0 = time.perf_counter()
-        server = Server("stateful").start()
-        _answers(server.url)
-        ours_start.append((time.perf_counter() - t0) * 1000)
-        time.sleep(delay)
-        t0 = time.perf_counter()
-        server.kill()
-        ours_kill.append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        bare = BareServer()
-        _answers(bare.url)
-        bare_start.append((time.perf_counter() - t0) * 1000)
-        time.sleep(delay)
-        t0 = time.perf_counter()
-        bare.stop()
-        bare_stop.append((time.perf_counter() - t0) * 1000)
+        start_then_stop("ours", lambda: Server("stateful").start(), lambda s: s.kill(), delay)
+        start_then_stop("bare", BareServer, lambda s: s.stop(), delay)
+    ours_start, ours_kill, bare_start, bare_stop = (times[k] for k in ("ours start", "ours kill", "bare start",
+                                                                        "bare stop"))
     note = f"median of {reps}, alternating; each stop at the same delay after the first answer, spread over a poll"
     return [
         Comparison("server start, until it answers GET /health", "ms", "statelab Server(...).start()",
@@ -228,10 +238,8 @@ def default_poll_shutdown(reps: int) -> float:
 
 def request_overhead(requests_per_block: int, blocks: int) -> list[Comparison]:
     """p50 latency of GET /health, one request at a time from a separate process, blocks alternating."""
-    from .topology.cluster import Cluster
-
     lat: dict[str, list[float]] = {"bare": [], "statelab": [], "balancer": []}
-    bare = BareServer()
+    bare = BareService("bare").start()
     server = Server("stateful").start()
     cluster = Cluster(1, mode="stateful")
     targets = {"bare": bare.url, "statelab": server.url, "balancer": cluster.url}
@@ -250,7 +258,7 @@ def request_overhead(requests_per_block: int, blocks: int) -> list[Comparison]:
     note = f"{len(lat['bare'])} requests each, {blocks} alternating blocks, one at a time, client in a child process"
     return [
         Comparison("GET /health p50 latency", "ms", "statelab server (Flask app)", p50["statelab"],
-                   "bare WSGI app, same JSON, same werkzeug server", p50["bare"], note),
+                   "bare WSGI app, same JSON, same statelab HTTP service", p50["bare"], note),
         Comparison("GET /health p50 latency, through the balancer", "ms", "balancer -> statelab server",
                    p50["balancer"], "statelab server directly", p50["statelab"], note),
     ]
@@ -417,7 +425,7 @@ class Stability:
 
 def verdict_stability(runs: int) -> list[Stability]:
     """Each table row's experiment, ``run(quick=True)`` ``runs`` times; the verdicts it reached."""
-    from .table import ROWS
+    from statelab.table import ROWS
 
     out = []
     for row in ROWS:
@@ -426,7 +434,8 @@ def verdict_stability(runs: int) -> list[Stability]:
             t0 = time.perf_counter()
             try:
                 ev = row.experiment.run(quick=True)
-                s.verdicts[ev.verdict] += 1
+                halves = {**ev.verdicts, **ev.benefits}
+                s.verdicts["; ".join(f"{k}: {v}" for k, v in halves.items()) or str(ev.verdict)] += 1
                 s.all_checks += all(ev.checks.values())
                 s.failed_checks.update(name for name, ok in ev.checks.items() if not ok)
             except Exception as error:  # a crash is a result too: it shows up in the table
@@ -463,7 +472,7 @@ def markdown(r: Results) -> str:
     lines = [
         "# statelab benchmarks",
         "",
-        f"Measured by `python -m statelab.bench{' --quick' if r.quick else ''}` in one run of {r.seconds:.0f} s "
+        f"Measured by `python benchmarks/bench.py{' --quick' if r.quick else ''}` in one run of {r.seconds:.0f} s "
         "(see [README.md](README.md) for what each",
         "figure is compared with). Each comparison alternates its two sides in the same run, so a busy machine",
         "slows both alike: the ratio is the figure to read. Absolute numbers depend on the machine below and on",
@@ -574,7 +583,7 @@ def run_all(quick: bool = False, notebooks: bool | None = None) -> Results:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m statelab.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and no notebooks (well under a minute)")
     parser.add_argument("--out", type=Path, help="also write the results as markdown to this file")
     args = parser.parse_args(argv)

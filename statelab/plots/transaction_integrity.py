@@ -1,0 +1,50 @@
+"""Row "Transaction Integrity": updates kept and lost per cart placement, orders made by a repeated confirm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def plot(ev: Any, ax: Any = None) -> Any:
+    """Left: concurrent adds kept vs lost, per case. Right: orders made by a retry and by a double-click."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    else:
+        fig, left, right = ax.figure, ax, ax.inset_axes([1.3, 0, 1, 1])
+    lost = ev.extra["lost"]
+    names = list(lost)
+    kept = [lost[n]["books in cart"] for n in names]
+    gone = [lost[n]["lost"] for n in names]
+    ys = range(len(names))
+    left.barh(ys, kept, color="tab:green", label="kept", edgecolor="black", linewidth=0.5)
+    left.barh(ys, gone, left=kept, color="tab:red", hatch="//", label="lost", edgecolor="black", linewidth=0.5)
+    for y, k, g in zip(ys, kept, gone, strict=True):
+        left.text(k + g, y, f" {k} kept, {g} lost", va="center", fontsize=7)
+    left.set_yticks(list(ys), names, fontsize=7)
+    left.invert_yaxis()
+    left.set_xlabel("concurrent adds to one cart (8 tabs)")
+    left.set_title("Lost updates", fontsize=9)
+    left.set_xlim(0, max(k + g for k, g in zip(kept, gone, strict=True)) * 1.9 or 1)
+    left.legend(fontsize=7, loc="lower right")
+
+    cases = list(ev.extra["retry"])
+    retry = [ev.extra["retry"][c]["orders"] for c in cases]
+    double = [max(ev.extra["double"][c]) for c in cases]
+    xs = range(len(cases))
+    bars = right.bar([x - 0.2 for x in xs], retry, 0.4, label="retried confirm", color="tab:blue",
+                     edgecolor="black", linewidth=0.5)
+    right.bar_label(bars, fontsize=7, padding=1)
+    bars = right.bar([x + 0.2 for x in xs], double, 0.4, label="double-click (worst try)", color="tab:purple",
+                     hatch="..", edgecolor="black", linewidth=0.5)
+    right.bar_label(bars, fontsize=7, padding=1)
+    right.axhline(1, color="grey", lw=0.8, ls="--")
+    right.set_xticks(list(xs), [c.replace(" + ", "\n+ ") for c in cases], fontsize=6)
+    right.set_ylabel("orders created")
+    right.set_yticks([0, 1, 2])
+    right.set_ylim(0, 2.9)
+    right.set_title("One checkout, confirmed twice", fontsize=9)
+    right.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,72 @@
+"""The foundation notebooks (00-02) teach the two axes and state no measured outcome in static prose.
+
+Executing them is test_notebooks.py's job (and nbval's); this module reads their text: 00 draws the two axes as a
+Mermaid diagram and names the four designs exactly as ``statelab.experiments.DESIGNS`` does, and no markdown cell of
+00-02 states a verdict (those are rendered from measurements, in the experiment notebooks).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from statelab.experiments import DESIGNS
+from statelab.experiments.prose import verdict_claims
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+FOUNDATIONS = [NOTEBOOKS / name for name in
+               ("00_start_here.ipynb", "01_stateful_sessions.ipynb", "02_stateless_tokens.ipynb")]
+
+
+def _markdown(path: Path) -> list[str]:
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+
+
+def test_start_here_draws_the_two_axes_and_names_the_four_designs():
+    text = "\n".join(_markdown(FOUNDATIONS[0]))
+    diagrams = re.findall(r"```mermaid\n(.*?)```", text, flags=re.S)
+    assert len(diagrams) == 1, "00 draws the two axes as one Mermaid diagram (JupyterLab 4 renders it)"
+    diagram = diagrams[0]
+    for choice in ("session id cookie", "JWT bearer token", "signed cookie",
+                   "server-side session", "inside the token", "shared database"):
+        assert choice in diagram, f"the diagram does not show {choice!r}"
+    for design in DESIGNS:
+        assert design in diagram, f"the diagram does not name the design {design!r}"
+        assert text.count(design) >= 2, f"the grid table does not name {design!r}"
+    source = "\n".join(c.source for c in nbformat.read(FOUNDATIONS[0], as_version=4).cells if c.cell_type == "code")
+    assert "DESIGNS" in source and "benefit_row" in source, "00 builds its servers and its benefit map from data"
+
+
+@pytest.mark.parametrize("path", FOUNDATIONS, ids=[p.name for p in FOUNDATIONS])
+def test_static_prose_states_no_verdict(path: Path):
+    assert path.exists()
+    claims = [claim for i, cell in enumerate(_markdown(path)) for claim in verdict_claims(cell, i)]
+    assert not claims, f"static markdown states a verdict; render it from the measurement instead: {claims}"
+
+
+@pytest.mark.browser
+def test_the_diagram_renders_in_jupyterlab(tmp_path: Path):
+    """JupyterLab 4 draws the Mermaid block as a picture whose text alternative is the diagram's accTitle; a syntax
+    error would show Mermaid's error picture or the raw source instead. Only the markdown renders: no kernel runs."""
+    import shutil
+
+    from browser import VIEWPORT, chromium, jupyter_lab, notebook_url, require_browser, screenshot
+
+    require_browser()
+    shutil.copy(FOUNDATIONS[0], tmp_path / FOUNDATIONS[0].name)
+    with jupyter_lab(tmp_path, tmp_path / "home") as lab, chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(notebook_url(lab.url, FOUNDATIONS[0].name))
+        rendered = page.locator(".jp-RenderedMermaid").first
+        rendered.wait_for(state="attached", timeout=60_000)
+        picture = rendered.locator("img").first
+        picture.wait_for(state="attached", timeout=10_000)
+        assert picture.get_attribute("alt") == "Two axes of a design"
+        assert "jp-mod-warning" not in (rendered.get_attribute("class") or ""), rendered.text_content()
+        picture.scroll_into_view_if_needed()
+        box = picture.bounding_box()
+        assert box and box["width"] > 300 and box["height"] > 150, box
+        screenshot(picture, "00_start_here-two-axes")
