@@ -1,10 +1,11 @@
-"""A row notebook and a lab solution in a real JupyterLab in headless Chromium: Run All, no trouble, clicks work.
+"""A few notebooks and a lab solution in a real JupyterLab in headless Chromium: Run All, no trouble, clicks work.
 
 Every notebook and lab solution is executed in a kernel once per run (tests/kernels.py). A browser adds what a
 learner meets on top of that: widgets that render (no "Error displaying widget"), no console error, no traceback
 in any output, clicks that reach the kernel. That is checked on a representative set (tests/browser.py:
 BROWSER_NOTEBOOKS): the start page with its dashboard clicked through (test_browser.py), and here one row
-notebook with a cluster dashboard and plots (Run All, then a Kill click) and one lab solution (Run All). A test
+notebook with a cluster dashboard and plots and notebook 01 (Run All, then a Kill click on the first dashboard),
+and one lab solution (Run All). A test
 in test_notebooks.py checks that these show every kind of output (MIME type, widget model) that any notebook
 shows, so the others hold nothing a browser has not rendered here.
 
@@ -110,7 +111,7 @@ def _kill_from_the_card(page, card) -> None:
 
 @pytest.mark.parametrize("notebook", RUN_ALL)
 def test_runs_clean_in_jupyterlab(lab, page, notebook):
-    """Run All shows no trouble; in the row notebook, a Kill click on its dashboard reaches the kernel."""
+    """Run All shows no trouble; in a notebook of notebooks/, a Kill click on its first dashboard reaches the kernel."""
     start = time.perf_counter()
     try:
         open_and_run_all(page, lab.url, notebook)
@@ -118,7 +119,7 @@ def test_runs_clean_in_jupyterlab(lab, page, notebook):
         if problems:
             screenshot(page, "all-" + notebook.replace("/", "-"), full_page=True)
         assert problems == [], f"{notebook} in JupyterLab"
-        if notebook.startswith("notebooks/"):  # the row notebook chosen for its cluster dashboard
+        if notebook.startswith("notebooks/"):  # each lesson has a dashboard
             card = _first_server_card(page)
             _kill_from_the_card(page, card)
             screenshot(page, "clicked-" + notebook.replace("/", "-"))
