@@ -1,9 +1,13 @@
-"""Every notebook and every lab solution, opened in a real JupyterLab in headless Chromium: Run All, no trouble.
+"""A few notebooks and a lab solution in a real JupyterLab in headless Chromium: Run All, no trouble, clicks work.
 
-nbval already executes each notebook in a kernel; only a browser shows what a learner meets on top of that:
-widgets that render (no "Error displaying widget"), no console error, no traceback in any output. One
-JupyterLab serves a copy of notebooks/ and labs/ for the whole module; each notebook gets its own page, and its
-kernel is shut down afterwards (the servers it started go with it), so memory stays flat over the run.
+Every notebook and lab solution is executed in a kernel once per run (tests/kernels.py). A browser adds what a
+learner meets on top of that: widgets that render (no "Error displaying widget"), no console error, no traceback
+in any output, clicks that reach the kernel. That is checked on a representative set (tests/browser.py:
+BROWSER_NOTEBOOKS): the start page with its dashboard clicked through (test_browser.py), and here one row
+notebook with a cluster dashboard and plots and notebook 01 (Run All, then a Kill click on the first dashboard),
+and one lab solution (Run All). A test
+in test_notebooks.py checks that these show every kind of output (MIME type, widget model) that any notebook
+shows, so the others hold nothing a browser has not rendered here.
 
 The dashboard is also checked once in the Notebook 7 interface (``/notebooks/...``), which some learners and
 JupyterHub deployments use instead of JupyterLab: it renders and a Kill click reaches the kernel.
@@ -21,8 +25,10 @@ import pytest
 
 from browser import (
     ARTIFACTS,
+    BROWSER_NOTEBOOKS,
     CODE_PROMPTS,
     ROOT,
+    START_HERE,
     collect_problems,
     jupyter_lab,
     open_and_run_all,
@@ -33,8 +39,8 @@ from browser import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-FOLDERS = ("notebooks", "labs/solutions")  # labs/*.ipynb are the student versions: they stop at "YOUR CODE HERE"
-FOUND = [p.relative_to(ROOT).as_posix() for folder in FOLDERS for p in sorted((ROOT / folder).glob("*.ipynb"))]
+# test_browser.py opens the start page in JupyterLab and clicks its dashboard through; here, the others
+RUN_ALL = [name for name in BROWSER_NOTEBOOKS if name != START_HERE]
 WAIT_MS = 15_000  # a click travels page -> kernel -> widget state -> page; seconds on a busy 2-core machine
 
 # Console errors of the Notebook 7 interface itself, as (pattern, the reason it is safe to ignore). They show on
@@ -78,17 +84,34 @@ def _shut_down_kernels(lab) -> None:
         lab.api(f"/api/sessions/{session['id']}", method="DELETE")
 
 
-def test_found_every_notebook_and_lab_solution():
-    notebooks = [n for n in FOUND if n.startswith("notebooks/")]
-    assert len(notebooks) >= 13, f"expected notebooks 00-12 in notebooks/, found {notebooks}"
-    assert "notebooks/00_start_here.ipynb" in FOUND and "notebooks/12_choosing.ipynb" in FOUND
-    students = sorted(p.name for p in (ROOT / "labs").glob("*.ipynb"))
-    solutions = sorted(n.rsplit("/", 1)[1] for n in FOUND if n.startswith("labs/solutions/"))
-    assert solutions == students, "every lab in labs/ needs its solution in labs/solutions/ (and no other)"
+def test_found_the_notebooks_to_open():
+    assert RUN_ALL, "no notebook to open in the browser"
+    missing = [name for name in BROWSER_NOTEBOOKS if not (ROOT / name).is_file()]
+    assert not missing, f"BROWSER_NOTEBOOKS names files that do not exist: {missing}"
+    assert any(n.startswith("labs/solutions/") for n in RUN_ALL) and any(n.startswith("notebooks/") for n in RUN_ALL)
 
 
-@pytest.mark.parametrize("notebook", FOUND)
+def _first_server_card(page):
+    """The first server card (an innermost box with a Kill button) of the first dashboard on the page."""
+    dashboard = page.locator(".jp-OutputArea-output").filter(has_text="statelab dashboard").first
+    dashboard.scroll_into_view_if_needed()
+    card = dashboard.locator(".widget-vbox").filter(has=page.get_by_role("button", name="Kill", exact=True)) \
+        .filter(has_not=page.locator(".widget-vbox")).first
+    return card
+
+
+def _kill_from_the_card(page, card) -> None:
+    from playwright.sync_api import expect
+
+    expect(card).to_contain_text("alive")
+    card.get_by_role("button", name="Kill", exact=True).click()
+    expect(card).to_contain_text("down", timeout=WAIT_MS)
+    expect(card.get_by_role("button", name="Kill", exact=True)).to_be_disabled()
+
+
+@pytest.mark.parametrize("notebook", RUN_ALL)
 def test_runs_clean_in_jupyterlab(lab, page, notebook):
+    """Run All shows no trouble; in a notebook of notebooks/, a Kill click on its first dashboard reaches the kernel."""
     start = time.perf_counter()
     try:
         open_and_run_all(page, lab.url, notebook)
@@ -96,6 +119,11 @@ def test_runs_clean_in_jupyterlab(lab, page, notebook):
         if problems:
             screenshot(page, "all-" + notebook.replace("/", "-"), full_page=True)
         assert problems == [], f"{notebook} in JupyterLab"
+        if notebook.startswith("notebooks/"):  # each lesson has a dashboard
+            card = _first_server_card(page)
+            _kill_from_the_card(page, card)
+            screenshot(page, "clicked-" + notebook.replace("/", "-"))
+            assert collect_problems(page) == [], f"{notebook} after a Kill click"
     finally:
         SECONDS[notebook] = time.perf_counter() - start
         _shut_down_kernels(lab)
@@ -122,7 +150,7 @@ def test_dashboard_works_in_notebook_7(lab, page):
     from playwright.sync_api import expect
 
     pytest.importorskip("notebook", minversion="7", reason="Notebook 7 is not installed (pip install 'notebook>=7')")
-    notebook = "notebooks/00_start_here.ipynb"
+    notebook = START_HERE
     start = time.perf_counter()
     seen = watch_console(page)
     try:
@@ -138,14 +166,8 @@ def test_dashboard_works_in_notebook_7(lab, page):
         page.wait_for_function(_NB7_FINISHED, arg=[0, CODE_PROMPTS], timeout=90_000, polling=100)
         page.wait_for_function("() => !document.body.innerText.includes('Loading widget')", timeout=10_000)
 
-        dashboard = page.locator(".jp-OutputArea-output").filter(has_text="statelab dashboard").first
-        dashboard.scroll_into_view_if_needed()
-        card = dashboard.locator(".widget-vbox").filter(has=page.get_by_role("button", name="Kill", exact=True)) \
-            .filter(has_not=page.locator(".widget-vbox")).first
-        expect(card).to_contain_text("alive")
-        card.get_by_role("button", name="Kill", exact=True).click()
-        expect(card).to_contain_text("down", timeout=WAIT_MS)
-        expect(card.get_by_role("button", name="Kill", exact=True)).to_be_disabled()
+        card = _first_server_card(page)
+        _kill_from_the_card(page, card)
         screenshot(page, "notebook7-00_start_here")
 
         seen[:] = [m for m in seen if not any(p.search(m) for p, _reason in NOTEBOOK7_BENIGN)]

@@ -4,7 +4,7 @@
   committed clean, with nbgrader cell metadata (schema 3) that nbgrader itself accepts.
 * Generator: tools/make_student_labs.py makes exactly the committed student versions, and ``--check``
   fails on drift.
-* Execution (real kernels, nbclient): every solution passes every check within the time budget; every
+* Execution (real kernels): every solution passes every check (run once, by tests/kernels.py); every
   untouched student version runs to the end, and each check cell reports NOT YET, with no traceback.
 * Checkers: wrong answers a learner would plausibly write get NOT YET (each check exercises real servers
   over HTTP); under nbgrader a failing check fails its cell with one line.
@@ -29,7 +29,6 @@ import nbformat
 import pytest
 
 import statelab as sl
-from kernels import MEMORY_LIMIT_MB, PEAK_MEMORY_PROBE, peak_mib
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "labs" / "solutions"
@@ -219,7 +218,6 @@ def execute(path: Path, workdir: Path, *, allow_errors: bool = False, env: dict 
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(PEAK_MEMORY_PROBE))
     client = NotebookClient(nb, timeout=TIME_LIMIT_S + 10, kernel_name="python3", shutdown_kernel="immediate",
                             allow_errors=allow_errors, resources={"metadata": {"path": str(workdir)}})
     old = {k: os.environ.get(k) for k in (env or {})}
@@ -246,20 +244,18 @@ def outputs_text(cell) -> str:
 
 
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
-def test_solution_passes_every_check_within_budget(path: Path, tmp_path: Path):
-    nb, seconds = execute(path, tmp_path)
-    errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells) if c.cell_type == "code"
-              for o in c.outputs if o.output_type == "error"]
-    assert not errors, f"error outputs: {errors}"
+def test_solution_passes_every_check(path: Path, notebook_runs):
+    """The solution's first Run All, as tests/kernels.py executed it (once per session: budget, re-run safety
+    and shutdown are judged in tests/test_notebooks.py): every check cell says PASS, nothing went to stderr."""
+    run = notebook_runs.result(path.relative_to(ROOT).as_posix())
+    assert run.executed is not None, f"the solution failed in {run.failed}: {run.error}"
+    nb = run.executed
     stderr = [outputs_text(c) for c in nb.cells if c.cell_type == "code"
               for o in c.outputs if o.output_type == "stream" and o.name == "stderr"]
     assert not stderr, f"something wrote to stderr: {stderr}"
     checks = check_cells(nb)
     reports = [outputs_text(c) for c in checks]
     assert checks and all("PASS ·" in r and "NOT YET" not in r for r in reports), reports
-    peak = peak_mib(nb.cells[-1])
-    print(f"\n{path.name}: solution ran in {seconds:.1f} s, peak kernel memory {peak:.0f} MiB")
-    assert seconds < TIME_LIMIT_S and peak < MEMORY_LIMIT_MB
 
 
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
@@ -441,6 +437,28 @@ def test_lab01_wrong_stores():
     failed = [f.behaviour for f in report.failed]
     assert any("forged session id" in b for b in failed), report
     assert any("expires" in b for b in failed), report  # it never expires anything
+
+
+def test_lab01_expiry_verdict_holds_on_a_crowded_machine():
+    """A correct store on a machine so busy that the first request after a login comes later than the short
+    ttl the check starts with: the check must still pass it (it tries a longer ttl), not say NOT YET."""
+    class CorrectButSlow:  # SQLite sessions in the folder; a login (create) answers 0.6 s late
+        kind = "slow"
+
+        def __init__(self, folder):
+            self.inner = sl.SqliteStore(Path(folder) / "sessions.sqlite3")
+
+        def create(self, data, ttl):
+            sid = self.inner.create(data, ttl)
+            if ttl < 1:  # only the short-lived sessions of the expiry check: the rest of the check stays fast
+                time.sleep(0.6)
+            return sid
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    report = sl.labs.check_session_store(CorrectButSlow)
+    assert report.passed, report
 
 
 def test_a_store_that_deadlocks_is_reported_within_seconds():
