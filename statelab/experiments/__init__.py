@@ -104,6 +104,14 @@ class Evidence:
                 f"<p>{html.escape(self.reading)}</p><table>{rows}</table><ul>{checks}</ul></div>")
 
 
+def check_size(name: str, value: Any, low: float, high: float, *, whole: bool = True) -> None:
+    """Refuse a ``run()`` argument outside ``low``..``high`` (or not a whole number, when ``whole``) in words."""
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        what = "a whole number" if whole else "a number"
+        raise ValueError(f"{name} must be {what} from {low:g} to {high:g}, not {value!r}")
+
+
 def _mark(ok: bool) -> str:
     """A check's outcome in words and a symbol, never by colour alone."""
     return "&#10003; yes:" if ok else "&#10007; no:"

@@ -44,7 +44,7 @@ from ..shop.carts import SqliteCartStore
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, SqliteStore
 from ..shop.tokens import ALGORITHMS, Keyring
-from . import Evidence, Judgement, progress, record
+from . import Evidence, Judgement, check_size, progress, record
 
 ROW = "performance"
 CART = [("ddia", 1), ("sicp", 2), ("tcp-ip", 1)]
@@ -168,11 +168,6 @@ def state_work(cart: list[dict[str, Any]], sqlite_path: Path) -> tuple[dict[str,
 
 # --------------------------------------------------------------------------- the experiment
 
-def _check_size(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
-        raise ValueError(f"{name} must be a whole number from 1 to 100000, not {value!r}")
-
-
 def _start(stack: ExitStack, label: str, options: dict[str, Any], tmp: str) -> Server:
     options = dict(options)
     if options.get("store") == "sqlite":  # our own files in our own folder: nothing left behind
@@ -199,7 +194,7 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
     number = number or (6 if quick else 10)
     repeat = repeat or (6 if quick else 15)
     for name, value in (("requests", requests), ("number", number), ("repeat", repeat)):
-        _check_size(name, value)
+        check_size(name, value, 1, 100_000)
     began = time.perf_counter()
     cart = [{"item": item, "qty": qty} for item, qty in CART]
     labels = [label for label, _ in DESIGNS]
