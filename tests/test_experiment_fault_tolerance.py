@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 import statelab as sl  # noqa: E402
 from statelab.experiments import DESIGNS, Evidence, crowd, fault_tolerance  # noqa: E402
 from statelab.plots import fault_tolerance as plots  # noqa: E402
+from statelab.service import wait_until  # noqa: E402
 from statelab.shop.plugins import (  # noqa: E402
     IdempotencyKeys,
     InFlight,
@@ -114,14 +115,17 @@ def test_a_keyed_write_is_acted_on_once_per_user_and_key(mode):
 
 def test_slow_writes_keep_writes_in_flight_and_in_flight_counts_them():
     watch = InFlight()
-    with sl.Server("stateful", plugins=[slow_writes(0.2), watch]) as server:
+    with sl.Server("stateful", plugins=[slow_writes(0.5), watch]) as server:
         server.start()
-        alice = sl.Client(server.url)
+        alice, tab = sl.Client(server.url), sl.Client(server.url)
         alice.login("alice")
+        tab.set_cookie(server.cookie_name, alice.cookies[server.cookie_name])   # a second tab, same session
         writer = threading.Thread(target=alice.add_to_cart, args=("pen",))
         writer.start()
         assert watch.wait(lambda: watch.now(server.name, "write") == 1, 2)
-        assert alice.cart().body["cart"] == [{"item": "pen", "qty": 1}]  # the change is made before the slow part
+        # the change is made before the slow part: the cart shows it while the write is still in flight
+        assert wait_until(lambda: tab.cart().body["cart"] == [{"item": "pen", "qty": 1}], 2)
+        assert watch.now(server.name, "write") == 1
         writer.join()
         assert watch.now(server.name) == 0 and alice.history[-2].ok
     with pytest.raises(ValueError):

@@ -233,5 +233,14 @@ def latest() -> dict[str, Evidence]:
     return dict(_latest)
 
 
+def forget(row: str | None = None) -> None:
+    """Forget this kernel's latest evidence for ``row`` (every row when None): the scoreboard then
+    falls back to a saved run or says the row is not measured yet."""
+    if row is None:
+        _latest.clear()
+    else:
+        _latest.pop(row, None)
+
+
 from . import journal as journal  # noqa: E402  (needs Evidence defined above)
 from .prose import check_prose as check_prose  # noqa: E402  (needs Evidence defined above)
