@@ -435,7 +435,7 @@ def verdict_stability(runs: int) -> list[Stability]:
             try:
                 ev = row.experiment.run(quick=True)
                 halves = {**ev.verdicts, **ev.benefits}
-                s.verdicts["; ".join(f"{k}: {v}" for k, v in halves.items()) or str(ev.verdict)] += 1
+                s.verdicts["; ".join(f"{k}: {v}" for k, v in halves.items()) or "no verdict"] += 1
                 s.all_checks += all(ev.checks.values())
                 s.failed_checks.update(name for name, ok in ev.checks.items() if not ok)
             except Exception as error:  # a crash is a result too: it shows up in the table

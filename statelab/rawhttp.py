@@ -4,7 +4,8 @@ Most of statelab speaks HTTP through a library (``requests`` in :class:`~statela
 ``http.client`` in the balancer). Some measurements need the bytes themselves: the load
 generator builds one request and sends it thousands of times (a client that does no work per
 request measures the server, not itself), and the performance lesson counts every byte the
-socket carried. Both use :func:`build_request` and :func:`wire_exchange`.
+socket carried. Both use :func:`build_request` and :func:`wire_exchange`; :class:`WireUser` is a
+logged-in user on top of them (the session cookie or the token it was given, sent back each time).
 
 It also holds the HTTP limits and rules every server and proxy here shares: :data:`MAX_BODY`,
 the :data:`HOP_BY_HOP` headers a proxy does not relay, and :func:`request_target` (the path a
@@ -131,6 +132,52 @@ def wire_exchange(url: str | tuple[str, int], raw_request: bytes, timeout: float
         raise ConnectionError(f"{url} closed the connection in the middle of the answer's body")
     return WireExchange(status=status, request_bytes=len(raw_request), response_bytes=len(raw),
                         response_header_bytes=end + 4, headers=headers, body=raw[end + 4:], ms=ms)
+
+
+class WireUser:
+    """One user talking raw HTTP to one server, every byte counted: keeps the session cookie or the token.
+
+    It holds what the server hands out, as a browser or an app would: the cookie of a ``Set-Cookie``
+    (the session id, or the signed cookie that carries the cart), else the ``token`` of a JSON
+    answer, and sends it back with every request. An answer of 400 or more raises ``RuntimeError``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.host, self.port = _address(url)
+        self.cookie: tuple[str, str] | None = None  # (name, value) of the session cookie
+        self.token: str | None = None
+
+    @property
+    def credential(self) -> tuple[str, str]:
+        """(cookie name, value) of what identifies this user, as a browser would keep it (a token: "token")."""
+        return self.cookie if self.cookie is not None else ("token", self.token or "")
+
+    def identity(self) -> dict[str, str]:
+        """The headers that tell the server who is asking (none before a login)."""
+        headers = {"Cookie": "=".join(self.cookie)} if self.cookie else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def send(self, method: str, path: str, body: Any = None) -> WireExchange:
+        ex = wire_exchange(self.url, build_request(method, self.host, self.port, path, self.identity(), body))
+        if ex.status >= 400:
+            raise RuntimeError(f"{method} {path} answered {ex.status}: {ex.body[:200]!r}")
+        name, _, value = ex.headers.get("Set-Cookie", "").split(";", 1)[0].partition("=")
+        if name and value:
+            self.cookie = (name.strip(), value.strip())
+        elif ex.headers.get("Content-Type", "").startswith("application/json"):
+            token = ex.json().get("token")
+            if isinstance(token, str):
+                self.token = token
+        return ex
+
+    def login(self, user: str) -> WireExchange:
+        return self.send("POST", "/login", {"user": user})
+
+    def add(self, item: str, qty: int = 1) -> WireExchange:
+        return self.send("POST", "/cart", {"item": item, "qty": qty})
 
 
 # --------------------------------------------------------------------------- proxies

@@ -17,7 +17,8 @@ BENEFITS = {
     "4a": ("stateful", "Session persistence: sessions carry users smoothly across steps or devices"),
     "4b": ("stateful", "Efficient resource use: state stays on the server, not re-sent with every request"),
     "4c": ("stateful", "Personalization: past interactions tailor what the user sees"),
-    "4d": ("stateful", "Enhanced security: central session management (e.g. revoke a session at once)"),
+    "4d": ("stateful", "Enhanced security: centralized session management supports strong authentication and "
+                       "encryption"),
     "5a": ("stateless", "High scalability: any server can take any request, no session management"),
     "5b": ("stateless", "Fault tolerance: a failed server does not take user state down with it"),
     "5c": ("stateless", "Simplified load balancing: spread requests evenly, no sticky sessions"),

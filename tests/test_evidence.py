@@ -94,3 +94,15 @@ def test_check_prose_refuses_a_verdict_that_names_no_half(tmp_path):
     nb = write_notebook(tmp_path, "The claim holds as written.")
     with pytest.raises(AssertionError, match="without naming"):
         check_prose(nb, evidence(True, True, False))
+
+
+def test_check_size_refuses_what_a_run_cannot_use_in_words():
+    from statelab.experiments import check_size
+
+    check_size("users", 3, 1, 10)
+    check_size("session_ttl", 0.5, 0.05, 10, whole=False)
+    for bad in (0, 11, 2.5, True, "3", None):
+        with pytest.raises(ValueError, match=r"users must be a whole number from 1 to 10, not "):
+            check_size("users", bad, 1, 10)
+    with pytest.raises(ValueError, match=r"session_ttl must be a number from 0.05 to 10, not 'soon'"):
+        check_size("session_ttl", "soon", 0.05, 10, whole=False)

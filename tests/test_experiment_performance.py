@@ -8,7 +8,7 @@ import pytest
 
 import statelab as sl
 from statelab.experiments import VERDICTS, latest, performance
-from statelab.rawhttp import wire_exchange
+from statelab.rawhttp import WireUser, build_request, wire_exchange
 from statelab.shop.tokens import Keyring
 
 
@@ -19,7 +19,7 @@ def ev():
 
 def test_quick_run_judges_each_half_and_benefit_5d_from_named_checks(ev):
     assert ev.row == "performance" and latest()["performance"] is ev
-    assert ev.verdict is None  # no single verdict: each half and the benefit get their own
+    assert not hasattr(ev, "verdict")  # no single verdict: one per half, one per benefit
     assert set(ev.verdicts) == {"stateful", "stateless"} and set(ev.benefits) == {"5d"}
     assert set(ev.verdicts.values()) | set(ev.benefits.values()) <= set(VERDICTS)
     # what this machine shows, with margins that hold on a crowded one
@@ -102,11 +102,12 @@ def test_with_the_cart_in_the_db_the_token_is_not_re_signed_and_stays_small(ev):
 def test_wire_exchange_counts_every_byte_of_request_and_answer():
     with sl.Server("stateful") as server:
         server.start()
-        user = performance.WireUser(server.url, "stateful")
+        user = WireUser(server.url)
         login = user.login("alice")
-        assert login.status == 200 and user.credential and len(user.credential) >= 40
-        raw = user.raw("GET", "/cart")
-        assert f"Cookie: {server.cookie_name}={user.credential}\r\n".encode() in raw and raw.endswith(b"\r\n\r\n")
+        name, sid = user.credential
+        assert login.status == 200 and name == server.cookie_name and len(sid) >= 40
+        raw = build_request("GET", user.host, user.port, "/cart", user.identity())
+        assert f"Cookie: {server.cookie_name}={sid}\r\n".encode() in raw and raw.endswith(b"\r\n\r\n")
         ex = wire_exchange(server.url, raw)
     assert ex.status == 200 and ex.json() == {"cart": []}
     assert ex.request_bytes == len(raw)
@@ -119,7 +120,7 @@ def test_wire_user_refuses_an_error_answer_loudly():
     with sl.Server("stateless") as server:
         server.start()
         with pytest.raises(RuntimeError, match="401"):
-            performance.WireUser(server.url, "stateless").send("GET", "/cart")
+            WireUser(server.url).send("GET", "/cart")
 
 
 def test_micro_times_are_the_best_round_per_call_in_microseconds():

@@ -15,6 +15,7 @@ import pytest
 
 from statelab.experiments import DESIGNS
 from statelab.experiments.prose import verdict_claims
+from statelab.table import BENEFITS
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 FOUNDATIONS = [NOTEBOOKS / name for name in
@@ -38,6 +39,22 @@ def test_start_here_draws_the_two_axes_and_names_the_four_designs():
         assert text.count(design) >= 2, f"the grid table does not name {design!r}"
     source = "\n".join(c.source for c in nbformat.read(FOUNDATIONS[0], as_version=4).cells if c.cell_type == "code")
     assert "DESIGNS" in source and "benefit_row" in source, "00 builds its servers and its benefit map from data"
+
+
+#: The seed's own name for each benefit (sections 4 and 5 of shared/seed/stateful-vs-stateless.txt).
+SEED_BENEFIT_NAMES = {"4a": "session persistence", "4b": "efficient resource use", "4c": "personalization",
+                      "4d": "enhanced security", "5a": "high scalability", "5b": "fault tolerance",
+                      "5c": "simplified load balancing", "5d": "better performance"}
+
+
+def test_each_benefit_is_the_seeds_claim_not_a_measured_result():
+    """A benefit states what the seed claims (a notebook then judges it); it must not promise what was measured
+    otherwise, e.g. 4d is "centralized session management supports strong authentication and encryption",
+    not "revoke a session at once" (notebook 11 shows revocation is central, not instant everywhere)."""
+    assert {code: words.split(":")[0].lower() for code, (_, words) in BENEFITS.items()} == SEED_BENEFIT_NAMES
+    security = BENEFITS["4d"][1].lower()
+    assert "centralized session management" in security and "authentication" in security
+    assert "at once" not in security and "revoke" not in security
 
 
 @pytest.mark.parametrize("path", FOUNDATIONS, ids=[p.name for p in FOUNDATIONS])

@@ -559,6 +559,76 @@ def test_lab02_answer_does_not_ship_in_the_library():
     assert not answers, f"a working answer to lab 02 task 1 ships in the library: {answers}"
 
 
+def _library_functions(*params: str):
+    """Every function (or method) statelab defines whose required positional parameters are named ``params``
+    (``None``: any one parameter)."""
+    import inspect
+
+    seen = set()
+    for module, cls in [*_library_classes(), *((m, None) for m in _library_modules())]:
+        owner = cls if cls is not None else importlib.import_module(module)
+        for fn in vars(owner).values():
+            if isinstance(fn, (staticmethod, classmethod)):
+                fn = fn.__func__
+            if not inspect.isfunction(fn) or fn.__module__ != module or fn in seen:
+                continue
+            seen.add(fn)
+            required = [p.name for p in inspect.signature(fn).parameters.values()
+                        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            if required == list(params) or (params == (None,) and len(required) == 1 and required[0] != "self"):
+                yield f"{module}.{fn.__qualname__}", fn
+
+
+def _library_modules():
+    import pkgutil
+
+    for info in pkgutil.walk_packages(sl.__path__, "statelab."):
+        importlib.import_module(info.name)
+        yield info.name
+
+
+def test_lab01_own_store_is_not_a_library_store():
+    """Task 3 asks for a store of one's own (a JSON file per session): no store in the package passes its check,
+    not even the shared SQLite store of task 2 opened inside the folder."""
+    from statelab.shop.sessions import MemoryStore, SqliteStore
+
+    stores = [(f"{name}.{cls.__qualname__}", cls) for name, cls in _library_classes()
+              if all(callable(getattr(cls, m, None)) for m in ("create", "get", "update", "delete", "count"))]
+    assert MemoryStore in [cls for _, cls in stores], "the scan found no session store at all: it is not looking"
+    stores.append(("SqliteStore in the folder", lambda folder: SqliteStore(Path(folder) / "sessions.sqlite3")))
+    passing = [name for name, store in stores if sl.labs.check_session_store(store).passed]
+    assert not passing, f"a library store passes lab 01 task 3 in place of the learner's own: {passing}"
+
+
+def test_lab03_answers_do_not_ship_in_the_library():
+    """No routing function in the package (the checkers' own stand-in included) passes lab 03 task 1 or 2."""
+    routes = list(_library_functions("client_key", "cookie", "live", "all"))
+    assert routes, "the scan found no routing function at all: it is not looking"
+    passing = [name for name, fn in routes
+               if sl.labs.check_pins_users(fn).passed or sl.labs.check_failover(fn).passed]
+    assert not passing, f"a working answer to lab 03 ships in the library: {passing}"
+
+
+def test_lab05_answers_do_not_ship_in_the_library():
+    """No plugin factory in the package passes lab 05 task 1 or 2, given the shared ``answers`` dict or the
+    library's own IdempotencyKeys (which the experiments use on ``POST /cart`` and ``/checkout/confirm``)."""
+    from statelab.shop.plugins import IdempotencyKeys
+
+    plugins = [(name, fn) for name, fn in _library_functions(None)   # one required parameter, where plugins live
+               if name.startswith(("statelab.shop.plugins.", "statelab.labs.")) and "._" not in name
+               and not name.startswith("statelab.labs.report.")]
+    assert any(name.endswith("idempotent_writes") for name, _ in plugins), "the scan found no plugin: it is not looking"
+    passing = []
+    for name, factory in plugins:
+        for label, arg in (("answers", None), ("IdempotencyKeys()", IdempotencyKeys())):
+            def idempotent(answers, factory=factory, arg=arg):
+                return factory(answers if arg is None else arg)
+
+            if sl.labs.check_retry_once(idempotent).passed or sl.labs.check_double_click(idempotent).passed:
+                passing.append(f"{name}({label})")
+    assert not passing, f"a working answer to lab 05 ships in the library: {passing}"
+
+
 def _hash_pick(key, live):
     return live[sum(key.encode()) % len(live)]
 

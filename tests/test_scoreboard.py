@@ -8,7 +8,7 @@ import pytest
 
 from statelab.experiments import VERDICTS, Evidence, Judgement
 from statelab.table import BENEFITS, ROWS, Row
-from statelab.ui.scoreboard import MARK, NOT_PER_HALF, NOT_SEPARATELY, RowResult, Scoreboard, scoreboard
+from statelab.ui.scoreboard import MARK, NOT_JUDGED, RowResult, Scoreboard, scoreboard
 
 FASTEST = "development_focus"   # the quickest row to re-run for real (the one real run here)
 GHOST = Row("no_such_row", "Ghost", "a stateful claim", "a stateless claim", "99_ghost.ipynb", ())
@@ -26,23 +26,30 @@ def judged(row: str, stateful: bool = True, stateless: bool = True, nuance: bool
                     reading=f"<b>{row}</b> measured 3 of 3", seconds=0.4, extra=dict(extra))
 
 
-def whole_row(row: str, verdict: str = "holds with nuance") -> Evidence:
-    """TRANSITIONAL: evidence of a row not converted yet, with its one verdict for the whole row."""
-    return Evidence(row=row, measurements={"n": 3}, checks={"something held": True}, verdict=verdict,
+def one_half(row: str) -> Evidence:
+    """Evidence that judges only the stateful half (and none of its row's benefits): the rest says so."""
+    return Evidence(row=row, measurements={"n": 3}, checks={"something held": False},
+                    claims={"stateful": Judgement(supports=("something held",))},
                     reading=f"{row} measured", seconds=0.2)
+
+
+def test_evidence_has_no_single_verdict_for_a_whole_row():
+    with pytest.raises(TypeError):
+        Evidence(row="caching", measurements={}, checks={}, verdict="holds")   # one word for two claims: gone
+    assert not hasattr(judged("caching"), "verdict")
 
 
 def test_each_half_and_each_benefit_gets_its_own_verdict():
     board = scoreboard({"fault_tolerance": judged("fault_tolerance", stateful=False, nuance=True,
                                                   benefits=("5b", "4a"), key_numbers={"carts lost": "4 of 12"}),
-                        "caching": whole_row("caching", "does not hold"),
+                        "caching": one_half("caching"),
                         "choosing": judged("choosing")})   # not one of the nine rows: left out
     assert isinstance(board, Scoreboard) and list(board.results) == [r.key for r in ROWS]
     assert board.verdicts["fault_tolerance"] == {"stateful": "does not hold", "stateless": "holds with nuance"}
-    assert board.verdicts["caching"] == {"stateful": NOT_PER_HALF, "stateless": NOT_PER_HALF}
+    assert board.verdicts["caching"] == {"stateful": "does not hold", "stateless": NOT_JUDGED}
     assert board.verdicts["scalability"] == {"stateful": "not measured yet", "stateless": "not measured yet"}
     assert board.benefits["5b"] == board.benefits["4a"] == "holds"
-    assert board.benefits["4c"] == NOT_SEPARATELY                        # judged by caching, not converted yet
+    assert board.benefits["4c"] == NOT_JUDGED                            # caching's evidence did not judge it
     assert board.benefits["5a"] == "not measured yet" and set(board.benefits) == set(BENEFITS)
     assert len(board.pending) == 7
 
@@ -50,14 +57,14 @@ def test_each_half_and_each_benefit_gets_its_own_verdict():
 def test_the_table_shows_seed_claims_verdicts_in_words_and_symbols_and_corrected_sentences():
     board = scoreboard({"fault_tolerance": judged("fault_tolerance", stateful=False, nuance=True,
                                                   benefits=("5b",), key_numbers={"carts lost": "4 of 12"}),
-                        "caching": whole_row("caching", "does not hold")})
+                        "caching": one_half("caching")})
     html = board.table.value
     assert html.count("<tr>") == 1 + len(ROWS)
     assert "Failure in one server affects sessions stored on others" in html      # the seed's claim
     assert f"{MARK['does not hold']} does not hold" in html and f"{MARK['holds with nuance']} holds with nuance" in html
     assert "fault_tolerance: 2 of 3 | &lt;lost&gt;." in html                      # the corrected sentence, escaped
     assert "carts lost: <b>4 of 12</b>" in html and "&lt;b&gt;fault_tolerance&lt;/b&gt; measured" in html
-    assert "whole row: <b>\u2717 does not hold</b>" in html                      # transitional, said as such
+    assert NOT_JUDGED in html                                                   # a half its row did not judge
     assert "evidence you passed in (0.4 s)" in html
     benefits = board.benefit_table.value
     assert benefits.count("<tr>") == 1 + len(BENEFITS) and "5b measured." in benefits
@@ -88,7 +95,7 @@ def test_the_fill_button_quick_runs_what_is_missing_and_says_where_it_came_from(
     board.fill_button.click()
     result = board.results[FASTEST]
     assert result.measured and result.evidence.row == FASTEST and result.evidence.extra["quick"] is True
-    assert all(v in (*VERDICTS, NOT_PER_HALF) for v in result.verdicts.values())
+    assert all(v in VERDICTS for v in result.verdicts.values())
     assert result.source.startswith("quick re-run by the scoreboard just now")
     assert board.bar.value == board.bar.max == 1 and board.bar.bar_style == "success"
     assert not board.pending and "9 of 9 rows measured" in board.status.value

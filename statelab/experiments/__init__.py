@@ -1,9 +1,10 @@
 """One experiment per row of the comparison table (see :mod:`statelab.table`).
 
 Each module has ``run(...) -> Evidence``: it starts the servers it needs, drives them,
-measures, stops them, and *computes* a verdict on the seed's claim from the numbers. Nothing
-here types a verdict in by hand, and every default is sized to finish in a few seconds on
-one busy CPU (Binder), with a verdict that stays the same from run to run.
+measures, stops them, and *computes* from the numbers a verdict on each half of its row (the
+stateful claim and the stateless claim, each a :class:`Judgement`) and on each benefit of the seed
+the row tests. Nothing here types a verdict in by hand, and every default is sized to finish in a
+few seconds on one busy CPU (Binder), with verdicts that stay the same from run to run.
 """
 
 from __future__ import annotations
@@ -70,11 +71,8 @@ class Evidence:
     reading: str = ""
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
-    verdict: str | None = None  # transitional: rows not yet judged per half still set one verdict
 
     def __post_init__(self) -> None:
-        if self.verdict is not None and self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, not {self.verdict!r}")
         for key, judgement in self.claims.items():
             if key not in HALVES and key not in _benefit_codes():
                 raise ValueError(f"claims are keyed by {HALVES} or a benefit code, not {key!r}")
@@ -102,10 +100,16 @@ class Evidence:
         checks = "".join(f"<li>{_mark(ok)} {html.escape(name)}</li>" for name, ok in self.checks.items())
         verdicts = "; ".join(f"{html.escape(_claim_name(k))}: <b>{html.escape(v)}</b>"
                              for k, v in {**self.verdicts, **self.benefits}.items())
-        if not verdicts and self.verdict is not None:
-            verdicts = f"verdict <b>{html.escape(self.verdict)}</b>"
         return (f"<div><b>{html.escape(self.row)}</b>: {verdicts} (measured in {self.seconds:.1f} s)"
                 f"<p>{html.escape(self.reading)}</p><table>{rows}</table><ul>{checks}</ul></div>")
+
+
+def check_size(name: str, value: Any, low: float, high: float, *, whole: bool = True) -> None:
+    """Refuse a ``run()`` argument outside ``low``..``high`` (or not a whole number, when ``whole``) in words."""
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        what = "a whole number" if whole else "a number"
+        raise ValueError(f"{name} must be {what} from {low:g} to {high:g}, not {value!r}")
 
 
 def _mark(ok: bool) -> str:

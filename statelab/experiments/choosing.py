@@ -29,7 +29,7 @@ from typing import Any
 from ..client import Client
 from ..shop.app import CATALOG
 from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, progress, record
 
 ROW = "choosing"
 CRASHED = 1  # server-1 crashes
@@ -141,11 +141,6 @@ def _measure(design: str, cluster: Cluster, store: TripCounter | None, users: in
     return out
 
 
-def _check_size(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
-
-
 def run(*, quick: bool = False, users: int | None = None, reads: int | None = None,
         timed: int | None = None, replays: int = 3) -> Evidence:
     """Measure the four designs on the same axes, three servers each.
@@ -159,7 +154,7 @@ def run(*, quick: bool = False, users: int | None = None, reads: int | None = No
     timed = timed if timed is not None else (12 if quick else 30)
     for name, value, low, high in (("users", users, 3, 300), ("reads", reads, 1, 20), ("timed", timed, 3, 500),
                                    ("replays", replays, 1, 50)):
-        _check_size(name, value, low, high)
+        check_size(name, value, low, high)
     began = time.perf_counter()
     results = {design: _one_design(design, users, reads, timed, replays)
                for design in progress(DESIGNS, "four designs")}

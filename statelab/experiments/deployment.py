@@ -30,7 +30,7 @@ from typing import Any
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes
 from ..shop.tokens import inspect_token
 from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, progress, record
 from .crowd import OPS, Shopper, close, landed, log_in, shop_while, when_writing
 
 ROW = "deployment"
@@ -159,10 +159,8 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 8, drai
     a key rotation.
     """
     n = users if users is not None else (4 if quick else 6)
-    if not isinstance(n, int) or not 4 <= n <= 600:
-        raise ValueError("users must be a whole number from 4 to 600")
-    if not isinstance(workers, int) or not 1 <= workers <= 32:
-        raise ValueError("workers must be a whole number from 1 to 32")
+    check_size("users", n, 4, 600)
+    check_size("workers", workers, 1, 32)
     if not 0 < drain <= 30:
         raise ValueError("drain must be more than 0 and at most 30 seconds (the undrained deploy is measured too)")
     began = time.perf_counter()

@@ -42,7 +42,7 @@ from ..shop.sessions import SqliteStore
 from ..shop.tokens import inspect_token
 from ..topology.cache import SharedCache
 from ..topology.cluster import Cluster
-from . import Evidence, Judgement, progress, record
+from . import Evidence, Judgement, check_size, progress, record
 
 ROW = "development_focus"
 SIDES = ("stateful", "stateless")
@@ -327,11 +327,6 @@ def _stop_all(services: list[Any]) -> None:
         t.join()
 
 
-def _check_size(name: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
-
-
 def run(*, quick: bool = False, users: int | None = None, replays: int | None = None,
         cart_lines: int | None = None, session_ttl: float | None = None) -> Evidence:
     """Ask both sides the same concerns (:data:`CONCERNS`), observe each against local servers, count them.
@@ -346,10 +341,10 @@ def run(*, quick: bool = False, users: int | None = None, replays: int | None = 
     replays = replays if replays is not None else (6 if quick else 12)
     cart_lines = cart_lines if cart_lines is not None else (20 if quick else 60)
     ttl = session_ttl if session_ttl is not None else (0.25 if quick else 0.6)
-    _check_size("users", users, 1, 500)
-    _check_size("replays", replays, 3, 200)
-    _check_size("cart_lines", cart_lines, 2, 150)
-    _check_size("session_ttl", ttl, 0.05, 10)
+    check_size("users", users, 1, 500)
+    check_size("replays", replays, 3, 200)
+    check_size("cart_lines", cart_lines, 2, 150)
+    check_size("session_ttl", ttl, 0.05, 10, whole=False)
     began = time.perf_counter()
     m: dict[str, Any] = {}
     started: list[Any] = []

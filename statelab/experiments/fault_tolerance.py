@@ -37,7 +37,7 @@ from ..shop.carts import SqliteCartStore
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes, store_errors_as_503
 from ..shop.sessions import OutageStore, SqliteStore
 from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, progress, record
 from .crowd import OPS, Shopper, by_home, cart_of, close, landed, log_in, lost_carts, shop_while, when_writing
 
 ROW = "fault_tolerance"
@@ -141,10 +141,8 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 6) -> E
     and of what kind, whether failed writes had been acted on, and who noticed the store outages.
     """
     n = users if users is not None else (6 if quick else 12)
-    if not isinstance(n, int) or not 3 <= n <= 600:
-        raise ValueError("users must be a whole number from 3 to 600")
-    if not isinstance(workers, int) or not 1 <= workers <= 32:
-        raise ValueError("workers must be a whole number from 1 to 32")
+    check_size("users", n, 3, 600)
+    check_size("workers", workers, 1, 32)
     began = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
     devices: dict[str, dict[str, bool]] = {}

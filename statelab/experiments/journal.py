@@ -75,8 +75,6 @@ def _as_json(ev: Evidence) -> str:
         "reading": ev.reading, "seconds": ev.seconds,
         "extra": {k: extra[k] for k in KEPT_EXTRA if k in extra},
     }
-    if getattr(ev, "verdict", None) is not None:   # TRANSITIONAL: a row not judged per half yet
-        data["verdict"] = ev.verdict
     return json.dumps(data, default=str, ensure_ascii=False)
 
 
@@ -111,9 +109,8 @@ def _from_json(text: str) -> Evidence | None:
     claims = {k: Judgement(tuple(j["supports"]), tuple(j["qualifies"]), j["corrected"])
               for k, j in data["claims"].items()}
     extra = {**data.get("extra", {}), "saved": data["saved"]}
-    options: dict[str, Any] = {"verdict": data["verdict"]} if "verdict" in data else {}
     return Evidence(row=data["row"], measurements=data["measurements"], checks=data["checks"], claims=claims,
-                    reading=data["reading"], seconds=float(data["seconds"]), extra=extra, **options)
+                    reading=data["reading"], seconds=float(data["seconds"]), extra=extra)
 
 
 def load() -> dict[str, Evidence]:

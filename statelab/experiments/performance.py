@@ -39,12 +39,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..load import percentile
-from ..rawhttp import WireExchange, build_request, wire_exchange
+from ..rawhttp import WireExchange, WireUser
 from ..shop.carts import SqliteCartStore
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, SqliteStore
 from ..shop.tokens import ALGORITHMS, Keyring
-from . import Evidence, Judgement, progress, record
+from . import Evidence, Judgement, check_size, progress, record
 
 ROW = "performance"
 CART = [("ddia", 1), ("sicp", 2), ("tcp-ip", 1)]
@@ -59,49 +59,6 @@ DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
     *((label, {"mode": "stateless", "algorithm": a}) for label, a in zip(TOKEN_DESIGNS, ALGORITHMS, strict=True)),
     (DB_DESIGN, {"mode": "stateless", "cart": "db", "carts": "sqlite"}),
 )
-
-
-# --------------------------------------------------------------------------- raw HTTP, bytes counted
-
-class WireUser:
-    """One logged-in user talking raw HTTP to one server: holds the sid cookie or the token."""
-
-    def __init__(self, url: str, mode: str) -> None:
-        self.url, self.mode = url, mode
-        self.host, port = url.split("//", 1)[1].rsplit(":", 1)
-        self.port = int(port)
-        self.credential: str | None = None  # the session id or the token
-        self.cookie_name = "sid"  # learnt from the login's Set-Cookie (each server names its own)
-
-    def identity(self) -> dict[str, str]:
-        """The header that tells the server who is asking."""
-        if self.credential is None:
-            return {}
-        if self.mode == "stateful":
-            return {"Cookie": f"{self.cookie_name}={self.credential}"}
-        return {"Authorization": f"Bearer {self.credential}"}
-
-    def raw(self, method: str, path: str, body: Any = None) -> bytes:
-        return build_request(method, self.host, self.port, path, self.identity(), body)
-
-    def send(self, method: str, path: str, body: Any = None) -> WireExchange:
-        ex = wire_exchange(self.url, self.raw(method, path, body))
-        if ex.status >= 400:
-            raise RuntimeError(f"{method} {path} answered {ex.status}: {ex.body[:200]!r}")
-        cookie = ex.headers.get("Set-Cookie", "")
-        if self.mode == "stateful" and "=" in cookie.split(";", 1)[0]:
-            self.cookie_name, _, self.credential = cookie.split(";", 1)[0].partition("=")
-        elif ex.headers.get("Content-Type", "").startswith("application/json"):
-            token = ex.json().get("token")
-            if isinstance(token, str):
-                self.credential = token
-        return ex
-
-    def login(self, user: str) -> WireExchange:
-        return self.send("POST", "/login", {"user": user})
-
-    def add(self, item: str, qty: int = 1) -> WireExchange:
-        return self.send("POST", "/cart", {"item": item, "qty": qty})
 
 
 # --------------------------------------------------------------------------- in-process timing
@@ -211,11 +168,6 @@ def state_work(cart: list[dict[str, Any]], sqlite_path: Path) -> tuple[dict[str,
 
 # --------------------------------------------------------------------------- the experiment
 
-def _check_size(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
-        raise ValueError(f"{name} must be a whole number from 1 to 100000, not {value!r}")
-
-
 def _start(stack: ExitStack, label: str, options: dict[str, Any], tmp: str) -> Server:
     options = dict(options)
     if options.get("store") == "sqlite":  # our own files in our own folder: nothing left behind
@@ -242,7 +194,7 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
     number = number or (6 if quick else 10)
     repeat = repeat or (6 if quick else 15)
     for name, value in (("requests", requests), ("number", number), ("repeat", repeat)):
-        _check_size(name, value)
+        check_size(name, value, 1, 100_000)
     began = time.perf_counter()
     cart = [{"item": item, "qty": qty} for item, qty in CART]
     labels = [label for label, _ in DESIGNS]
@@ -254,7 +206,7 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
         users: dict[str, WireUser] = {}
         for label, options in DESIGNS:
             server = _start(stack, label, options, tmp)
-            user = users[label] = WireUser(server.url, options["mode"])
+            user = users[label] = WireUser(server.url)
             user.login("alice")
             for item, qty in CART:
                 user.add(item, qty)

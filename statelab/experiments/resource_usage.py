@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..rawhttp import WireExchange, build_request, wire_exchange
+from ..rawhttp import WireUser, build_request, wire_exchange
 from ..shop.app import MAX_CART_LINES
 from ..topology.cluster import Cluster
 from . import DESIGNS, Evidence, Judgement, progress, record
@@ -88,44 +88,6 @@ def file_bytes(path: str | Path | None) -> int:
     finally:
         db.close()
     return (pages - free) * size
-
-
-class WireUser:
-    """One user talking raw HTTP to one server, bytes counted: keeps the session cookie or the token it is given."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.host, port = url.split("//", 1)[1].rsplit(":", 1)
-        self.port = int(port)
-        self.cookie: tuple[str, str] | None = None  # (name, value) of the session cookie
-        self.token: str | None = None
-
-    @property
-    def credential(self) -> tuple[str, str]:
-        """(cookie name, value) of what identifies this user, as a browser would keep it (a token: "token")."""
-        return self.cookie if self.cookie is not None else ("token", self.token or "")
-
-    def send(self, method: str, path: str, body: Any = None) -> WireExchange:
-        headers = {"Cookie": "=".join(self.cookie)} if self.cookie else {}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        ex = wire_exchange(self.url, build_request(method, self.host, self.port, path, headers, body))
-        if ex.status >= 400:
-            raise RuntimeError(f"{method} {path} answered {ex.status}: {ex.body[:200]!r}")
-        name, _, value = ex.headers.get("Set-Cookie", "").split(";", 1)[0].partition("=")
-        if name and value:
-            self.cookie = (name.strip(), value.strip())
-        elif ex.headers.get("Content-Type", "").startswith("application/json"):
-            token = ex.json().get("token")
-            if isinstance(token, str):
-                self.token = token
-        return ex
-
-    def login(self, user: str) -> WireExchange:
-        return self.send("POST", "/login", {"user": user})
-
-    def add(self, item: str, qty: int = 1) -> WireExchange:
-        return self.send("POST", "/cart", {"item": item, "qty": qty})
 
 
 def log_in_directly(cluster: Cluster, user: str) -> None:

@@ -173,7 +173,7 @@ def confirm_twice(url: str, orders: OrderBook, user: str, *, concurrent: bool, i
 
     answers = _all_at_once(2, confirm) if concurrent else [confirm(0), confirm(1)]
     ids = {body["order"]["order"] for status, body in answers if status == 201 and "order" in body}
-    return {"orders": len(orders.for_user(user)), "statuses": [a[0] for a in answers], "distinct order ids": len(ids)}
+    return {"orders": len(orders.of(user)), "statuses": [a[0] for a in answers], "distinct order ids": len(ids)}
 
 
 def duplicate_orders(url: str, orders: OrderBook, *, idempotent: bool = False, trials: int = 3) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Lab 05 · An idempotent checkout: the shop's checkout, and checkers for an ``Idempotency-Key``.
 
 The lab gives the servers a checkout (:func:`checkout`, a plugin adding ``POST /checkout``, which
-turns the cart into an order in :class:`Orders`, the business data every server shares). A retry
+turns the cart into an order in ``Orders``, the shop's order book, the business data every server
+shares). A retry
 of the same request places the order twice. The learner writes the fix: a plugin factory
 ``idempotent(answers)`` that remembers the first answer per key in a store shared by the
 cluster, then ``idempotent_safe(answers)`` that also survives a double-click (two requests at
@@ -21,35 +22,9 @@ from flask import Flask, g, jsonify, request
 
 from ..client import Client, Exchange
 from ..shop.app import ApiError
+from ..shop.plugins import OrderBook as Orders
 from ..topology.cluster import Cluster
 from .report import Report, blame, call, checker
-
-
-class Orders:
-    """Orders placed, shared by every server of a cluster (a database table, in real life)."""
-
-    def __init__(self) -> None:
-        self._orders: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def place(self, user: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-        with self._lock:
-            order = {"order": f"o{len(self._orders) + 1}-{secrets.token_hex(3)}", "user": user,
-                     "items": [dict(line) for line in items]}
-            self._orders.append(order)
-            return dict(order)
-
-    def of(self, user: str) -> list[dict[str, Any]]:
-        """The orders ``user`` placed."""
-        with self._lock:
-            return [dict(o) for o in self._orders if o["user"] == user]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._orders)
-
-    def __repr__(self) -> str:
-        return f"<Orders {len(self)} placed>"
 
 
 def checkout(orders: Orders, *, work: float = 0.05) -> Callable[[Flask], None]:
@@ -127,6 +102,14 @@ def _order_id(ex: Exchange) -> Any:
         ex.body.get("order"), dict) else None
 
 
+def _plugin(report: Report, name: str, factory: Any, answers: dict[Any, Any]) -> Any:
+    """The plugin the learner's ``name(answers)`` returns (the check stops here if it is not one)."""
+    plugin = call(f"{name}(answers)", factory, answers)
+    report.require(f"{name}(answers) returns a plugin", callable(plugin), "a function plugin(app)",
+                   f"{plugin!r}"[:80])
+    return plugin
+
+
 def _cluster(plugins: list[Any], what: str) -> Cluster:
     with blame(what):
         return Cluster(3, "stateless", balancer="round_robin", plugins=plugins)
@@ -138,9 +121,7 @@ def _cluster(plugins: list[Any], what: str) -> Cluster:
 def check_retry_once(report: Report, idempotent: Any) -> None:
     """Retry the same checkout through round robin (so another server answers): one order, the same answer."""
     answers: dict[Any, Any] = {}
-    plugin = call("idempotent(answers)", idempotent, answers)
-    report.require("idempotent(answers) returns a plugin", callable(plugin), "a function plugin(app)",
-                   f"{plugin!r}"[:80])
+    plugin = _plugin(report, "idempotent", idempotent, answers)
     orders = Orders()
     with _cluster([checkout(orders), plugin], "the plugin idempotent(answers) returned") as cluster:
         _, token = _shopper(cluster.url, "alice")
@@ -173,9 +154,7 @@ def check_retry_once(report: Report, idempotent: Any) -> None:
 def check_double_click(report: Report, idempotent_safe: Any) -> None:
     """Eight identical checkouts at once over three servers; then another user reusing the key; then bad keys."""
     answers: dict[Any, Any] = {}
-    plugin = call("idempotent_safe(answers)", idempotent_safe, answers)
-    report.require("idempotent_safe(answers) returns a plugin", callable(plugin), "a function plugin(app)",
-                   f"{plugin!r}"[:80])
+    plugin = _plugin(report, "idempotent_safe", idempotent_safe, answers)
     orders = Orders()
     clicks = 8
     with _cluster([checkout(orders, work=0.15), plugin], "the plugin idempotent_safe(answers) returned") as cluster:

@@ -7,6 +7,7 @@ one JSON file per session). Each checker starts real clusters and crashes a serv
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import time
@@ -25,6 +26,18 @@ LIMIT = 5.0  # seconds a direct call of the learner's store may take
 
 def _is_store(obj: Any) -> bool:
     return not isinstance(obj, (str, type)) and all(callable(getattr(obj, m, None)) for m in STORE_METHODS)
+
+
+def _json_files(folder: Path) -> int:
+    """How many ``*.json`` files in ``folder`` hold JSON (the task asks for one per session)."""
+    count = 0
+    for path in folder.glob("*.json"):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        count += 1
+    return count
 
 
 def _has_book(ex: Any) -> bool:
@@ -158,6 +171,9 @@ def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noq
     report.require("get() of an unknown id is None", missing is None, "None", missing)
     n = call("store.count()", store.count, limit=LIMIT)
     report.require("count() counts the sessions", n == 2, "2", n)
+    report.expect("each session is a JSON file in the folder", _json_files(folder) == 2,
+                  "2 files ending in .json for the two sessions, each holding JSON",
+                  f"{_json_files(folder)} such file(s): {sorted(p.name for p in folder.iterdir())[:4]}")
     gone = call("store.delete(sid2)", store.delete, sid2, limit=LIMIT)
     again = call("store.delete(sid2) again", store.delete, sid2, limit=LIMIT)
     report.require("delete() removes a session and says whether it was there", gone is True and again is False,

@@ -10,6 +10,7 @@ user out, and crash servers.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from typing import Any
 
@@ -37,11 +38,13 @@ def _crowd(url: str, n: int, prefix: str, first_ip: int = 1) -> list[Client]:
     return clients
 
 
-def _stand_in_failover(client_key: str, cookie: str | None, live: list[str], all: list[str]) -> str:
-    """Used by the task 3 check while the learner's task 2 is not ready: stay if live, else hash onto a live one."""
-    if cookie in live:
-        return cookie
-    return live[sum(client_key.encode()) % len(live)]
+def _stand_in(client_key: str, cookie: str | None, live: list[str], all: list[str]) -> str:
+    """Used by the task 3 check while the learner's task 2 is not ready: any live server, at random.
+
+    It ignores the cookie, so it is no answer to task 1 or 2 (a user would land anywhere); task 3's
+    ``draining`` keeps a user on a live server itself and asks the strategy only about new users.
+    """
+    return random.choice(live)
 
 
 def _smoke(fn: Any, what: str, cookie: str | None, live: list[str]) -> Any:
@@ -133,8 +136,9 @@ def check_draining(report: Report, draining: Any, pin_with_failover: Any) -> Non
     try:
         _smoke(pin_with_failover, "pin_with_failover", "server-1", ["server-0", "server-2"])
     except LearnerError as e:
-        report.note(f"your pin_with_failover is not ready ({e}); this check wraps a simple stand-in instead")
-        pin_with_failover = _stand_in_failover
+        report.note(f"your pin_with_failover is not ready ({e}); this check wraps a stand-in that places new users "
+                    "at random")
+        pin_with_failover = _stand_in
     routed = call("draining(pin_with_failover, drained)", draining, pin_with_failover, drained)
     report.require("draining(strategy, drained) returns a routing function", callable(routed),
                    "a function (client_key, cookie, live, all) -> name", f"{routed!r}"[:80])

@@ -13,6 +13,17 @@ STYLES = {
 }
 
 
+def _megabytes(ax: Any, users: list[int], by_design: dict[str, list[int]], ylabel: str, title: str) -> None:
+    """One panel: bytes per design (shown in MB) against users logged in, a line style per design."""
+    for design, values in by_design.items():
+        marker, line = STYLES.get(design, ("o", "-"))
+        ax.plot(users, [b / 1e6 for b in values], marker=marker, linestyle=line, label=design)
+    ax.set_xlabel("users logged in")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
 def plot(ev: Any, ax: Any = None) -> Any:
     """Three panels: server memory against users, shared files against users, cookie bytes against cart lines."""
     import matplotlib.pyplot as plt
@@ -23,24 +34,10 @@ def plot(ev: Any, ax: Any = None) -> Any:
         axes = list(ax) if isinstance(ax, (list, tuple)) else [ax]
         fig = axes[0].figure
     users = ev.extra["users"]
-    memory = axes[0]
-    for design, held in ev.extra["held"].items():
-        marker, line = STYLES.get(design, ("o", "-"))
-        memory.plot(users, [b / 1e6 for b in held], marker=marker, linestyle=line, label=design)
-    memory.set_xlabel("users logged in")
-    memory.set_ylabel("server memory held (MB)")
-    memory.set_title("The server's own memory")
-    memory.legend(fontsize=7)
+    _megabytes(axes[0], users, ev.extra["held"], "server memory held (MB)", "The server's own memory")
     if len(axes) > 1:
-        files = axes[1]
-        for design, stored in ev.extra["stored"].items():
-            if any(stored):
-                marker, line = STYLES.get(design, ("o", "-"))
-                files.plot(users, [b / 1e6 for b in stored], marker=marker, linestyle=line, label=design)
-        files.set_xlabel("users logged in")
-        files.set_ylabel("shared SQLite files (MB)")
-        files.set_title("The shared store and cart table")
-        files.legend(fontsize=7)
+        stored = {design: values for design, values in ev.extra["stored"].items() if any(values)}
+        _megabytes(axes[1], users, stored, "shared SQLite files (MB)", "The shared store and cart table")
     if len(axes) > 2:
         wire, cart = axes[2], ev.extra["cart"]
         for design, grown in cart.items():

@@ -287,20 +287,27 @@ class OrderBook:
         self._orders: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def place(self, user: str, items: list[dict[str, Any]], checkout: str) -> dict[str, Any]:
+    def place(self, user: str, items: list[dict[str, Any]], checkout: str | None = None) -> dict[str, Any]:
+        """Record an order of ``items`` for ``user`` (from the checkout ``checkout``, if there was one)."""
         with self._lock:
-            order = {"order": f"o{len(self._orders) + 1}-{secrets.token_hex(2)}", "user": user,
-                     "items": [dict(line) for line in items], "checkout": checkout}
+            order = {"order": f"o{len(self._orders) + 1}-{secrets.token_hex(3)}", "user": user,
+                     "items": [dict(line) for line in items]}
+            if checkout is not None:
+                order["checkout"] = checkout
             self._orders.append(order)
             return dict(order)
 
-    def for_user(self, user: str) -> list[dict[str, Any]]:
+    def of(self, user: str) -> list[dict[str, Any]]:
+        """The orders ``user`` placed."""
         with self._lock:
             return [dict(o) for o in self._orders if o["user"] == user]
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._orders)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {len(self)} placed>"
 
 
 def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> Callable[[Any], None]:
@@ -367,7 +374,7 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
 
         @app.get("/orders")
         def orders_list():
-            return jsonify(orders=orders.for_user(identity.current().user))
+            return jsonify(orders=orders.of(identity.current().user))
 
         @app.after_request
         def no_store(response):

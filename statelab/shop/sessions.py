@@ -79,14 +79,19 @@ class MemoryStore:
         return entry
 
     def get(self, sid: str) -> Session | None:
+        return self._use(sid, dict)
+
+    def _use(self, sid: str, change: Updater) -> Session | None:
+        """Apply ``change`` to a live session under the lock; every use extends its idle expiry."""
         now = time.time()
         with self._lock:
             entry = self._live(sid, now)
             if entry is None:
                 return None
             data, ttl, _ = entry
-            self._data[sid] = (data, ttl, now + ttl)  # idle expiry: every use extends
-            return dict(data)
+            new = change(dict(data))
+            self._data[sid] = (new, ttl, now + ttl)
+            return dict(new)
 
     def peek(self, sid: str) -> Session | None:
         """The session's data if it is live, without extending its idle timer."""
@@ -101,15 +106,7 @@ class MemoryStore:
             return None if entry is None else entry[2] - time.time()
 
     def update(self, sid: str, change: Updater) -> Session | None:
-        now = time.time()
-        with self._lock:
-            entry = self._live(sid, now)
-            if entry is None:
-                return None
-            data, ttl, _ = entry
-            new = change(dict(data))
-            self._data[sid] = (new, ttl, now + ttl)
-            return dict(new)
+        return self._use(sid, change)
 
     def delete(self, sid: str) -> bool:
         with self._lock:

@@ -45,11 +45,7 @@ STATUS_TEXT = {
     "missing": "not measured yet (module missing)",
     "failed": "could not measure",
 }
-# TRANSITIONAL: rows whose experiment still returns one ``Evidence.verdict`` for the whole row, not one
-# Judgement per half. Remove these words (and every use of ``whole_row``) once every row is converted.
-NOT_PER_HALF = "not judged per half yet"
 NOT_JUDGED = "not judged by its row"
-NOT_SEPARATELY = "not judged separately yet"   # TRANSITIONAL: a benefit of a row with one verdict
 
 
 def marked(verdict: str) -> str:
@@ -77,16 +73,7 @@ class RowResult:
         if not self.measured:
             return {half: STATUS_TEXT.get(self.status, self.status) for half in HALVES}
         judged = self.evidence.verdicts
-        missing = NOT_PER_HALF if self.whole_row else NOT_JUDGED
-        return {half: judged.get(half, missing) for half in HALVES}
-
-    @property
-    def whole_row(self) -> str | None:
-        """TRANSITIONAL: the one verdict of a row whose experiment does not judge each half yet."""
-        ev = self.evidence
-        if self.measured and not ev.verdicts and getattr(ev, "verdict", None) in VERDICTS:
-            return ev.verdict
-        return None
+        return {half: judged.get(half, NOT_JUDGED) for half in HALVES}
 
     def corrected(self, key: str) -> str:
         """The sentence the experiment rendered for claim ``key`` (a half or a benefit code), or ""."""
@@ -161,7 +148,7 @@ def _when(saved: Any) -> str:
 
 
 def _reached_a_verdict(ev: Evidence) -> bool:
-    return bool(ev.verdicts) or getattr(ev, "verdict", None) in VERDICTS  # TRANSITIONAL: the old single verdict
+    return bool(ev.verdicts)
 
 
 class Scoreboard(W.VBox):
@@ -228,7 +215,7 @@ class Scoreboard(W.VBox):
             return STATUS_TEXT.get(r.status, r.status), r
         if code in r.evidence.benefits:
             return r.evidence.benefits[code], r
-        return (NOT_SEPARATELY if r.whole_row else NOT_JUDGED), r
+        return NOT_JUDGED, r
 
     @property
     def evidence(self) -> dict[str, Evidence]:
@@ -318,11 +305,9 @@ class Scoreboard(W.VBox):
             parts = [pill(f"{MARK[v]} {n} {v}", VERDICT_TINT[v]) for v in VERDICTS if (n := verdicts.count(v))]
             return " ".join(parts) or "none yet"
 
-        whole = [r.whole_row for r in self.results.values() if r.whole_row]   # TRANSITIONAL
-        note = f" &nbsp; Rows with one verdict for both halves (not converted yet): {len(whole)}" if whole else ""
         self.status.value = box(f"<b>{measured} of {len(self.results)} rows measured.</b> "
-                                f"Half-row verdicts: {counts(halves)} &nbsp; Benefit verdicts: {counts(benefits)}"
-                                f"{note}", padding="2px 0")
+                                f"Half-row verdicts: {counts(halves)} &nbsp; Benefit verdicts: {counts(benefits)}",
+                                padding="2px 0")
 
     def _verdict_html(self, verdict: str, corrected: str, tint: str | None = None) -> str:
         if verdict in VERDICTS:
@@ -349,9 +334,6 @@ class Scoreboard(W.VBox):
         for half in HALVES:
             seed = f'<div style="color:{FG_DIM}; font-style:italic">"{esc(getattr(row, half))}"</div>'
             halves.append(seed + self._verdict_html(r.verdicts[half], r.corrected(half)))
-        if r.whole_row:  # TRANSITIONAL: one verdict for the whole row, shown once across both halves
-            halves[0] += (f'<div style="font-size:12px; margin-top:3px">whole row: <b>{esc(marked(r.whole_row))}</b>'
-                          " (this row's experiment gives one verdict for both halves until it is converted)</div>")
         if r.measured:
             ev = r.evidence
             chosen = _key_numbers(ev)
@@ -469,8 +451,6 @@ class CorrectedTable:
         lines = ["| Parameter | Stateful architecture | Stateless architecture |", "|---|---|---|"]
         for r in b.results.values():
             title = f"[{_md(r.row.title)}]({r.row.notebook})"
-            if r.whole_row:  # TRANSITIONAL
-                title += f"<br>whole row: {_md(marked(r.whole_row))}"
             lines.append(f"| {title} | {self._half(r, 'stateful', True)} | {self._half(r, 'stateless', True)} |")
         lines += ["", "| Benefit | The seed says | Judged in | Your verdict |", "|---|---|---|---|"]
         for code, (side, words) in BENEFITS.items():
@@ -491,8 +471,6 @@ class CorrectedTable:
         for r in b.results.values():
             where = r.source or STATUS_TEXT.get(r.status, r.status)
             out.append(f"{r.row.title} ({r.row.notebook}): {where}" + (f" ({r.error})" if r.error else ""))
-            if r.whole_row:  # TRANSITIONAL
-                out.append(f"  whole row: {marked(r.whole_row)} (not judged per half yet)")
             for half in HALVES:
                 out.append(f"  {half + ':':10s} {self._half(r, half, False)}")
         out.append("Benefits:")
