@@ -27,6 +27,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,24 +79,39 @@ def _as_json(ev: Evidence) -> str:
     return json.dumps(data, default=str, ensure_ascii=False)
 
 
+def write_file(folder: Path, name: str, text: str) -> Path:
+    """Write ``text`` to ``folder/name.json`` atomically (a reader never sees half a file); may raise OSError."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+        target = folder / f"{name}.json"
+        os.replace(temp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return target
+
+
+def read_files(folder: Path | None) -> Iterator[tuple[Path, str]]:
+    """``(path, text)`` of each ``*.json`` in ``folder``, in name order; files that cannot be read are skipped."""
+    if folder is None or not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.json")):
+        try:
+            yield path, path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+
+
 def save(ev: Evidence) -> Path | None:
-    """Write ``ev`` as its row's latest run (atomically: a reader never sees half a file); None if not kept."""
+    """Write ``ev`` as its row's latest run (atomically); None if not kept."""
     folder = directory()
     if folder is None or not isinstance(ev, Evidence) or not ev.row.replace("_", "").isalnum():
         return None
     try:
-        text = _as_json(ev)
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{ev.row}-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as f:
-                f.write(text)
-            target = folder / f"{ev.row}.json"
-            os.replace(temp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-        return target
+        return write_file(folder, ev.row, _as_json(ev))
     except (OSError, TypeError, ValueError):
         return None
 
@@ -115,23 +131,19 @@ def _from_json(text: str) -> Evidence | None:
 
 def load() -> dict[str, Evidence]:
     """Every row's latest saved run, by row key (runs that cannot be read back are left out)."""
-    folder = directory()
     found: dict[str, Evidence] = {}
-    if folder is None or not folder.is_dir():
-        return found
-    for path in sorted(folder.glob("*.json")):
+    for path, text in read_files(directory()):
         try:
-            ev = _from_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            ev = _from_json(text)
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
         if ev is not None and path.stem == ev.row:
             found[ev.row] = ev
     return found
 
 
-def clear() -> int:
-    """Forget every saved run (for a fresh start); returns how many were removed."""
-    folder = directory()
+def remove_files(folder: Path | None) -> int:
+    """Remove every ``*.json`` in ``folder``; returns how many were removed."""
     removed = 0
     if folder is not None and folder.is_dir():
         for path in folder.glob("*.json"):
@@ -139,3 +151,8 @@ def clear() -> int:
                 path.unlink()
                 removed += 1
     return removed
+
+
+def clear() -> int:
+    """Forget every saved run (for a fresh start); returns how many were removed."""
+    return remove_files(directory())

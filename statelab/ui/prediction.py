@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -85,31 +83,19 @@ def _save(record: Record) -> None:
     if folder is None or not journal.in_a_notebook() or not record.key.replace("_", "").isalnum():
         return
     record.saved = time.time()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{record.key}-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as f:
-                json.dump(asdict(record), f, ensure_ascii=False)
-            os.replace(temp, folder / f"{record.key}.json")
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-    except (OSError, TypeError, ValueError):
-        pass
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        journal.write_file(folder, record.key, json.dumps(asdict(record), ensure_ascii=False))
 
 
 def saved() -> dict[str, Record]:
     """The predictions other notebooks saved (unreadable files are left out)."""
-    folder = _folder()
+    from ..experiments import journal
+
     found: dict[str, Record] = {}
-    if folder is None or not folder.is_dir():
-        return found
-    for path in sorted(folder.glob("*.json")):
+    for path, text in journal.read_files(_folder()):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            record = Record(**data)
-        except (OSError, ValueError, TypeError):
+            record = Record(**json.loads(text))
+        except (ValueError, TypeError):
             continue
         if record.key == path.stem:
             found[record.key] = record
@@ -118,15 +104,10 @@ def saved() -> dict[str, Record]:
 
 def forget() -> int:
     """Forget every prediction, in this kernel and on disk; returns how many files were removed."""
+    from ..experiments import journal
+
     _records.clear()
-    folder = _folder()
-    removed = 0
-    if folder is not None and folder.is_dir():
-        for path in folder.glob("*.json"):
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed += 1
-    return removed
+    return journal.remove_files(_folder())
 
 
 # --- the widgets ------------------------------------------------------------------------------------
