@@ -1,7 +1,7 @@
 """The learning layer: predictions, reveals, quizzes, answers, objectives and key points (issue 10).
 
 Widgets are driven headless the way a click drives them: by setting a radio group's value.
-The notebook checks read the committed notebooks and assert that they found all thirteen.
+The notebook checks read the committed notebooks and assert that they found all fourteen (00-13).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from statelab.ui.quizzes import QUIZZES
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("[01][0-9]_*.ipynb"))
-#: Notebooks that ask for a prediction before their experiment (00's crash, and every row 03-11).
-PREDICTING = ("00", "03", "04", "05", "06", "07", "08", "09", "10", "11")
-#: Row notebooks that draw a diagram (Mermaid) of the request path or of where the state lives.
-DIAGRAMS = ("03", "04", "06", "07", "08", "09", "10")
+#: Notebooks that ask for a prediction before their experiment (00's crash, every row 03-11, and 13's workers).
+PREDICTING = ("00", "03", "04", "05", "06", "07", "08", "09", "10", "11", "13")
+#: Notebooks that draw a diagram (Mermaid) of the request path or of where the state lives.
+DIAGRAMS = ("03", "04", "06", "07", "08", "09", "10", "13")
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,7 @@ def source(cell: dict) -> str:
 
 
 def test_found_every_notebook():
-    assert [p.name[:2] for p in ALL] == [f"{n:02d}" for n in range(13)]
+    assert [p.name[:2] for p in ALL] == [f"{n:02d}" for n in range(14)]
 
 
 # --- predict and reveal ----------------------------------------------------------------------------
@@ -104,6 +104,14 @@ def test_predictions_are_saved_for_notebook_12_and_shown_beside_measurements(mon
     assert predict_module.MISS in table and "Fault Tolerance" in table
 
 
+def test_the_scoreboard_names_notebook_13_for_its_prediction():
+    sl.ui.predict("Workers with their own memory: what share finds the login?", ["all", "about half"],
+                  key="into_production")
+    sl.ui.reveal("into_production", "about half", why="w")
+    table = sl.ui.Scoreboard({}).prediction_table.value
+    assert "Into production" in table and "13_into_production.ipynb" in table and "Start here" not in table
+
+
 def test_the_scoreboard_says_when_there_is_no_prediction():
     assert "none yet" in sl.ui.Scoreboard({}).prediction_table.value
 
@@ -111,7 +119,7 @@ def test_the_scoreboard_says_when_there_is_no_prediction():
 # --- quizzes ---------------------------------------------------------------------------------------
 
 def test_every_notebook_has_a_quiz_of_three_to_five_questions():
-    assert sorted(QUIZZES) == [f"{n:02d}" for n in range(13)]
+    assert sorted(QUIZZES) == [f"{n:02d}" for n in range(14)]
     for number, questions in QUIZZES.items():
         assert 3 <= len(questions) <= 5, number
         assert all(isinstance(q, Question) for q in questions)
@@ -190,7 +198,7 @@ def test_a_prediction_before_the_experiment_and_a_computed_reveal_after(number):
     key = next(k.value.value for k in ask.keywords if k.arg == "key")
     assert tell.args[0].value == key
     assert not isinstance(tell.args[1], ast.Constant), "the measured choice must be computed, not typed"
-    experiment = [i for i, t in enumerate(code) if re.search(r"\.run\(\)|server\.kill\(\)", t)]
+    experiment = [i for i, t in enumerate(code) if re.search(r"\.run\(\)|server\.kill\(\)|\.measure_\w+\(", t)]
     assert asks[0] < experiment[0] < tells[0]
 
 

@@ -3,7 +3,7 @@
 A notebook's markdown is typed once; its numbers are measured every run. So every experiment
 notebook (03-12) ends with a self-check that calls ``sl.experiments.check_prose(<its own file>, ev)``,
 which fails when a sentence of its markdown states a verdict its evidence does not give; and no
-notebook (00-12) may state a verdict without naming the half or benefit it is about, since such a
+notebook (00-13) may state a verdict without naming the half or benefit it is about, since such a
 sentence cannot be checked at all. These tests read the notebooks without running them.
 """
 
@@ -34,7 +34,7 @@ def source(cell: dict) -> str:
 
 
 def test_the_notebooks_are_found():
-    assert [p.name[:2] for p in ALL] == [f"{i:02d}" for i in range(13)], [p.name for p in ALL]
+    assert [p.name[:2] for p in ALL] == [f"{i:02d}" for i in range(14)], [p.name for p in ALL]
     assert len(EXPERIMENTS) == 10
 
 

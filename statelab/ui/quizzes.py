@@ -309,4 +309,33 @@ QUIZZES: dict[str, list[Q]] = {
             O("All data in the token", "Misconception: that is one design, with growing tokens and lost updates."),
         )),
     ],
+    "13": [
+        Q("gunicorn runs 2 workers. Which worker answers your next request?", (
+            O("Whichever takes the connection first: the operating system hands it out, not your login", "Right: "
+              "every worker waits on the one socket the master opened; nothing routes you back to a worker.",
+              correct=True),
+            O("The one that answered your login: the master remembers you", "Misconception: the master forks and "
+              "replaces workers; it never sees requests, so it cannot route a user anywhere."),
+            O("They take turns, like round robin", "Misconception: there is no turn order; the kernel gives each "
+              "new connection to a worker that is waiting, so the mix changes from run to run."),
+        )),
+        Q("Each worker makes its signing key with os.urandom when it starts. Why are token users refused?", (
+            O("A token signed by one worker does not verify with another worker's key", "Right: a token carries no "
+              "server state, but it needs the same key on every worker; a key belongs in configuration.",
+              correct=True),
+            O("Tokens are stateless, so they cannot be refused", "Misconception: a token is checked on every "
+              "request, and the check needs the key; a different key refuses it."),
+            O("The workers share memory, so the keys overwrite each other", "Misconception: forked workers do not "
+              "share what they write to memory; each has its own key, and that is the problem."),
+        )),
+        Q("Sessions move from each worker's memory into one Redis. What do you buy, and what does it cost?", (
+            O("Any worker can answer, at a round trip to Redis per request, and Redis becomes a part every worker "
+              "needs", "Right: the state moved out of the workers into one store; it survives a worker crash, "
+              "and while the store is down every session user is refused.", correct=True),
+            O("Any worker can answer, and nothing else changes", "Misconception: a store outside the process is a "
+              "network round trip on every request, and one more part that can fail for everyone."),
+            O("Sessions now survive anything, Redis included", "Misconception: a Redis without persistence comes "
+              "back empty; surviving its own crash takes an append-only file or a replica."),
+        )),
+    ],
 }

@@ -382,13 +382,14 @@ class Scoreboard(W.VBox):
 
         records = self.predictions
         if not records:
-            return box("<b>Your predictions</b>: none yet. Notebooks 00 and 03-11 ask for one before each "
+            return box("<b>Your predictions</b>: none yet. Notebooks 00, 03-11 and 13 ask for one before each "
                        "experiment; answer it there and run the notebook, then show this board again.",
                        margin_top="8px")
         cell = CELL
         head = "".join(f'<th style="{cell}">{h}</th>' for h in ("notebook", "the question", "you predicted",
                                                                   "you measured", "outcome"))
         titles = {row.key: (row.notebook, row.title) for row in ROWS}
+        titles["into_production"] = ("13_into_production.ipynb", "Into production")   # no row of the table
         body = ""
         for key, r in sorted(records.items(), key=lambda kv: titles.get(kv[0], ("00", ""))[0]):
             notebook, title = titles.get(key, ("00_start_here.ipynb", "Start here"))
