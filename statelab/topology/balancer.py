@@ -198,6 +198,8 @@ class LoadBalancer(HttpService):
             order, set_cookie = self._order(request)
             if not order:
                 return json_error(503, "no backend servers are configured", self.name)
+            with self._state_lock:  # marked down: tried last, not never (a mark can be stale; a restart is quick)
+                order += [b for b in self._backends if all(b is not o for o in order)]
             for backend in order:
                 response = self._forward(backend, request, body)
                 if response is None:
