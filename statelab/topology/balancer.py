@@ -28,7 +28,8 @@ Strategies:
   again gets a 503. A function that raises, or names no backend, gets a 500 JSON error.
 
 A backend that refuses the connection is marked down and the request goes to the next live
-one: nothing was sent, so retrying is safe for any method. A backend that fails after the
+one: nothing was sent, so retrying is safe for any method. Backends marked down are tried last,
+not never (a mark can be stale: the server may be back), so a 503 means every one failed. A backend that fails after the
 request was sent (it crashed mid-answer) is retried on the next one only for idempotent methods
 (GET, HEAD, OPTIONS, PUT, DELETE), as nginx's ``proxy_next_upstream`` does, and for requests
 that carry an ``Idempotency-Key`` header (the client's statement that a repeat is safe); any other
