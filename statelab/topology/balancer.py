@@ -29,8 +29,9 @@ Strategies:
 
 A backend that refuses the connection is marked down and the request goes to the next live
 one: nothing was sent, so retrying is safe for any method. Backends marked down are tried last,
-not never (a mark can be stale: the server may be back), so a 503 means every one failed. A backend that fails after the
-request was sent (it crashed mid-answer) is retried on the next one only for idempotent methods
+not never (a mark can be stale: the server may be back), so a 503 means every one failed. A
+backend that fails after the request was sent (it crashed mid-answer) is retried on the next one
+only for idempotent methods
 (GET, HEAD, OPTIONS, PUT, DELETE), as nginx's ``proxy_next_upstream`` does, and for requests
 that carry an ``Idempotency-Key`` header (the client's statement that a repeat is safe); any other
 POST gets a 502, because the server may have acted on it.
