@@ -3,12 +3,14 @@
 repo2docker reads only binder/ when that folder exists. binder/requirements.txt refers to ../requirements.txt
 (which installs statelab itself with ``-e .``): a local reference, so repo2docker copies the whole repository
 and runs ``pip install -r binder/requirements.txt`` from its root, into the one environment that runs both
-JupyterLab and the kernel. The slow test does the same in a fresh virtualenv (no docker here) and runs the
-start-here notebook with that environment's own kernel.
+JupyterLab and the kernel. The slow test does the same in a fresh virtualenv (no docker here), starts that
+environment's own kernel and resolves in it every import the notebooks and labs make (CI executes each notebook
+once, elsewhere: this test does not run them again).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -22,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BINDER = ROOT / "binder"
-START = "notebooks/00_start_here.ipynb"
+START = "notebooks/00_start_here.ipynb"  # what the badge opens
 BADGE_LINK = re.compile(r"https://mybinder\.org/v2/gh/([^/\s)]+)/([^/\s)]+)/([^?\s)]+)\?urlpath=([^\s)&]+)")
 
 
@@ -78,21 +80,60 @@ def test_readme_binder_badge_points_at_the_repository():
 
 # --- a fresh environment built the way repo2docker builds it ---------------------------------------------------------
 
-PROBE = """\
-import json, sys, importlib.metadata as md, statelab
-print("PROBE " + json.dumps({"prefix": sys.prefix, "statelab": statelab.__file__,
+CHECK = """\
+import importlib, json, sys, importlib.metadata as md
+import statelab
+
+def resolves(module, names):
+    mod = importlib.import_module(module)
+    for name in names:
+        if name != "*" and not hasattr(mod, name):
+            importlib.import_module(f"{module}.{name}")  # a submodule, not an attribute
+
+missing = []
+for module, names in IMPORTS:
+    try:
+        resolves(module, names)
+    except Exception as e:
+        missing.append(f"from {module} import {', '.join(names) or '(module)'}: {type(e).__name__}: {e}")
+print("PROBE " + json.dumps({"prefix": sys.prefix, "statelab": statelab.__file__, "missing": missing,
                              "ipywidgets": md.version("ipywidgets"), "jupyterlab": md.version("jupyterlab")}))
 """
 
-RUN_NOTEBOOK = """\
+RUN_CELL = """\
 import sys, nbformat
 from nbclient import NotebookClient
-path, out = sys.argv[1], sys.argv[2]
-nb = nbformat.read(path, as_version=4)
-nb.cells.append(nbformat.v4.new_code_cell(sys.stdin.read()))
-NotebookClient(nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": sys.argv[3]}}).execute()
+out = sys.argv[1]
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(sys.stdin.read())])
+NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": sys.argv[2]}}).execute()
 nbformat.write(nb, out)
 """
+
+
+def notebook_imports() -> list[tuple[str, list[str]]]:
+    """Every absolute import in the notebooks' and lab solutions' code cells: (module, names imported from it)."""
+    found: dict[str, set[str]] = {}
+    paths = sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("labs/solutions/*.ipynb")])
+    assert len(paths) >= 10, paths
+    for path in paths:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+            for node in ast.walk(ast.parse("\n".join(lines), str(path))):
+                if isinstance(node, ast.Import):
+                    for alias in node.names:
+                        found.setdefault(alias.name, set())
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.setdefault(node.module, set()).update(a.name for a in node.names)
+    return [(module, sorted(names)) for module, names in sorted(found.items())]
+
+
+def test_the_notebooks_imports_are_found():
+    imports = dict(notebook_imports())
+    for module in ("statelab", "statelab.experiments", "ipywidgets"):
+        assert any(m == module or m.startswith(module + ".") for m in imports), sorted(imports)
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float, stdin: str = "") -> str:
@@ -104,7 +145,9 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float, std
 
 
 @pytest.mark.slow
-def test_fresh_binder_environment_runs_start_here(tmp_path):
+def test_fresh_binder_environment_starts_a_kernel_that_finds_every_import(tmp_path):
+    """Install binder/ as repo2docker does, then start that environment's kernel and resolve every import
+    of every notebook and lab in it. No notebook is executed: CI runs each one once, in tests/kernels.py."""
     from browser import jupyter_env
 
     repo, venv = tmp_path / "repo", tmp_path / "venv"
@@ -118,7 +161,8 @@ def test_fresh_binder_environment_runs_start_here(tmp_path):
     try:
         _run([sys.executable, "-m", "venv", str(venv)], tmp_path, env, 120)
         # What repo2docker runs, from the repository's root (pip's wheel cache makes this a minute, not five).
-        _run([python, "-m", "pip", "install", "-q", "-r", "binder/requirements.txt"], repo, env, 600)
+        # (--no-compile: no .pyc for thousands of files; byte-compiling is not what this test checks)
+        _run([python, "-m", "pip", "install", "-q", "--no-compile", "-r", "binder/requirements.txt"], repo, env, 600)
         if (repo / "binder" / "postBuild").exists():
             _run(["bash", "binder/postBuild"], repo, env, 300)
 
@@ -129,14 +173,16 @@ def test_fresh_binder_environment_runs_start_here(tmp_path):
         assert "@jupyter-widgets/jupyterlab-manager" in labext, labext
 
         out = tmp_path / "ran.ipynb"
-        _run([python, "-c", RUN_NOTEBOOK, str(repo / START), str(out), str(repo / "notebooks")], repo, env, 240,
-             stdin=PROBE)
+        imports = notebook_imports()
+        _run([python, "-c", RUN_CELL, str(out), str(repo / "notebooks")], repo, env, 240,
+             stdin=f"IMPORTS = {imports!r}\n{CHECK}")
         import nbformat
 
         ran = nbformat.read(out, as_version=4)
-        outputs = [o for c in ran.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-        assert [o for o in outputs if o.output_type == "error"] == []
-        probe = json.loads(re.search(r"PROBE (.*)", ran.cells[-1].outputs[0]["text"]).group(1))
+        outputs = ran.cells[0].get("outputs", [])
+        assert [o for o in outputs if o.output_type == "error"] == [], outputs
+        probe = json.loads(re.search(r"PROBE (.*)", "".join(o.get("text", "") for o in outputs)).group(1))
+        assert probe["missing"] == [], f"imports the notebooks make that binder/ does not provide: {probe['missing']}"
         assert Path(probe["prefix"]).resolve() == venv.resolve(), f"the kernel ran in {probe['prefix']}, not the venv"
         assert Path(probe["statelab"]).resolve().is_relative_to(repo.resolve()), f"statelab from {probe['statelab']}"
         assert int(probe["ipywidgets"].split(".")[0]) >= 8 and int(probe["jupyterlab"].split(".")[0]) >= 4, probe

@@ -91,9 +91,12 @@ def test_drive_reports_users_who_lost_their_session_and_cart():
         assert traffic.lost_cart(clients) == set()
         c.strategy = "round_robin"
         clients = [sl.Client(c.url) for _ in range(4)]
-        traffic = load_balancing.drive(clients, [6, 6, 6, 6], random.Random(4), workers=2)
-        assert len(traffic.lost_session) >= 3  # six requests each, alternating servers: almost surely lost
-        assert len(traffic.lost_cart(clients)) >= 3
+        # One lane: requests alternate servers strictly, so who loses what is fixed by the seed. With two
+        # lanes and two servers the lanes can fall into lockstep (each lane always meets the same server),
+        # and a user whose login landed there keeps the session: how many lose varied under load.
+        traffic = load_balancing.drive(clients, [6, 6, 6, 6], random.Random(4), workers=1)
+        assert traffic.lost_session == {0, 1, 2, 3}  # six requests each, alternating servers
+        assert traffic.lost_cart(clients) == {0, 1, 2, 3}
 
 
 def test_bad_sizes_get_a_clear_error():

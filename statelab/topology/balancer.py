@@ -28,8 +28,10 @@ Strategies:
   again gets a 503. A function that raises, or names no backend, gets a 500 JSON error.
 
 A backend that refuses the connection is marked down and the request goes to the next live
-one: nothing was sent, so retrying is safe for any method. A backend that fails after the
-request was sent (it crashed mid-answer) is retried on the next one only for idempotent methods
+one: nothing was sent, so retrying is safe for any method. Backends marked down are tried last,
+not never (a mark can be stale: the server may be back), so a 503 means every one failed. A
+backend that fails after the request was sent (it crashed mid-answer) is retried on the next one
+only for idempotent methods
 (GET, HEAD, OPTIONS, PUT, DELETE), as nginx's ``proxy_next_upstream`` does, and for requests
 that carry an ``Idempotency-Key`` header (the client's statement that a repeat is safe); any other
 POST gets a 502, because the server may have acted on it.
@@ -198,6 +200,8 @@ class LoadBalancer(HttpService):
             order, set_cookie = self._order(request)
             if not order:
                 return json_error(503, "no backend servers are configured", self.name)
+            with self._state_lock:  # marked down: tried last, not never (a mark can be stale; a restart is quick)
+                order += [b for b in self._backends if all(b is not o for o in order)]
             for backend in order:
                 response = self._forward(backend, request, body)
                 if response is None:
