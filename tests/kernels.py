@@ -59,29 +59,6 @@ def _statelab_probe():
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and any("process_request" in t.name for t in threading.enumerate()):
         time.sleep(0.02)
-    listening = None
-    if os.path.isdir("/proc/self/fd"):  # Linux: the TCP sockets this process listens on
-        inodes = set()
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                link = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
-        listening = []
-        for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-            try:
-                rows = pathlib.Path(f"/proc/self/net/{table}").read_text().splitlines()[1:]
-            except OSError:
-                continue
-            for row in rows:
-                f = row.split()
-                if f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
-                    hexaddr, hexport = f[1].split(":")
-                    raw = bytes.fromhex(hexaddr)
-                    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-                    listening.append([socket.inet_ntop(family, raw), int(hexport, 16)])
     children = None
     if os.path.isdir("/proc/self/fd"):  # Linux: every process this kernel started, and theirs
         parent = {}
@@ -96,6 +73,34 @@ def _statelab_probe():
             family |= new
             grew = bool(new)
         children = sorted(family - {os.getpid()})
+    listening = None
+    if os.path.isdir("/proc/self/fd"):  # Linux: the TCP sockets this kernel and its children listen on
+        inodes = set()
+        for pid in [os.getpid(), *children]:  # a server may be a child process (gunicorn, Valkey, HAProxy)
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        listening = []
+        for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+            try:
+                rows = pathlib.Path(f"/proc/self/net/{table}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                f = row.split()
+                if f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
+                    hexaddr, hexport = f[1].split(":")
+                    raw = bytes.fromhex(hexaddr)
+                    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                    listening.append([socket.inet_ntop(family, raw), int(hexport, 16)])
     status = pathlib.Path("/proc/self/status")
     hwm = re.search(r"VmHWM:\s+(\d+) kB", status.read_text()) if status.exists() else None
     print("STATELAB-PROBE", json.dumps({"threads": threading.active_count(),

@@ -167,7 +167,7 @@ class Scaling:
     fit: usl.Fit
 
 
-def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: float = 0.25, rounds: int = 2,
+def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: float = 0.15, rounds: int = 2,
                     concurrency: int = 8) -> Scaling:
     """Requests per second of ``GET /cart`` (a session read from the shared store) for 1..``max_workers`` workers.
 

@@ -165,7 +165,7 @@ class Scoreboard(W.VBox):
         for row in ROWS:
             ev, source = evidence.get(row.key, (None, ""))
             self.results[row.key] = RowResult(row, ev, "measured", self._source(source, ev)) if ev else RowResult(row)
-        self.bar = W.IntProgress(value=0, min=0, max=len(ROWS), description="quick re-runs",
+        self.bar = W.FloatProgress(value=0, min=0, max=len(ROWS), description="quick re-runs",
                                  style={"description_width": "initial"}, layout=W.Layout(width="260px"))
         self.status = W.HTML()
         self.message = W.HTML()
