@@ -155,6 +155,22 @@ def _probe(client, cell, index: int) -> dict:
     return json.loads(match.group(1))
 
 
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs: a zombie (state Z) has exited and only waits to be reaped by its new parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _still_running(pids: set[int], grace_s: float = 2.0) -> list[int]:
+    """The ``pids`` still running after up to ``grace_s`` (a signal is delivered, not obeyed, at once)."""
+    deadline = time.monotonic() + grace_s
+    while (alive := sorted(p for p in pids if _running(p))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
 def refuses(host: str, port: int) -> bool:
     """True when nothing accepts a TCP connection at host:port any more."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -259,7 +275,7 @@ def run_twice(path: Path, workdir: Path) -> NotebookRun:
         last = run.probes["before shutdown"]
         if last["children"] is not None:
             family = {last["pid"], *last["children"]}
-            run.alive_after_exit = sorted(pid for pid in family if Path(f"/proc/{pid}").exists())
+            run.alive_after_exit = _still_running(family)
             run.still_listening = [a for a in run.served("before shutdown")
                                    if not refuses(*a) and listeners(a[1]) & family]
     except Exception as error:  # reported by the tests, per step

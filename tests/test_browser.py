@@ -54,6 +54,7 @@ def test_start_here_runs_and_its_dashboard_answers_clicks(lab, page):
     card = dashboard.locator(".widget-vbox").filter(has=page.get_by_role("button", name="Kill", exact=True)) \
         .filter(has_not=page.locator(".widget-vbox")).first
     expect(card).to_contain_text("alive")
+    card.scroll_into_view_if_needed()  # JupyterLab paints only what is on screen: inner_text() is "" elsewhere
     name = card.inner_text().split()[0]  # the card opens with the server's name
     up, total = map(int, re.search(r"(\d+)/(\d+) servers up", dashboard.inner_text()).groups())
     history = dashboard.locator(".widget-vbox").filter(has_text="History (newest first)").last
