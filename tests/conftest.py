@@ -95,3 +95,18 @@ def page(browser):
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab serving a copy of notebooks/ (autosave or a kernel never touches the repo's files), for the
+    browser tests of one module; a module that needs another folder defines its own ``lab``."""
+    import shutil
+
+    from browser import NOTEBOOKS, jupyter_lab, require_browser
+
+    require_browser()
+    tmp = tmp_path_factory.mktemp("lab")
+    shutil.copytree(NOTEBOOKS, tmp / "notebooks")
+    with jupyter_lab(tmp / "notebooks", tmp / "home") as running:
+        yield running

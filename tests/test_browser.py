@@ -8,17 +8,13 @@ unless STATELAB_REQUIRE_BROWSER=1 (CI), which makes a missing browser a failure.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 
 import pytest
 
 from browser import (
-    NOTEBOOKS,
     collect_problems,
-    jupyter_lab,
     open_and_run_all,
-    require_browser,
     screenshot,
 )
 
@@ -26,16 +22,6 @@ pytestmark = pytest.mark.browser
 
 START = "00_start_here.ipynb"
 WAIT_MS = 15_000  # a click travels page -> kernel -> widget state -> page; seconds on a busy 2-core machine
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """JupyterLab serving a copy of notebooks/ (autosave or a kernel never touches the repo's files)."""
-    require_browser()
-    tmp = tmp_path_factory.mktemp("lab")
-    shutil.copytree(NOTEBOOKS, tmp / "notebooks")
-    with jupyter_lab(tmp / "notebooks", tmp / "home") as running:
-        yield running
 
 
 def test_start_here_runs_and_its_dashboard_answers_clicks(lab, page):

@@ -10,27 +10,17 @@ and a click on a quiz option shows that option's feedback. axe-core (shipped ins
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from browser import NOTEBOOKS, collect_problems, jupyter_lab, open_and_run_all, require_browser, screenshot
+from browser import NOTEBOOKS, collect_problems, open_and_run_all, screenshot
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 15_000
 #: axe impacts that fail the scan.
 BLOCKING = ("serious", "critical")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    require_browser()
-    tmp = tmp_path_factory.mktemp("lab")
-    shutil.copytree(NOTEBOOKS, tmp / "notebooks")
-    with jupyter_lab(tmp / "notebooks", tmp / "home") as running:
-        yield running
 
 
 def axe_script() -> str:
