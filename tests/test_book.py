@@ -1,0 +1,225 @@
+"""The book (tools/build_book.py), built from the notebooks this test session executed (tests/kernels.py, once
+each): a page per notebook and lab, the measured numbers and figures on them, links that resolve, a note on when
+and where they were measured with a Binder link, and pages that open in Chromium with no console error.
+
+Building costs about 30 s (Sphinx reading 34 notebooks); executing them again is not needed and not done.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import importlib.util
+import os
+import re
+import threading
+import urllib.parse
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from kernels import NAMES, ROOT
+
+pytest.importorskip("jupyter_book", reason="pip install -r requirements-test.txt (jupyter-book builds the book)")
+
+TOOL = ROOT / "tools" / "build_book.py"
+REF = "0123456789abcdef0123456789abcdef01234567"  # the version the Binder links name: any fixed commit will do
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("build_book", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def built(request, tmp_path_factory):
+    """(the tool, the html folder, the executed notebooks): the book of this session's executions, or of those
+    saved in $STATELAB_BOOK_EXECUTED (``OUT/executed`` of ``tools/build_book.py``: to work on the book alone)."""
+    tool = _tool()
+    if os.environ.get("STATELAB_BOOK_EXECUTED"):
+        executed = tool.load_executed(Path(os.environ["STATELAB_BOOK_EXECUTED"]))
+    else:
+        notebook_runs = request.getfixturevalue("notebook_runs")
+        notebook_runs.prefetch(NAMES)  # all at once, two kernels at a time, when this module runs alone
+        runs = {name: notebook_runs.result(name) for name in NAMES}
+        failed = [f"{name}: {run.failed} {run.error[:200]}" for name, run in runs.items() if run.executed is None]
+        if failed:
+            pytest.fail(f"not executed, so no book: {failed}")
+        executed = {name: run.executed for name, run in runs.items()}
+    html_dir = tool.build(tmp_path_factory.mktemp("book"), executed=executed, ref=REF)
+    return tool, html_dir, executed
+
+
+class _Page(HTMLParser):
+    """A page's text, ids, links (href/src) and images."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+        self.images: list[dict] = []
+        self.mermaid = 0
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        for key in ("href", "src"):
+            if a.get(key):
+                self.links.append(a[key])
+        if tag == "img":
+            self.images.append(a)
+        if tag == "pre" and "mermaid" in (a.get("class") or "").split():
+            self.mermaid += 1
+        if tag in ("script", "style"):
+            self._skip += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.text.append(data)
+
+
+@functools.cache
+def parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def page_of(html_dir: Path, name: str) -> Path:
+    return html_dir / Path(name).with_suffix(".html")
+
+
+def output_numbers(nb) -> set[str]:
+    """The numbers a notebook's run printed (stream outputs: measurements, verdicts, self-checks)."""
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
+    return set(NUMBER.findall(text))
+
+
+
+def test_every_notebook_and_lab_has_a_page(built):
+    tool, html_dir, _ = built
+    assert (html_dir / "index.html").is_file()
+    expected = [*NAMES, *(p.relative_to(ROOT).as_posix() for p in tool.STUDENT_LABS)]
+    assert len(expected) >= 20, expected
+    missing = [name for name in expected if not page_of(html_dir, name).is_file()]
+    assert missing == [], f"no page for {missing}"
+    assert (html_dir / "labs" / "README.html").is_file() and (html_dir / "instructors.html").is_file()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_executed_page_shows_its_measured_numbers(built, name):
+    _, html_dir, executed = built
+    numbers = output_numbers(executed[name])
+    assert len(numbers) >= 3, f"{name} printed almost no numbers: {sorted(numbers)}"
+    shown = set(NUMBER.findall(html.unescape(" ".join(parse(page_of(html_dir, name)).text))))
+    assert numbers - shown == set(), f"{name}: numbers the run printed that its page lacks: {sorted(numbers - shown)}"
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("notebooks/")])
+def test_a_notebook_page_has_a_figure_with_alt_text(built, name):
+    _, html_dir, _ = built
+    page = parse(page_of(html_dir, name))
+    figures = [i for i in page.images if i.get("src", "").startswith(("data:image/", "../_images/"))]
+    assert figures or page.mermaid, f"{name}: no chart and no diagram on its page"
+    assert all(i.get("alt", "").strip() for i in figures), f"{name}: a chart without alt text"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_executed_page_says_when_and_where_it_was_measured_and_links_to_binder(built, name):
+    tool, html_dir, executed = built
+    text = " ".join(parse(page_of(html_dir, name)).text)
+    when = tool.measured_at(executed[name])
+    assert f"Measured {when} on {tool.machine()}" in text, f"{name}: no 'Measured {when} on ...' note"
+    binder = tool.binder_url(name, REF)
+    assert binder.startswith("https://mybinder.org/v2/gh/") and f"/{REF}?urlpath=lab/tree/{name}" in binder
+    assert binder in parse(page_of(html_dir, name)).links, f"{name}: no Binder link to itself at {REF}"
+
+
+def test_every_internal_link_resolves(built):
+    _, html_dir, _ = built
+    pages = sorted(p for p in html_dir.rglob("*.html") if "_static" not in p.relative_to(html_dir).parts)
+    broken, checked = [], 0
+    for path in pages:
+        for link in parse(path).links:
+            parts = urllib.parse.urlsplit(link)
+            if parts.scheme or link.startswith(("//", "#", "data:", "mailto:", "javascript:")):
+                continue
+            checked += 1
+            target = (path.parent / urllib.parse.unquote(parts.path)).resolve() if parts.path else path
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                broken.append(f"{path.relative_to(html_dir)}: {link}")
+            elif parts.fragment and target.suffix == ".html" and parts.fragment not in parse(target).ids:
+                broken.append(f"{path.relative_to(html_dir)}: {link} (no such anchor)")
+    assert checked > 100, f"only {checked} internal links found: the parser saw nothing"
+    assert broken == [], f"{len(broken)} broken internal links: {broken[:20]}"
+
+
+def test_the_pages_load_nothing_from_another_host(built):
+    """Scripts, styles and images come from the book's own folder: it works offline and leaks no reader."""
+    _, html_dir, _ = built
+    outside = {link for path in html_dir.rglob("*.html")
+               for link in re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(https?:)?//([^"/]+)', path.read_text())}
+    assert outside == set(), outside
+
+
+# --- in a real browser ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(built):
+    """The book over HTTP on 127.0.0.1 (a free port), as a reader's browser gets it."""
+    _, html_dir, _ = built
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(html_dir))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="book-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", ["index", "notebooks/00_start_here", "notebooks/04_fault_tolerance",
+                                  "labs/solutions/01_survive_a_crash"])
+def test_a_page_opens_in_chromium_with_no_console_error(served, built, name):
+    """No console error, no failed request; the saved widgets render, the diagrams draw."""
+    from browser import VIEWPORT, chromium, require_browser, screenshot
+
+    require_browser()
+    _, html_dir, executed = built
+    source = (html_dir / f"{name}.html").read_text()
+    with chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
+        page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+        page.goto(f"{served}/{name}.html", wait_until="networkidle")
+        diagrams = source.count('<pre class="mermaid">')
+        if diagrams:
+            page.wait_for_function(f"() => document.querySelectorAll('pre.mermaid svg').length >= {diagrams}",
+                                   timeout=30_000)
+        if "application/vnd.jupyter.widget-state+json" in source:
+            page.wait_for_selector(".jupyter-widgets", state="attached", timeout=30_000)
+        page.wait_for_timeout(500)  # a late error from a script that finished loading
+        screenshot(page, f"book-{name.replace('/', '-')}")
+        assert problems == [], problems
