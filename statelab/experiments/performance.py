@@ -62,6 +62,7 @@ C_GET_FASTER = "end to end (p50), a token GET /cart is over 20% faster than with
 C_POST_FASTER = "end to end (p50), a token POST /cart is over 20% faster than with memory sessions"
 C_BIGGER = "every token request is bigger on the wire than a session request"
 C_MINTED = "with the cart in the db a cart write signs no new token; with the cart in the token every one does"
+
 #: The designs timed end to end, in the order they are shown: (label, Server keyword arguments).
 #: The shared SQLite files (session store, cart table) are made per run. The cart-in-db token is HS256.
 DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
