@@ -159,3 +159,14 @@ def test_the_cluster_switch_reaches_every_server(cluster):
     assert all(s.app.extensions["statelab"]["csrf_guard"] for s in c.servers)
     r = requests.post(f"{c.url}/login", data=b'{"user": "a"}', headers={"Content-Type": "text/plain"}, timeout=10)
     assert r.status_code == 415
+
+
+def test_the_cluster_reports_the_guard_its_servers_have(cluster):
+    c = cluster(2, "stateful")
+    assert c.csrf_guard is True
+    c.servers[1].csrf_guard = False  # one weak server: the cluster as a whole is no longer guarded
+    assert c.csrf_guard is False
+    c.csrf_guard = True
+    assert c.csrf_guard is True and c.add_server().csrf_guard is True
+    c.csrf_guard = False
+    assert c.add_server().csrf_guard is False and c.csrf_guard is False

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from statelab.experiments import VERDICTS, Evidence, Judgement, check_prose
+from statelab.experiments import HALVES, VERDICTS, Evidence, Judgement, check_prose, judged
 from statelab.experiments.prose import verdict_claims
-from statelab.table import BENEFITS, ROWS, benefit_row
+from statelab.table import BENEFITS, CHOOSING, ROWS, benefit_row
 
 
 def evidence(a: bool, b: bool, c: bool) -> Evidence:
@@ -50,6 +50,26 @@ def test_every_benefit_is_judged_in_exactly_one_row():
     judged = [code for r in ROWS for code in r.benefits]
     assert sorted(judged) == sorted(BENEFITS)
     assert benefit_row("5b").key == "fault_tolerance"
+
+
+@pytest.mark.parametrize("row", [*ROWS, CHOOSING], ids=lambda r: r.key)
+def test_each_experiment_declares_how_its_halves_and_benefits_are_judged(row):
+    """Read without running anything: each half and each benefit its notebook tests has a rule, and every
+    rule needs at least one check (a claim nothing can refute would always hold)."""
+    rules = row.experiment.CLAIMS
+    assert sorted(rules) == sorted([*HALVES, *row.benefits])
+    for rule in rules.values():
+        assert rule.supports and not rule.corrected
+        assert all(isinstance(name, str) and name for name in (*rule.supports, *rule.qualifies))
+
+
+def test_judged_adds_one_measured_sentence_to_each_rule_and_refuses_a_missing_one():
+    rules = {"stateful": Judgement(supports=("a",)), "5b": Judgement(supports=("b",), qualifies=("c",))}
+    claims = judged(rules, {"stateful": "3 of 3 lost.", "5b": "none lost."})
+    assert claims["5b"] == Judgement(supports=("b",), qualifies=("c",), corrected="none lost.")
+    assert rules["stateful"].corrected == ""  # the module's rules are not changed by a run
+    with pytest.raises(ValueError, match="one corrected sentence per claim"):
+        judged(rules, {"stateful": "3 of 3 lost."})
 
 
 @pytest.mark.parametrize(("text", "keys", "claimed"), [

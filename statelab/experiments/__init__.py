@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: The verdicts an experiment can reach about one claim of the seed (a half-row or a benefit).
@@ -51,6 +51,18 @@ class Judgement:
         if any(checks[name] for name in self.qualifies):
             return "holds with nuance"
         return "holds"
+
+
+def judged(rules: dict[str, Judgement], corrected: dict[str, str]) -> dict[str, Judgement]:
+    """An experiment's claims: each of its ``rules`` with the sentence ``corrected`` gives it.
+
+    An experiment declares once, as data (its module's ``CLAIMS``), which checks judge each claim; what a
+    run adds is what only a run can: the sentences rendered from its numbers, one per claim.
+    """
+    if corrected.keys() != rules.keys():
+        raise ValueError(f"one corrected sentence per claim: the claims are {list(rules)}, "
+                         f"the sentences are for {list(corrected)}")
+    return {key: replace(rule, corrected=corrected[key]) for key, rule in rules.items()}
 
 
 @dataclass

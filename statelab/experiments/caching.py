@@ -26,7 +26,7 @@ from typing import Any
 from .. import Client, Server
 from ..shop.plugins import personal_headers
 from ..topology.cache import SharedCache
-from . import Evidence, Judgement, progress, record
+from . import Evidence, Judgement, judged, progress, record
 
 ROW = "caching"
 DESIGNS = ("stateful", "stateless")
@@ -37,6 +37,14 @@ SETUPS: dict[str, tuple[bool, str]] = {  # name -> (cache honours headers, what 
     "public-no-vary": (True, "public"),
 }
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
+
+#: Checks made for each design (keyed ``"<design>: <check>"``) that the claims name.
+C_PERSONAL = "through a correct cache each user's personalised answers (/me, /cart) are their own and current"
+C_LEAKS = "a misconfigured cache serves one user's identity or cart to another"
+C_NO_VARY = "marked public without Vary, even a correct cache leaks per-user answers"
+C_PER_USER = "stateless: per-user answers stay per user even when the cache or the headers are wrong"
+C_CATALOG_ALIKE = "the public catalog caches alike in both designs (hit ratios within 0.1)"
+C_MORE_COPIES = "marked public with Vary, the stateless shop stores more copies of /me (a new token per cart change)"
 
 
 def _shop(users: list[str], url: str, rounds: int) -> dict[str, Any]:
@@ -148,6 +156,16 @@ def run(*, quick: bool = False, users: int | None = None, rounds: int | None = N
     return record(_evidence(table, n_users, n_rounds, time.perf_counter() - began))
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(f"stateful: {C_LEAKS}", f"stateful: {C_NO_VARY}"),
+                          qualifies=(f"stateless: {C_LEAKS}", f"stateless: {C_NO_VARY}")),
+    "stateless": Judgement(supports=(C_PER_USER,), qualifies=(C_CATALOG_ALIKE, C_MORE_COPIES)),
+    "4c": Judgement(supports=(f"stateful: {C_PERSONAL}",), qualifies=(f"stateless: {C_PERSONAL}",)),
+}
+
+
 def _evidence(table: dict[str, dict[str, dict[str, Any]]], n_users: int, n_rounds: int, seconds: float) -> Evidence:
     def each(setup: str, key: str) -> dict[str, Any]:
         return {d: table[d][setup][key] for d in DESIGNS}
@@ -169,52 +187,34 @@ def _evidence(table: dict[str, dict[str, dict[str, Any]]], n_users: int, n_round
                 and c["backend requests"] < c["requests"],
             f"{d}: a stale catalog is revalidated with If-None-Match (the server answers 304)":
                 bool(c["revalidated with 304"]),
-            f"{d}: through a correct cache each user's personalised answers (/me, /cart) are their own and current":
+            f"{d}: {C_PERSONAL}":
                 right[d] == pairs[d] and correct[d] == 0 and private_hits[d] == 0,
-            f"{d}: a misconfigured cache serves one user's identity or cart to another": bad[d] > 0,
-            f"{d}: marked public without Vary, even a correct cache leaks per-user answers": no_vary[d] > 0,
+            f"{d}: {C_LEAKS}": bad[d] > 0,
+            f"{d}: {C_NO_VARY}": no_vary[d] > 0,
             f"{d}: marked public with Vary, per-user answers stay per user (one stored copy per credential)":
                 table[d]["public+vary"]["leaks"] == 0 and vary_copies[d] >= n_users,
         }
-    checks["stateless: per-user answers stay per user even when the cache or the headers are wrong"] = \
-        bad["stateless"] == 0 and no_vary["stateless"] == 0
-    checks["the public catalog caches alike in both designs (hit ratios within 0.1)"] = \
-        abs(cat["stateful"] - cat["stateless"]) <= 0.1
-    checks["marked public with Vary, the stateless shop stores more copies of /me (a new token per cart change)"] = \
-        vary_copies["stateless"] > vary_copies["stateful"]
-    claims = {
-        "stateful": Judgement(
-            supports=("stateful: a misconfigured cache serves one user's identity or cart to another",
-                      "stateful: marked public without Vary, even a correct cache leaks per-user answers"),
-            qualifies=("stateless: a misconfigured cache serves one user's identity or cart to another",
-                       "stateless: marked public without Vary, even a correct cache leaks per-user answers"),
-            corrected=(f"A misconfigured cache served another user's data {bad['stateful']} times to stateful "
-                       f"users and {bad['stateless']} times to stateless ones. "
-                       + ("The care is owed to per-user answers, not to session data: the same headers (private, "
-                          "Vary) decide it in both designs." if bad["stateless"] and no_vary["stateless"] else
-                          "Here only the session design needed the headers to get it right."))),
-        "stateless": Judgement(
-            supports=("stateless: per-user answers stay per user even when the cache or the headers are wrong",),
-            qualifies=("the public catalog caches alike in both designs (hit ratios within 0.1)",
-                       "marked public with Vary, the stateless shop stores more copies of /me "
-                       "(a new token per cart change)"),
-            corrected=(("Without session state the caching rules were the same: " if bad["stateless"] else "")
-                       + f"the public catalog hit "
-                       f"{cat['stateless']:.0%} of the time (stateful {cat['stateful']:.0%}), per-user answers "
-                       f"leaked {bad['stateless']} times through a misconfigured cache and {no_vary['stateless']} "
-                       f"times without Vary, and marked public with Vary they needed {vary_copies['stateless']} "
-                       f"stored copies of /me against {vary_copies['stateful']} for sessions.")),
-        "4c": Judgement(
-            supports=("stateful: through a correct cache each user's personalised answers (/me, /cart) "
-                      "are their own and current",),
-            qualifies=("stateless: through a correct cache each user's personalised answers (/me, /cart) "
-                       "are their own and current",),
-            corrected=(f"Through a correct cache, {right['stateful']} of {pairs['stateful']} personalised answer "
-                       f"pairs were the user's own and current with sessions, {right['stateless']} of "
-                       f"{pairs['stateless']} with tokens"
-                       + (": what a user did before tailors an answer whether a session or the token carries it."
-                          if right["stateless"] == pairs["stateless"] else "."))),
-    }
+    checks[C_PER_USER] = bad["stateless"] == 0 and no_vary["stateless"] == 0
+    checks[C_CATALOG_ALIKE] = abs(cat["stateful"] - cat["stateless"]) <= 0.1
+    checks[C_MORE_COPIES] = vary_copies["stateless"] > vary_copies["stateful"]
+    claims = judged(CLAIMS, {
+        "stateful": (f"A misconfigured cache served another user's data {bad['stateful']} times to stateful "
+                     f"users and {bad['stateless']} times to stateless ones. "
+                     + ("The care is owed to per-user answers, not to session data: the same headers (private, "
+                        "Vary) decide it in both designs." if bad["stateless"] and no_vary["stateless"] else
+                        "Here only the session design needed the headers to get it right.")),
+        "stateless": (("Without session state the caching rules were the same: " if bad["stateless"] else "")
+                      + f"the public catalog hit "
+                      f"{cat['stateless']:.0%} of the time (stateful {cat['stateful']:.0%}), per-user answers "
+                      f"leaked {bad['stateless']} times through a misconfigured cache and {no_vary['stateless']} "
+                      f"times without Vary, and marked public with Vary they needed {vary_copies['stateless']} "
+                      f"stored copies of /me against {vary_copies['stateful']} for sessions."),
+        "4c": (f"Through a correct cache, {right['stateful']} of {pairs['stateful']} personalised answer "
+               f"pairs were the user's own and current with sessions, {right['stateless']} of "
+               f"{pairs['stateless']} with tokens"
+               + (": what a user did before tailors an answer whether a session or the token carries it."
+                  if right["stateless"] == pairs["stateless"] else ".")),
+    })
     reach = {d: f"{table[d]['correct']['catalog requests reaching the server']} of "
                 f"{table[d]['correct']['catalog requests']}" for d in DESIGNS}
     reading = (

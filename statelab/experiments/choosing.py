@@ -29,7 +29,7 @@ from typing import Any
 from ..client import Client
 from ..shop.app import CATALOG
 from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, check_size, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, judged, progress, record
 
 ROW = "choosing"
 CRASHED = 1  # server-1 crashes
@@ -38,6 +38,13 @@ TOKENS = ("token + cart in token", "token + cart in db")
 SHARED = ("session + shared store", "token + cart in db")   # the data lives in one store every server reads
 TRIPS = ("create", "get", "update", "delete")                 # the calls that go to the store
 CONTROL = "both session designs: logout stopped a stolen session id at once"
+
+C_MEM_CRASH = "session + memory: a crash lost the carts kept on the dead server"
+C_STORE_SURVIVES = "session + shared store: no cart lost, every read found its cart under round robin"
+C_TOKEN_SURVIVES = "token + cart in token: no cart lost, every read found its cart under round robin"
+C_DB_SURVIVES = "token + cart in db: no cart lost, every read found its cart under round robin"
+C_DB_FOLLOWS = "token + cart in db: the cart followed the user to a second device"
+C_SHARED_TRIPS = "every cart read of the shared-store designs went to the shared store"
 
 
 class TripCounter:
@@ -171,6 +178,14 @@ def _one_design(design: str, users: int, reads: int, timed: int, replays: int) -
         return _measure(design, cluster, counter, users, reads, timed, replays)
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_judge()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(CONTROL,), qualifies=(C_MEM_CRASH, C_DB_FOLLOWS)),
+    "stateless": Judgement(supports=(C_TOKEN_SURVIVES, C_DB_SURVIVES), qualifies=(C_STORE_SURVIVES, C_SHARED_TRIPS)),
+}
+
+
 def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, quick: bool, seconds: float) -> Evidence:
     m: dict[str, Any] = {
         "users": users,
@@ -193,37 +208,25 @@ def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, quick: bool, 
         return lost[d] == 0 and found[d] == 1.0
 
     checks = {
-        "session + memory: a crash lost the carts kept on the dead server": 0 < lost["session + memory"] < users,
+        C_MEM_CRASH: 0 < lost["session + memory"] < users,
         "session + memory: without affinity, reads missed their cart": found["session + memory"] < 1.0,
-        "session + shared store: no cart lost, every read found its cart under round robin":
-            survives("session + shared store"),
-        "token + cart in token: no cart lost, every read found its cart under round robin":
-            survives("token + cart in token"),
-        "token + cart in db: no cart lost, every read found its cart under round robin": survives("token + cart in db"),
+        C_STORE_SURVIVES: survives("session + shared store"),
+        C_TOKEN_SURVIVES: survives("token + cart in token"),
+        C_DB_SURVIVES: survives("token + cart in db"),
         CONTROL: all(r[d]["stolen_worked"] and accepted[d] == 0 for d in SESSIONS),
         "both token designs: a stolen token still worked after logout":
             all(r[d]["stolen_worked"] and accepted[d] == replays for d in TOKENS),
-        "token + cart in db: the cart followed the user to a second device": follows["token + cart in db"],
+        C_DB_FOLLOWS: follows["token + cart in db"],
         "token + cart in db: the token stayed the same size as the cart grew":
             sizen["token + cart in db"] == size1["token + cart in db"],
         "token + cart in token: the token grew with the cart": sizen["token + cart in token"] > size1[
             "token + cart in token"],
-        "every cart read of the shared-store designs went to the shared store": all(trips[d] >= 1 for d in SHARED),
+        C_SHARED_TRIPS: all(trips[d] >= 1 for d in SHARED),
     }
-    claims = {
-        "stateful": Judgement(
-            supports=(CONTROL,),
-            qualifies=("session + memory: a crash lost the carts kept on the dead server",
-                       "token + cart in db: the cart followed the user to a second device"),
-            corrected=_corrected_stateful(m, checks[CONTROL])),
-        "stateless": Judgement(
-            supports=("token + cart in token: no cart lost, every read found its cart under round robin",
-                      "token + cart in db: no cart lost, every read found its cart under round robin"),
-            qualifies=("session + shared store: no cart lost, every read found its cart under round robin",
-                       "every cart read of the shared-store designs went to the shared store"),
-            corrected=_corrected_stateless(m, checks[
-                "session + shared store: no cart lost, every read found its cart under round robin"])),
-    }
+    claims = judged(CLAIMS, {
+        "stateful": _corrected_stateful(m, checks[CONTROL]),
+        "stateless": _corrected_stateless(m, checks[C_STORE_SURVIVES]),
+    })
     p50 = m["p50_ms"]
     reading = (
         f"Carts lost when server-1 crashed: {_per_design(lost, f' of {users}')}. Reads that found the cart under round"

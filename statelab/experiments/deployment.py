@@ -30,7 +30,7 @@ from typing import Any
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes
 from ..shop.tokens import inspect_token
 from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, check_size, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, judged, progress, record
 from .crowd import OPS, Shopper, close, landed, log_in, shop_while, when_writing
 
 ROW = "deployment"
@@ -38,6 +38,12 @@ WORK = 0.04  # seconds each cart write spends after its change (see slow_writes)
 DRAIN = 1.0  # the longest a drained deploy waits for a server's requests in flight
 SETTLE = 0.05  # a deploy tool waits this long after a new server is in before replacing the next (minReadySeconds)
 TOKEN_DESIGNS = ("token + cart in token", "token + cart in db")
+
+C_MEM_LOGGED_OUT = "session + memory: every deploy logged out every user"
+C_STORE_KEPT = "session + shared store: no deploy logged out anyone"
+C_TOKEN_KEPT = "token designs: no deploy logged out anyone"
+C_UNDRAINED_FAILED = "without draining, plain writes in flight failed (502) in every design"
+C_ROTATION_DROPS = "rotating the key without keeping the old one logged out every token user"
 
 
 def redeploy(cluster: Cluster, index: int, *, drain: float = 0.02, in_flight: InFlight | None = None) -> None:
@@ -187,6 +193,14 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 8, drai
     return record(_evidence(deploys, rotation, n, workers, time.perf_counter() - began))
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(C_MEM_LOGGED_OUT,), qualifies=(C_STORE_KEPT, C_UNDRAINED_FAILED)),
+    "stateless": Judgement(supports=(C_TOKEN_KEPT,), qualifies=(C_UNDRAINED_FAILED, C_ROTATION_DROPS)),
+}
+
+
 def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str, Any], n: int, workers: int,
               seconds: float) -> Evidence:
     cut, drained = deploys["undrained"], deploys["drained"]
@@ -218,8 +232,7 @@ def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str,
     both = ("undrained", "drained")
     mem, shared = lost["drained"]["session + memory"], lost["drained"]["session + shared store"]
     checks = {
-        "without draining, plain writes in flight failed (502) in every design":
-            all(v >= 1 for v in failed_writes["undrained"].values()),
+        C_UNDRAINED_FAILED: all(v >= 1 for v in failed_writes["undrained"].values()),
         "draining failed fewer plain writes than not draining": total_drained < total_cut,
         "the drained deploy failed no request at all":
             total_drained == 0 and others["drained"] == 0,
@@ -227,35 +240,26 @@ def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str,
             others["undrained"] == 0 and others["drained"] == 0,
         "no keyed write was applied twice or lost":
             not any(measurements["keyed writes applied twice or missing"].values()),
-        "session + memory: every deploy logged out every user": all(lost[k]["session + memory"] == n for k in both),
-        "session + shared store: no deploy logged out anyone":
-            all(lost[k]["session + shared store"] == 0 for k in both),
-        "token designs: no deploy logged out anyone": all(lost[k][d] == 0 for k in both for d in TOKEN_DESIGNS),
-        "rotating the key without keeping the old one logged out every token user": rotation["drop"] == n,
+        C_MEM_LOGGED_OUT: all(lost[k]["session + memory"] == n for k in both),
+        C_STORE_KEPT: all(lost[k]["session + shared store"] == 0 for k in both),
+        C_TOKEN_KEPT: all(lost[k][d] == 0 for k in both for d in TOKEN_DESIGNS),
+        C_ROTATION_DROPS: rotation["drop"] == n,
         "rotating with a kid and a grace period logged out nobody": rotation["grace"] == 0,
         "retiring the old key logged out exactly the users whose token was not re-signed":
             rotation["resigned"] == rotation["active"] and rotation["retire_refreshed"] == 0
             and rotation["retire_idle"] == rotation["idle"],
     }
-    claims = {
-        "stateful": Judgement(
-            supports=("session + memory: every deploy logged out every user",),
-            qualifies=("session + shared store: no deploy logged out anyone",
-                       "without draining, plain writes in flight failed (502) in every design"),
-            corrected=(f"Sessions in server memory make every deploy a mass logout ({mem} of {n}, even "
-                       f"drained); a shared session store deploys like a token design ({shared} logged out) and "
-                       f"moves the work into running the store. Draining is needed in every design: without it "
-                       f"{total_cut} plain writes failed across the four, with it {total_drained}.")),
-        "stateless": Judgement(
-            supports=("token designs: no deploy logged out anyone",),
-            qualifies=("without draining, plain writes in flight failed (502) in every design",
-                       "rotating the key without keeping the old one logged out every token user"),
-            corrected=(f"Token servers deploy without logging anyone out, but they still need draining "
-                       f"(plain writes failed without it: "
-                       f"{sum(failed_writes['undrained'][d] for d in TOKEN_DESIGNS)} in the token designs) and "
-                       f"bring a chore of their own: a key rotation that drops the old key logged out "
-                       f"{rotation['drop']} of {n}; one with a grace period, {rotation['grace']}.")),
-    }
+    claims = judged(CLAIMS, {
+        "stateful": (f"Sessions in server memory make every deploy a mass logout ({mem} of {n}, even "
+                     f"drained); a shared session store deploys like a token design ({shared} logged out) and "
+                     f"moves the work into running the store. Draining is needed in every design: without it "
+                     f"{total_cut} plain writes failed across the four, with it {total_drained}."),
+        "stateless": (f"Token servers deploy without logging anyone out, but they still need draining "
+                      f"(plain writes failed without it: "
+                      f"{sum(failed_writes['undrained'][d] for d in TOKEN_DESIGNS)} in the token designs) and "
+                      f"bring a chore of their own: a key rotation that drops the old key logged out "
+                      f"{rotation['drop']} of {n}; one with a grace period, {rotation['grace']}."),
+    })
     reading = (
         "Replacing all three servers one at a time without draining failed "
         + ", ".join(f"{d} {v}" for d, v in failed_writes["undrained"].items())

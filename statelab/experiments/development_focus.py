@@ -42,7 +42,7 @@ from ..shop.sessions import SqliteStore
 from ..shop.tokens import inspect_token
 from ..topology.cache import SharedCache
 from ..topology.cluster import Cluster
-from . import Evidence, Judgement, check_size, progress, record
+from . import Evidence, Judgement, check_size, judged, progress, record
 
 ROW = "development_focus"
 SIDES = ("stateful", "stateless")
@@ -52,6 +52,18 @@ CONCERNS = ("clean up expired state", "renew the credential at login", "reach st
             "keep the credential from page scripts (XSS)", "manage and rotate signing keys",
             "keep the credential small")
 FORGED = '{"item": "forged", "qty": 1}'  # what a form with enctype="text/plain" can post, JSON-shaped
+
+C_EXPIRED_STORED = "stateful: expired sessions stay stored until a clean-up job purges them"
+C_FIXATION = "stateful: a login that keeps a planted id lets the attacker in; a new id at login does not"
+C_MEM_MISSED = "stateful: sessions in each server's memory are missed under round robin"
+C_COOKIE_FORGED = "a stateless signed cookie is forged cross-site just like a session cookie (guard off)"
+C_LOGOUT_REVOKES = "stateful: logout revokes a stolen session id on every server sharing the store"
+C_CACHE_SERVES = "stateful: a shared cache keeping per-user answers still serves them to a stolen cookie after logout"
+C_SHORT_TOKEN = "stateless: a short token lifetime bounds it: a stolen token is refused once it expired"
+C_KEY_RETIRED = "stateless: retiring a signing key logs out every holder of a token it signed"
+C_TOKEN_SAME_SIZE = "stateless: with the cart in a table the token stays the same size (it says only who you are)"
+C_FEWER = "the stateless side leaves fewer of the listed concerns to the developer than the stateful side"
+C_NONE_LEFT = "none of the stateful side's concerns is left to the stateless side"
 
 
 # --------------------------------------------------------------------------- measuring helpers
@@ -450,38 +462,44 @@ def _concerns(m: dict[str, Any]) -> list[dict[str, Any]]:
              "stateless": found[c][2], "stateless_saw": found[c][3]} for c in CONCERNS]
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_judge()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(C_EXPIRED_STORED, C_FIXATION, C_MEM_MISSED), qualifies=(C_COOKIE_FORGED,)),
+    "stateless": Judgement(supports=(C_FEWER,), qualifies=(C_NONE_LEFT, C_TOKEN_SAME_SIZE)),
+    "4d": Judgement(supports=(C_LOGOUT_REVOKES,), qualifies=(C_CACHE_SERVES, C_SHORT_TOKEN, C_KEY_RETIRED)),
+}
+
+
 def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
     n = m["replays"]
     concerns = _concerns(m)
     on = {side: [c["concern"] for c in concerns if c[side]] for side in SIDES}
     m["stateful_concerns"], m["stateless_concerns"] = len(on["stateful"]), len(on["stateless"])
     checks = {
-        "stateful: expired sessions stay stored until a clean-up job purges them":
+        C_EXPIRED_STORED:
             m["expired_live_sessions"] == 0 and m["expired_rows_before_purge"] >= m["idle_users"]
             and m["expired_purged"] == m["expired_rows_before_purge"] and m["expired_rows_after_purge"] == 0,
-        "stateful: a login that keeps a planted id lets the attacker in; a new id at login does not":
+        C_FIXATION:
             m["fixation_naive_id_kept"] and m["fixation_naive_mallory_sees"] == "alice"
             and not m["fixation_safe_id_kept"] and m["fixation_safe_mallory_sees"] == "401",
-        "stateful: sessions in each server's memory are missed under round robin":
-            m["memory_round_robin_found_share"] < 1,
+        C_MEM_MISSED: m["memory_round_robin_found_share"] < 1,
         "stateful: with the CSRF guard off a cross-site form post rides on the cookie; with it on it is refused":
             m["csrf_stateful_accepted"] and m["csrf_guarded_status"] == 403
             and m["csrf_guarded_no_origin_status"] == 415 and not m["csrf_guarded_accepted"],
-        "a stateless signed cookie is forged cross-site just like a session cookie (guard off)":
-            m["csrf_cookie_accepted"],
+        C_COOKIE_FORGED: m["csrf_cookie_accepted"],
         "stateful: the session cookie is HttpOnly: page scripts cannot read it":
             m["stateful_cookie_httponly"],
-        "stateful: logout revokes a stolen session id on every server sharing the store":
+        C_LOGOUT_REVOKES:
             m["stateful_copy_worked_before_logout"] and m["stateful_replays_accepted_after_logout"] == 0
             and m["stateful_replay_servers"] >= 2,
-        "stateful: a shared cache keeping per-user answers still serves them to a stolen cookie after logout":
+        C_CACHE_SERVES:
             m["cache_replays_served_after_logout"] == n == m["cache_replays_hits"]
             and m["cache_direct_refused_after_logout"],
         "stateless: logout does not revoke a stolen token; it works until exp":
             m["stateless_replays_accepted_after_logout"] == n and m["stateless_token_valid_for_s"] > 0,
-        "stateless: a short token lifetime bounds it: a stolen token is refused once it expired":
-            m["short_token_accepted_before_exp"] and m["short_token_refused_after_exp"],
-        "stateless: retiring a signing key logs out every holder of a token it signed":
+        C_SHORT_TOKEN: m["short_token_accepted_before_exp"] and m["short_token_refused_after_exp"],
+        C_KEY_RETIRED:
             m["rotation_accepted_after_rotate"] == m["rotation_users"] and m["rotation_accepted_after_retire"] == 0
             and m["rotation_new_token_uses_new_key"] and m["rotation_new_token_accepted_after_retire"],
         "stateless: the token grows with the cart; the session id does not":
@@ -491,7 +509,7 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
             m["stateless_token_in_login_body"],
         "stateless: a cross-site form post carries no bearer token (refused even with the guard off)":
             not m["csrf_stateless_accepted"] and m["csrf_stateless_status"] == 401,
-        "stateless: with the cart in a table the token stays the same size (it says only who you are)":
+        C_TOKEN_SAME_SIZE:
             m["db_token_bytes_after"] == m["db_token_bytes_before"] and m["db_cart_lines_kept"] == m["cart_lines"],
         "stateless: the servers store nothing per user, so nothing to clean up":
             m["stateless_sessions_held"] == 0,
@@ -499,46 +517,28 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
             m["token_fixation_mallory_sees"] == "mallory" and m["token_fixation_alice_got_new_token"],
         "stateless: every server accepts the token under round robin":
             m["token_round_robin_found_share"] == 1,
-        "the stateless side leaves fewer of the listed concerns to the developer than the stateful side":
-            len(on["stateless"]) < len(on["stateful"]),
-        "none of the stateful side's concerns is left to the stateless side":
-            not set(on["stateful"]) & set(on["stateless"]),
+        C_FEWER: len(on["stateless"]) < len(on["stateful"]),
+        C_NONE_LEFT: not set(on["stateful"]) & set(on["stateless"]),
     }
     traded = ", ".join(on["stateless"]) or "none"
-    claims = {
-        "stateful": Judgement(
-            supports=("stateful: expired sessions stay stored until a clean-up job purges them",
-                      "stateful: a login that keeps a planted id lets the attacker in; a new id at login does not",
-                      "stateful: sessions in each server's memory are missed under round robin"),
-            qualifies=("a stateless signed cookie is forged cross-site just like a session cookie (guard off)",),
-            corrected=(f"{len(on['stateful'])} of {len(concerns)} concerns needed the developer on the stateful side "
-                       f"({', '.join(on['stateful']) or 'none'}). "
-                       + ("CSRF comes with the cookie, not with the session: a stateless signed cookie was forged "
-                          "the same way." if m["csrf_cookie_accepted"] else ""))),
-        "stateless": Judgement(
-            supports=("the stateless side leaves fewer of the listed concerns to the developer than the stateful "
-                      "side",),
-            qualifies=("none of the stateful side's concerns is left to the stateless side",
-                       "stateless: with the cart in a table the token stays the same size (it says only who you are)"),
-            corrected=(f"Asked the same {len(concerns)} questions, the stateless side needed the developer on "
-                       f"{len(on['stateless'])} ({traded}) and the stateful side on {len(on['stateful'])}"
-                       + (": the session concerns go, token and browser concerns come."
-                          if on["stateless"] and not set(on["stateful"]) & set(on["stateless"]) else "."))),
-        "4d": Judgement(
-            supports=("stateful: logout revokes a stolen session id on every server sharing the store",),
-            qualifies=("stateful: a shared cache keeping per-user answers still serves them to a stolen cookie "
-                       "after logout",
-                       "stateless: a short token lifetime bounds it: a stolen token is refused once it expired",
-                       "stateless: retiring a signing key logs out every holder of a token it signed"),
-            corrected=(f"Deleting the session refused {n - m['stateful_replays_accepted_after_logout']}/{n} replays "
-                       f"on {m['stateful_replay_servers']} servers, but a shared cache keeping per-user answers "
-                       f"served {m['cache_replays_served_after_logout']}/{n} of them after logout (until its "
-                       "max-age runs out); a stateless design revokes by expiry (a one-second token was "
-                       + ("refused once expired" if m["short_token_refused_after_exp"] else "still accepted")
-                       + ") or by retiring a key, which logged out "
-                       f"{m['rotation_users'] - m['rotation_accepted_after_retire']}/{m['rotation_users']} holders "
-                       "at once. Revocation is central, not instant everywhere.")),
-    }
+    claims = judged(CLAIMS, {
+        "stateful": (f"{len(on['stateful'])} of {len(concerns)} concerns needed the developer on the stateful side "
+                     f"({', '.join(on['stateful']) or 'none'}). "
+                     + ("CSRF comes with the cookie, not with the session: a stateless signed cookie was forged "
+                        "the same way." if m["csrf_cookie_accepted"] else "")),
+        "stateless": (f"Asked the same {len(concerns)} questions, the stateless side needed the developer on "
+                      f"{len(on['stateless'])} ({traded}) and the stateful side on {len(on['stateful'])}"
+                      + (": the session concerns go, token and browser concerns come."
+                         if on["stateless"] and not set(on["stateful"]) & set(on["stateless"]) else ".")),
+        "4d": (f"Deleting the session refused {n - m['stateful_replays_accepted_after_logout']}/{n} replays "
+               f"on {m['stateful_replay_servers']} servers, but a shared cache keeping per-user answers "
+               f"served {m['cache_replays_served_after_logout']}/{n} of them after logout (until its "
+               "max-age runs out); a stateless design revokes by expiry (a one-second token was "
+               + ("refused once expired" if m["short_token_refused_after_exp"] else "still accepted")
+               + ") or by retiring a key, which logged out "
+               f"{m['rotation_users'] - m['rotation_accepted_after_retire']}/{m['rotation_users']} holders "
+               "at once. Revocation is central, not instant everywhere."),
+    })
     reading = (
         f"Asked the same {len(concerns)} questions, the stateful side needed the developer on {len(on['stateful'])} "
         f"({', '.join(on['stateful']) or 'none'}) and the stateless side on {len(on['stateless'])} ({traded}). "

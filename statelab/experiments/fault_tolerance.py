@@ -37,7 +37,7 @@ from ..shop.carts import SqliteCartStore
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes, store_errors_as_503
 from ..shop.sessions import OutageStore, SqliteStore
 from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, check_size, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, judged, progress, record
 from .crowd import OPS, Shopper, by_home, cart_of, close, landed, log_in, lost_carts, shop_while, when_writing
 
 ROW = "fault_tolerance"
@@ -45,6 +45,18 @@ CRASHED = 1  # server-1 crashes
 WORK = 0.04  # seconds each cart write spends after its change (see slow_writes)
 SHARED = ("session + shared store", "token + cart in db")  # the designs with a shared store to take down
 TOKEN_DESIGNS = ("token + cart in token", "token + cart in db")
+
+C_MEM_CRASHED = "session + memory: the crash lost every cart whose session was on the crashed server"
+C_MEM_OTHERS = "session + memory: the crash reached sessions stored on other servers"
+C_STORE_KEPT = "session + shared store: no user lost the cart in the crash"
+C_TOKEN_KEPT = "token designs: no user lost the cart in the crash"
+C_UNKEYED_ONLY = "only unkeyed writes failed: no read and no keyed write (the balancer re-sent those)"
+C_INDIVIDUAL = "failures stayed individual: no more than the writes in flight at the crash (+ workers)"
+C_STORE_OUTAGE = "shared session store outage: every user affected, on every server"
+C_TABLE_OUTAGE = "shared cart table outage: every token + cart in db user affected"
+C_STEPS = "a session kept the cart across steps"
+C_TOKEN_STEPS = "token designs kept the cart across steps too"
+C_SECOND_DEVICE = "a second device saw the cart only when it lived in the db"
 
 
 def _cluster(design: str, store: Any, carts: Any, plugins: list[Any]) -> Cluster:
@@ -186,6 +198,17 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 6) -> E
     return record(_evidence(results, devices, outage, back, n, workers, time.perf_counter() - began))
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(C_MEM_OTHERS,), qualifies=(C_STORE_OUTAGE,)),
+    "stateless": Judgement(supports=(C_TOKEN_KEPT, C_UNKEYED_ONLY, C_INDIVIDUAL),
+                           qualifies=(C_TABLE_OUTAGE, C_STORE_KEPT)),
+    "5b": Judgement(supports=(C_TOKEN_KEPT,), qualifies=(C_STORE_KEPT, C_TABLE_OUTAGE)),
+    "4a": Judgement(supports=(C_STEPS,), qualifies=(C_SECOND_DEVICE, C_TOKEN_STEPS, C_MEM_CRASHED)),
+}
+
+
 def _evidence(results: dict[str, dict[str, Any]], devices: dict[str, dict[str, bool]],
               outage: dict[str, tuple[int, set[str]]], back: dict[str, int], n: int, workers: int,
               seconds: float) -> Evidence:
@@ -226,68 +249,46 @@ def _evidence(results: dict[str, dict[str, Any]], devices: dict[str, dict[str, b
     }
     sessions = ("session + memory", "session + shared store")
     checks = {
-        "session + memory: the crash lost every cart whose session was on the crashed server":
-            on_crashed > 0 and lost_on_crashed == on_crashed,
-        "session + memory: the crash reached sessions stored on other servers": lost_on_others > 0,
-        "session + shared store: no user lost the cart in the crash": lost["session + shared store"] == 0,
-        "token designs: no user lost the cart in the crash": token_lost == 0,
+        C_MEM_CRASHED: on_crashed > 0 and lost_on_crashed == on_crashed,
+        C_MEM_OTHERS: lost_on_others > 0,
+        C_STORE_KEPT: lost["session + shared store"] == 0,
+        C_TOKEN_KEPT: token_lost == 0,
         "in every design some unkeyed writes in flight on the crashed server failed (502)":
             all(f["write"] >= 1 for f in failed.values()),
-        "only unkeyed writes failed: no read and no keyed write (the balancer re-sent those)":
-            all(f["read"] == 0 and f["keyed write"] == 0 for f in failed.values()),
-        "failures stayed individual: no more than the writes in flight at the crash (+ workers)":
-            all(f["write"] <= met[d] + workers for d, f in failed.items()),
+        C_UNKEYED_ONLY: all(f["read"] == 0 and f["keyed write"] == 0 for f in failed.values()),
+        C_INDIVIDUAL: all(f["write"] <= met[d] + workers for d, f in failed.items()),
         "with a shared store, failed unkeyed writes had been acted on (a blind re-send would add twice)":
             sum(acted[d] for d in SHARED) >= 1,
         "no keyed write was applied twice or lost": not any(doubled.values()),
-        "shared session store outage: every user affected, on every server":
-            outage["session + shared store"][0] == n and outage["session + shared store"][1] == all_servers,
-        "shared cart table outage: every token + cart in db user affected": outage["token + cart in db"][0] == n,
+        C_STORE_OUTAGE: outage["session + shared store"][0] == n and outage["session + shared store"][1] == all_servers,
+        C_TABLE_OUTAGE: outage["token + cart in db"][0] == n,
         "token + cart in token: no user noticed the outages": outage["token + cart in token"][0] == 0,
         "after the outages every cart was back (unavailable, not lost)": all(b == n for b in back.values()),
-        "a session kept the cart across steps": all(devices[d]["steps"] for d in sessions),
-        "token designs kept the cart across steps too": all(devices[d]["steps"] for d in TOKEN_DESIGNS),
-        "a second device saw the cart only when it lived in the db":
+        C_STEPS: all(devices[d]["steps"] for d in sessions),
+        C_TOKEN_STEPS: all(devices[d]["steps"] for d in TOKEN_DESIGNS),
+        C_SECOND_DEVICE:
             devices["token + cart in db"]["second device"]
             and not any(devices[d]["second device"] for d in DESIGNS if d != "token + cart in db"),
     }
     failed_writes = sum(f["write"] for f in failed.values())
     token_failed = sum(failed[d]["write"] for d in TOKEN_DESIGNS)
-    claims = {
-        "stateful": Judgement(
-            supports=("session + memory: the crash reached sessions stored on other servers",),
-            qualifies=("shared session store outage: every user affected, on every server",),
-            corrected=(f"A crash loses the sessions stored on the crashed server ({lost_on_crashed} of {on_crashed} "
-                       f"here), not those on others ({lost_on_others} of {on_others}); what reaches sessions on "
-                       f"every server is the outage of a shared store ({outage['session + shared store'][0]} of {n} "
-                       f"users, through {len(outage['session + shared store'][1])} servers).")),
-        "stateless": Judgement(
-            supports=("token designs: no user lost the cart in the crash",
-                      "only unkeyed writes failed: no read and no keyed write (the balancer re-sent those)",
-                      "failures stayed individual: no more than the writes in flight at the crash (+ workers)"),
-            qualifies=("shared cart table outage: every token + cart in db user affected",
-                       "session + shared store: no user lost the cart in the crash"),
-            corrected=(f"A crash cost only the plain writes in flight on the dying server ({token_failed} in the "
-                       f"token designs, {failed_writes} across all four) and no token user a cart; but a shared "
-                       f"session store lost no cart either ({lost['session + shared store']}), and a token design "
-                       f"whose cart lives in a database shares that database's outages "
-                       f"({outage['token + cart in db'][0]} of {n} users).")),
-        "5b": Judgement(
-            supports=("token designs: no user lost the cart in the crash",),
-            qualifies=("session + shared store: no user lost the cart in the crash",
-                       "shared cart table outage: every token + cart in db user affected"),
-            corrected=(f"No token user lost a cart ({token_lost}), and neither did a user of the shared session "
-                       f"store ({lost['session + shared store']}): surviving a crash depends on where the data "
-                       f"lives, and a shared store is one part whose failure reaches everyone.")),
-        "4a": Judgement(
-            supports=("a session kept the cart across steps",),
-            qualifies=("a second device saw the cart only when it lived in the db",
-                       "token designs kept the cart across steps too",
-                       "session + memory: the crash lost every cart whose session was on the crashed server"),
-            corrected=("A session carries a user across steps, as a token does; it does not carry them to a second "
-                       "device (a new login is a new, empty session) and dies with its server when kept in memory. "
-                       "Only a cart kept in a database by user followed the user to the second device.")),
-    }
+    claims = judged(CLAIMS, {
+        "stateful": (f"A crash loses the sessions stored on the crashed server ({lost_on_crashed} of {on_crashed} "
+                     f"here), not those on others ({lost_on_others} of {on_others}); what reaches sessions on "
+                     f"every server is the outage of a shared store ({outage['session + shared store'][0]} of {n} "
+                     f"users, through {len(outage['session + shared store'][1])} servers)."),
+        "stateless": (f"A crash cost only the plain writes in flight on the dying server ({token_failed} in the "
+                      f"token designs, {failed_writes} across all four) and no token user a cart; but a shared "
+                      f"session store lost no cart either ({lost['session + shared store']}), and a token design "
+                      f"whose cart lives in a database shares that database's outages "
+                      f"({outage['token + cart in db'][0]} of {n} users)."),
+        "5b": (f"No token user lost a cart ({token_lost}), and neither did a user of the shared session "
+               f"store ({lost['session + shared store']}): surviving a crash depends on where the data "
+               f"lives, and a shared store is one part whose failure reaches everyone."),
+        "4a": ("A session carries a user across steps, as a token does; it does not carry them to a second "
+               "device (a new login is a new, empty session) and dies with its server when kept in memory. "
+               "Only a cart kept in a database by user followed the user to the second device."),
+    })
     reading = (
         f"When {crashed} crashed with unkeyed writes in flight, {lost_on_crashed} of {on_crashed} users whose "
         f"in-memory session lived on it lost their cart and {lost_on_others} of {on_others} on other servers did; "

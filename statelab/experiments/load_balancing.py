@@ -29,7 +29,7 @@ from typing import Any
 
 from ..client import Client, Exchange
 from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, progress, record
+from . import DESIGNS, Evidence, Judgement, judged, progress, record
 
 ROW = "load_balancing"
 STRATEGIES = ("round_robin", "least_connections", "sticky", "ip_hash")  # affinity ones last: they change the pool
@@ -231,6 +231,16 @@ def _add_under_ip_hash(cluster: Cluster, clients: list[Client], traffic: Traffic
             "ip_hash: remapped users who lost their cart": lost_cart}, share
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(C_MEM_NO_AFFINITY, C_MEM_AFFINITY),
+                          qualifies=(C_STORE_ANY, C_UNEVEN, C_MOVED_LOST)),
+    "stateless": Judgement(supports=(C_TOKEN_ANY, C_DB_ANY, C_MOVED_KEPT), qualifies=(C_STORE_ANY,)),
+    "5c": Judgement(supports=(C_EVEN, C_DB_ANY), qualifies=(C_STORE_ANY,)),
+}
+
+
 def _evidence(servers: int, users: int, requests: int, counts: list[int], loads: dict[str, Any],
               lost: dict[str, Any], events: dict[str, dict[str, int]], remapped_share: float,
               seconds: float) -> Evidence:
@@ -268,29 +278,23 @@ def _evidence(servers: int, users: int, requests: int, counts: list[int], loads:
         C_MOVED_KEPT: all(moved(d) >= 1 and moved_lost(d, "session") == moved_lost(d, "cart") == 0 for d in others),
     }
     cv_rr = unevenness[IN_DB]["round_robin"]
-    claims = {
-        "stateful": Judgement(
-            supports=(C_MEM_NO_AFFINITY, C_MEM_AFFINITY), qualifies=(C_STORE_ANY, C_UNEVEN, C_MOVED_LOST),
-            corrected=(f"With sessions in each server's memory the balancer must keep affinity: round robin lost "
-                       f"{memory['session']['round_robin']:.0%} of users their session, sticky and ip_hash "
-                       f"{max(memory['session'][s] for s in AFFINITY):.0%}. Affinity has costs (load CV "
-                       f"{unevenness[MEMORY]['sticky']:.2f} under sticky against "
-                       f"{unevenness[MEMORY]['round_robin']:.2f} under round robin; {moved_lost(MEMORY, 'session')} "
-                       f"of {moved(MEMORY)} users moved by a crash or a new server lost their session), and a "
-                       f"shared session store needs none: it lost {worst(STORE):.0%} of users under any strategy.")),
-        "stateless": Judgement(
-            supports=(C_TOKEN_ANY, C_DB_ANY, C_MOVED_KEPT), qualifies=(C_STORE_ANY,),
-            corrected=(f"Both token designs lost {max(worst(IN_TOKEN), worst(IN_DB)):.0%} of users their session "
-                       f"or cart under any strategy, and kept every user a crash or a new server moved. The same "
-                       f"held for sessions in a shared store ({worst(STORE):.0%} lost): what frees the balancer is "
-                       f"that no server holds state the others lack, with or without sessions.")),
-        "5c": Judgement(
-            supports=(C_EVEN, C_DB_ANY), qualifies=(C_STORE_ANY,),
-            corrected=(f"Round robin spread the skewed traffic evenly (load CV {cv_rr:.2f} for token + cart in "
-                       f"db) with no sticky sessions and {worst(IN_DB):.0%} of users losing a session or cart; "
-                       f"a session design with a shared store gets the same freedom "
-                       f"({share_lost[STORE]['cart']['round_robin']:.0%} lost under round robin).")),
-    }
+    claims = judged(CLAIMS, {
+        "stateful": (f"With sessions in each server's memory the balancer must keep affinity: round robin lost "
+                     f"{memory['session']['round_robin']:.0%} of users their session, sticky and ip_hash "
+                     f"{max(memory['session'][s] for s in AFFINITY):.0%}. Affinity has costs (load CV "
+                     f"{unevenness[MEMORY]['sticky']:.2f} under sticky against "
+                     f"{unevenness[MEMORY]['round_robin']:.2f} under round robin; {moved_lost(MEMORY, 'session')} "
+                     f"of {moved(MEMORY)} users moved by a crash or a new server lost their session), and a "
+                     f"shared session store needs none: it lost {worst(STORE):.0%} of users under any strategy."),
+        "stateless": (f"Both token designs lost {max(worst(IN_TOKEN), worst(IN_DB)):.0%} of users their session "
+                      f"or cart under any strategy, and kept every user a crash or a new server moved. The same "
+                      f"held for sessions in a shared store ({worst(STORE):.0%} lost): what frees the balancer is "
+                      f"that no server holds state the others lack, with or without sessions."),
+        "5c": (f"Round robin spread the skewed traffic evenly (load CV {cv_rr:.2f} for token + cart in "
+               f"db) with no sticky sessions and {worst(IN_DB):.0%} of users losing a session or cart; "
+               f"a session design with a shared store gets the same freedom "
+               f"({share_lost[STORE]['cart']['round_robin']:.0%} lost under round robin)."),
+    })
     reading = (
         f"{users} users made {requests} requests, the 3 heaviest {sum(sorted(counts, reverse=True)[:3])}. Round "
         f"robin's load CV was at most {rr:.2f} and least connections' {lc:.2f}; sticky and ip_hash averaged "

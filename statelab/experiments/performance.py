@@ -44,13 +44,25 @@ from ..shop.carts import SqliteCartStore
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, SqliteStore
 from ..shop.tokens import ALGORITHMS, Keyring
-from . import Evidence, Judgement, check_size, progress, record
+from . import Evidence, Judgement, check_size, judged, progress, record
 
 ROW = "performance"
 CART = [("ddia", 1), ("sicp", 2), ("tcp-ip", 1)]
 SESSION_DESIGNS = ("session + memory", "session + shared store")
 TOKEN_DESIGNS = tuple(f"token + cart in token ({a})" for a in ALGORITHMS)
 DB_DESIGN = "token + cart in db"
+
+C_MEM_LOOKUP_CHEAP = "a memory session lookup costs under a fifth of the cheapest token check"
+C_TOKEN_CHEAPER = "a token check costs less than a memory session lookup"
+C_STORE_LOOKUP = "a shared-store lookup costs over 10x a memory lookup"
+C_PARSING = "the cryptography is under a quarter of an HS256 check: PyJWT's parsing is the rest"
+C_RESIGN = "re-signing an RS256 token is over a tenth of a best-case POST /cart round trip"
+C_SMALL_SHARE = "every lookup and token check is under a quarter of a best-case GET round trip"
+C_GET_FASTER = "end to end (p50), a token GET /cart is over 20% faster than with memory sessions"
+C_POST_FASTER = "end to end (p50), a token POST /cart is over 20% faster than with memory sessions"
+C_BIGGER = "every token request is bigger on the wire than a session request"
+C_MINTED = "with the cart in the db a cart write signs no new token; with the cart in the token every one does"
+
 #: The designs timed end to end, in the order they are shown: (label, Server keyword arguments).
 #: The shared SQLite files (session store, cart table) are made per run. The cart-in-db token is HS256.
 DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -233,6 +245,15 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
                             time.perf_counter() - began))
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(C_STORE_LOOKUP,), qualifies=(C_MEM_LOOKUP_CHEAP, C_SMALL_SHARE)),
+    "stateless": Judgement(supports=(C_TOKEN_CHEAPER,), qualifies=(C_PARSING, C_RESIGN, C_MINTED)),
+    "5d": Judgement(supports=(C_GET_FASTER, C_POST_FASTER), qualifies=(C_BIGGER,)),
+}
+
+
 def _evidence(micro: dict[str, float], latencies: dict[str, dict[str, list[float]]],
               last: dict[str, dict[str, WireExchange]], identity: dict[str, int], minted: dict[str, int],
               requests: int, cart_lines: int, seconds: float) -> Evidence:
@@ -271,65 +292,41 @@ def _evidence(micro: dict[str, float], latencies: dict[str, dict[str, list[float
         design, memory = min(tokens, key=work.__getitem__), latencies[method]["session + memory"]
         return percentile([t / m for t, m in zip(latencies[method][design], memory, strict=True)], 50)
     checks = {
-        "a memory session lookup costs under a fifth of the cheapest token check":
-            lookup["session + memory"] * 5 < cheapest_check,
-        "a token check costs less than a memory session lookup":
-            cheapest_check < lookup["session + memory"],
-        "a shared-store lookup costs over 10x a memory lookup":
-            lookup["session + shared store"] > 10 * lookup["session + memory"],
-        "the cryptography is under a quarter of an HS256 check: PyJWT's parsing is the rest":
-            per["crypto verify"]["HS256"] < 0.25 * per["verify"]["HS256"],
+        C_MEM_LOOKUP_CHEAP: lookup["session + memory"] * 5 < cheapest_check,
+        C_TOKEN_CHEAPER: cheapest_check < lookup["session + memory"],
+        C_STORE_LOOKUP: lookup["session + shared store"] > 10 * lookup["session + memory"],
+        C_PARSING: per["crypto verify"]["HS256"] < 0.25 * per["verify"]["HS256"],
         "RS256 and ES256 checks cost over 1.2x an HS256 check":
             min(per["verify"]["RS256"], per["verify"]["ES256"]) > 1.2 * per["verify"]["HS256"],
         "signing an RS256 token costs over 5x signing an HS256 one":
             per["sign"]["RS256"] > 5 * per["sign"]["HS256"],
-        "re-signing an RS256 token is over a tenth of a best-case POST /cart round trip":
-            rs_sign_share > 0.1,
-        "every lookup and token check is under a quarter of a best-case GET round trip":
-            max(share_get.values()) < 0.25,
-        "end to end (p50), a token GET /cart is over 20% faster than with memory sessions":
-            paired("GET", work_get) < 0.8,
-        "end to end (p50), a token POST /cart is over 20% faster than with memory sessions":
-            paired("POST", work_post) < 0.8,
-        "every token request is bigger on the wire than a session request":
-            min(bytes_["GET"][d] for d in tokens) > max(bytes_["GET"][d] for d in SESSION_DESIGNS),
-        "with the cart in the db a cart write signs no new token; with the cart in the token every one does":
-            minted[DB_DESIGN] == 0 and all(minted[d] == requests for d in TOKEN_DESIGNS),
+        C_RESIGN: rs_sign_share > 0.1,
+        C_SMALL_SHARE: max(share_get.values()) < 0.25,
+        C_GET_FASTER: paired("GET", work_get) < 0.8,
+        C_POST_FASTER: paired("POST", work_post) < 0.8,
+        C_BIGGER: min(bytes_["GET"][d] for d in tokens) > max(bytes_["GET"][d] for d in SESSION_DESIGNS),
+        C_MINTED: minted[DB_DESIGN] == 0 and all(minted[d] == requests for d in TOKEN_DESIGNS),
     }
     mem, shared = lookup["session + memory"], lookup["session + shared store"]
     hs, rs, es = (per["verify"][a] for a in ALGORITHMS)
-    claims = {
-        "stateful": Judgement(
-            supports=("a shared-store lookup costs over 10x a memory lookup",),
-            qualifies=("a memory session lookup costs under a fifth of the cheapest token check",
-                       "every lookup and token check is under a quarter of a best-case GET round trip"),
-            corrected=(f"Session management cost {mem:.1f} µs per request with sessions in memory and {shared:.0f} µs "
-                       f"in a shared SQLite file, {share_get['session + shared store']:.1%} of a best-case round "
-                       f"trip; a token check cost {hs:.0f} to {max(rs, es):.0f} µs. The latency comes from where "
-                       "the session lives (a store across a network adds a network round trip), not from having one.")),
-        "stateless": Judgement(
-            supports=("a token check costs less than a memory session lookup",),
-            qualifies=("the cryptography is under a quarter of an HS256 check: PyJWT's parsing is the rest",
-                       "re-signing an RS256 token is over a tenth of a best-case POST /cart round trip",
-                       "with the cart in the db a cart write signs no new token; with the cart in the token every "
-                       "one does"),
-            corrected=(f"A stateless server still works on every request: a token check took {hs:.0f} µs (HS256, "
-                       f"of which {per['crypto verify']['HS256']:.1f} µs cryptography and {parse['HS256']:.0f} µs "
-                       f"parsing) to {max(rs, es):.0f} µs, against {mem:.1f} µs for a memory session lookup; with "
-                       f"the cart in the token every cart write signs a new one ({per['sign']['HS256']:.0f} µs "
-                       f"HS256 to {per['sign']['RS256']:.0f} µs RS256), and with the cart in a table each request "
-                       f"reads it ({table['read']:.0f} µs) or writes it ({table['write']:.0f} µs) instead. It moves "
-                       "the per-request work; it does not remove it.")),
-        "5d": Judgement(
-            supports=("end to end (p50), a token GET /cart is over 20% faster than with memory sessions",
-                      "end to end (p50), a token POST /cart is over 20% faster than with memory sessions"),
-            qualifies=("every token request is bigger on the wire than a session request",),
-            corrected=(f"End to end, GET /cart took {fastest_token_get:.2f} ms with the fastest token design against "
-                       f"{p50['GET']['session + memory']:.2f} ms with memory sessions and "
-                       f"{p50['GET']['session + shared store']:.2f} ms with a shared store; POST /cart "
-                       f"{fastest_token_post:.2f} to {max(p50['POST'][d] for d in tokens):.2f} ms with tokens "
-                       f"against {p50['POST']['session + memory']:.2f} ms (p50). No session lookup is not no work.")),
-    }
+    claims = judged(CLAIMS, {
+        "stateful": (f"Session management cost {mem:.1f} µs per request with sessions in memory and {shared:.0f} µs "
+                     f"in a shared SQLite file, {share_get['session + shared store']:.1%} of a best-case round "
+                     f"trip; a token check cost {hs:.0f} to {max(rs, es):.0f} µs. The latency comes from where "
+                     "the session lives (a store across a network adds a network round trip), not from having one."),
+        "stateless": (f"A stateless server still works on every request: a token check took {hs:.0f} µs (HS256, "
+                      f"of which {per['crypto verify']['HS256']:.1f} µs cryptography and {parse['HS256']:.0f} µs "
+                      f"parsing) to {max(rs, es):.0f} µs, against {mem:.1f} µs for a memory session lookup; with "
+                      f"the cart in the token every cart write signs a new one ({per['sign']['HS256']:.0f} µs "
+                      f"HS256 to {per['sign']['RS256']:.0f} µs RS256), and with the cart in a table each request "
+                      f"reads it ({table['read']:.0f} µs) or writes it ({table['write']:.0f} µs) instead. It moves "
+                      "the per-request work; it does not remove it."),
+        "5d": (f"End to end, GET /cart took {fastest_token_get:.2f} ms with the fastest token design against "
+               f"{p50['GET']['session + memory']:.2f} ms with memory sessions and "
+               f"{p50['GET']['session + shared store']:.2f} ms with a shared store; POST /cart "
+               f"{fastest_token_post:.2f} to {max(p50['POST'][d] for d in tokens):.2f} ms with tokens "
+               f"against {p50['POST']['session + memory']:.2f} ms (p50). No session lookup is not no work."),
+    })
     extra_bytes = [bytes_["GET"][d] - bytes_["GET"]["session + memory"] for d in tokens]
     reading = (
         f"In-process, best of short rounds: a session lookup took {mem:.1f} µs in memory and {shared:.0f} µs in a "

@@ -31,7 +31,7 @@ from typing import Any
 from ..rawhttp import WireUser, build_request, wire_exchange
 from ..shop.app import MAX_CART_LINES
 from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, progress, record
+from . import DESIGNS, Evidence, Judgement, judged, progress, record
 
 ROW = "resource_usage"
 MEMORY, STORE, IN_TOKEN, IN_DB = DESIGNS  # the four designs, in the collection's order
@@ -220,6 +220,15 @@ def run(*, quick: bool = False, sessions: tuple[int, ...] | None = None, http_us
     return _evidence(grown, health, growth, http_users, time.perf_counter() - began)
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(C_MEM_GROWS,), qualifies=(C_STORE_MOVES,)),
+    "stateless": Judgement(supports=(C_TOKEN_FLAT, C_DB_FLAT), qualifies=(C_TOKEN_BYTES, C_TOKEN_COOKIE, C_DB_TABLE)),
+    "4b": Judgement(supports=(C_SID_FLAT, C_TOKEN_BYTES), qualifies=(C_DB_TOKEN_FLAT,)),
+}
+
+
 def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
               growth: dict[str, dict[str, list[Any]]], http_users: int, seconds: float) -> Evidence:
     users = grown[MEMORY]["users"]
@@ -257,29 +266,23 @@ def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
     sid = growth[MEMORY]["credential"][0]
     db_token = growth[IN_DB]["credential"][0]
     top = lines[-1]
-    claims = {
-        "stateful": Judgement(
-            supports=(C_MEM_GROWS,), qualifies=(C_STORE_MOVES,),
-            corrected=(f"{n:,} sessions held {held[MEMORY][-1] / 1e6:.1f} MB of the server's memory "
-                       f"({per_session:.0f} bytes each: a million would take about "
-                       f"{per_session * 1e6 / 2**30:.1f} GiB). With a shared store the server's memory moved by "
-                       f"{held[STORE][-1] / 1e3:+.0f} kB and the store grew {per_stored[STORE]:.0f} bytes a "
-                       f"session: the resources move to the store, they do not vanish.")),
-        "stateless": Judgement(
-            supports=(C_TOKEN_FLAT, C_DB_FLAT), qualifies=(C_TOKEN_BYTES, C_TOKEN_COOKIE, C_DB_TABLE),
-            corrected=(f"Token servers held nothing per user (memory moved by {held[IN_TOKEN][-1] / 1e3:+.0f} and "
-                       f"{held[IN_DB][-1] / 1e3:+.0f} kB for {n:,} users), but the state went somewhere: with the "
-                       f"cart in the token, every request re-sent it ({extra_small_cart} more bytes than a sid "
-                       f"with a {small}-line cart"
-                       + (f"; past {too_big} lines the token no longer fits in a cookie)" if too_big is not None
-                          else ")")
-                       + f"; with the cart in db, the shared table grew {per_stored[IN_DB]:.0f} bytes a user.")),
-        "4b": Judgement(
-            supports=(C_SID_FLAT, C_TOKEN_BYTES), qualifies=(C_DB_TOKEN_FLAT,),
-            corrected=(f"The sid cookie stayed {sid} bytes from 1 to {top} cart lines while a token carrying "
-                       f"the cart grew to {token[-1]:,}; keeping state off the wire needs no session, though: a "
-                       f"token with the cart in db stayed {db_token} bytes.")),
-    }
+    claims = judged(CLAIMS, {
+        "stateful": (f"{n:,} sessions held {held[MEMORY][-1] / 1e6:.1f} MB of the server's memory "
+                     f"({per_session:.0f} bytes each: a million would take about "
+                     f"{per_session * 1e6 / 2**30:.1f} GiB). With a shared store the server's memory moved by "
+                     f"{held[STORE][-1] / 1e3:+.0f} kB and the store grew {per_stored[STORE]:.0f} bytes a "
+                     f"session: the resources move to the store, they do not vanish."),
+        "stateless": (f"Token servers held nothing per user (memory moved by {held[IN_TOKEN][-1] / 1e3:+.0f} and "
+                      f"{held[IN_DB][-1] / 1e3:+.0f} kB for {n:,} users), but the state went somewhere: with the "
+                      f"cart in the token, every request re-sent it ({extra_small_cart} more bytes than a sid "
+                      f"with a {small}-line cart"
+                      + (f"; past {too_big} lines the token no longer fits in a cookie)" if too_big is not None
+                         else ")")
+                      + f"; with the cart in db, the shared table grew {per_stored[IN_DB]:.0f} bytes a user."),
+        "4b": (f"The sid cookie stayed {sid} bytes from 1 to {top} cart lines while a token carrying "
+               f"the cart grew to {token[-1]:,}; keeping state off the wire needs no session, though: a "
+               f"token with the cart in db stayed {db_token} bytes."),
+    })
     reading = (
         f"{n:,} users with a {len(CART)}-line cart: the session + memory server held {held[MEMORY][-1] / 1e6:.1f} MB "
         f"({per_session:.0f} bytes a session); the servers of session + shared store, token + cart in token and "

@@ -32,7 +32,7 @@ from .. import load
 from ..client import Client
 from ..shop.server import Server
 from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, progress, record
+from . import DESIGNS, Evidence, Judgement, judged, progress, record
 
 ROW = "scalability"
 
@@ -226,6 +226,15 @@ def _own_key(c: Cluster) -> tuple[int, int]:
     return len(answers), sum(status == 401 for status in answers)
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(C_FALLS,), qualifies=(C_STICKY,)),
+    "stateless": Judgement(supports=(C_TOKEN, C_DB), qualifies=(C_KEY, C_WRITER)),
+    "5a": Judgement(supports=(C_TOKEN, C_DB), qualifies=(C_WRITER,)),
+}
+
+
 def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[str, dict[int, float]],
               capacity: dict[int, float], sent: int, refused: int, writer: dict[str, dict[int, float]],
               seconds: float) -> Evidence:
@@ -256,27 +265,21 @@ def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[s
     fixed = min(min(found[k].values()) for k in SETUPS if k != BROKEN)
     queue = (f"{writes[1]:,.0f} cart writes per second from 1 server and {writes[top]:,.0f} from {top} "
              f"(reads: {reads[1]:,.0f} and {reads[top]:,.0f})")
-    claims = {
-        "stateful": Judgement(
-            supports=(C_FALLS,), qualifies=(C_STICKY,),
-            corrected=(f"Adding servers broke sessions kept in each server's memory: {broken[1]:.0%} of requests "
-                       f"found their session on 1 server, {broken[top]:.0%} on {top}. Synchronization is one fix, "
-                       f"not the only one: sticky routing kept {sticky:.0%} with none (at the price of affinity, "
-                       f"notebook 10); a shared store kept {always('session + shared store'):.0%} by making every "
-                       f"server read and write one table.")),
-        "stateless": Judgement(
-            supports=(C_TOKEN, C_DB), qualifies=(C_KEY, C_WRITER),
-            corrected=(f"Any server answered any token at every size, with the cart in the token "
-                       f"({always('token + cart in token'):.0%} of requests and carts kept) or in a shared table "
-                       f"({always('token + cart in db'):.0%}). On two conditions: every server holds the same "
-                       f"signing key (a server with its own refused {refused} of {sent} tokens), and a cart in a "
-                       f"shared table moves the state to a data tier that does not scale out with the servers: "
-                       f"{queue}.")),
-        "5a": Judgement(
-            supports=(C_TOKEN, C_DB), qualifies=(C_WRITER,),
-            corrected=(f"No session management was needed for any server to take any request. What does not "
-                       f"scale out is the shared data: {queue}.")),
-    }
+    claims = judged(CLAIMS, {
+        "stateful": (f"Adding servers broke sessions kept in each server's memory: {broken[1]:.0%} of requests "
+                     f"found their session on 1 server, {broken[top]:.0%} on {top}. Synchronization is one fix, "
+                     f"not the only one: sticky routing kept {sticky:.0%} with none (at the price of affinity, "
+                     f"notebook 10); a shared store kept {always('session + shared store'):.0%} by making every "
+                     f"server read and write one table."),
+        "stateless": (f"Any server answered any token at every size, with the cart in the token "
+                      f"({always('token + cart in token'):.0%} of requests and carts kept) or in a shared table "
+                      f"({always('token + cart in db'):.0%}). On two conditions: every server holds the same "
+                      f"signing key (a server with its own refused {refused} of {sent} tokens), and a cart in a "
+                      f"shared table moves the state to a data tier that does not scale out with the servers: "
+                      f"{queue}."),
+        "5a": (f"No session management was needed for any server to take any request. What does not "
+               f"scale out is the shared data: {queue}."),
+    })
     reading = (
         f"With sessions in each server's memory and round robin, {broken[1]:.0%} of requests found their session "
         f"on 1 server and {broken[top]:.0%} on {top} (1/N = {1 / top:.0%}); sticky routing, a shared store and both "

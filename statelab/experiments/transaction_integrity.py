@@ -36,13 +36,21 @@ from urllib.parse import urlsplit
 from ..shop.plugins import IdempotencyKeys, OrderBook, checkout
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, NaiveStore, SqliteStore
-from . import DESIGNS, Evidence, Judgement, progress, record
+from . import DESIGNS, Evidence, Judgement, judged, progress, record
 
 ROW = "transaction_integrity"
 TABS = 8  # concurrent requests on one cart
 NAIVE = "session + naive store"
 KEYED = "token + cart in token + Idempotency-Key"
 DB_CHECK = "cart in the db: no concurrent update lost, and one order per checkout (an atomic update in the db)"
+
+C_NAIVE_LOST = "a naive read-modify-write session store lost concurrent cart updates"
+C_ATOMIC_KEPT = "atomic session stores (a lock, BEGIN IMMEDIATE) lost no concurrent update"
+C_ATOMIC_ONE_ORDER = "atomic session stores: a retried or double-clicked confirm made one order"
+C_NAIVE_DUPLICATED = "the naive session store duplicated a double-clicked order"
+C_TOKEN_KEPT = "cart in the token: no concurrent update was lost"
+C_TOKEN_ONE_ORDER = "cart in the token: a retried confirm made one order"
+C_KEYED = "an Idempotency-Key remembered on the server stopped the duplicate (retry and double-click)"
 
 
 # --------------------------------------------------------------------------- a lean browser
@@ -227,6 +235,14 @@ def run(*, quick: bool = False, adds: int | None = None, trials: int | None = No
     return record(_evidence(lost, retry, double, n_trials, time.perf_counter() - began))
 
 
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
+#: and adds to each claim the sentence of what was measured.
+CLAIMS = {
+    "stateful": Judgement(supports=(C_ATOMIC_KEPT, C_ATOMIC_ONE_ORDER), qualifies=(C_NAIVE_LOST, C_NAIVE_DUPLICATED)),
+    "stateless": Judgement(supports=(C_TOKEN_KEPT, C_TOKEN_ONE_ORDER), qualifies=(C_KEYED, DB_CHECK)),
+}
+
+
 def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]], double: dict[str, list[int]],
               n_trials: int, seconds: float) -> Evidence:
     retry_orders = {case: r["orders"] for case, r in retry.items()}
@@ -234,43 +250,30 @@ def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]],
     sessions = ("session + memory", "session + shared store")
     token, db = "token + cart in token", "token + cart in db"
     checks = {
-        "a naive read-modify-write session store lost concurrent cart updates": lost[NAIVE]["lost"] > 0,
-        "atomic session stores (a lock, BEGIN IMMEDIATE) lost no concurrent update":
-            all(lost[c]["lost"] == 0 and lost[c]["adds answered 200"] > 0 for c in sessions),
-        "atomic session stores: a retried or double-clicked confirm made one order":
-            all(retry_orders[c] == 1 and dup_trials[c] == 0 for c in sessions),
-        "the naive session store duplicated a double-clicked order": dup_trials[NAIVE] > 0,
-        "cart in the token: no concurrent update was lost": lost[token]["lost"] == 0,
+        C_NAIVE_LOST: lost[NAIVE]["lost"] > 0,
+        C_ATOMIC_KEPT: all(lost[c]["lost"] == 0 and lost[c]["adds answered 200"] > 0 for c in sessions),
+        C_ATOMIC_ONE_ORDER: all(retry_orders[c] == 1 and dup_trials[c] == 0 for c in sessions),
+        C_NAIVE_DUPLICATED: dup_trials[NAIVE] > 0,
+        C_TOKEN_KEPT: lost[token]["lost"] == 0,
         "cart in the token: each concurrent add got a token holding only its own add":
             lost[token]["answers holding only their own add"] == lost[token]["adds answered 200"] > 0,
-        "cart in the token: a retried confirm made one order": retry_orders[token] == 1,
-        "an Idempotency-Key remembered on the server stopped the duplicate (retry and double-click)":
-            retry_orders[KEYED] == 1 and retry[KEYED]["distinct order ids"] == 1 and dup_trials[KEYED] == 0,
+        C_TOKEN_ONE_ORDER: retry_orders[token] == 1,
+        C_KEYED: retry_orders[KEYED] == 1 and retry[KEYED]["distinct order ids"] == 1 and dup_trials[KEYED] == 0,
         DB_CHECK:
             lost[db]["lost"] == 0 and lost[db]["adds answered 200"] > 0 and retry_orders[db] == 1
             and dup_trials[db] == 0,
     }
     total = lost[NAIVE]["adds answered 200"]
-    claims = {
-        "stateful": Judgement(
-            supports=("atomic session stores (a lock, BEGIN IMMEDIATE) lost no concurrent update",
-                      "atomic session stores: a retried or double-clicked confirm made one order"),
-            qualifies=("a naive read-modify-write session store lost concurrent cart updates",
-                       "the naive session store duplicated a double-clicked order"),
-            corrected=(f"Session context kept the purchase correct only because the store updated it atomically: "
-                       f"a naive read-modify-write kept {lost[NAIVE]['books in cart']} of {total} concurrent adds "
-                       f"and duplicated {dup_trials[NAIVE]} of {n_trials} double-clicked orders.")),
-        "stateless": Judgement(
-            supports=("cart in the token: no concurrent update was lost",
-                      "cart in the token: a retried confirm made one order"),
-            qualifies=("an Idempotency-Key remembered on the server stopped the duplicate (retry and double-click)",
-                       DB_CHECK),
-            corrected=(f"Isolated requests kept nothing together: with the cart in the token the browser kept "
-                       f"{lost[token]['books in cart']} of {lost[token]['adds answered 200']} concurrent adds and a "
-                       f"retried confirm made {retry_orders[token]} orders. Integrity came from state on the server: "
-                       f"an Idempotency-Key record ({retry_orders[KEYED]} order) or the cart in a database updated "
-                       f"atomically ({lost[db]['lost']} adds lost, {retry_orders[db]} order).")),
-    }
+    claims = judged(CLAIMS, {
+        "stateful": (f"Session context kept the purchase correct only because the store updated it atomically: "
+                     f"a naive read-modify-write kept {lost[NAIVE]['books in cart']} of {total} concurrent adds "
+                     f"and duplicated {dup_trials[NAIVE]} of {n_trials} double-clicked orders."),
+        "stateless": (f"Isolated requests kept nothing together: with the cart in the token the browser kept "
+                      f"{lost[token]['books in cart']} of {lost[token]['adds answered 200']} concurrent adds and a "
+                      f"retried confirm made {retry_orders[token]} orders. Integrity came from state on the server: "
+                      f"an Idempotency-Key record ({retry_orders[KEYED]} order) or the cart in a database updated "
+                      f"atomically ({lost[db]['lost']} adds lost, {retry_orders[db]} order)."),
+    })
     reading = (
         f"{TABS} tabs added books to one cart at once, {total} adds in all: "
         + ", ".join(f"{c} kept {v['books in cart']} of {v['adds answered 200']}" for c, v in lost.items())

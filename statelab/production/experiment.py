@@ -31,12 +31,18 @@ def cores() -> int:
 
 @dataclass
 class Share:
-    """How many of a crowd's requests found their login (200) on a server."""
+    """How many of a crowd's requests found their login (200) on a server: counted once, by status."""
 
-    found: int = 0
-    asked: int = 0
-    workers_seen: int = 0
     statuses: Counter[Any] = field(default_factory=Counter)
+    workers_seen: int = 0
+
+    @property
+    def found(self) -> int:
+        return self.statuses[200]
+
+    @property
+    def asked(self) -> int:
+        return sum(self.statuses.values())
 
     @property
     def share(self) -> float:
@@ -58,10 +64,8 @@ def found_share(url: str, users: int = 8, requests: int = 8, concurrency: int = 
     finally:
         for c in clients:
             c.close()
-    result = Share(found=sum(ex.status == 200 for ex in answers), asked=len(answers),
-                   workers_seen=len({ex.served_by for ex in answers if ex.served_by}))
-    result.statuses.update(ex.status or "failed" for ex in answers)
-    return result
+    return Share(Counter(ex.status or "failed" for ex in answers),
+                 workers_seen=len({ex.served_by for ex in answers if ex.served_by}))
 
 
 MODES = ("stateful", "stateless", "cookie")

@@ -84,12 +84,14 @@ class Cluster:
 
     @property
     def csrf_guard(self) -> bool:
-        """Whether the servers refuse non-JSON bodies (415) and cross-origin writes (403); settable."""
-        return bool(self._options["csrf_guard"])
+        """Whether every server refuses non-JSON bodies (415) and cross-origin writes (403): read from the
+        servers, so one switched off on its own (``cluster.servers[1].csrf_guard = False``) shows here.
+        Settable: every server takes the new value, and a server added later starts with it."""
+        return all(server.csrf_guard for server in self.servers)
 
     @csrf_guard.setter
     def csrf_guard(self, on: bool) -> None:
-        self._options["csrf_guard"] = bool(on)
+        self._options["csrf_guard"] = bool(on)  # for the servers added later
         for server in self.servers:
             server.csrf_guard = on
 
