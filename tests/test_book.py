@@ -223,3 +223,15 @@ def test_a_page_opens_in_chromium_with_no_console_error(served, built, name):
         page.wait_for_timeout(500)  # a late error from a script that finished loading
         screenshot(page, f"book-{name.replace('/', '-')}")
         assert problems == [], problems
+
+
+def test_the_readme_links_the_published_book_and_shows_the_dashboard():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    readme = (ROOT / "README.md").read_text()
+    assert f"**Read online:** [the book of executed notebooks]({urls['Documentation']})" in readme
+    workflow = (ROOT / ".github" / "workflows" / "book.yml").read_text()
+    assert "python tools/build_book.py" in workflow and "requirements-book.txt" in workflow
+    images = re.findall(r"!\[([^\]]+)\]\(([^)]+\.png)\)", readme)
+    assert any("dashboard" in alt and (ROOT / src).is_file() for alt, src in images), images
+    assert "python tools/build_book.py" in readme and "pip install -r requirements-book.txt" in readme
