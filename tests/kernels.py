@@ -224,7 +224,8 @@ def run_twice(path: Path, workdir: Path) -> NotebookRun:
     from nbclient import NotebookClient
 
     name = path.relative_to(ROOT).as_posix()
-    shutil.copytree(path.parent, workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(path.parent, workdir, dirs_exist_ok=True,  # not a developer's own journal: a fresh learner's run
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", ".statelab-evidence"))
     nb = nbformat.read(workdir / path.name, as_version=4)
     n = len(nb.cells)
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]

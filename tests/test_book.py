@@ -26,6 +26,7 @@ pytest.importorskip("jupyter_book", reason="pip install -r requirements-test.txt
 
 TOOL = ROOT / "tools" / "build_book.py"
 REF = "0123456789abcdef0123456789abcdef01234567"  # the version the Binder links name: any fixed commit will do
+VERDICT = re.compile(r"holds with nuance|does not hold|\bholds\b(?! with)")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
 
 
@@ -127,6 +128,22 @@ def test_an_executed_page_shows_its_measured_numbers(built, name):
     assert numbers - shown == set(), f"{name}: numbers the run printed that its page lacks: {sorted(numbers - shown)}"
 
 
+ROWS = [n for n in NAMES if re.match(r"notebooks/(0[3-9]|1[0-2])_", n)]  # the table's rows, and 12's scoreboard
+
+
+@pytest.mark.parametrize("name", ROWS)
+def test_a_row_page_shows_the_verdicts_its_run_computed(built, name):
+    """Each half-verdict the run rendered ("holds with nuance", "does not hold") is on the page, as often."""
+    _, html_dir, executed = built
+    rendered = " ".join(str(v) for c in executed[name].cells for o in c.get("outputs", [])
+                        for k, v in o.get("data", {}).items() if k in ("text/html", "text/markdown"))
+    wanted = VERDICT.findall(html.unescape(re.sub(r"<[^>]+>", " ", rendered)))
+    assert wanted, f"{name}: its run rendered no verdict"
+    shown = VERDICT.findall(" ".join(parse(page_of(html_dir, name)).text))
+    for verdict in set(wanted):
+        assert shown.count(verdict) >= wanted.count(verdict), (name, verdict, wanted.count(verdict), shown)
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("notebooks/")])
 def test_a_notebook_page_has_a_figure_with_alt_text(built, name):
     _, html_dir, _ = built
@@ -199,30 +216,28 @@ def served(built):
 @pytest.mark.browser
 @pytest.mark.parametrize("name", ["index", "notebooks/00_start_here", "notebooks/04_fault_tolerance",
                                   "labs/solutions/01_survive_a_crash"])
-def test_a_page_opens_in_chromium_with_no_console_error(served, built, name):
-    """No console error, no failed request; the saved widgets render, the diagrams draw."""
-    from browser import VIEWPORT, chromium, require_browser, screenshot
+def test_a_page_opens_in_chromium_with_no_console_error(served, built, page, name):
+    """No console error, no failed request; the saved widgets render, the diagrams draw (``page``: a fresh
+    context of the module's Chromium, tests/conftest.py)."""
+    from browser import screenshot
 
-    require_browser()
-    _, html_dir, executed = built
+    _, html_dir, _ = built
     source = (html_dir / f"{name}.html").read_text()
-    with chromium() as browser:
-        page = browser.new_page(viewport=VIEWPORT)
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
-        page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-        page.goto(f"{served}/{name}.html", wait_until="networkidle")
-        diagrams = source.count('<pre class="mermaid">')
-        if diagrams:
-            page.wait_for_function(f"() => document.querySelectorAll('pre.mermaid svg').length >= {diagrams}",
-                                   timeout=30_000)
-        if "application/vnd.jupyter.widget-state+json" in source:
-            page.wait_for_selector(".jupyter-widgets", state="attached", timeout=30_000)
-        page.wait_for_timeout(500)  # a late error from a script that finished loading
-        screenshot(page, f"book-{name.replace('/', '-')}")
-        assert problems == [], problems
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    page.goto(f"{served}/{name}.html", wait_until="networkidle")
+    diagrams = source.count('<pre class="mermaid">')
+    if diagrams:
+        page.wait_for_function(f"() => document.querySelectorAll('pre.mermaid svg').length >= {diagrams}",
+                               timeout=30_000)
+    if "application/vnd.jupyter.widget-state+json" in source:
+        page.wait_for_selector(".jupyter-widgets", state="attached", timeout=30_000)
+    page.wait_for_timeout(500)  # a late error from a script that finished loading
+    screenshot(page, f"book-{name.replace('/', '-')}")
+    assert problems == [], problems
 
 
 def test_the_readme_links_the_published_book_and_shows_the_dashboard():
@@ -235,3 +250,11 @@ def test_the_readme_links_the_published_book_and_shows_the_dashboard():
     images = re.findall(r"!\[([^\]]+)\]\(([^)]+\.png)\)", readme)
     assert any("dashboard" in alt and (ROOT / src).is_file() for alt, src in images), images
     assert "python tools/build_book.py" in readme and "pip install -r requirements-book.txt" in readme
+
+
+def test_a_book_missing_an_execution_is_refused_by_name(tmp_path):
+    tool = _tool()
+    executed = {name: None for name in NAMES if name != "notebooks/04_fault_tolerance.ipynb"}
+    with pytest.raises(tool.BookError, match="not executed, so the book would lack them: "
+                                             "notebooks/04_fault_tolerance.ipynb$"):
+        tool.stage(tmp_path, executed, REF, "this machine")

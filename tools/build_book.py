@@ -51,6 +51,10 @@ HEADER_TAG = "statelab-measured"           # the tag of the cell this tool puts 
 CELL_TIMEOUT_S = 120
 
 
+class BookError(Exception):
+    """Why the book cannot be built, in words a reader can act on (main prints it without a traceback)."""
+
+
 def repository_url() -> str:
     """The repository's address, from pyproject.toml (the one place it lives)."""
     text = (ROOT / "pyproject.toml").read_text()
@@ -88,7 +92,9 @@ def execute(path: Path, workdir: Path) -> nbformat.NotebookNode:
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    shutil.copytree(path.parent, workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    # (not the journal of your own runs, .statelab-evidence: notebook 12 would show your predictions to readers)
+    shutil.copytree(path.parent, workdir, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", ".statelab-evidence"))
     nb = nbformat.read(workdir / path.name, as_version=4)
     # Unix sockets, not TCP ports: a notebook's servers starting on free ports cannot take the kernel's.
     km = KernelManager(kernel_name="python3", transport="ipc", ip=str(workdir / ".kernel-ipc"))
@@ -105,7 +111,18 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict[str, nbformat.Noteb
     """Every notebook in ``paths`` executed, ``workers`` kernels at a time; keys are paths from the root."""
     with tempfile.TemporaryDirectory(prefix="statelab-book-") as tmp, ThreadPoolExecutor(workers) as pool:
         futures = {p: pool.submit(execute, p, Path(tmp) / f"{i:02d}-{p.stem}") for i, p in enumerate(paths)}
-        return {p.relative_to(ROOT).as_posix(): f.result() for p, f in futures.items()}
+        executed, failed = {}, []
+        for path, future in futures.items():
+            name = path.relative_to(ROOT).as_posix()
+            try:
+                executed[name] = future.result()
+            except Exception as error:  # reported together, by notebook, without nbclient's traceback wall
+                lines = [line for line in str(error).splitlines() if line.strip()]
+                failed.append(f"{name}: {type(error).__name__}: {lines[-1] if lines else ''}")
+        if failed:
+            raise BookError("these notebooks failed, so the book would show a broken run:\n  " + "\n  ".join(failed))
+        return executed
+
 
 
 def save_executed(executed: dict[str, nbformat.NotebookNode], folder: Path) -> None:
@@ -224,7 +241,7 @@ def stage(source: Path, executed: dict[str, nbformat.NotebookNode], ref: str, wh
     """Write into ``source`` what Sphinx reads; return the pages (paths from the root)."""
     missing = [p.relative_to(ROOT).as_posix() for p in EXECUTED if p.relative_to(ROOT).as_posix() not in executed]
     if missing:
-        raise ValueError(f"not executed, so the book would lack them: {', '.join(missing)}")
+        raise BookError(f"not executed, so the book would lack them: {', '.join(missing)}")
     shutil.copytree(BOOK, source, dirs_exist_ok=True)
     pages = [p.relative_to(ROOT).as_posix() for p in NOTEBOOKS + STUDENT_LABS + SOLUTIONS]
     staged = {*pages, "labs/README.md"}
@@ -267,7 +284,7 @@ def build(out: Path, executed: dict[str, nbformat.NotebookNode] | None = None, r
     if result.returncode != 0:
         problems = [line for line in (result.stdout + result.stderr).splitlines() if "WARNING" in line or
                     "ERROR" in line or "Error" in line] or (result.stdout + result.stderr).splitlines()[-40:]
-        raise RuntimeError("jupyter-book build failed:\n" + "\n".join(problems))
+        raise BookError("jupyter-book build failed:\n" + "\n".join(problems))
     shutil.move(out / "build" / "_build" / "html", out / "html")
     shutil.rmtree(out / "build", ignore_errors=True)
     return out / "html"
@@ -281,8 +298,20 @@ def main(argv: list[str] | None = None) -> int:
                         "earlier build) instead of executing them again")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    executed = load_executed(args.executed.resolve()) if args.executed else None
-    html = build(args.out.resolve(), executed=executed, ref=args.ref)
+    try:
+        import jupyter_book  # noqa: F401
+    except ImportError:
+        print("jupyter-book is not installed: pip install -r requirements-book.txt", file=sys.stderr)
+        return 2
+    if args.executed and not args.executed.is_dir():
+        print(f"--executed {args.executed}: no such folder (an earlier build's OUT/executed)", file=sys.stderr)
+        return 2
+    try:
+        executed = load_executed(args.executed.resolve()) if args.executed else None
+        html = build(args.out.resolve(), executed=executed, ref=args.ref)
+    except BookError as error:
+        print(f"the book was not built: {error}", file=sys.stderr)
+        return 1
     size = sum(f.stat().st_size for f in html.rglob("*") if f.is_file())
     print(f"built {html / 'index.html'} in {time.perf_counter() - started:.0f} s: "
           f"{sum(1 for _ in html.rglob('*.html'))} pages, {size / 2**20:.1f} MiB")
