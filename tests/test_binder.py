@@ -152,7 +152,8 @@ def test_fresh_binder_environment_starts_a_kernel_that_finds_every_import(tmp_pa
 
     repo, venv = tmp_path / "repo", tmp_path / "venv"
     shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "venv", "test-artifacts", "__pycache__", "*.egg-info", ".ipynb_checkpoints", "build"))
+        ".git", ".venv", "venv", "test-artifacts", "__pycache__", "*.egg-info", ".ipynb_checkpoints", "build",
+        "_build"))
     env = jupyter_env(tmp_path / "home")
     for var in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
         env.pop(var, None)
