@@ -322,3 +322,28 @@ def screenshot(target: Any, name: str, **options: Any) -> Path | None:
         print(f"no screenshot {name}: {error}")
         return None
     return path
+
+
+# --- accessibility ----------------------------------------------------------------------------------------------
+
+#: axe-core impacts that fail a scan.
+AXE_BLOCKING = ("serious", "critical")
+
+
+def axe(page: Any, selector: str) -> dict:
+    """axe-core's violations within ``selector`` (each match scrolled into view first, so it is painted), with
+    axe.min.js as the pip package axe-playwright-python ships it: no network."""
+    try:
+        import axe_playwright_python
+    except ImportError:
+        pytest.fail("axe-playwright-python is not installed (pip install -r requirements-test.txt)")
+    for element in page.locator(selector).all():
+        element.scroll_into_view_if_needed()
+    page.add_script_tag(content=(Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text("utf-8"))
+    return page.evaluate("async (s) => await axe.run({include: [[s]]}, {resultTypes: ['violations']})", selector)
+
+
+def axe_blocking(results: dict) -> list[str]:
+    """The violations that fail a scan, one line each."""
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:4]}"
+            for v in results["violations"] if v["impact"] in AXE_BLOCKING]

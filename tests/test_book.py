@@ -217,9 +217,9 @@ def served(built):
 @pytest.mark.parametrize("name", ["index", "notebooks/00_start_here", "notebooks/04_fault_tolerance",
                                   "labs/solutions/01_survive_a_crash"])
 def test_a_page_opens_in_chromium_with_no_console_error(served, built, page, name):
-    """No console error, no failed request; the saved widgets render, the diagrams draw (``page``: a fresh
-    context of the module's Chromium, tests/conftest.py)."""
-    from browser import screenshot
+    """No console error, no failed request; the saved widgets render, the diagrams draw; axe-core finds no
+    serious violation in the content (``page``: a fresh context of the module's Chromium, tests/conftest.py)."""
+    from browser import axe, axe_blocking, screenshot
 
     _, html_dir, _ = built
     source = (html_dir / f"{name}.html").read_text()
@@ -238,6 +238,8 @@ def test_a_page_opens_in_chromium_with_no_console_error(served, built, page, nam
     page.wait_for_timeout(500)  # a late error from a script that finished loading
     screenshot(page, f"book-{name.replace('/', '-')}")
     assert problems == [], problems
+    results = axe(page, "main")  # the page's own content: the theme's navigation is the theme's
+    assert axe_blocking(results) == [], axe_blocking(results)
 
 
 def test_the_readme_links_the_published_book_and_shows_the_dashboard():

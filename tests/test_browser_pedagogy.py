@@ -14,37 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from browser import NOTEBOOKS, collect_problems, open_and_run_all, screenshot
+from browser import NOTEBOOKS, axe, axe_blocking, collect_problems, open_and_run_all, screenshot
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 15_000
-#: axe impacts that fail the scan.
-BLOCKING = ("serious", "critical")
-
-
-def axe_script() -> str:
-    """axe.min.js as the pip package ships it."""
-    try:
-        import axe_playwright_python
-    except ImportError:
-        pytest.fail("axe-playwright-python is not installed (pip install -r requirements-test.txt)")
-    return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text(encoding="utf-8")
-
-
 def axe_outputs(page) -> dict:
-    """Run axe-core over every output area of the page (each scrolled into view so it is painted)."""
-    for output in page.locator(".jp-OutputArea-output").all():
-        output.scroll_into_view_if_needed()
-    page.add_script_tag(content=axe_script())
-    return page.evaluate("""async () => await axe.run(
-        {include: [[".jp-OutputArea-output"]]},
-        {resultTypes: ["violations"]})""")
-
-
-def blocking(results: dict) -> list[str]:
-    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:4]}"
-            for v in results["violations"] if v["impact"] in BLOCKING]
+    """axe-core over every output area of the page: JupyterLab's own chrome is not ours to fix."""
+    return axe(page, ".jp-OutputArea-output")
 
 
 def test_a_click_answers_a_prediction_and_a_quiz_and_the_feedback_shows(lab, page):
@@ -82,7 +59,7 @@ def assert_axe_passes(page, lab, notebook: str) -> None:
     assert results["passes"], "axe checked nothing: no output area was found"
     report = Path(lab.root).parent / f"axe-{notebook}.json"
     report.write_text(json.dumps(results["violations"], indent=1))
-    assert blocking(results) == [], f"axe: {blocking(results)} (all violations in {report})"
+    assert axe_blocking(results) == [], f"axe: {axe_blocking(results)} (all violations in {report})"
 
 
 def test_axe_finds_no_serious_violation_in_a_row_notebooks_outputs(lab, page):
