@@ -9,6 +9,7 @@ import os
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,35 @@ def lab(tmp_path_factory):
     shutil.copytree(NOTEBOOKS, tmp / "notebooks")
     with jupyter_lab(tmp / "notebooks", tmp / "home") as running:
         yield running
+
+
+# --- the fresh Binder environment (tests/test_binder.py): installed in the background, judged last ----------------
+_FRESH_BINDER = pytest.StashKey[object]()
+_FRESH_BINDER_TEST = "test_fresh_binder_environment_starts_a_kernel_that_finds_every_import"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the fresh-Binder test is selected: run it last, and start its install now, in the background."""
+    fresh = [item for item in session.items if item.name == _FRESH_BINDER_TEST]
+    if not fresh or session.config.option.collectonly:
+        return
+    session.items[:] = [item for item in session.items if item not in fresh] + fresh
+    from test_binder import FreshInstall
+
+    session.config.stash[_FRESH_BINDER] = FreshInstall(Path(tempfile.mkdtemp(prefix="statelab-binder-")))
+
+
+@pytest.fixture(scope="session")
+def fresh_binder_install(request: pytest.FixtureRequest):
+    """binder/ being installed into a fresh virtualenv since collection (tests/test_binder.py: FreshInstall)."""
+    if _FRESH_BINDER not in request.config.stash:
+        from test_binder import FreshInstall
+
+        request.config.stash[_FRESH_BINDER] = FreshInstall(Path(tempfile.mkdtemp(prefix="statelab-binder-")))
+    return request.config.stash[_FRESH_BINDER]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    install = session.config.stash.get(_FRESH_BINDER, None)
+    if install is not None:
+        install.close()

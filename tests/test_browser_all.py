@@ -29,6 +29,8 @@ from browser import (
     CODE_PROMPTS,
     ROOT,
     START_HERE,
+    axe,
+    axe_blocking,
     collect_problems,
     jupyter_lab,
     open_and_run_all,
@@ -111,7 +113,8 @@ def _kill_from_the_card(page, card) -> None:
 
 @pytest.mark.parametrize("notebook", RUN_ALL)
 def test_runs_clean_in_jupyterlab(lab, page, notebook):
-    """Run All shows no trouble; in a notebook of notebooks/, a Kill click on its first dashboard reaches the kernel."""
+    """Run All shows no trouble and axe-core no serious violation in the outputs; in a notebook of notebooks/, a
+    Kill click on its first dashboard reaches the kernel."""
     start = time.perf_counter()
     try:
         open_and_run_all(page, lab.url, notebook)
@@ -119,6 +122,8 @@ def test_runs_clean_in_jupyterlab(lab, page, notebook):
         if problems:
             screenshot(page, "all-" + notebook.replace("/", "-"), full_page=True)
         assert problems == [], f"{notebook} in JupyterLab"
+        results = axe(page, ".jp-OutputArea-output")  # our outputs: JupyterLab's own chrome is not ours to fix
+        assert axe_blocking(results) == [], f"axe-core in {notebook}: {axe_blocking(results)}"
         if notebook.startswith("notebooks/"):  # each lesson has a dashboard
             card = _first_server_card(page)
             _kill_from_the_card(page, card)
