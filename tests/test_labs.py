@@ -348,6 +348,10 @@ def test_report_text_and_html():
     report.expect("a <b>bad</b> thing", False, "2", 3)
     assert not report.passed and "expected 2; happened: 3" in repr(report)
     assert "&lt;b&gt;" in report._repr_html_() and "NOT YET" in report._repr_html_()
+    # a long path or token wraps: an output that scrolls sideways is out of a keyboard user's reach (axe-core's
+    # scrollable-region-focusable; test_browser_all.py scans a lab solution in JupyterLab); every header has a name
+    assert "overflow-wrap:anywhere" in report._repr_html_() and "<th style" in report._repr_html_()
+    assert not re.search(r"<th[^>]*></th>", report._repr_html_())
 
 
 def test_a_checker_never_raises_at_the_learner(capsys):

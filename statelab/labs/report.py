@@ -113,7 +113,10 @@ class Report:
         good = self.passed
         colour = "#2e7d32" if good else "#b26a00"
         head = "PASS" if good else "NOT YET"
-        cell = "text-align:left;padding:1px 10px 1px 0;vertical-align:top;color:inherit;background:none"
+        # long values (a temporary folder's path, a token) wrap instead of making the output scroll sideways: a
+        # scrolling region is one a keyboard user cannot reach (axe-core: scrollable-region-focusable)
+        cell = ("text-align:left;padding:1px 10px 1px 0;vertical-align:top;color:inherit;background:none;"
+                "overflow-wrap:anywhere")
         mark = {True: f'<td style="{cell};color:#2e7d32">&#10003;</td>',
                 False: f'<td style="{cell};color:#c62828">&#10007;</td>'}
         rows = "".join(
@@ -121,13 +124,13 @@ class Report:
             f"<td style='{cell}'>{e(f.happened)}</td></tr>"
             for f in self.findings)
         table = (f"<table style='margin:4px 0;border-collapse:collapse;color:inherit;font-size:inherit'>"
-                 f"<tr><th style='{cell}'></th><th style='{cell}'>behaviour</th><th style='{cell}'>expected</th>"
+                 f"<tr><th style='{cell}'>ok</th><th style='{cell}'>behaviour</th><th style='{cell}'>expected</th>"
                  f"<th style='{cell}'>what happened</th></tr>{rows}</table>") if rows else ""
         problem = (f"<p style='margin:4px 0'><b>not yet:</b> {e(self.problem)}</p>" if self.problem else "")
         notes = "".join(f"<li>{e(n)}</li>" for n in self.notes)
         notes = f"<ul style='margin:4px 0'>{notes}</ul>" if notes else ""
         return (f"<div style='border-left:5px solid {colour};padding:4px 10px;margin:4px 0;color:inherit;"
-                f"background:rgba(127,127,127,0.08)'>"
+                f"background:rgba(127,127,127,0.08);overflow-wrap:anywhere'>"
                 f"<b style='color:{colour}'>{head}</b> · <b>{e(self.title)}</b>{problem}{table}{notes}</div>")
 
 
