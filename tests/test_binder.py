@@ -153,8 +153,9 @@ class FreshInstall:
     """binder/ installed as repo2docker installs it, into a fresh virtualenv, by a background process.
 
     It is the slowest part of the suite (about 40 s) and mostly waits on the disk, so it starts as soon as the
-    tests are collected, at the lowest CPU priority (``nice 19``: the kernels and servers of the other tests
-    keep theirs), and its test runs last (tests/conftest.py). ``wait()`` returns the process's output.
+    tests are collected, at the lowest CPU and disk priority (``nice 19``, ``ionice`` idle class: the kernels and
+    servers of the other tests keep theirs), and its test runs last (tests/conftest.py). ``wait()`` returns the
+    process's output.
     """
 
     def __init__(self, folder: Path):
@@ -176,7 +177,9 @@ class FreshInstall:
                   f"{shlex.quote(str(python))} -m pip install -q --no-compile -r binder/requirements.txt")
         if (self.repo / "binder" / "postBuild").exists():
             script += " && bash binder/postBuild"
+        # lowest CPU priority, and disk time only when no one else wants it (writing 450 MB is most of the work)
         nice = ["nice", "-n", "19"] if shutil.which("nice") else []
+        nice += ["ionice", "-c", "3"] if shutil.which("ionice") else []
         self.process = subprocess.Popen([*nice, "bash", "-c", script], cwd=self.repo, env=self.env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         start_new_session=True)
