@@ -22,6 +22,7 @@ fixture ``notebook_runs`` (root ``conftest.py``) runs what the selected tests ne
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import re
@@ -51,9 +52,30 @@ CELL_TIMEOUT_S = TIME_LIMIT_S + 30  # a backstop for a hung cell; the budget che
 WORKERS = int(os.environ.get("STATELAB_NOTEBOOK_WORKERS", "2"))
 SHUTDOWN_WAIT_S = 10
 
+def _statelab_socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` holds open (Linux /proc; empty when it is gone or not ours).
+
+    Used here and, by its source, inside the kernel's probe (PROBE), which cannot import this module."""
+    import os
+
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
+
+
 # Runs in the notebook's kernel and prints one JSON line. Werkzeug answers each request on a short-lived thread,
 # so it first waits for those to end: they are traffic still draining, not leaks.
-PROBE = r'''
+PROBE = inspect.getsource(_statelab_socket_inodes) + r'''
 def _statelab_probe():
     import json, os, pathlib, re, socket, threading, time
     deadline = time.monotonic() + 3
@@ -77,17 +99,7 @@ def _statelab_probe():
     if os.path.isdir("/proc/self/fd"):  # Linux: the TCP sockets this kernel and its children listen on
         inodes = set()
         for pid in [os.getpid(), *children]:  # a server may be a child process (gunicorn, Valkey, HAProxy)
-            try:
-                fds = os.listdir(f"/proc/{pid}/fd")
-            except OSError:
-                continue
-            for fd in fds:
-                try:
-                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    inodes.add(link[8:-1])
+            inodes |= _statelab_socket_inodes(pid)
         listening = []
         for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
             try:
@@ -108,7 +120,7 @@ def _statelab_probe():
                                         "listening": listening, "children": children, "pid": os.getpid(),
                                         "peak_kib": int(hwm.group(1)) if hwm else None}))
 _statelab_probe()
-del _statelab_probe
+del _statelab_probe, _statelab_socket_inodes
 '''
 STOP_ALL = "import statelab as _sl\nprint('STATELAB-STOPPED', _sl.stop_all())"
 
@@ -191,19 +203,8 @@ def listeners(port: int) -> set[int]:
         except OSError:
             continue
         inodes |= {f[9] for f in map(str.split, rows) if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port}
-    pids = set()
-    for pid in filter(str.isdigit, os.listdir("/proc") if inodes else ()):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] in inodes:
-                    pids.add(int(pid))
-            except OSError:
-                continue
-    return pids
+    return {int(pid) for pid in filter(str.isdigit, os.listdir("/proc") if inodes else ())
+            if _statelab_socket_inodes(int(pid)) & inodes}
 
 
 def ipc_kernel_manager(folder: Path):
