@@ -71,6 +71,12 @@ class RedisServer(ProcessService):
         return f"redis://:{self.password}@{HOST}:{self.port}/0"
 
     @property
+    def endpoint(self) -> tuple[str, int] | str:
+        """Where a client (or a :class:`statelab.network.Link` in front of it) connects: ``(host, port)`` over
+        TCP, or the path of a Unix socket. With :attr:`password` this is all a proxy or a client needs."""
+        return (HOST, self.port)
+
+    @property
     def address(self) -> str:
         """Where it listens, without the password (for display)."""
         return f"redis://{HOST}:{self.port}"
