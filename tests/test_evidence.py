@@ -126,3 +126,56 @@ def test_check_size_refuses_what_a_run_cannot_use_in_words():
             check_size("users", bad, 1, 10)
     with pytest.raises(ValueError, match=r"session_ttl must be a number from 0.05 to 10, not 'soon'"):
         check_size("session_ttl", "soon", 0.05, 10, whole=False)
+
+
+# --------------------------------------------------------------------------- checks by id, thresholds in one place
+
+from statelab.experiments import Check, conditions  # noqa: E402
+
+FAST = Check("fast", "a lookup costs over {t}x a memory lookup", 10)
+LOST = Check("none_lost", "no acknowledged write was lost", mechanism=True)
+
+
+def _by_id(ratio: float, lost: int) -> Evidence:
+    return Evidence(row="performance", measurements={"ratio": ratio},
+                    checks=[FAST(ratio), LOST(ok=lost == 0, shown=f"{lost} lost")],
+                    claims={"stateful": Judgement(supports=(FAST,), corrected="measured.")},
+                    conditions=conditions(designs=["a", "b"], crowd="3 users"))
+
+
+def test_a_check_is_kept_by_id_with_its_threshold_in_its_label_and_its_measurement():
+    ev = _by_id(12.5, 0)
+    assert ev.checks == {"fast": True, "none_lost": True}
+    assert ev.label("fast") == "a lookup costs over 10x a memory lookup"
+    assert ev.shown["fast"] == "12.5 (needs > 10)" and ev.shown["none_lost"] == "0 lost"
+    assert ev.verdicts == {"stateful": "holds"} and _by_id(9.0, 0).verdicts == {"stateful": "does not hold"}
+    text = str(ev.conclusion())
+    assert text.startswith("Measured under these conditions") and "designs compared: a, b" in text
+    assert "a lookup costs over 10x a memory lookup: yes (measured 12.5 (needs > 10))" in text
+    assert "cores:" in text and "crowd: 3 users" in text
+
+
+def test_require_names_the_label_and_what_was_measured_and_mechanisms_are_asserted_alone():
+    ev = _by_id(9.0, 2)   # a slow machine (a finding) and a lost write (a broken mechanism)
+    with pytest.raises(AssertionError, match=r"no acknowledged write was lost \(measured: 2 lost\)"):
+        ev.require_mechanisms()
+    assert _by_id(9.0, 0).require_mechanisms() == ["none_lost"]   # a verdict that differs is not an error
+    with pytest.raises(KeyError, match="has no check 'nope'"):
+        ev.require("nope")
+    with pytest.raises(AssertionError, match="declares no mechanism"):
+        Evidence(row="x", measurements={}, checks=[FAST(20)]).require_mechanisms()
+
+
+def test_check_ids_are_short_and_a_duplicate_is_refused():
+    with pytest.raises(ValueError):
+        Check("A sentence as a key", "x")
+    with pytest.raises(ValueError, match="each check once"):
+        Evidence(row="x", measurements={}, checks=[FAST(20), FAST(30)])
+
+
+def test_the_conclusion_escapes_what_it_renders():
+    ev = Evidence(row="x", measurements={}, checks=[Check("c", "<b>bold</b> *x*")(ok=True)],
+                  claims={"stateful": Judgement(supports=("c",), corrected="<img src=x onerror=alert(1)> [a](b)")})
+    md = ev.conclusion()._repr_markdown_()
+    assert "<img" not in md and "<b>" not in md and "&lt;img" in md and "\\[a](b)" in md
+    assert "<img src=x onerror=alert(1)> [a](b)" in str(ev.conclusion())

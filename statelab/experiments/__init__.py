@@ -10,7 +10,9 @@ few seconds on one busy CPU (Binder), with verdicts that stay the same from run 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
+import operator
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,6 +32,95 @@ DESIGNS: dict[str, dict[str, Any]] = {
 HALVES = ("stateful", "stateless")
 
 
+_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named fact an experiment computes: a short ``id`` and a label built from its threshold.
+
+    The id is what notebooks, tests and :class:`Judgement` use (``ev.checks["store_lookup"]``,
+    ``ev.require("store_lookup")``), so rewording a label never breaks a notebook. The threshold is
+    written once, here: the label says it (``text`` holds ``{t}`` where the number goes) and calling the
+    check compares a measured value with it, so the sentence and the computation cannot disagree.
+
+    ``mechanism=True`` marks a count or a status (who lost what, which answer came back) that any
+    machine must reproduce; a notebook's self-check asserts those (:meth:`Evidence.require_mechanisms`),
+    never a comparison of timings, which another machine may measure otherwise (a finding, not an error).
+    """
+
+    id: str
+    text: str
+    threshold: float | None = None
+    op: str = ">"
+    unit: str = ""
+    mechanism: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.id or not self.id.replace("_", "").isalnum() or self.id != self.id.lower():
+            raise ValueError(f"a check id is short, lower case and snake_case, not {self.id!r}")
+        if self.op not in _COMPARE:
+            raise ValueError(f"op must be one of {list(_COMPARE)}, not {self.op!r}")
+
+    @property
+    def label(self) -> str:
+        """The check in words, with its threshold written in."""
+        return self.text.format(t=_number(self.threshold)) if self.threshold is not None else self.text
+
+    def __call__(self, value: Any = None, *, ok: bool | None = None, shown: str = "") -> Outcome:
+        """The outcome for a measured ``value`` (compared with the threshold), or for ``ok`` computed by the caller.
+
+        ``shown`` says what was measured, in words; by default the value and the threshold,
+        ``"12.3x (needs > 10x)"``.
+        """
+        if ok is None:
+            if self.threshold is None:
+                raise ValueError(f"check {self.id!r} has no threshold: pass ok=")
+            ok = _COMPARE[self.op](value, self.threshold)
+            shown = shown or f"{_number(value)}{self.unit} (needs {self.op} {_number(self.threshold)}{self.unit})"
+        elif not shown and value is not None:
+            shown = _number(value) + self.unit
+        return Outcome(self, bool(ok), shown)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A :class:`Check` judged on one run: whether it held, and what was measured (in words)."""
+
+    check: Check
+    ok: bool
+    shown: str = ""
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}" if abs(value) < 1e15 else f"{value:g}"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def conditions(*, designs: Iterable[str], distance: str = "none: every part on one machine, over loopback",
+               servers: str = "threads of one process (the notebook's)", crowd: str = "",
+               **more: str) -> dict[str, str]:
+    """The conditions a verdict was measured under, in words, for :attr:`Evidence.conditions`.
+
+    A verdict holds under its conditions, not in general: the distance between the tiers, whether
+    the servers are threads of one process or processes, the cores, how many users, which designs.
+    The cores are read from this process's CPU affinity (what it may really use), not assumed.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    found = {"designs compared": ", ".join(designs), "distance between tiers": distance, "servers": servers,
+             "cores": f"{cores} usable by this kernel, shared with the load it makes"}
+    if crowd:
+        found["crowd"] = crowd
+    found.update(more)
+    return found
+
+
 @dataclass(frozen=True)
 class Judgement:
     """How one claim of the seed is judged: from named checks, never typed in.
@@ -43,6 +134,10 @@ class Judgement:
     supports: tuple[str, ...]
     qualifies: tuple[str, ...] = ()
     corrected: str = ""
+
+    def __post_init__(self) -> None:  # checks may be named by their Check objects: keep their ids
+        object.__setattr__(self, "supports", tuple(getattr(c, "id", c) for c in self.supports))
+        object.__setattr__(self, "qualifies", tuple(getattr(c, "id", c) for c in self.qualifies))
 
     def verdict(self, checks: dict[str, bool]) -> str:
         """The verdict these checks give (see the class docstring for the rule)."""
@@ -69,7 +164,10 @@ def judged(rules: dict[str, Judgement], corrected: dict[str, str]) -> dict[str, 
 class Evidence:
     """What one experiment measured and what that says about its row of the table.
 
-    ``checks`` are named facts, each a bool computed from ``measurements``. ``claims`` judges
+    ``checks`` are named facts, each a bool computed from ``measurements``: pass a list of
+    :class:`Outcome` (``[STORE_LOOKUP(ratio), MINTED(ok=..., shown=...)]``) and each is kept by its
+    check's id, with its label (``labels``) and what was measured (``shown``). ``conditions`` says
+    what the run was measured under (:func:`conditions`); the conclusion opens with it. ``claims`` judges
     each half of the row (``"stateful"``, ``"stateless"``) and each benefit the row tests
     (``"5b"``, ...) from those checks, so the two halves get their own verdicts: one verdict
     for a whole row would compress two claims into one word. ``reading`` is the paragraph of
@@ -78,13 +176,27 @@ class Evidence:
 
     row: str
     measurements: dict[str, Any]
-    checks: dict[str, bool]
+    checks: dict[str, bool] | list[Outcome]
     claims: dict[str, Judgement] = field(default_factory=dict)
     reading: str = ""
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    conditions: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    shown: dict[str, str] = field(default_factory=dict)
+    mechanisms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.checks, dict):
+            outcomes = list(self.checks)
+            ids = [o.check.id for o in outcomes]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"each check once: {ids}")
+            self.checks = {o.check.id: o.ok for o in outcomes}
+            self.labels = {**{o.check.id: o.check.label for o in outcomes}, **self.labels}
+            self.shown = {**{o.check.id: o.shown for o in outcomes if o.shown}, **self.shown}
+            self.mechanisms = tuple(dict.fromkeys((*self.mechanisms, *(o.check.id for o in outcomes
+                                                                       if o.check.mechanism))))
         for key, judgement in self.claims.items():
             if key not in HALVES and key not in _benefit_codes():
                 raise ValueError(f"claims are keyed by {HALVES} or a benefit code, not {key!r}")
@@ -102,6 +214,30 @@ class Evidence:
         """Benefit code -> verdict, for the benefits of the seed this row tests."""
         return {k: j.verdict(self.checks) for k, j in self.claims.items() if k not in HALVES}
 
+    def label(self, check: str) -> str:
+        """A check's label (its id when the experiment gave none)."""
+        return self.labels.get(check, check)
+
+    def require(self, *checks: str | Check) -> None:
+        """Assert that each named check held; the error names its label and what was measured.
+
+        For a notebook's self-check: name the mechanisms (counts, statuses), never a verdict.
+        """
+        for check in checks:
+            key = getattr(check, "id", check)
+            if key not in self.checks:
+                raise KeyError(f"{self.row} has no check {key!r}; its checks are {sorted(self.checks)}")
+            if not self.checks[key]:
+                measured = f" (measured: {self.shown[key]})" if key in self.shown else ""
+                raise AssertionError(f"{self.row}: expected {self.label(key)}{measured}")
+
+    def require_mechanisms(self) -> list[str]:
+        """Assert every check the experiment marked a mechanism (``Check(mechanism=True)``); returns their ids."""
+        if not self.mechanisms:
+            raise AssertionError(f"{self.row}: this run declares no mechanism to check")
+        self.require(*self.mechanisms)
+        return list(self.mechanisms)
+
     def conclusion(self) -> Conclusion:
         """The measured conclusion as Markdown: display it (``display(ev.conclusion())``)."""
         return Conclusion(self)
@@ -109,7 +245,8 @@ class Evidence:
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
                        for k, v in self.measurements.items())
-        checks = "".join(f"<li>{_mark(ok)} {html.escape(name)}</li>" for name, ok in self.checks.items())
+        checks = "".join(f"<li>{_mark(ok)} {html.escape(self.label(name))}{_shown_html(self.shown.get(name))}</li>"
+                         for name, ok in self.checks.items())
         verdicts = "; ".join(f"{html.escape(_claim_name(k))}: <b>{html.escape(v)}</b>"
                              for k, v in {**self.verdicts, **self.benefits}.items())
         return (f"<div><b>{html.escape(self.row)}</b>: {verdicts} (measured in {self.seconds:.1f} s)"
@@ -122,6 +259,10 @@ def check_size(name: str, value: Any, low: float, high: float, *, whole: bool = 
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
         what = "a whole number" if whole else "a number"
         raise ValueError(f"{name} must be {what} from {low:g} to {high:g}, not {value!r}")
+
+
+def _shown_html(shown: str | None) -> str:
+    return f" &mdash; measured {html.escape(shown)}" if shown else ""
 
 
 def _mark(ok: bool) -> str:
@@ -162,28 +303,41 @@ class Conclusion:
     def _lines(self) -> list[str]:
         ev = self.evidence
         lines: list[str] = []
+        if ev.conditions:
+            lines += ["Measured under these conditions (a verdict holds under them, not in general): "
+                      + "; ".join(f"{_md(k)}: {_md(v)}" for k, v in ev.conditions.items()) + ".", ""]
         for key, judgement in ev.claims.items():
             verdict = judgement.verdict(ev.checks)
             who = f"The **{key}** half" if key in HALVES else f"Benefit **{key}**"
             words = _seed_words(ev.row, key)
-            quoted = f' ("{words}")' if words else ""
-            lines.append(f"- {who}{quoted}: **{verdict}**. {judgement.corrected}".rstrip())
+            quoted = f' ("{_md(words)}")' if words else ""
+            lines.append(f"- {who}{quoted}: **{verdict}**. {_md(judgement.corrected)}".rstrip())
             for name in (*judgement.supports, *judgement.qualifies):
                 role = "needs" if name in judgement.supports else "limit"
                 outcome = "yes" if ev.checks[name] else "no"
-                lines.append(f"    - {role}: {name}: **{outcome}**")
+                measured = f" (measured {_md(ev.shown[name])})" if name in ev.shown else ""
+                lines.append(f"    - {role}: {_md(ev.label(name))}: **{outcome}**{measured}")
         if ev.reading:
-            lines += ["", f"Measured: {ev.reading}"]
+            lines += ["", f"Measured: {_md(ev.reading)}"]
         return lines
 
     def _repr_markdown_(self) -> str:
         return "\n".join(self._lines())
 
     def __str__(self) -> str:
-        return self._repr_markdown_().replace("**", "")
+        text = self._repr_markdown_().replace("**", "")
+        for escaped, plain in (("\\*", "*"), ("\\_", "_"), ("\\[", "["), ("\\`", "`")):
+            text = text.replace(escaped, plain)
+        return html.unescape(text)
 
     def __repr__(self) -> str:
         return str(self)
+
+
+def _md(text: Any) -> str:
+    """Text made safe inside Markdown: no HTML, and no emphasis or link syntax from measured strings."""
+    escaped = html.escape(str(text), quote=False)
+    return escaped.replace("*", "\\*").replace("_", "\\_").replace("[", "\\[").replace("`", "\\`")
 
 
 def _fmt(value: Any) -> str:

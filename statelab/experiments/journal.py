@@ -33,7 +33,7 @@ from typing import Any
 
 from . import Evidence, Judgement
 
-SCHEMA = 1
+SCHEMA = 2
 FOLDER = ".statelab-evidence"
 KEPT_EXTRA = ("quick", "key_numbers")   # the only parts of ``extra`` worth showing later, and safe to keep
 
@@ -73,7 +73,8 @@ def _as_json(ev: Evidence) -> str:
         "row": ev.row, "measurements": ev.measurements, "checks": ev.checks,
         "claims": {k: {"supports": list(j.supports), "qualifies": list(j.qualifies), "corrected": j.corrected}
                    for k, j in ev.claims.items()},
-        "reading": ev.reading, "seconds": ev.seconds,
+        "reading": ev.reading, "seconds": ev.seconds, "conditions": ev.conditions, "labels": ev.labels,
+        "shown": ev.shown, "mechanisms": list(ev.mechanisms),
         "extra": {k: extra[k] for k in KEPT_EXTRA if k in extra},
     }
     return json.dumps(data, default=str, ensure_ascii=False)
@@ -126,7 +127,9 @@ def _from_json(text: str) -> Evidence | None:
               for k, j in data["claims"].items()}
     extra = {**data.get("extra", {}), "saved": data["saved"]}
     return Evidence(row=data["row"], measurements=data["measurements"], checks=data["checks"], claims=claims,
-                    reading=data["reading"], seconds=float(data["seconds"]), extra=extra)
+                    reading=data["reading"], seconds=float(data["seconds"]), extra=extra,
+                    conditions=data.get("conditions", {}), labels=data.get("labels", {}), shown=data.get("shown", {}),
+                    mechanisms=tuple(data.get("mechanisms", ())))
 
 
 def load() -> dict[str, Evidence]:
