@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _shop(keys: IdempotencyKeys, mode: str = "stateful"):
     """A test client of a shop whose POST /cart honours Idempotency-Key, logged in as alice."""
-    app = create_app(mode, plugins=[idempotent_writes(keys)])
+    app = create_app(mode, cart="db" if mode == "stateless" else None, plugins=[idempotent_writes(keys)])
     client = app.test_client()
     r = client.post("/login", json={"user": "alice"})
     assert r.status_code == 200
@@ -139,23 +139,33 @@ def test_a_repeat_during_the_first_attempt_waits_and_replays():
 
 
 def test_keys_and_their_locks_do_not_grow_for_ever():
-    """2,000 keys used once and expired leave (almost) nothing behind: before, 2,000 answers and 2,004 locks."""
+    """Rounds of 2,000 keys, each used once and left to expire, hold no more memory than one round does.
+
+    Before: every key left its answer and its lock behind (2,000 keys, 2,004 locks), round after round.
+    The first round is the baseline: Python keeps freed small objects on free lists, which tracemalloc counts
+    (up to about 100 KB here). Measured before the fix: 423, 859 and 1,441 KB after rounds 1 to 3.
+    """
     plugins = str(ROOT / "statelab" / "shop" / "plugins.py")
-    keys = IdempotencyKeys(ttl=0.2)
+    keys = IdempotencyKeys(ttl=0.5)
+
+    def held() -> int:
+        snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, plugins)])
+        return sum(stat.size for stat in snapshot.statistics("filename"))
+
+    def one_round(n: int) -> int:
+        for i in range(2000):
+            keys.once(("alice", f"r{n}-k{i}"), lambda: (200, {"ok": True}))
+        time.sleep(0.6)
+        keys.once(("alice", f"last{n}"), lambda: (200, {"ok": True}))  # any use sweeps what expired
+        assert len(keys) == 1
+        return held()
+
     tracemalloc.start()
     try:
-        before = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, plugins)])
-        for n in range(2000):
-            keys.once(("alice", f"k{n}"), lambda: (200, {"ok": True}))
-        assert len(keys) == 2000
-        time.sleep(0.3)
-        keys.once(("alice", "last"), lambda: (200, {"ok": True}))  # any use sweeps what expired
-        after = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, plugins)])
+        rounds = [one_round(n) for n in range(3)]
     finally:
         tracemalloc.stop()
-    held = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-    assert len(keys) <= 1
-    assert held < 20_000, f"{held} bytes still held by plugins.py after every key expired"
+    assert rounds[2] - rounds[0] < 150_000, f"plugins.py held {rounds} bytes after rounds of expired keys"
 
 
 # --------------------------------------------------------------------------- tokens: lifetimes and claim types
