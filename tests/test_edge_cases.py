@@ -29,9 +29,9 @@ import requests
 
 import statelab as sl
 from statelab import Keyring, TokenError, inspect_token
+from statelab.shop import sessions
 from statelab.shop.app import create_app, same_origin
 from statelab.shop.plugins import IdempotencyKeys, idempotent_writes
-from statelab.shop import sessions
 from statelab.shop.sessions import MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +200,8 @@ def test_a_renewal_never_answers_200_with_an_expired_token():
 
 
 @pytest.mark.parametrize("claims", [
-    {"exp": str(int(time.time()) + 60)}, {"exp": 1e300}, {"exp": 10**300}, {"exp": True}, {"exp": int(time.time()) + 60.5},
+    {"exp": str(int(time.time()) + 60)}, {"exp": 1e300}, {"exp": 10**300}, {"exp": True},
+    {"exp": int(time.time()) + 60.5},
     {"iat": str(int(time.time()))}, {"iat": 1e300},
     {"auth_time": "yesterday"}, {"auth_time": 1.5}, {"auth_time": None}, {"auth_time": 10**300},
     {"sub": 42}, {"jti": ["x"]},

@@ -123,13 +123,16 @@ class Keyring:
         not keep a stolen token alive past the lifetime of the login it came from.
         """
         now = int(time.time())
-        auth_time = claims.get("auth_time", claims.get("iat", now))
-        if not isinstance(auth_time, int) or isinstance(auth_time, bool):
-            auth_time = now
+        auth_time = claims.get("auth_time", claims.get("iat"))
+        if not _is_seconds(auth_time):  # never "now": that would restart the login's lifetime
+            raise TokenError("token has no usable auth_time (when you logged in): log in again")
         cap = auth_time + int(ttl if max_age is None else max_age)
+        exp = min(now + int(ttl), cap)
+        if exp <= time.time():  # the login is over: a renewal must not hand out a token that is born expired
+            raise TokenError(f"your login is older than its maximum age ({int(cap - auth_time)} s): log in again")
         kept = {k: v for k, v in claims.items() if k not in REGISTERED and k != "user"}
         return self.issue(claims["sub"], ttl, **{**kept, **changes, "jti": claims.get("jti") or secrets.token_hex(8),
-                                                 "auth_time": auth_time, "exp": min(now + int(ttl), cap)})
+                                                 "auth_time": auth_time, "exp": exp})
 
     def verify(self, token: object) -> dict[str, Any]:
         """Return the claims of a valid token, or raise :class:`TokenError` saying why not."""
@@ -147,14 +150,41 @@ class Keyring:
         if key is None:
             raise TokenError("token was signed with an unknown or retired key (kid)")
         try:
-            return jwt.decode(token, key, algorithms=[self.algorithm],
-                              options={"require": ["sub", "iat", "exp", "jti"]})
+            claims = jwt.decode(token, key, algorithms=[self.algorithm],
+                                options={"require": ["sub", "iat", "exp", "jti"]})
         except jwt.ExpiredSignatureError:
             raise TokenError("token has expired") from None
         except jwt.InvalidSignatureError:
             raise TokenError("token signature is invalid: it was altered or signed with another key") from None
         except jwt.PyJWTError as e:
             raise TokenError(f"token is invalid: {e}") from None
+        _check_claim_types(claims)
+        return claims
+
+
+#: The latest NumericDate a claim may hold: the year 5138. Far above any real expiry, far below what
+#: breaks arithmetic (``1e300``, ``10**300``).
+MAX_SECONDS = 10**11
+
+
+def _is_seconds(value: object) -> bool:
+    """Whether ``value`` is a NumericDate as this keyring writes one: a whole number of seconds, in range."""
+    return type(value) is int and 0 <= value < MAX_SECONDS
+
+
+def _check_claim_types(claims: dict[str, Any]) -> None:
+    """Refuse claims of a type this keyring never writes, even under a valid signature.
+
+    Only our servers hold the key, but a server with a bug, an older version, or anyone who got the key can
+    sign anything. PyJWT checks that ``exp`` and ``iat`` convert to a number, so ``"1796533018"`` or
+    ``1e300`` would pass it; and a non-integer ``auth_time`` would reset the cap on a login's age.
+    """
+    for name in ("exp", "iat", "auth_time"):
+        if name in claims and not _is_seconds(claims[name]):
+            raise TokenError(f"token is invalid: the {name} claim must be a whole number of seconds")
+    for name in ("sub", "jti"):
+        if not isinstance(claims[name], str) or not claims[name]:
+            raise TokenError(f"token is invalid: the {name} claim must be a non-empty string")
 
 
 @dataclass
