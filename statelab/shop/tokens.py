@@ -242,26 +242,46 @@ def inspect_token(token: object, key: Any = None, *, now: float | None = None) -
     key. The header and claims are shown as the token states them, *untrusted*: anyone can
     write anything there. Only ``signature_valid is True`` says the server's key signed it.
     """
-    if isinstance(token, str):
-        token = str.__str__(token)  # the characters as a plain str: a subclass's own methods are not called
-    report = TokenReport(token=token if isinstance(token, str) else _shown(token))
+    report = TokenReport(token="<not inspected>")
     try:
+        is_str = issubclass(type(token), str)  # type(), not isinstance(): that would ask the object's __class__
+        if is_str:
+            token = str.__str__(token)  # the characters as a plain str: a subclass's own methods are not called
+        report.token = token if is_str else _shown(token)
         _inspect(report, token, key, time.time() if now is None else now)
-    except Exception as e:  # the promise is "never raises": a bug here becomes a finding
-        report.problems.append(f"could not inspect this token ({type(e).__name__}: {_shown(e, str)})")
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - see below
+        # The promise is "never raises": a bug here, or anything a hostile object's __repr__, __eq__ or
+        # __class__ raises, becomes a finding. That includes SystemExit and other BaseExceptions, which
+        # such code can raise as easily as a ValueError: they come from the object, not from the learner.
+        # KeyboardInterrupt is the one exception: it is the learner (or Jupyter's stop button) asking to
+        # stop, and a tool that swallowed it could not be interrupted.
+        report.problems.append(f"could not inspect this token ({_shown(e, _exception_text)})")
     return report
 
 
+def _exception_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
 def _shown(obj: object, show: Any = repr, limit: int = 200) -> str:
-    """``repr(obj)`` (or ``str``), cut to ``limit`` characters, for any object, even one whose repr raises."""
+    """``repr(obj)`` (or ``str``), cut to ``limit`` characters, for any object, even one whose repr raises
+    (anything but KeyboardInterrupt: see :func:`inspect_token`)."""
     try:
         text = show(obj)
-        if not isinstance(text, str):
+        if type(text) is not str:
             raise TypeError
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - a hostile repr may raise SystemExit too
         try:
             text = f"<{type(obj).__name__} object that cannot be shown>"
-        except Exception:
+            if type(text) is not str:
+                raise TypeError
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001
             text = "<an object that cannot be shown>"
     return text if len(text) <= limit else text[:limit] + "..."
 
