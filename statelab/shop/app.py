@@ -37,7 +37,7 @@ from .identity import BearerToken, Identity, SessionId, SignedCookie
 from .page import render as render_page
 from .proxy import ProxyAwareSessionInterface
 from .rules import ITEM_RE, MAX_BODY, MAX_CART_LINES, NAME_RE, ApiError
-from .sessions import MemoryStore, SessionStore
+from .sessions import MemoryStore, SessionStore, SessionStoreFull
 from .tokens import Keyring
 
 __all__ = ["CARTS", "CATALOG", "DEFAULT_CART", "ITEM_RE", "MAX_BODY", "MAX_CART_LINES", "MODES", "NAME_RE",
@@ -210,6 +210,14 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
         return jsonify(error=e.message), e.status
+
+    @app.errorhandler(SessionStoreFull)
+    def store_full(e: SessionStoreFull):  # no user is logged out to make room: the newcomer waits
+        response = jsonify(error=f"{e}: no new login until a session ends or expires "
+                                 f"(try again in {e.retry_after} s)")
+        response.status_code = 503
+        response.headers["Retry-After"] = str(e.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):
