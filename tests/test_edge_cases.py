@@ -21,6 +21,7 @@ import math
 import threading
 import time
 import tracemalloc
+from contextlib import contextmanager
 from pathlib import Path
 
 import jwt
@@ -382,3 +383,61 @@ def test_the_inspector_says_it_next_to_the_cookies(stateful):
     assert PORTS_SHARE_COOKIES in view.cookies_html.value
     assert "every port" in PORTS_SHARE_COOKIES
     client.close()
+
+
+@contextmanager
+def _page_on_another_port(plan: dict):
+    """A server on another port of 127.0.0.1, as any local program could run: it notes the Cookie header it
+    receives and answers with the Set-Cookie headers in ``plan["set"]``. Stopped on exit."""
+    from flask import Flask, make_response, request
+    from werkzeug.serving import make_server
+
+    app = Flask("another-port")
+
+    @app.get("/")
+    def home():
+        plan["received"] = request.headers.get("Cookie", "")
+        answer = make_response("<p>a page on another port</p>")
+        for header in plan.get("set", []):
+            answer.headers.add("Set-Cookie", header)
+        return answer
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(2)
+
+
+POST_JSON = """async ([path, body]) => { const r = await fetch(path, {method: 'POST', body: JSON.stringify(body),
+    headers: {'Content-Type': 'application/json'}}); return [r.status, await r.json()]; }"""
+
+
+def test_cookies_cross_ports_in_chromium(page, stateful):
+    """What notebook 01 says (M2), checked in a real browser: another port's server reads and overwrites sid-<port>.
+
+    This is how browsers work (RFC 6265, section 8.5), not a bug statelab can fix while every server listens on
+    127.0.0.1: the test keeps the notebook's sentences true, and would fail if browsers started isolating ports.
+    """
+    name, plan = stateful.cookie_name, {}
+    mallory = sl.Client(stateful.url)
+    mallory.login("mallory")
+    page.goto(stateful.url + "/")
+    assert page.evaluate(POST_JSON, ["login", {"user": "alice"}])[0] == 200
+    assert page.evaluate(POST_JSON, ["cart", {"item": "ddia", "qty": 3}])[0] == 200
+    with _page_on_another_port(plan) as elsewhere:
+        page.goto(elsewhere)
+        received = dict(kv.split("=", 1) for kv in plan["received"].split("; ") if "=" in kv)
+        assert name in received  # read: the other port's server received alice's HttpOnly session cookie
+        replayed = requests.get(f"{stateful.url}/cart", cookies={name: received[name]}, timeout=10)
+        assert replayed.json()["cart"] == [{"item": "ddia", "qty": 3}]
+        plan["set"] = [f"{name}={mallory.cookies[name]}; Path=/cart; HttpOnly; SameSite=Lax"]
+        page.goto(elsewhere)  # overwrite: a cookie with a longer Path goes first on /cart
+    page.goto(stateful.url + "/")
+    status, body = page.evaluate(POST_JSON, ["cart", {"item": "sicp"}])
+    assert status == 200 and mallory.cart().body["cart"] == [{"item": "sicp", "qty": 1}]  # alice's item, mallory's cart
+    mallory.close()
