@@ -116,6 +116,20 @@ def test_a_claim_left_by_a_dead_server_expires():
     assert 0.2 <= time.monotonic() - started < 2.5
 
 
+def test_at_most_max_keys_are_remembered_then_a_new_key_is_a_json_503():
+    keys = IdempotencyKeys(ttl=0.5, max_keys=2)
+    client, auth = _shop(keys)
+    codes = [client.post("/cart", json={"item": "book"}, headers={"Idempotency-Key": f"k{n}"}).status_code
+             for n in range(3)]
+    assert codes == [200, 200, 503]
+    full = client.post("/cart", json={"item": "book"}, headers={"Idempotency-Key": "k9"})
+    assert full.status_code == 503 and "too many idempotency keys" in full.get_json()["error"]
+    assert client.post("/cart", json={"item": "book"}, headers={"Idempotency-Key": "k0"}).status_code == 200  # replay
+    time.sleep(1.1)  # the remembered answers expire; a full store sweeps at most once a second
+    assert client.post("/cart", json={"item": "book"}, headers={"Idempotency-Key": "k9"}).status_code == 200
+    assert len(client.get("/cart").get_json()["cart"]) == 1 and client.get("/cart").get_json()["cart"][0]["qty"] == 3
+
+
 def test_a_repeat_during_the_first_attempt_waits_and_replays():
     keys = IdempotencyKeys()
     entered, leave = threading.Event(), threading.Event()

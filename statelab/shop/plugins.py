@@ -187,6 +187,8 @@ class InFlight:
 KEY_TTL = 24 * 3600.0
 #: How long an attempt may hold a key by default before a repeat stops waiting for it and runs anew.
 CLAIM_TTL = 60.0
+#: How many keys are remembered at most by default; past it a new key is refused with a 503 until some expire.
+MAX_KEYS = 100_000
 
 
 def fingerprint(method: str, path: str, body: bytes, query: bytes = b"") -> str:
@@ -238,23 +240,29 @@ class IdempotencyKeys:
     server died) lapses after ``claim_ttl`` seconds, so the next attempt runs instead of waiting for
     ever. Pick ``claim_ttl`` longer than any write takes: an attempt still running when it lapses may
     act a second time. There is no lock object per key, only one record, so 2,000 keys used and
-    expired leave nothing behind.
+    expired leave nothing behind. At most ``max_keys`` are remembered at once: logins need no
+    password, so anyone could otherwise fill memory with keys; past it a new key gets a JSON 503
+    (the write is refused, not done without its key) until old ones expire.
     """
 
-    def __init__(self, ttl: float = KEY_TTL, claim_ttl: float = CLAIM_TTL) -> None:
+    def __init__(self, ttl: float = KEY_TTL, claim_ttl: float = CLAIM_TTL, max_keys: int = MAX_KEYS) -> None:
         if not 0 < ttl <= 30 * 86400 or not 0 < claim_ttl <= 3600:
             raise ValueError("ttl must be from 0 to 30 days and claim_ttl from 0 to 3600 s, both above 0")
+        if type(max_keys) is not int or max_keys < 1:
+            raise ValueError("max_keys must be a whole number, at least 1")
         self.ttl = float(ttl)
         self.claim_ttl = float(claim_ttl)
+        self.max_keys = max_keys
         self._records: dict[tuple[str, str], _Record] = {}
         self._changed = threading.Condition()
-        self._next_sweep = 0.0
+        self._last_sweep = self._next_sweep = 0.0
 
-    def _sweep(self, now: float) -> None:
-        """Forget what expired (under the condition's lock); a full pass at most every ``claim_ttl``/4 s."""
-        if now < self._next_sweep:
+    def _sweep(self, now: float, full: bool = False) -> None:
+        """Forget what expired (under the condition's lock): a full pass at most every quarter of the shorter
+        ttl, or once a second while the keys are at ``max_keys``."""
+        if now < self._next_sweep and not (full and now >= self._last_sweep + 1.0):
             return
-        self._next_sweep = now + min(self.ttl, self.claim_ttl) / 4
+        self._last_sweep, self._next_sweep = now, now + min(self.ttl, self.claim_ttl) / 4
         live = {scope: r for scope, r in self._records.items() if r.expires > now}
         if len(live) < len(self._records):
             self._records = live  # a new dict: one that only had keys deleted keeps its old size in memory
@@ -276,6 +284,11 @@ class IdempotencyKeys:
                 if record is not None and record.fingerprint != fingerprint:
                     raise ApiError(422, "this Idempotency-Key was already used with another request (another "
                                         "method, path or body): send a new key for a new request")
+                if record is None and len(self._records) >= self.max_keys:
+                    self._sweep(now, full=True)
+                    if len(self._records) >= self.max_keys:
+                        raise ApiError(503, f"too many idempotency keys remembered ({self.max_keys:,}): try "
+                                            "again later, when older keys have expired")
                 if record is None:
                     claim = Claim(scope, None, fingerprint)
                     self._records[scope] = _Record(fingerprint, now + self.claim_ttl, owner=claim.token)
