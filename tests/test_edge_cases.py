@@ -192,6 +192,13 @@ def test_the_login_token_does_not_outlive_max_age():
     assert claims["exp"] - claims["auth_time"] <= 5, claims
 
 
+@pytest.mark.parametrize("lifetimes", [{"token_max_age": 0.5}, {"token_ttl": 0.9}, {"token_max_age": math.nan}])
+def test_a_token_lifetime_under_a_second_is_refused_up_front(lifetimes):
+    """exp is whole seconds: a 0.5 s max_age would make every login or renewal answer 200 with an expired token."""
+    with pytest.raises(ValueError, match="at least 1 second"):
+        create_app("stateless", **lifetimes)
+
+
 def _signed(keyring: Keyring, **claims) -> str:
     """A token our own key signs, saying whatever ``claims`` say (as a buggy or older server might)."""
     now = int(time.time())

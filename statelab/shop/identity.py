@@ -123,6 +123,9 @@ class BearerToken(Identity):
     vary = "Authorization"
 
     def __init__(self, keyring: Keyring, ttl: float, max_age: float | None = None) -> None:
+        if not ttl >= 1 or not (max_age is None or max_age >= 1):  # "not >=": NaN is refused too
+            raise ValueError("token_ttl and token_max_age must be at least 1 second: a token's exp is in whole "
+                             "seconds, so a shorter lifetime would issue tokens that are expired when they leave")
         self.keyring = keyring
         self.ttl = ttl
         self.max_age = ttl if max_age is None else max_age
