@@ -439,7 +439,8 @@ POST_JSON = """async ([path, body]) => { const r = await fetch(path, {method: 'P
 
 
 def test_cookies_cross_ports_in_chromium(page, stateful):
-    """What notebook 01 says (M2), checked in a real browser: another port's server reads and overwrites sid-<port>.
+    """What notebook 01 says (M2), in a real browser: another port's server reads and overwrites sid-<port>, and
+    its cookie bomb locks the browser out of our server.
 
     This is how browsers work (RFC 6265, section 8.5), not a bug statelab can fix while every server listens on
     127.0.0.1: the test keeps the notebook's sentences true, and would fail if browsers started isolating ports.
@@ -458,7 +459,10 @@ def test_cookies_cross_ports_in_chromium(page, stateful):
         assert replayed.json()["cart"] == [{"item": "ddia", "qty": 3}]
         plan["set"] = [f"{name}={mallory.cookies[name]}; Path=/cart; HttpOnly; SameSite=Lax"]
         page.goto(elsewhere)  # overwrite: a cookie with a longer Path goes first on /cart
-    page.goto(stateful.url + "/")
-    status, body = page.evaluate(POST_JSON, ["cart", {"item": "sicp"}])
-    assert status == 200 and mallory.cart().body["cart"] == [{"item": "sicp", "qty": 1}]  # alice's item, mallory's cart
+        page.goto(stateful.url + "/")
+        status, body = page.evaluate(POST_JSON, ["cart", {"item": "sicp"}])
+        assert status == 200 and mallory.cart().body["cart"] == [{"item": "sicp", "qty": 1}]  # alice's, in mallory's
+        plan["set"] = [f"bomb{i}={'x' * 4000}; Path=/" for i in range(20)]
+        page.goto(elsewhere)  # cookie bomb: 80 KB of cookies for 127.0.0.1
+        assert page.goto(stateful.url + "/").status == 431  # our server now refuses this browser outright
     mallory.close()
