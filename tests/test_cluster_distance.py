@@ -204,3 +204,30 @@ def test_stop_all_leaves_no_valkey_process():
     pid = c.valkey.pid
     sl.stop_all()
     assert not valkey_running(pid) and link_threads() == []
+
+
+# --------------------------------------------------------------------------- the dashboard
+
+def test_the_dashboard_sets_the_distance_and_names_each_link_state_in_words(cluster):
+    far = cluster(1, "stateful", store="valkey", cart="db", distance=0.001)
+    dash = sl.ui.dashboard(far)
+    try:
+        (card,) = dash.network_cards
+        assert card in dash.cards_box.children
+        assert card.distance_box.value == 1.0 and "ms, one way" in card.distance_box.description
+        card.distance_box.value = 2.5
+        assert far.distance == 0.0025 and {link.delay for link in far.links} == {0.0025}
+        assert "2.5 ms away" in dash.message.value
+        far.distance = 0.004  # from a cell: the box follows
+        dash.refresh()
+        assert card.distance_box.value == 4.0
+        far.link("sessions").hang()
+        card.refresh()  # (the server cards would wait for the hung store's timeout to count sessions)
+        assert "sessions" in card.info.value and "hung" in card.info.value and "carts" in card.info.value
+        far.link("sessions").heal()
+    finally:
+        dash.close()
+    near = cluster(1, "stateful", store="valkey")
+    dash = sl.ui.dashboard(near)
+    assert dash.network_cards == []  # no links, no distance to set
+    dash.close()
