@@ -53,6 +53,7 @@ import collections
 import errno
 import heapq
 import itertools
+import logging
 import math
 import os
 import selectors
@@ -284,10 +285,14 @@ class Link:
                         self._drain_wake()
                     else:
                         pipe, end = key.data
-                        if mask & selectors.EVENT_WRITE and not pipe.closed:
-                            self._writable(pipe, end)
-                        if mask & selectors.EVENT_READ and not pipe.closed:
-                            self._read(pipe, end)
+                        try:
+                            if mask & selectors.EVENT_WRITE and not pipe.closed:
+                                self._writable(pipe, end)
+                            if mask & selectors.EVENT_READ and not pipe.closed:
+                                self._read(pipe, end)
+                        except Exception:  # a surprise on one connection must not stop the others: reset it
+                            logging.getLogger("statelab").debug("link %s: connection error", self.name, exc_info=True)
+                            self._close(pipe, reset=True)
                 self._deliver_due()
         finally:
             for pipe in list(self._pipes):
