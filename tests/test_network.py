@@ -331,3 +331,18 @@ def test_stop_all_stops_links(echo):
     link = Link(echo)
     sl.stop_all()
     assert not link.alive and link_threads() == []
+
+
+def test_a_link_can_listen_on_a_socket_only_this_user_can_open(echo):
+    with Link(echo, delay=0.002, listen="unix") as link:
+        path = link.address
+        assert isinstance(path, str) and link.port is None
+        assert os.stat(os.path.dirname(path)).st_mode & 0o077 == 0  # the folder is 0700
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(path)
+            ping(s)
+            assert 0.0038 <= statistics.median(ping(s) for _ in range(5)) <= 0.02
+    assert not os.path.exists(os.path.dirname(path))  # removed with the link
+    with pytest.raises(ValueError, match="listen"):
+        Link(echo, listen="udp")
