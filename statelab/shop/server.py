@@ -159,7 +159,8 @@ class Server(HttpService):
     def restart(self, port: int | None = None) -> Server:
         """Come back with empty memory (a kill first, if still alive), on the same url.
 
-        If another program took the port while this server was down, that is a
+        A killed server kept its port (:class:`~statelab.service.Listener`), so nobody could take it. After a
+        clean ``stop()`` the port was free: if another program took it meanwhile, that is a
         :class:`~statelab.service.PortInUseError`; ``restart(port=0)`` comes back on a free port
         instead (a new url: clients must follow; a cluster's balancer does it by itself).
         """
