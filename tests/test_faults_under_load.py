@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import pytest
 
 import statelab as sl
-from statelab.topology.balancer import COOKIE
 
 pytestmark = pytest.mark.slow
 
@@ -217,6 +216,7 @@ def test_stateless_traffic_with_idempotency_keys_sees_no_failure_at_all():
 
 def test_sticky_memory_sessions_lose_exactly_the_dead_servers_users():
     with sl.Cluster(SERVERS, mode="stateful", store="memory", balancer="sticky") as cluster:
+        COOKIE = cluster.balancer.cookie_name
         users = log_in_everyone(cluster.url, n=3 * SERVERS)
         pinned = {}
         for u in users:

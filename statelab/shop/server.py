@@ -89,6 +89,7 @@ class Server(HttpService):
         )
         self.app: Any = None
         self.store: SessionStore | None = None
+        self._keyed_paths: frozenset[str] = frozenset()  # known from the last start: also asked once crashed
 
     @property
     def cookie_name(self) -> str | None:
@@ -119,7 +120,15 @@ class Server(HttpService):
         self.store = store
         base = self._cookie_base or f"sid-{self.port}"
         self.app = create_app(name=self.name, store=store, cookie_name=base, **self._app_options)
+        self._keyed_paths = frozenset(self.app.extensions["statelab"].get("keyed_paths", ()))
         return self.app
+
+    def honours_idempotency_key(self, path: str) -> bool:
+        """Whether this server acts at most once on writes to ``path`` that carry the same ``Idempotency-Key``
+        (a plugin such as :func:`~statelab.shop.plugins.idempotent_writes` says so when installed). A balancer
+        re-sends a keyed write that a crash cut only to servers that say yes: one that ignores the key would
+        act on the repeat as on a new request."""
+        return path in self._keyed_paths
 
     def _on_down(self) -> None:
         if self._shared_store is None and self.store is not None:
