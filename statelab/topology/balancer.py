@@ -179,6 +179,12 @@ class LoadBalancer(HttpService):
             return {b.name: b.routed for b in self._backends}
 
     @property
+    def down(self) -> list[str]:
+        """The backends marked down now (each refused a connection less than RETRY_DOWN_AFTER s ago)."""
+        with self._state_lock:
+            return [b.name for b in self._backends if not b.up]
+
+    @property
     def in_flight(self) -> dict[str, int]:
         with self._state_lock:
             return {b.name: b.in_flight for b in self._backends}
@@ -341,8 +347,10 @@ class LoadBalancer(HttpService):
             if request.method in IDEMPOTENT or (self._keyed(request) and backend.honours_key(request.path)):
                 cut.append(backend)
                 return None  # cut by a crash, and a repeat is safe
-            return json_error(502, f"{backend.name} failed while answering (the request may have been acted on)",
-                              self.name)
+            unsafe = (f"; it carries an Idempotency-Key, but {backend.name} does not honour keys on "
+                      f"{request.path[:60]}, so the balancer did not send it again") if self._keyed(request) else ""
+            return json_error(502, f"{backend.name} failed while answering (the request may have been acted on)"
+                              f"{unsafe}", self.name)
         finally:
             conn.close()
             with self._state_lock:
