@@ -124,8 +124,8 @@ def test_a_broken_answer_is_a_json_502_and_a_live_server_stays_up(kind, case, ca
             assert answer.headers["Content-Type"] == "application/json"
             if method == "GET":
                 assert answer.json()["error"], answer.content
-        if kind == "balancer":
-            assert proxy.down == [], "one bad answer from a server that still listens must not mark it down"
+        if kind == "balancer":  # one bad answer from a server that still listens must not mark it down
+            assert backend.name not in proxy.down
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Error" not in err, err[-2000:]
 
@@ -287,7 +287,6 @@ def test_a_kill_still_fails_fast(cluster):
 def test_one_clusters_re_pin_does_not_move_another_clusters_users(cluster):
     a = cluster(2, mode="stateful", store="memory", balancer="sticky")
     b = cluster(2, mode="stateless", balancer="sticky")
-    assert a.balancer.cookie_name != b.balancer.cookie_name
     browser = requests.Session()  # one cookie jar for every port of 127.0.0.1, as a browser has
     login = browser.post(a.url + "/login", json={"user": "alice"}, timeout=5)
     pinned = login.headers["X-Served-By"]
@@ -296,6 +295,8 @@ def test_one_clusters_re_pin_does_not_move_another_clusters_users(cluster):
     assert browser.get(b.url + "/health", timeout=5).headers["X-Served-By"] != pinned
     me = browser.get(a.url + "/me", timeout=5)
     assert (me.status_code, me.headers["X-Served-By"]) == (200, pinned)  # A's user stays where the session is
+    assert a.balancer.cookie_name != b.balancer.cookie_name
+    assert {a.balancer.cookie_name, b.balancer.cookie_name} <= set(browser.cookies.keys())
 
 
 # --------------------------------------------------------------------------- L4: keyed writes re-sent only if honoured
@@ -303,12 +304,12 @@ def test_one_clusters_re_pin_does_not_move_another_clusters_users(cluster):
 def test_a_keyed_write_cut_by_a_crash_is_not_re_sent_to_servers_that_ignore_keys(cluster):
     watch = InFlight()
     c = cluster(2, mode="stateless", cart="db", plugins=[slow_writes(0.3), watch])
-    assert not c.servers[0].honours_idempotency_key("/cart")
     erin = sl.Client(c.url)
     erin.login("erin")
     keyed = write_through_crash(c, erin, watch, item="ink", key="erin-ink-1")
     assert keyed.status == 502 and "Idempotency-Key" in keyed.body["error"]
     assert erin.cart().body["cart"] == [{"item": "ink", "qty": 1}]  # acted on once, by the crashed server
+    assert not c.servers[0].honours_idempotency_key("/cart")
 
 
 def test_a_keyed_write_cut_by_a_crash_is_re_sent_where_keys_are_honoured(cluster):
