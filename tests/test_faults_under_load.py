@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import statelab as sl
+from statelab.shop.plugins import IdempotencyKeys, idempotent_writes
 
 pytestmark = pytest.mark.slow
 
@@ -202,9 +203,11 @@ def test_stateless_traffic_fails_only_for_requests_in_flight_at_a_crash():
 
 
 def test_stateless_traffic_with_idempotency_keys_sees_no_failure_at_all():
-    # The same kill loop, but every write says a repeat is safe: the balancer re-sends what a crash cut.
-    # For a stateless server that is exactly right: the answer is computed from the token alone.
-    with sl.Cluster(SERVERS, mode="stateless", balancer="round_robin") as cluster:
+    # The same kill loop, but every write carries an Idempotency-Key and the servers honour it (they say so:
+    # server.honours_idempotency_key), so the balancer re-sends what a crash cut: never failed, never twice.
+    keys = IdempotencyKeys()  # shared by the cluster's servers, as a table or Redis would be
+    with sl.Cluster(SERVERS, mode="stateless", balancer="round_robin",
+                    plugins=[idempotent_writes(keys)]) as cluster:
         users = log_in_everyone(cluster.url)
         kills = under_load(cluster, users, lambda: kill_loop(cluster, KILL_LOOP_S), keyed=True)
         sent, failed, exposed = report("stateless, round robin, keyed writes", users, kills)
