@@ -162,7 +162,10 @@ class Server(HttpService):
                 self._tmp = None
 
     def kill(self) -> None:
-        """Crash: stop listening, cut open connections, lose everything held in memory."""
+        """Crash: stop listening, cut open connections, lose everything held in memory.
+
+        Connections are refused at once, as with a dead process, but the port stays this server's
+        (:class:`~statelab.service.Listener`): nobody can take it and answer in its name meanwhile."""
         self._shutdown(crash=True)
 
     def restart(self, port: int | None = None) -> Server:
