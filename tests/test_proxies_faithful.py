@@ -12,6 +12,7 @@ X-Forwarded-* headers from another user.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import shutil
@@ -113,7 +114,7 @@ def proxy_for(kind: str, backend: FakeBackend):
 
 @pytest.mark.parametrize("kind", ["balancer", "cache"])
 @pytest.mark.parametrize("case", list(BROKEN))
-def test_a_broken_answer_is_a_json_502_and_a_live_server_stays_up(kind, case, capfd):
+def test_a_broken_answer_is_a_json_502_and_a_live_server_stays_up(kind, case, capfd, caplog):
     with FakeBackend(BROKEN[case]) as backend, proxy_for(kind, backend) as proxy:
         for method in ("GET", "HEAD"):
             answer = requests.request(method, proxy.url + "/catalog", timeout=10)
@@ -128,6 +129,7 @@ def test_a_broken_answer_is_a_json_502_and_a_live_server_stays_up(kind, case, ca
             assert backend.name not in proxy.down
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Error" not in err, err[-2000:]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text[-2000:]
 
 
 @pytest.mark.parametrize("kind", ["balancer", "cache"])

@@ -392,13 +392,13 @@ def test_restart_on_a_port_taken_meanwhile_says_so_or_moves(capfd):
     server.stop()
 
 
-def test_a_cluster_follows_a_server_that_had_to_move():
+def test_a_cluster_follows_a_server_that_had_to_move(capfd):
     with sl.Cluster(2, mode="stateless") as c:
         old = c.servers[1].port
         c.servers[1].stop()  # a clean stop frees the port (a kill would keep it)
         with squat(old):
             moved = c.restart(1)
-            assert moved.alive and moved.port != old
+            assert moved.alive and moved.port != old and capfd.readouterr().err == ""
             seen = {sl.Client(c.url).health().served_by for _ in range(6)}
         assert seen == {"server-0", "server-1"}
 
