@@ -345,8 +345,10 @@ def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
     past = {name: next((k for k, size in zip(lines, auth, strict=True) if size > limit), None)
             for name, limit in limits.items()}
     binding = growth[IN_TOKEN]["refused"]  # [line tried, status, error, cart and token kept] or [] when nothing refused
-    common = min(len(growth[IN_TOKEN]["request"]), len(growth[MEMORY]["request"]))
-    extra_per_request = [growth[IN_TOKEN]["request"][i] - growth[MEMORY]["request"][i] for i in range(common)]
+    # the session request was measured to fewer lines (it cannot grow: see C_SID_FLAT); past them, its last size
+    sid_request = growth[MEMORY]["request"]
+    extra_per_request = [size - sid_request[min(i, len(sid_request) - 1)]
+                         for i, size in enumerate(growth[IN_TOKEN]["request"])]
     small = min(len(CART), len(extra_per_request))  # a typical cart: a few items
     extra_small_cart = extra_per_request[small - 1]
     held_header = [name for name, k in past.items() if k is not None]

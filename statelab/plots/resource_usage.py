@@ -68,7 +68,8 @@ def _wire(wire: Any, ev: Any) -> None:
         wire.axvline(too_big, color="grey", linestyle=":",
                      label=f"kept in a cookie, the token would pass {cookie:,} at {too_big} lines")
     wire.set_xlabel("cart lines")
-    wire.set_ylabel("bytes, as its limit counts them")
+    wire.set_ylabel("bytes, as its limit counts them (log)")
     wire.set_title("What each request must carry")
-    wire.set_ylim(0, max(*limits.values(), *cart["token + cart in token"]["credential"]) * 1.6)  # room for the legend
+    wire.set_yscale("log")  # 55 bytes and 16 KB on one axis: the flat credentials stay visible
+    wire.set_ylim(20, max(*limits.values(), *cart["token + cart in token"]["credential"]) * 30)  # room for the legend
     wire.legend(fontsize=6, loc="upper left")
