@@ -153,3 +153,15 @@ def test_bad_sizes_get_a_clear_error():
         resource_usage.run(max_lines=0)
     with pytest.raises(ValueError, match="sessions"):
         resource_usage.run(sessions=(-5, 100))
+
+
+def test_both_shared_parts_live_in_the_same_kind_of_store(ev):
+    """Like for like: the session store and the cart table are both Valkey where it is installed, else SQLite."""
+    from statelab.topology.cluster import shared_store
+
+    kind = shared_store()
+    for design in (resource_usage.STORE, resource_usage.IN_DB):
+        assert resource_usage.shared_options(design).get("store", "sqlite") == kind
+    assert "store" not in resource_usage.shared_options(resource_usage.IN_TOKEN)
+    assert ev.conditions["store"] == resource_usage.STORE_WORDS[kind]
+    assert ev.measurements["shared store bytes per session"] > 50 and ev.measurements["cart table bytes per user"] > 20

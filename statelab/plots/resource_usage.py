@@ -1,4 +1,4 @@
-"""Row "Resource usage": where each design keeps the state (server memory, shared files) and what the client carries."""
+"""Row "Resource usage": where each design keeps the state (server memory, a shared store), what the client carries."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _megabytes(ax: Any, users: list[int], by_design: dict[str, list[int]], ylabe
 
 
 def plot(ev: Any, ax: Any = None) -> Any:
-    """Three panels: server memory against users, shared files against users, cookie bytes against cart lines."""
+    """Three panels: server memory against users, the shared store against users, cookie bytes against cart lines."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -37,7 +37,7 @@ def plot(ev: Any, ax: Any = None) -> Any:
     _megabytes(axes[0], users, ev.extra["held"], "server memory held (MB)", "The server's own memory")
     if len(axes) > 1:
         stored = {design: values for design, values in ev.extra["stored"].items() if any(values)}
-        _megabytes(axes[1], users, stored, "shared SQLite files (MB)", "The shared store and cart table")
+        _megabytes(axes[1], users, stored, "shared store held (MB)", "The shared store and cart table")
     if len(axes) > 2:
         _wire(axes[2], ev)
     fig.tight_layout()
