@@ -49,7 +49,7 @@ from ..shop.server import Server
 from ..shop.sessions import SqliteStore
 from ..shop.tokens import inspect_token
 from ..topology.cache import SharedCache
-from ..topology.cluster import Cluster
+from ..topology.cluster import Cluster, shared_store
 from . import Check, Evidence, Judgement, check_size, conditions, judged, progress, record
 
 ROW = "development_focus"
@@ -425,7 +425,7 @@ def run(*, quick: bool = False, users: int | None = None, replays: int | None = 
     try:
         brief = start(Cluster(1, "stateless", token_ttl=1))
         expiring = start(Cluster(1, "stateful", "sqlite", session_ttl=ttl))
-        shop = start(Cluster(2, "stateful", "sqlite", plugins=[login_keeping_the_id]))
+        shop = start(Cluster(2, "stateful", shared_store(), plugins=[login_keeping_the_id]))
         unshared = start(Cluster(2, "stateful", "memory"))
         api = start(Cluster(2, "stateless"))
         api_db = start(Cluster(2, "stateless", cart="db"))
@@ -512,8 +512,9 @@ def _concerns(m: dict[str, Any]) -> list[dict[str, Any]]:
     stateful = {
         "clean up expired state": (
             m["expired_rows_before_purge"] > (m["expired_live_sessions"] or 0),
-            (f"{m['expired_rows_before_purge']} rows still stored, {m['expired_live_sessions']} live, "
-             f"until a purge removed {m['expired_purged']}")),
+            (f"SQLite: {m['expired_rows_before_purge']} rows still stored, {m['expired_live_sessions']} live, "
+             f"until a purge removed {m['expired_purged']} (a store with TTLs, such as Valkey, expires them itself: "
+             "then the concern is choosing and configuring it)")),
         "renew the credential at login": (
             m["fixation_naive_mallory_sees"] == "alice",
             (f"a login keeping the planted id let mallory in as {m['fixation_naive_mallory_sees']}; "
@@ -668,7 +669,8 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
         f"{m['csrf_stateless_status']} with a bearer token; with it on, {m['csrf_guarded_status']}."
     )
     conds = conditions(
-        designs=["session + shared store (sqlite; memory for the every-server question)", *STATELESS_SIDES,
+        designs=[f"session + shared store ({shared_store()}; SQLite for the expiry question, memory for the "
+                 "every-server one)", *STATELESS_SIDES,
                  "a stateless signed cookie (CSRF only)"],
         servers="threads of one process (the notebook's); 2-server clusters behind round robin",
         crowd=f"{m['idle_users']} idle sessions and token holders, {n} replays of a stolen credential",
