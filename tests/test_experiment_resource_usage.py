@@ -36,7 +36,7 @@ def test_quick_run_judges_each_half_and_benefit_4b(ev):
 
 def test_state_lives_in_server_memory_or_in_a_shared_file(ev):
     m = ev.measurements
-    assert m["users"][0] == 0 and m["users"][-1] == m["sessions seen by GET /health"] >= 400
+    assert m["users"][0] == 0 and m["users"][-1] == m["sessions seen by GET /health"] >= 300
     assert m["server bytes held, session + memory"][-1] > 100 * m["users"][-1]  # at least 100 bytes a session
     for design in ("session + shared store", "token + cart in token", "token + cart in db"):
         assert m[f"server bytes held, {design}"][-1] < 0.25 * m["server bytes held, session + memory"][-1], design

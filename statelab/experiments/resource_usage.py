@@ -306,7 +306,7 @@ def run(*, quick: bool = False, sessions: tuple[int, ...] | None = None, http_us
     HTTP; ``max_lines``: cart lines to grow to over HTTP (default: the app's cart cap, so that the
     limit that really bites is found; quick: a little past where a token would outgrow a cookie).
     """
-    sessions = tuple(sorted(set(sessions or ((150, 400) if quick else (250, 500))) - {0}))
+    sessions = tuple(sorted(set(sessions or ((100, 300) if quick else (200, 400))) - {0}))
     if not sessions or not all(isinstance(n, int) and 0 < n <= 200_000 for n in sessions):
         raise ValueError("sessions must be whole numbers from 1 to 200000, e.g. (1000, 5000)")
     if max_lines is not None and not 1 <= max_lines <= MAX_CART_LINES:
