@@ -256,6 +256,9 @@ def test_answers_that_state_an_outcome_are_what_the_exercise_shows():
     # 06, answer 1: RS256 fits the fewest cart lines in a cookie, HS256 the most.
     fits = {alg: resource_usage.lines_to_outgrow(sl.Keyring(alg)) for alg in ("HS256", "ES256", "RS256")}
     assert fits["RS256"] < fits["ES256"] < fits["HS256"], fits
+    # 06, answer 2: sent in Authorization, even an RS256 token for a full cart stays under gunicorn's header limit.
+    gunicorn = resource_usage.gunicorn_field_limit()
+    assert resource_usage.lines_to_outgrow(sl.Keyring("RS256"), gunicorn, header=True) is None
     servers = []
     try:
         # 08, answer 3: a token lives 15 minutes by default (the grace period the answer names).
