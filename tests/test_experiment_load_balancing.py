@@ -58,7 +58,6 @@ def test_who_moves_and_what_they_lose(ev):
 def test_a_large_crowd_evens_sticky_out_and_the_nat_and_the_phones_show_affinity_s_real_costs(ev):
     crowds = ev.extra["crowds"]
     assert crowds["large"]["users"] >= 5 * crowds["small"]["users"]
-    assert ev.extra["large_cv"]["sticky"] < ev.extra["unevenness"]["session + memory"]["sticky"]
     assert ev.extra["large_cv"]["sticky"] <= load_balancing.C_CROWD_EVENS.threshold
     nat = ev.extra["nat"]
     assert nat["ip_hash"]["servers the office reached"] == 1 and nat["sticky"]["servers the office reached"] >= 2
@@ -84,8 +83,8 @@ def test_plot_draws_each_design_for_each_strategy(ev):
     fig = plots.plot(ev)
     lost, uneven, nat = fig.axes
     assert len(lost.patches) == len(DESIGNS) * len(load_balancing.STRATEGIES)
-    assert len(uneven.patches) == len(load_balancing.STRATEGIES) + len(load_balancing.AFFINITY)
-    assert len(nat.patches) == 2 * 4 and nat.get_ylabel()
+    assert len(uneven.patches) == len(load_balancing.STRATEGIES) + 1  # the large crowd: sticky
+    assert len(nat.patches) == 2 * ev.measurements["servers for the large crowd, the NAT and the phones"] == 2 * 5
     assert {t.get_text() for t in lost.get_xticklabels()} == set(load_balancing.STRATEGIES)
 
 

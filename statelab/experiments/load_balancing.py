@@ -17,9 +17,9 @@ every third request of a user adds a book to the cart. Measured, per design and 
 
 Then the affinity strategies' real problems, each measured on its own:
 
-* **Crowd size.** With a small crowd, a few heavy users pinned to one server make the load uneven; the same law of
-  demand over a crowd ``crowd`` users strong evens out (the law of large numbers), so the small crowd's unevenness
-  is not a property of affinity itself.
+* **Crowd size.** With a small crowd, a few heavy users pinned to one server make the load uneven; under sticky,
+  the same law of demand over a crowd ``crowd`` users strong evens out (the law of large numbers), so the small
+  crowd's unevenness is not a property of affinity itself.
 * **NAT.** Many users behind one address (an office, a campus, a carrier-grade NAT) are one address to
   ``ip_hash``: all of them land on one server. Sticky cookies tell them apart.
 * **Changing address.** A phone that moves from Wi-Fi to its carrier changes address mid-session: ``ip_hash``
@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..client import Client, Exchange
-from ..topology.cluster import Cluster
+from ..topology.cluster import Cluster, shared_store
 from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, judged, progress, record
 
 ROW = "load_balancing"
@@ -233,11 +233,11 @@ def run(*, quick: bool = False, servers: int = 4, users: int | None = None, crow
 
     ``users`` users (the small crowd) each make a random number of requests (:func:`demand`, mean :data:`MEAN`)
     on a cluster of ``servers`` per design; ``probes`` extra addresses measure how ``ip_hash`` remaps when a
-    server is added. ``crowd`` users with the same law of demand measure the load of sticky and ip_hash again;
+    server is added. ``crowd`` users with the same law of demand measure sticky's load again;
     ``office`` users share one NAT address beside as many at home; ``phones`` users change address mid-session.
     """
     users = users or 6
-    crowd = crowd or (40 if quick else 48)
+    crowd = crowd or (64 if quick else 80)
     probes = probes or 20
     office = office or 8
     phones = phones or (6 if quick else 8)
@@ -248,6 +248,7 @@ def run(*, quick: bool = False, servers: int = 4, users: int | None = None, crow
     check_size("office", office, 2, 200)
     check_size("phones", phones, 1, 200)
     began = time.perf_counter()
+    store_kind = shared_store()  # session + shared store: Valkey where one can run, else SQLite
     rng = random.Random()
     counts = demand(users, MEAN, rng)
     ips = random_ips(users + probes, rng)
@@ -262,6 +263,8 @@ def run(*, quick: bool = False, servers: int = 4, users: int | None = None, crow
     clusters: dict[str, Cluster] = {}
     try:
         for design, options in DESIGNS.items():
+            if design == STORE:
+                options = {**options, "store": store_kind}
             cluster = clusters[design] = Cluster(servers, **options)
             for strategy in STRATEGIES:
                 next(bar)
@@ -281,19 +284,19 @@ def run(*, quick: bool = False, servers: int = 4, users: int | None = None, crow
                     events[design].update(found)
                     if first:
                         remapped_share = share
-        # Routing does not depend on the design: the crowd and the NAT use fresh clusters of the cheapest one.
+        # Routing does not depend on the design: the crowd and the NAT reuse the cheapest design's cluster, the
+        # phones the clusters of the design that needs affinity and of one that does not (each has grown by one
+        # server under ip_hash).
+        pool_size = len(clusters[IN_TOKEN].servers)
         next(bar)
         large_counts = demand(crowd, MEAN, rng)
-        with Cluster(servers, **DESIGNS[IN_TOKEN]) as big:
-            large = {s: crowd_load(big, s, large_counts, rng) for s in AFFINITY}
+        large = {"sticky": crowd_load(clusters[IN_TOKEN], "sticky", large_counts, rng)}
         next(bar)
-        with Cluster(servers, **DESIGNS[IN_TOKEN]) as offices:
-            behind = {s: nat(offices, s, office, office, 2, rng) for s in AFFINITY}
+        behind = {s: nat(clusters[IN_TOKEN], s, office, office, 2, rng) for s in AFFINITY}
         next(bar)
-        with Cluster(servers, **DESIGNS[MEMORY]) as phones_memory, Cluster(servers, **DESIGNS[IN_DB]) as phones_db:
-            moving = {"session + memory, ip_hash": mobile(phones_memory, "ip_hash", phones, rng),
-                      "session + memory, sticky": mobile(phones_memory, "sticky", phones, rng),
-                      "token + cart in db, ip_hash": mobile(phones_db, "ip_hash", phones, rng)}
+        moving = {"session + memory, ip_hash": mobile(clusters[MEMORY], "ip_hash", phones, rng),
+                  "session + memory, sticky": mobile(clusters[MEMORY], "sticky", phones, rng),
+                  "token + cart in db, ip_hash": mobile(clusters[IN_DB], "ip_hash", phones, rng)}
         for _ in bar:
             pass
     finally:
@@ -303,7 +306,7 @@ def run(*, quick: bool = False, servers: int = 4, users: int | None = None, crow
               "large": {"users": crowd, "requests": sum(large_counts),
                         "heaviest share": large_counts[0] / sum(large_counts)}}
     return _evidence(servers, crowds, loads, lost, events, remapped_share, large, behind, moving, office,
-                     time.perf_counter() - began)
+                     time.perf_counter() - began, store_kind, pool_size)
 
 
 def _moved(clients: list[Client], homes: list[str | None], traffic: Traffic) -> tuple[int, int, int]:
@@ -358,7 +361,7 @@ CLAIMS = {
 def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, Any], lost: dict[str, Any],
               events: dict[str, dict[str, int]], remapped_share: float, large: dict[str, dict[str, int]],
               behind: dict[str, dict[str, Any]], moving: dict[str, dict[str, int]], office: int,
-              seconds: float) -> Evidence:
+              seconds: float, store_kind: str = "sqlite", pool_size: int = 0) -> Evidence:
     users = crowds["small"]["users"]
     unevenness = {d: {s: cv(list(loads[d][s].values())) for s in STRATEGIES} for d in DESIGNS}
     large_cv = {s: cv(list(counts.values())) for s, counts in large.items()}
@@ -383,7 +386,8 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
     no_affinity = min(memory["session"]["round_robin"], memory["session"]["least_connections"])
     others = (STORE, IN_TOKEN, IN_DB)
     hot = behind["ip_hash"]["share of requests at the office's busiest server"]
-    even = 1 / servers
+    pool_size = pool_size or servers + 1  # the crowd, the NAT and the phones met the grown clusters
+    even = 1 / pool_size
     phone_mem, phone_sticky, phone_db = (moving["session + memory, ip_hash"], moving["session + memory, sticky"],
                                          moving["token + cart in db, ip_hash"])
     checks = [
@@ -391,8 +395,7 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
         C_LC_EVEN(lc),
         C_SMALL_UNEVEN(small_affinity, shown=f"CV {small_affinity:.2f} with {users} users (needs >= 0.15)"),
         C_CROWD_EVENS(large_cv["sticky"], shown=f"CV {large_cv['sticky']:.2f} with {crowds['large']['users']} "
-                                                f"users (needs <= {C_CROWD_EVENS.threshold}); ip_hash "
-                                                f"{large_cv['ip_hash']:.2f}"),
+                                                f"users (needs <= {C_CROWD_EVENS.threshold})"),
         C_MEM_NO_AFFINITY(no_affinity, shown=f"{no_affinity:.0%} (needs >= 25%)"),
         C_MEM_AFFINITY(ok=worst(MEMORY, AFFINITY) == 0, shown=f"{worst(MEMORY, AFFINITY):.0%} lost"),
         C_STORE_ANY(ok=worst(STORE) == 0, shown=f"{worst(STORE):.0%} lost"),
@@ -444,8 +447,7 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
         f"{small['heaviest share']:.0%} of them. Round robin's busiest and idlest servers differed by at most "
         f"{spread} request(s) and least connections' load CV was at most {lc:.2f}; sticky and ip_hash averaged a "
         f"CV of {small_affinity:.2f}, a small-crowd effect: with {big['users']} users (the heaviest "
-        f"{big['heaviest share']:.0%} of the requests) sticky's CV "
-        f"was {large_cv['sticky']:.2f} and ip_hash's {large_cv['ip_hash']:.2f}. "
+        f"{big['heaviest share']:.0%} of the requests) sticky's CV was {large_cv['sticky']:.2f}. "
         f"With sessions in memory, round robin lost {memory['session']['round_robin']:.0%} of users their session; "
         f"sticky and ip_hash lost {worst(MEMORY, AFFINITY):.0%}. The shared store, the token with the cart inside "
         f"and the token with the cart in db lost {worst(STORE):.0%}, {worst(IN_TOKEN):.0%} and {worst(IN_DB):.0%} "
@@ -465,6 +467,7 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
         **{f"requests per server, {d}": loads[d] for d in DESIGNS},
         f"ip_hash: share of addresses remapped going from {servers} to {servers + 1} servers": remapped_share,
         **{f"events, {d}": events[d] for d in DESIGNS},
+        "servers for the large crowd, the NAT and the phones": pool_size,
         "users (large crowd)": big["users"], "requests after logins (large crowd)": big["requests"],
         "heaviest user's share of requests (large crowd)": big["heaviest share"],
         "load CV by strategy, large crowd": large_cv, "requests per server, large crowd": large,
@@ -473,11 +476,14 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
         **{f"phones changing address, {k}": v for k, v in moving.items()},
     }
     where = conditions(
-        designs=list(DESIGNS), servers=f"{servers} per cluster, threads of one process (the notebook's)",
+        designs=list(DESIGNS), servers=(f"{servers} per cluster ({pool_size} for the large crowd, the NAT and the "
+                                        f"phones), threads of one process (the notebook's)"),
         crowd=(f"{users} users (small) and {big['users']} (large), each making a random number of requests "
                f"(heavy-tailed, {MEAN:g} on average after logging in); {office} users behind one NAT address beside "
                f"{office} at home; {phone_mem['phones']} phones changing address"),
-        **{"client addresses": "sent by the experiment's own clients as X-Forwarded-For, which the balancer uses "
+        **{"session + shared store": "sessions in Valkey (a server process on this machine)" if store_kind == "valkey"
+                                     else "sessions in one SQLite file (Valkey is not available here)",
+           "client addresses": "sent by the experiment's own clients as X-Forwarded-For, which the balancer uses "
                                "for ip_hash (they play the edge proxy that reports each user's address; every "
                                "connection here comes from 127.0.0.1)"})
     return record(Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,

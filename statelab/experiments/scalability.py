@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import random
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from .. import load
 from ..client import Client
 from ..shop.server import Server
-from ..topology.cluster import Cluster
+from ..shop.sessions import SqliteStore
+from ..topology.cluster import Cluster, shared_store
 from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, judged, progress, record
 
 ROW = "scalability"
@@ -52,8 +55,10 @@ CAPACITY = "token + cart in token"
 #: The production design of each half, whose shared data tier is measured: the session store and the cart table.
 STORE = "session + shared store"
 SHARED = "token + cart in db"
-#: The data tiers, by the name the notebook shows: each is a SQLite file every server opens.
-TIERS = {"session store": STORE, "cart table": SHARED}
+#: The data tiers, by the name the notebook shows: each a SQLite file every server could open, so both halves meet
+#: the same technology and the same lock (the session + shared store set-up itself runs on Valkey where one is
+#: available: :func:`~statelab.topology.cluster.shared_store`).
+TIERS = ("session store", "cart table")
 #: Default seconds of work each write does inside its transaction (checking stock, pricing: real ones do some).
 #: A knob of :func:`run` (``hold=``): the one-writer ceiling is 1/hold writes per second.
 HOLD = 0.01
@@ -224,8 +229,9 @@ def run(*, quick: bool = False, servers: int | None = None, users: int | None = 
     At every size, ``users`` new users (``fix_users`` on the set-ups that keep sessions, which do not
     vary from run to run) each log in and add a book ``requests`` (``fix_requests``) times in a random
     interleaving (``quick``: those set-ups at the largest size only). Then the key check, the request
-    rate at 1 and at ``servers`` servers, and each half's shared data tier (the session store of session + shared
-    store, the cart table of token + cart in db): writes and reads per second from 1 to ``servers`` servers, with
+    rate at 1 and at ``servers`` servers, and each half's shared data tier on SQLite, like for like (a session store
+    with sliding expiry, the cart table of token + cart in db): writes and reads per second from 1 to ``servers``
+    servers, with
     ``hold`` seconds of work inside each write's transaction, and one read while another server writes.
     """
     servers = servers or 4
@@ -247,10 +253,14 @@ def run(*, quick: bool = False, servers: int | None = None, users: int | None = 
     bar = iter(progress([(label, n) for n in sizes for label in SETUPS] + ["key and capacity", *TIERS],
                         "adding servers"))
 
+    store_kind = shared_store()  # "valkey" where one can run, else "sqlite"
     clusters: dict[str, Cluster] = {}
+    folder = tempfile.TemporaryDirectory(prefix="statelab-tiers-", ignore_cleanup_errors=True)
+    sessions = SqliteStore(Path(folder.name) / "sessions.sqlite3")  # the session tier, on SQLite like the carts
     try:
         for label, (design, strategy) in SETUPS.items():
-            clusters[label] = Cluster(1, balancer=strategy, **DESIGNS[design])
+            options = {**DESIGNS[design], **({"store": store_kind} if design == STORE else {})}
+            clusters[label] = Cluster(1, balancer=strategy, **options)
         for n in sizes:
             for label, c in clusters.items():
                 next(bar)
@@ -264,13 +274,11 @@ def run(*, quick: bool = False, servers: int | None = None, users: int | None = 
         sent, refused = _own_key(clusters[CAPACITY])
         capacity = _capacity(clusters[CAPACITY], top)
         tiers: dict[str, dict[str, Any]] = {}
-        for tier, design in TIERS.items():
+        for tier, table in zip(TIERS, (sessions, clusters[SHARED].carts), strict=True):
             next(bar)
-            c = clusters[design]
-            table = c.store if tier == "session store" else c.carts
             tiers[tier] = shared_writer(table, sizes, hold=hold)
             tiers[tier]["behind"] = read_behind_writer(table, hold=hold)
-        expiry = read_moves_expiry(clusters[STORE].store)
+        expiry = read_moves_expiry(sessions)
         write_time = write_us(clusters[SHARED].carts)
         for _ in bar:
             pass
@@ -278,10 +286,12 @@ def run(*, quick: bool = False, servers: int | None = None, users: int | None = 
         if clusters:
             with ThreadPoolExecutor(len(clusters), thread_name_prefix="statelab-stop") as pool:
                 list(pool.map(Cluster.stop, clusters.values()))
+        sessions.close()
+        folder.cleanup()
     crowd = (f"a new crowd at each size: {users} users adding {requests} books each on {BROKEN}, {fix_users} "
              f"adding {fix_requests} on the others; 1 to {top} data-tier writers")
     return _evidence(sizes, found, kept, capacity, sent, refused, tiers, expiry, write_time, hold,
-                     time.perf_counter() - began, crowd)
+                     time.perf_counter() - began, crowd, store_kind)
 
 
 def _requests_per_second(c: Cluster, concurrency: int, seconds: float) -> float:
@@ -338,7 +348,7 @@ CLAIMS = {
 def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[str, dict[int, float]],
               capacity: dict[int, float], sent: int, refused: int, tiers: dict[str, dict[str, Any]],
               expiry: tuple[float, float], write_time: float, hold: float, seconds: float,
-              crowd: str = "") -> Evidence:
+              crowd: str = "", store_kind: str = "sqlite") -> Evidence:
     top = sizes[-1]
     broken = found[BROKEN]
 
@@ -394,10 +404,10 @@ def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[s
                      f"found their session on 1 server, {broken[top]:.0%} on {top}. Synchronization is one fix, "
                      f"not the only one: sticky routing kept {sticky:.0%} with none (at the price of affinity, "
                      f"notebook 10); a shared store kept {always(STORE):.0%} by making every server read and write "
-                     f"one store, whose writer does not scale out with the servers: {session_queue}. With sliding "
-                     f"expiry every session read is a write too: behind one writer a session read took "
-                     f"{session['behind']['behind a writer ms']:.2f} ms, a cart-table read "
-                     f"{table['behind']['behind a writer ms']:.2f} ms."),
+                     f"one store. On SQLite (both halves' data tier here, like for like) that store's writer does "
+                     f"not scale out with the servers: {session_queue}; and with sliding expiry every session read is "
+                     f"a write too: behind one writer a session read took {session['behind']['behind a writer ms']:.2f}"
+                     f" ms, a cart-table read {table['behind']['behind a writer ms']:.2f} ms."),
         "stateless": (f"Any server answered any token at every size, with the cart in the token "
                       f"({always(CAPACITY):.0%} of requests and carts kept) or in a shared table "
                       f"({always(SHARED):.0%}). On two conditions: every server holds the same "
@@ -442,8 +452,10 @@ def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[s
     where = conditions(
         designs=list(SETUPS), servers="threads of one process (the notebook's): they add no CPU",
         crowd=crowd,
-        **{"shared data tier": "SQLite files (WAL, one writer at a time): the session store of session + shared "
-                               "store, the cart table of token + cart in db",
+        **{"session + shared store": "sessions in Valkey (a server process on this machine)" if store_kind == "valkey"
+                                     else "sessions in one SQLite file (Valkey is not available here)",
+           "shared data tier measured": "SQLite files for both halves, like for like (WAL, one writer at a time): a "
+                                        "session store with sliding expiry and the cart table of token + cart in db",
            "work inside each write's transaction": f"{hold * 1000:g} ms (run(hold=...))"})
     return record(Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
                            seconds=seconds, conditions=where,

@@ -12,7 +12,8 @@ The experiment then does what real users and networks do, on the four designs of
    that updates with a naive read-modify-write (:class:`~statelab.shop.sessions.NaiveStore`: read the
    whole session, work, write it all back, which is what framework session middleware such as Flask-Session
    does by default: a GET when the request starts, a plain SET of the whole session when it ends)
-   loses updates; ``MemoryStore`` (a lock), ``SqliteStore`` (``BEGIN IMMEDIATE``) and the shared
+   loses updates; ``MemoryStore`` (a lock), the shared store (Valkey's ``WATCH``/``MULTI``/``EXEC`` where Valkey
+   can run, else ``SqliteStore``'s ``BEGIN IMMEDIATE``) and the shared
    cart table (one transaction per change) lose none. With the cart in the token each tab gets a
    token holding only its own add: the browser keeps the last one, so the others are lost by design.
 2. **A retried confirm** (the same request sent again after a timeout) and a **double-click**
@@ -39,9 +40,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..production.redis import RedisServer, RedisStore
 from ..shop.plugins import IdempotencyKeys, OrderBook, checkout
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, NaiveStore, SqliteStore
+from ..topology.cluster import shared_store
 from . import DESIGNS, Check, Evidence, Judgement, conditions, judged, progress, record
 
 ROW = "transaction_integrity"
@@ -57,7 +60,7 @@ STORE, IN_TOKEN, IN_DB = "session + shared store", "token + cart in token", "tok
 PRODUCTION = {"stateful": STORE, "stateless": IN_DB}
 WORST = {"stateful": NAIVE, "stateless": IN_TOKEN}
 
-STORE_KEPT = Check("store_kept", "session + shared store (BEGIN IMMEDIATE): no concurrent add was lost",
+STORE_KEPT = Check("store_kept", "session + shared store (an atomic update): no concurrent add was lost",
                    mechanism=True)
 STORE_ONE_ORDER = Check("store_one_order", "session + shared store: a retried or double-clicked confirm made "
                         "one order", mechanism=True)
@@ -238,14 +241,18 @@ def run(*, quick: bool = False, adds: int | None = None, trials: int | None = No
     lost: dict[str, dict[str, int]] = {}
     retry: dict[str, dict[str, Any]] = {}
     double: dict[str, list[int]] = {}
+    store_kind = shared_store()  # the session + shared store design: Valkey where one can run, else SQLite
     with tempfile.TemporaryDirectory(prefix="statelab-txn-", ignore_cleanup_errors=True) as tmp:
-        opened: list[SqliteStore] = []
+        opened: list[Any] = []
+        valkey = RedisServer(name="valkey-txn") if store_kind == "valkey" else None
 
-        def sqlite() -> SqliteStore:
-            opened.append(SqliteStore(Path(tmp) / f"sessions-{len(opened)}.sqlite3"))
+        def shared() -> Any:
+            """A fresh shared store: Valkey keys under a prefix of their own (WATCH/MULTI/EXEC), or a SQLite file."""
+            opened.append(RedisStore(valkey.url) if valkey is not None
+                          else SqliteStore(Path(tmp) / f"sessions-{len(opened)}.sqlite3"))
             return opened[-1]
 
-        stores = {NAIVE: NaiveStore, "session + memory": MemoryStore, "session + shared store": sqlite}
+        stores = {NAIVE: NaiveStore, "session + memory": MemoryStore, STORE: shared}
         try:
             steps = [("lost", c) for c in LOST_CASES] + [("orders", c) for c in ORDER_CASES]
             for kind, case in progress(steps, "transactions"):
@@ -260,7 +267,9 @@ def run(*, quick: bool = False, adds: int | None = None, trials: int | None = No
         finally:
             for store in opened:
                 store.close()
-    return record(_evidence(lost, retry, double, n_adds, n_trials, time.perf_counter() - began))
+            if valkey is not None:
+                valkey.stop()
+    return record(_evidence(lost, retry, double, n_adds, n_trials, time.perf_counter() - began, store_kind))
 
 
 #: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`), by one rule for both halves:
@@ -274,7 +283,7 @@ CLAIMS = {
 
 
 def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]], double: dict[str, list[int]],
-              n_adds: int, n_trials: int, seconds: float) -> Evidence:
+              n_adds: int, n_trials: int, seconds: float, store_kind: str = "sqlite") -> Evidence:
     retry_orders = {case: r["orders"] for case, r in retry.items()}
     dup_trials = {case: sum(n > 1 for n in runs) for case, runs in double.items()}
 
@@ -337,7 +346,9 @@ def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]],
     where = conditions(
         designs=[*DESIGNS, NAIVE, KEYED], servers="one server per case, a thread of this process",
         crowd=f"one user, {TABS} tabs at once, {n_adds} round(s); {n_trials} double-clicks per case",
-        **{"shared store": "a SQLite file (BEGIN IMMEDIATE), the cart table the same way",
+        **{"shared store": ("Valkey (a server process on this machine; WATCH/MULTI/EXEC)" if store_kind == "valkey"
+                            else "a SQLite file (BEGIN IMMEDIATE); Valkey is not available here")
+                           + "; the cart table of token + cart in db: a SQLite file (one transaction per change)",
            "rule": "each half by its production design (needs: "
                    + " and ".join(PRODUCTION.values()) + ") and its worst common variant (limit: "
                    + " and ".join(WORST.values()) + ")"})
