@@ -59,7 +59,7 @@ C_SMALL_UNEVEN = Check("small_crowd_uneven", "with the small crowd, affinity (st
 C_CROWD_EVENS = Check("crowd_evens_sticky", "with the large crowd, sticky spread the load with a CV of at most {t}",
                       0.25, "<=")
 C_MEM_NO_AFFINITY = Check("memory_needs_affinity", "session + memory: without affinity (round robin, least "
-                          "connections) at least {t} of users lost their session", 0.25, ">=")
+                          "connections) at least {t}% of users lost their session", 25, ">=", unit="%")
 C_MEM_AFFINITY = Check("memory_with_affinity", "session + memory: with affinity no user lost their session or cart",
                        mechanism=True)
 C_STORE_ANY = Check("store_any_strategy", "session + shared store: no user lost their session or cart under any "
@@ -68,7 +68,8 @@ C_TOKEN_ANY = Check("token_any_strategy", "token + cart in token: no user lost t
                     "strategy", mechanism=True)
 C_DB_ANY = Check("db_any_strategy", "token + cart in db: no user lost their session or cart under any strategy, "
                  "round robin included", mechanism=True)
-C_REMAP = Check("ip_hash_remaps", "adding a server sent at least {t} of ip_hash addresses elsewhere", 0.5, ">=")
+C_REMAP = Check("ip_hash_remaps", "adding a server sent at least {t}% of ip_hash addresses elsewhere", 50, ">=",
+                unit="%")
 C_MOVED_LOST = Check("moved_lost", "session + memory: every user moved by a crash or a new server lost their "
                      "session", mechanism=True)
 C_MOVED_KEPT = Check("moved_kept", "the other three designs: users moved by a crash or a new server kept their "
@@ -393,15 +394,16 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
     checks = [
         C_RR_EVEN(spread, shown=f"{spread} request(s) between the busiest and the idlest server (needs <= 1)"),
         C_LC_EVEN(lc),
-        C_SMALL_UNEVEN(small_affinity, shown=f"CV {small_affinity:.2f} with {users} users (needs >= 0.15)"),
+        C_SMALL_UNEVEN(small_affinity, shown=f"CV {small_affinity:.2f} with {users} users "
+                                             f"(needs >= {C_SMALL_UNEVEN.threshold})"),
         C_CROWD_EVENS(large_cv["sticky"], shown=f"CV {large_cv['sticky']:.2f} with {crowds['large']['users']} "
                                                 f"users (needs <= {C_CROWD_EVENS.threshold})"),
-        C_MEM_NO_AFFINITY(no_affinity, shown=f"{no_affinity:.0%} (needs >= 25%)"),
+        C_MEM_NO_AFFINITY(round(no_affinity * 100)),
         C_MEM_AFFINITY(ok=worst(MEMORY, AFFINITY) == 0, shown=f"{worst(MEMORY, AFFINITY):.0%} lost"),
         C_STORE_ANY(ok=worst(STORE) == 0, shown=f"{worst(STORE):.0%} lost"),
         C_TOKEN_ANY(ok=worst(IN_TOKEN) == 0, shown=f"{worst(IN_TOKEN):.0%} lost"),
         C_DB_ANY(ok=worst(IN_DB) == 0, shown=f"{worst(IN_DB):.0%} lost"),
-        C_REMAP(remapped_share, shown=f"{remapped_share:.0%} (needs >= 50%)"),
+        C_REMAP(round(remapped_share * 100)),
         C_MOVED_LOST(ok=moved(MEMORY) >= 1 and moved_lost(MEMORY, "session") == moved(MEMORY),
                      shown=f"{moved_lost(MEMORY, 'session')} of {moved(MEMORY)} moved"),
         C_MOVED_KEPT(ok=all(moved(d) >= 1 and moved_lost(d, "session") == moved_lost(d, "cart") == 0 for d in others),
