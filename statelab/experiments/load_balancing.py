@@ -391,6 +391,9 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
     even = 1 / pool_size
     phone_mem, phone_sticky, phone_db = (moving["session + memory, ip_hash"], moving["session + memory, sticky"],
                                          moving["token + cart in db, ip_hash"])
+    token_moved = moved(IN_TOKEN) + moved(IN_DB) + phone_db["sent to another server"]
+    # a lost session shows as a lost cart too (a 401 holds no cart), so the carts count who lost anything
+    token_moved_lost = moved_lost(IN_TOKEN, "cart") + moved_lost(IN_DB, "cart") + phone_db["of those, lost their cart"]
     checks = [
         C_RR_EVEN(spread, shown=f"{spread} request(s) between the busiest and the idlest server (needs <= 1)"),
         C_LC_EVEN(lc),
@@ -429,15 +432,17 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
                      f"{memory['session']['round_robin']:.0%} of users their session, sticky and ip_hash "
                      f"{max(memory['session'][s] for s in AFFINITY):.0%}. Affinity has costs: "
                      f"{moved_lost(MEMORY, 'session')} of {moved(MEMORY)} users moved by a crash or a new server lost "
-                     f"their session; {office} users behind one NAT address all reached one server under ip_hash "
-                     f"({hot:.0%} of the requests, against an even {even:.0%}); and "
+                     f"their session; {office} users behind one NAT address reached "
+                     f"{behind['ip_hash']['servers the office reached']} server(s) under ip_hash ({hot:.0%} of the "
+                     f"requests, against an even {even:.0%}); and "
                      f"{phone_mem['of those, lost their session']} of {phone_mem['phones']} phones lost their session "
                      f"when their address changed. A shared session store needs no affinity: it lost "
                      f"{worst(STORE):.0%} of users under any strategy."),
         "stateless": (f"Both token designs lost {max(worst(IN_TOKEN), worst(IN_DB)):.0%} of users their session "
-                      f"or cart under any strategy, and kept every user a crash, a new server or a new address "
-                      f"moved. The same held for sessions in a shared store ({worst(STORE):.0%} lost): what frees "
-                      f"the balancer is that no server holds state the others lack, with or without sessions."),
+                      f"or cart under any strategy; of the {token_moved} users a crash, a new server or a new "
+                      f"address moved, {token_moved_lost} lost anything. Sessions in a shared store lost "
+                      f"{worst(STORE):.0%} too: what frees the balancer is that no server holds state the others "
+                      f"lack, with or without sessions."),
         "5c": (f"Round robin spread the requests evenly ({spread} request(s) between the busiest and the idlest "
                f"server) with no sticky sessions and {worst(IN_DB):.0%} of users losing a session or cart with the "
                f"token and the cart in db; a session design with a shared store gets the same freedom "
