@@ -299,6 +299,9 @@ def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]],
     def orders(case: str) -> str:
         return f"retry: {retry_orders[case]} order(s); double-clicks with 2 orders: {dup_trials[case]} of {n_trials}"
 
+    def held(case: str) -> str:
+        return "kept" if kept(case) and one_order(case) else "did not keep"
+
     token = lost[IN_TOKEN]
     checks = [
         STORE_KEPT(ok=kept(STORE), shown=adds(STORE)),
@@ -317,13 +320,15 @@ def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]],
     ]
     total = lost[NAIVE]["adds answered 200"]
     claims = judged(CLAIMS, {
-        "stateful": (f"With the session in a shared store updated atomically, session context kept the purchase "
-                     f"correct: {adds(STORE)}, and a retried confirm made {retry_orders[STORE]} order. The context "
+        "stateful": (f"With the session in a shared store updated atomically, session context {held(STORE)} the "
+                     f"purchase correct: {adds(STORE)}, and a retried confirm made {retry_orders[STORE]} order(s). "
+                     f"The context "
                      f"did not do it by itself: a naive read-modify-write of the whole session, which framework "
                      f"session middleware does by default, kept {lost[NAIVE]['books in cart']} of {total} "
                      f"concurrent adds and duplicated {dup_trials[NAIVE]} of {n_trials} double-clicked orders."),
-        "stateless": (f"With the cart in the database, updated atomically, isolated requests kept the purchase "
-                      f"correct: {adds(IN_DB)}, and a retried confirm made {retry_orders[IN_DB]} order. The "
+        "stateless": (f"With the cart in the database, updated atomically, isolated requests {held(IN_DB)} the "
+                      f"purchase correct: {adds(IN_DB)}, and a retried confirm made {retry_orders[IN_DB]} order(s). "
+                      f"The "
                       f"integrity came from that state on the server, not from the isolation: with the cart in the "
                       f"token the browser kept {token['books in cart']} of {token['adds answered 200']} concurrent "
                       f"adds and a retried confirm made {retry_orders[IN_TOKEN]} orders, until an Idempotency-Key "
