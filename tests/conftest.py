@@ -6,6 +6,7 @@ Kept small on purpose: every test module of the project loads it.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -15,6 +16,7 @@ import pytest
 
 # Tests must never read or write the user's own Jupyter and IPython settings. Set at import time,
 # before anything imports jupyter_core, so kernels started by nbclient/nbval inherit it too.
+_TEMP_BEFORE = {p.name for p in Path(tempfile.gettempdir()).glob("statelab-*")}  # judged at the session's end
 _JUPYTER_HOME = tempfile.mkdtemp(prefix="statelab-tests-jupyter-")
 for _var, _sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
                    ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
@@ -143,3 +145,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     install = session.config.stash.get(_FRESH_BINDER, None)
     if install is not None:
         install.close()
+    sl.stop_all()
+    shutil.rmtree(_JUPYTER_HOME, ignore_errors=True)
+    left = _statelab_temp_left()
+    if left:
+        print(f"\nstatelab folders left in {tempfile.gettempdir()} by this run: {left}")
+        if os.environ.get("CI"):  # in CI the run is alone on the machine: a folder left is ours, and a failure
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _statelab_temp_left(seconds: float = 5.0) -> list[str]:
+    """``statelab-*`` entries of the temp folder that this run made and nothing removed (guards get a moment)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = sorted({p.name for p in Path(tempfile.gettempdir()).glob("statelab-*")} - _TEMP_BEFORE)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)

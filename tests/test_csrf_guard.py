@@ -137,8 +137,8 @@ def test_same_origin_behind_jupyters_proxy(stateful):
 
 def test_same_origin_rule():
     assert same_origin("http://127.0.0.1:8001", "127.0.0.1:8001")
-    assert same_origin("https://hub.example.org", "hub.example.org")
-    assert same_origin("https://hub.example.org", "hub.example.org:443")
+    assert same_origin("https://hub.example.org", "hub.example.org", scheme="https")
+    assert same_origin("https://hub.example.org", "hub.example.org:443", forwarded_proto="https")
     assert same_origin("http://HUB.example.org:80", "hub.example.org")
     assert same_origin("http://127.0.0.1:8001", "127.0.0.1:7000", "127.0.0.1:8001, proxy.internal")
     assert not same_origin("http://127.0.0.1:8002", "127.0.0.1:8001")

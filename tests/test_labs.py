@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -448,16 +449,19 @@ def test_lab01_wrong_stores():
 
 def _solution_class(notebook: str, name: str) -> type:
     """The class ``name`` as the lab's solution notebook writes it (its cell executed on its own)."""
+    import contextlib
+    import fcntl
     import json as _json
     import os
     import re
     import secrets
+    import tempfile
     import threading
 
     cells = nbformat.read(SOLUTIONS / notebook, as_version=4).cells
     (source,) = [c.source for c in cells if c.cell_type == "code" and f"class {name}" in c.source]
     namespace = {"Path": Path, "json": _json, "os": os, "re": re, "secrets": secrets, "threading": threading,
-                 "time": time}
+                 "time": time, "contextlib": contextlib, "fcntl": fcntl, "tempfile": tempfile}
     exec(compile(source, f"{notebook}:{name}", "exec"), namespace)
     return namespace[name]
 
@@ -805,3 +809,45 @@ def test_routing_function_pins_fails_over_and_reports_its_own_errors():
         assert cluster.strategy == "round_robin"
         with pytest.raises(ValueError, match="or a function"):
             cluster.strategy = "fastest"
+
+
+def _thread_only(solution: type) -> type:
+    """The solution's store as the lab used to teach it: a threading.Lock, and one shared temporary file name."""
+    class ThreadOnly(solution):
+        _lock = threading.Lock()
+
+        @contextlib.contextmanager
+        def _locked(self):
+            with self._lock:
+                yield
+
+        def _save(self, path, entry):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(entry))
+            os.replace(tmp, path)
+    return ThreadOnly
+
+
+def test_lab01_a_threading_lock_is_not_enough_for_two_processes_and_a_file_lock_is():
+    solution = _solution_class("01_survive_a_crash.ipynb", "JsonFileStore")
+    right = sl.labs.check_session_store(solution)
+    assert right.passed, right
+    two = [f for f in right.findings if "two server processes" in f.behaviour]
+    assert two and two[0].happened.startswith("400 of 400 kept"), two
+    wrong = sl.labs.check_session_store(_thread_only(solution))
+    failed = {f.behaviour: f.happened for f in wrong.failed}
+    assert [b for b in failed if "two server processes" in b] == [f.behaviour for f in wrong.failed], failed
+    (happened,) = failed.values()
+    assert int(happened.split(" of ")[0]) < 400 or "crashed" in happened, happened
+
+
+def test_lab01_a_get_that_does_not_restart_the_idle_timer_is_not_yet():
+    solution = _solution_class("01_survive_a_crash.ipynb", "JsonFileStore")
+
+    class FixedExpiry(solution):
+        def get(self, sid):
+            path = self._file(sid)
+            return None if path is None else (self._load(path) or {}).get("data")
+
+    report = sl.labs.check_session_store(FixedExpiry)
+    assert [f.behaviour for f in report.failed] == ["get() restarts the idle timer (a session in use does not expire)"]

@@ -288,7 +288,7 @@ def test_answers_that_state_an_outcome_are_what_the_exercise_shows():
         assert victim.post("/cart", data=body, headers={"Content-Type": "text/plain"}).status == 415
         # 01, answer 2: an odd user name gets a readable 400.
         assert sl.Client(unguarded.url).login("<script>").status == 400
-        # 04, answer 3: the same key again is replayed, not acted on twice.
+        # 04, answer 3: the same write with the same key again is replayed, not acted on twice; another body is a 422.
         watch = InFlight()
         demo = sl.Cluster(2, "stateless", cart="db",
                           plugins=[slow_writes(0.3), watch, idempotent_writes(IdempotencyKeys())])
@@ -296,9 +296,11 @@ def test_answers_that_state_an_outcome_are_what_the_exercise_shows():
         erin = sl.Client(demo.url)
         erin.login("erin")
         fault_tolerance.write_through_crash(demo, erin, watch, item="ink", key="erin-ink-1")
-        again = fault_tolerance.write_through_crash(demo, erin, watch, key="erin-ink-1")
+        again = fault_tolerance.write_through_crash(demo, erin, watch, item="ink", key="erin-ink-1")
         assert again.headers.get("Idempotent-Replayed") == "true"
         assert erin.cart().body["cart"] == [{"item": "ink", "qty": 1}]
+        other = fault_tolerance.write_through_crash(demo, erin, watch, item="pen", key="erin-ink-1")
+        assert other.status == 422 and erin.cart().body["cart"] == [{"item": "ink", "qty": 1}]
     finally:
         for s in servers:
             s.stop()

@@ -8,13 +8,17 @@ one JSON file per session). Each checker starts real clusters and crashes a serv
 from __future__ import annotations
 
 import json
-import tempfile
+import os
+import select
+import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ..client import Client
+from ..service import scratch
 from ..shop.server import Server
 from ..topology.cluster import Cluster
 from .report import LearnerError, Report, blame, call, checker
@@ -140,7 +144,7 @@ def check_survives_crash(report: Report, shared_store: Any, carts_after_crash: A
 @checker("Task 3 · your own session store: one JSON file per session")
 def check_session_store(report: Report, JsonFileStore: Any) -> None:  # noqa: N803  (the learner's class)
     """The store's contract, then the same store behind a cluster: crash, races, hostile ids, expiry, restart."""
-    with tempfile.TemporaryDirectory(prefix="statelab-lab01-", ignore_cleanup_errors=True) as tmp:
+    with scratch.folder("statelab-lab01-") as tmp:
         _check_store(report, JsonFileStore, Path(tmp))
 
 
@@ -181,6 +185,19 @@ def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noq
     call("store.clear()", store.clear, limit=LIMIT)
     report.require("clear() removes everything", call("store.count()", store.count, limit=LIMIT) == 0, "0",
                    call("store.count()", store.count, limit=LIMIT))
+    kept, ttl = _sliding(store)
+    report.expect("get() restarts the idle timer (a session in use does not expire)", kept,
+                  f"the session still there {1.2 * ttl:.1f} s after create(), read at {0.6 * ttl:.1f} s "
+                  f"(ttl {ttl:g} s)", "still there" if kept else "None: get() left the expiry where create() put it")
+    call("store.clear()", store.clear, limit=LIMIT)
+
+    # two server processes on one folder (gunicorn workers, or two machines on a network file system)
+    (base / "shared").mkdir()
+    made, kept_updates, problems = _updates_from_processes(JsonFileStore, base / "shared")
+    report.expect("two server processes updating one session lose no update (a lock the operating system "
+                  "holds, not a threading.Lock)", kept_updates == made and not problems,
+                  f"{made} of {made} updates kept", f"{kept_updates} of {made} kept"
+                  + (f"; {'; '.join(problems)}" if problems else ""))
 
     # behind three servers
     users = 6
@@ -261,6 +278,119 @@ def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noq
                   f"200 at once, 401 after {ttl + EXPIRY_MARGIN:g} s idle (ttl {ttl:g} s)",
                   f"{fresh}, then {stale}" + (f" (the machine was too busy to tell: the first request came "
                                                f"{late:.1f} s after the login, past every ttl tried)" if late else ""))
+
+
+PROCESSES, UPDATES = 2, 200     # two server processes, each updating one session this many times
+PROCESS_SECONDS = 20.0          # a child that takes longer (a lock never released) is ended and reported
+TRIES = 3                       # runs in which the two processes never overlapped prove nothing: run again
+
+
+def _updates_from_processes(JsonFileStore: Any, folder: Path) -> tuple[int, int | None, list[str]]:  # noqa: N803
+    """Two OS processes, each with its own store object on ``folder``, add 1 to one session's counter ``UPDATES``
+    times at once; return (updates made, updates kept, what went wrong).
+
+    Threads of one process share memory, so a ``threading.Lock`` makes their read-modify-write atomic. Two
+    processes share only the files: each has its own lock object, and nothing stops them interleaving. This is
+    the situation of gunicorn's workers and of servers on several machines, so the check makes it. On a busy
+    machine one process can finish before the other starts; such a run proves nothing and is made again.
+    """
+    for attempt in range(TRIES):
+        made, kept, problems, overlapped = _one_race(JsonFileStore, folder / f"run{attempt}")
+        if overlapped or problems or kept != made:
+            break
+    return made, kept, problems
+
+
+def _one_race(JsonFileStore: Any, folder: Path) -> tuple[int, int | None, list[str], bool]:  # noqa: N803
+    folder.mkdir()
+    store = call("JsonFileStore(folder)", JsonFileStore, str(folder))
+    sid = call("store.create({'user': 'alice', 'n': 0}, 600)", store.create, {"user": "alice", "n": 0}, 600,
+               limit=LIMIT)
+    go_read, go_write = os.pipe()
+    children: list[tuple[int, int]] = []
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork in a process with threads: the child
+        warnings.simplefilter("ignore", DeprecationWarning)  # runs only the store's code, then _exit()s
+        for _ in range(PROCESSES):
+            out_read, out_write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: another server process on the same folder
+                code = 0
+                try:
+                    os.close(out_read)
+                    os.read(go_read, 1)  # wait until every child exists: they start together
+                    began = time.monotonic()  # one clock for every process of the machine
+                    mine = JsonFileStore(str(folder))
+                    for _ in range(UPDATES):
+                        mine.update(sid, lambda s: {**s, "n": s["n"] + 1})
+                    os.write(out_write, f"ran {began} {time.monotonic()}".encode())
+                except BaseException as error:  # noqa: B036  (anything: report it and leave)
+                    os.write(out_write, f"{type(error).__name__}: {error}"[:200].encode(errors="replace"))
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.close(out_write)
+            children.append((pid, out_read))
+    os.write(go_write, b"g" * PROCESSES)
+    problems: list[str] = []
+    spans: list[tuple[float, float]] = []
+    deadline = time.monotonic() + PROCESS_SECONDS
+    for pid, out_read in children:
+        message = b""
+        while True:
+            ready, _, _ = select.select([out_read], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(out_read, 4096) if ready else b""
+            if not chunk:
+                break
+            message += chunk
+        os.close(out_read)
+        done = 0
+        while not done and time.monotonic() < deadline + 1.0:  # its pipe closed: the exit is a moment away
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if not done:
+                time.sleep(0.005)
+        text = message.decode(errors="replace")
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            problems.append(f"a process did not finish its {UPDATES} updates in {PROCESS_SECONDS:g} s "
+                            "(a lock never released?)")
+        elif text.startswith("ran "):
+            began, ended = (float(x) for x in text.split()[1:3])
+            spans.append((began, ended))
+        else:
+            problems.append(f"a process crashed: {text or 'without a word'}")
+    for fd in (go_read, go_write):
+        os.close(fd)
+    final = call("store.get(sid) after both processes", store.get, sid, limit=LIMIT)
+    kept = final.get("n") if isinstance(final, dict) else None
+    overlapped = len(spans) == PROCESSES and max(b for b, _ in spans) < min(e for _, e in spans)
+    return PROCESSES * UPDATES, kept, problems, overlapped
+
+
+SLIDING_TTLS = (0.5, 2.0, 8.0)  # seconds: the next one only when the machine was too busy for the last
+
+
+def _sliding(store: Any) -> tuple[bool, float]:
+    """Create a session, read it at 0.6 ttl, read it again at 1.2 ttl: kept only if the first read restarted the
+    idle timer. A read that came too late to tell (a busy machine) is tried again with a longer ttl."""
+    for ttl in SLIDING_TTLS:
+        made = time.monotonic()  # before create(): the session's clock may start anywhere inside the call
+        sid = call("store.create({'user': 'carol'}, ttl)", store.create, {"user": "carol"}, ttl, limit=LIMIT)
+        if time.monotonic() - made > 0.3 * ttl:
+            continue  # create() alone took too long to tell
+        time.sleep(max(0.0, 0.6 * ttl - (time.monotonic() - made)))
+        first = call("store.get(sid)", store.get, sid, limit=LIMIT)
+        read = time.monotonic()
+        if first is None or read - made >= ttl:
+            if read - made >= 0.9 * ttl:
+                continue  # too late to tell
+            return False, ttl
+        time.sleep(max(0.0, 0.6 * ttl - (time.monotonic() - read)))
+        second = call("store.get(sid) again", store.get, sid, limit=LIMIT)
+        if second is None and time.monotonic() - read >= 0.9 * ttl:
+            continue  # too late to tell
+        return second is not None, ttl
+    return True, ttl   # no ttl was long enough on this machine: nothing proves the timer wrong
 
 
 EXPIRY_TTLS = (0.4, 1.6, 6.4)  # seconds: the next one only when the machine was too busy for the last

@@ -68,6 +68,7 @@ def forward(conn: http.client.HTTPConnection, request: Request, body: bytes,
     headers = dict(end_to_end(request.headers, drop=("content-length", "host")))
     if "X-Forwarded-Host" not in request.headers:  # the host the browser saw, for the same-origin check
         headers["X-Forwarded-Host"] = request.host
+        headers.setdefault("X-Forwarded-Proto", request.scheme)  # and its scheme: an origin is scheme, host, port
     headers.update(extra or {})
     headers["Host"] = f"{conn.host}:{conn.port}"
     target = request_target(request.environ.get("RAW_URI"), request.path, request.query_string)

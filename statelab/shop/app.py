@@ -37,7 +37,7 @@ from .identity import BearerToken, Identity, SessionId, SignedCookie
 from .page import render as render_page
 from .proxy import ProxyAwareSessionInterface
 from .rules import ITEM_RE, MAX_BODY, MAX_CART_LINES, NAME_RE, ApiError
-from .sessions import MemoryStore, SessionStore
+from .sessions import MemoryStore, SessionStore, SessionStoreFull
 from .tokens import Keyring
 
 __all__ = ["CARTS", "CATALOG", "DEFAULT_CART", "ITEM_RE", "MAX_BODY", "MAX_CART_LINES", "MODES", "NAME_RE",
@@ -211,6 +211,14 @@ def _register_errors(app: Flask) -> None:
     def api_error(e: ApiError):
         return jsonify(error=e.message), e.status
 
+    @app.errorhandler(SessionStoreFull)
+    def store_full(e: SessionStoreFull):  # no user is logged out to make room: the newcomer waits
+        response = jsonify(error=f"{e}: no new login until a session ends or expires "
+                                 f"(try again in {e.retry_after} s)")
+        response.status_code = 503
+        response.headers["Retry-After"] = str(e.retry_after)
+        return response
+
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):
         messages = {
@@ -245,13 +253,19 @@ def _host_port(netloc: str, scheme: str) -> tuple[str, int | None] | None:
     return parts.hostname.lower(), port if port is not None else {"http": 80, "https": 443}.get(scheme)
 
 
-def same_origin(origin: str, host: str, forwarded_hosts: str = "") -> bool:
+def same_origin(origin: str, host: str, forwarded_hosts: str = "", scheme: str = "http",
+                forwarded_proto: str = "") -> bool:
     """Whether the ``Origin`` a browser sent is this server's origin, as the browser saw it.
 
-    The browser saw ``host`` (the ``Host`` header), or, behind a proxy or the balancer, one of the
-    hosts in ``X-Forwarded-Host``. Trusting that header is safe here: a page on another site cannot
-    make a browser send it (a custom header on a cross-origin request needs a CORS preflight, which
-    this server never grants). ``Origin: null`` (sandboxed frames, ``file:`` pages) is another origin.
+    An origin is a scheme, a host and a port: ``https://127.0.0.1:8001`` is another origin than
+    ``http://127.0.0.1:8001``, even on the same port. The browser saw ``host`` (the ``Host`` header), or,
+    behind a proxy or the balancer, one of the hosts in ``X-Forwarded-Host``. It used ``scheme`` (this
+    server's own), unless a proxy in front says otherwise in ``X-Forwarded-Proto`` (``forwarded_proto``;
+    its first value is the browser's hop): Jupyter's proxy on Binder is reached over https while our
+    server speaks http. A proxy that names the host but not the scheme leaves the scheme of that host
+    open. Trusting these headers is safe here: a page on another site cannot make a browser send them
+    (a custom header on a cross-origin request needs a CORS preflight, which this server never grants).
+    ``Origin: null`` (sandboxed frames, ``file:`` pages) is another origin.
     """
     try:
         parts = urlsplit(origin.strip())
@@ -260,8 +274,13 @@ def same_origin(origin: str, host: str, forwarded_hosts: str = "") -> bool:
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
         return False
     theirs = _host_port(parts.netloc, parts.scheme)
-    ours = [host, *forwarded_hosts.split(",")] if forwarded_hosts else [host]
-    return theirs is not None and any(_host_port(h, parts.scheme) == theirs for h in ours if h.strip())
+    if theirs is None:
+        return False
+    proto = forwarded_proto.split(",")[0].strip().lower()
+    if parts.scheme == (proto or scheme.lower()) and _host_port(host, parts.scheme) == theirs:
+        return True
+    return (not proto or parts.scheme == proto) and any(
+        _host_port(h, parts.scheme) == theirs for h in forwarded_hosts.split(",") if h.strip())
 
 
 def _register_guard(app: Flask, state: dict[str, Any]) -> None:
@@ -270,7 +289,8 @@ def _register_guard(app: Flask, state: dict[str, Any]) -> None:
         if not state["csrf_guard"] or request.method in SAFE_METHODS or request.routing_exception is not None:
             return None
         origin = request.headers.get("Origin")
-        if origin is not None and not same_origin(origin, request.host, request.headers.get("X-Forwarded-Host", "")):
+        if origin is not None and not same_origin(origin, request.host, request.headers.get("X-Forwarded-Host", ""),
+                                                  request.scheme, request.headers.get("X-Forwarded-Proto", "")):
             raise ApiError(403, f"cross-origin request refused: it came from a page at {origin[:100]}, not from this "
                                 "server's own pages (a state-changing request must be same-origin)")
         chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()

@@ -14,6 +14,7 @@ choice (:mod:`statelab.shop.carts`): an identity's own state is only one of the 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,12 +123,16 @@ class BearerToken(Identity):
     vary = "Authorization"
 
     def __init__(self, keyring: Keyring, ttl: float, max_age: float | None = None) -> None:
+        if not ttl >= 1 or not (max_age is None or max_age >= 1):  # "not >=": NaN is refused too
+            raise ValueError("token_ttl and token_max_age must be at least 1 second: a token's exp is in whole "
+                             "seconds, so a shorter lifetime would issue tokens that are expired when they leave")
         self.keyring = keyring
         self.ttl = ttl
         self.max_age = ttl if max_age is None else max_age
 
     def login(self, user: str, fresh: State) -> Response:
-        return jsonify(user=user, token=self.keyring.issue(user, self.ttl, **fresh))
+        # max_age caps the login itself too: a first token living ttl would outlive it when max_age < ttl
+        return jsonify(user=user, token=self.keyring.issue(user, min(self.ttl, self.max_age), **fresh))
 
     def current(self) -> Who:
         auth = request.headers.get("Authorization", "")
@@ -141,7 +146,10 @@ class BearerToken(Identity):
 
     def change(self, who: Who, change: Change) -> tuple[State, State]:
         new = change(dict(who.data))
-        token = self.keyring.renew(new, self.ttl, max_age=self.max_age)
+        try:
+            token = self.keyring.renew(new, self.ttl, max_age=self.max_age)
+        except TokenError as e:  # the login is over: a 401, never a 200 carrying a token that is born expired
+            raise ApiError(401, str(e)) from None
         if len(token) > MAX_TOKEN:
             raise ApiError(413, f"refused: the new token would be {len(token)} characters, more than servers "
                                 f"accept ({MAX_TOKEN}); your cart is unchanged and your token still works "
@@ -170,7 +178,10 @@ class SignedCookie(Identity):
         user, exp = session.get("user"), session.get("exp")
         if not isinstance(user, str):
             raise ApiError(401, "not logged in: no valid signed session cookie (log in first)")
-        if type(exp) not in (int, float) or exp <= time.time():
+        if type(exp) not in (int, float) or not math.isfinite(exp) or exp > time.time() + self.ttl + 1:
+            # NaN compares false with everything, so "exp <= now" alone would let it in for ever
+            raise ApiError(401, "your signed session cookie has no usable expiry (log in again)")
+        if exp <= time.time():
             raise ApiError(401, "your signed session cookie has expired (log in again)")
         return Who(user, dict(session))
 

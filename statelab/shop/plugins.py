@@ -9,7 +9,8 @@ asking. Lessons and experiments share the ones here instead of keeping copies:
 * :func:`slow_writes` and :class:`InFlight`: writes that take as long as real ones, and a count of
   the requests each server is answering (what a crash meets, what a drain waits for);
 * :class:`IdempotencyKeys` and :func:`idempotent_writes`: a ``POST /cart`` with an
-  ``Idempotency-Key`` acts once per user and key, however often it is sent;
+  ``Idempotency-Key`` acts once per user and key, however often it is sent (the same key with
+  another body: 422), and is forgotten after a day;
 * :class:`OrderBook` and :func:`checkout`: a two-step checkout that turns the cart into an order;
 * :func:`personal_headers` and :func:`login_keeping_the_id`: the caching and session-fixation bugs,
   to show against our own servers what the app defends against.
@@ -17,12 +18,15 @@ asking. Lessons and experiments share the ones here instead of keeping copies:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -179,51 +183,157 @@ class InFlight:
         return True
 
 
+#: How long a remembered answer is kept by default: a day, as the IETF Idempotency-Key draft suggests.
+KEY_TTL = 24 * 3600.0
+#: How long an attempt may hold a key by default before a repeat stops waiting for it and runs anew.
+CLAIM_TTL = 60.0
+#: How many keys are remembered at most by default; past it a new key is refused with a 503 until some expire.
+MAX_KEYS = 100_000
+
+
+def fingerprint(method: str, path: str, body: bytes, query: bytes = b"") -> str:
+    """What a key is bound to: the method, the path (with its query) and the body of its first request.
+
+    A JSON body counts by its meaning, not its spelling: a client that re-serialises its retry with other
+    spaces or key order sends the same request. Any other body counts byte for byte.
+    """
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, RecursionError):
+        canonical = body
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode("utf-8", "surrogateescape"), query, canonical):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+@dataclass
+class Claim:
+    """One attempt's hold on a key: ``answer`` is the remembered answer when the key was already used."""
+
+    scope: tuple[str, str]
+    answer: tuple[int, Any] | None = None
+    fingerprint: str | None = None
+    token: object = field(default_factory=object)  # which attempt holds the key (a late one must not clobber)
+
+
+@dataclass
+class _Record:
+    fingerprint: str | None
+    expires: float                           # the claim's deadline while running, the answer's after
+    owner: object | None = None              # the attempt running now (None once answered)
+    answer: tuple[int, Any] | None = None
+
+
 class IdempotencyKeys:
-    """What the servers remember per ``Idempotency-Key``: the answer they gave the first time.
+    """What the servers remember per ``Idempotency-Key``: the request it came with, and the first answer.
 
     Shared by every server of a cluster (Redis or a table, in real life). Keys are scoped by user,
-    so one user's key never replays another's answer. A lock per key makes a repeat that arrives
-    while the first attempt still runs wait for it, then get the same answer.
+    so one user's key never replays another's answer. A key is bound to the request it first came
+    with (method, path and body, see :func:`fingerprint`): the same key with another request is a
+    client's mistake, answered 422 as the IETF Idempotency-Key draft says, never a replay of an
+    answer to something else (which would silently drop the second item).
+
+    A repeat that arrives while the first attempt still runs waits for it, then gets the same answer.
+    Nothing is kept for ever: an answer is forgotten ``ttl`` seconds after it was given (a day by
+    default: a retry comes within seconds or minutes), and a claim whose attempt never finishes (its
+    server died) lapses after ``claim_ttl`` seconds, so the next attempt runs instead of waiting for
+    ever. Pick ``claim_ttl`` longer than any write takes: an attempt still running when it lapses may
+    act a second time. There is no lock object per key, only one record, so 2,000 keys used and
+    expired leave nothing behind. At most ``max_keys`` are remembered at once: logins need no
+    password, so anyone could otherwise fill memory with keys; past it a new key gets a JSON 503
+    (the write is refused, not done without its key) until old ones expire.
     """
 
-    def __init__(self) -> None:
-        self._answers: dict[tuple[str, str], tuple[int, Any]] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._lock = threading.Lock()
+    def __init__(self, ttl: float = KEY_TTL, claim_ttl: float = CLAIM_TTL, max_keys: int = MAX_KEYS) -> None:
+        if not 0 < ttl <= 30 * 86400 or not 0 < claim_ttl <= 3600:
+            raise ValueError("ttl must be from 0 to 30 days and claim_ttl from 0 to 3600 s, both above 0")
+        if type(max_keys) is not int or max_keys < 1:
+            raise ValueError("max_keys must be a whole number, at least 1")
+        self.ttl = float(ttl)
+        self.claim_ttl = float(claim_ttl)
+        self.max_keys = max_keys
+        self._records: dict[tuple[str, str], _Record] = {}
+        self._changed = threading.Condition()
+        self._last_sweep = self._next_sweep = 0.0
 
-    def acquire(self, scope: tuple[str, str]) -> tuple[int, Any] | None:
-        """Hold ``scope``'s lock; return the stored answer, or None if this is the first attempt."""
-        with self._lock:
-            key_lock = self._locks.setdefault(scope, threading.Lock())
-        key_lock.acquire()
-        return self._answers.get(scope)
+    def _sweep(self, now: float, full: bool = False) -> None:
+        """Forget what expired (under the condition's lock): a full pass at most every quarter of the shorter
+        ttl, or once a second while the keys are at ``max_keys``."""
+        if now < self._next_sweep and not (full and now >= self._last_sweep + 1.0):
+            return
+        self._last_sweep, self._next_sweep = now, now + min(self.ttl, self.claim_ttl) / 4
+        live = {scope: r for scope, r in self._records.items() if r.expires > now}
+        if len(live) < len(self._records):
+            self._records = live  # a new dict: one that only had keys deleted keeps its old size in memory
 
-    def remember(self, scope: tuple[str, str], answer: tuple[int, Any]) -> None:
-        """Store the answer of an attempt that acted (2xx); an error changed nothing, so a retry runs anew."""
-        if answer[0] < 400:
-            self._answers[scope] = answer
+    def acquire(self, scope: tuple[str, str], fingerprint: str | None = None) -> Claim:
+        """Hold ``scope`` (user, key) for this attempt, or get its remembered answer (``claim.answer``).
 
-    def release(self, scope: tuple[str, str]) -> None:
-        """Let the next attempt with ``scope`` in (call once after each :meth:`acquire`)."""
-        with self._lock:
-            key_lock = self._locks[scope]
-        key_lock.release()
+        Waits while another attempt holds it. Raises :class:`ApiError` 422 when the key was used with
+        another request (another ``fingerprint``). Call :meth:`release` once after each acquire.
+        """
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                self._sweep(now)
+                record = self._records.get(scope)
+                if record is not None and record.expires <= now:
+                    del self._records[scope]
+                    record = None
+                if record is not None and record.fingerprint != fingerprint:
+                    raise ApiError(422, "this Idempotency-Key was already used with another request (another "
+                                        "method, path or body): send a new key for a new request")
+                if record is None and len(self._records) >= self.max_keys:
+                    self._sweep(now, full=True)
+                    if len(self._records) >= self.max_keys:
+                        raise ApiError(503, f"too many idempotency keys remembered ({self.max_keys:,}): try "
+                                            "again later, when older keys have expired")
+                if record is None:
+                    claim = Claim(scope, None, fingerprint)
+                    self._records[scope] = _Record(fingerprint, now + self.claim_ttl, owner=claim.token)
+                    return claim
+                if record.owner is None:
+                    return Claim(scope, record.answer, fingerprint)
+                self._changed.wait(record.expires - now)
 
-    def once(self, scope: tuple[str, str], act: Callable[[], tuple[int, Any]]) -> tuple[int, Any, bool]:
+    def remember(self, claim: Claim, answer: tuple[int, Any]) -> None:
+        """Store the answer of an attempt that acted (below 400); an error changed nothing, so a retry runs anew."""
+        if answer[0] >= 400:
+            return
+        with self._changed:
+            record = self._records.get(claim.scope)
+            if record is not None and record.owner is claim.token:
+                record.owner, record.answer = None, answer
+                record.expires = time.monotonic() + self.ttl
+                self._changed.notify_all()
+
+    def release(self, claim: Claim) -> None:
+        """Let the next attempt in: an attempt that remembered no answer gives its key back unused."""
+        with self._changed:
+            record = self._records.get(claim.scope)
+            if record is not None and record.owner is claim.token:
+                del self._records[claim.scope]
+            self._changed.notify_all()
+
+    def once(self, scope: tuple[str, str], act: Callable[[], tuple[int, Any]],
+             fingerprint: str | None = None) -> tuple[int, Any, bool]:
         """Run ``act`` once per ``scope`` (user, key); later calls get the stored answer and ``True``."""
-        stored = self.acquire(scope)
+        claim = self.acquire(scope, fingerprint)
         try:
-            if stored is not None:
-                return stored[0], stored[1], True
+            if claim.answer is not None:
+                return claim.answer[0], claim.answer[1], True
             status, body = act()
-            self.remember(scope, (status, body))
+            self.remember(claim, (status, body))
             return status, body, False
         finally:
-            self.release(scope)
+            self.release(claim)
 
     def __len__(self) -> int:
-        return len(self._answers)
+        """Answers remembered now (expired ones are not counted)."""
+        now = time.monotonic()
+        with self._changed:
+            return sum(1 for r in self._records.values() if r.owner is None and r.expires > now)
 
 
 def _key() -> str | None:
@@ -233,12 +343,18 @@ def _key() -> str | None:
     return key
 
 
+def _fingerprint() -> str:
+    """The request being answered, as :meth:`IdempotencyKeys.acquire` compares it."""
+    return fingerprint(request.method, request.path, request.get_data(cache=True), request.query_string)
+
+
 def idempotent_writes(keys: IdempotencyKeys) -> Callable[[Flask], None]:
     """Plugin: a ``POST /cart`` carrying an ``Idempotency-Key`` is acted on once per user and key.
 
     A repeat (a client's retry, or the balancer re-sending a request cut by a crash) gets the
-    first answer again, with ``Idempotent-Replayed: true``, instead of adding the item twice.
-    The answer is remembered in ``after_request``; Flask runs those hooks last-registered first,
+    first answer again, with ``Idempotent-Replayed: true``, instead of adding the item twice;
+    the same key with another body gets a JSON 422 (see :class:`IdempotencyKeys`). The answer is
+    remembered in ``after_request``; Flask runs those hooks last-registered first,
     so list this plugin *after* one that does slow work after the change (:func:`slow_writes`):
     then the record exists before the slow part, as it would be committed with the change.
     """
@@ -255,27 +371,26 @@ def idempotent_writes(keys: IdempotencyKeys) -> Callable[[Flask], None]:
                 return None
             request.get_data(cache=True)  # the whole body first: a request cut short never claims its key
             user, _ = current()
-            scope = (user, key)
-            g.statelab_idempotency = scope
-            stored = keys.acquire(scope)
-            if stored is None:
+            claim = keys.acquire((user, key), _fingerprint())  # 422 when the key came with another request
+            g.statelab_idempotency = claim
+            if claim.answer is None:
                 return None
-            status, body = stored
+            status, body = claim.answer
             return Response(body, status=status, mimetype="application/json",
                             headers={"Idempotent-Replayed": "true"})
 
         @app.after_request
         def record(response: Response) -> Response:
-            scope = g.get("statelab_idempotency")
-            if scope is not None and "Idempotent-Replayed" not in response.headers:
-                keys.remember(scope, (response.status_code, response.get_data()))
+            claim = g.get("statelab_idempotency")
+            if claim is not None and claim.answer is None:
+                keys.remember(claim, (response.status_code, response.get_data()))
             return response
 
         @app.teardown_request
         def release(_: BaseException | None) -> None:
-            scope = g.pop("statelab_idempotency", None)
-            if scope is not None:
-                keys.release(scope)
+            claim = g.pop("statelab_idempotency", None)
+            if claim is not None:
+                keys.release(claim)
 
     return plugin
 
@@ -365,7 +480,7 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
                 except ApiError as e:
                     return e.status, {"error": e.message}
 
-            status, body, replayed = idempotency.once((identity.current().user, key), act)
+            status, body, replayed = idempotency.once((identity.current().user, key), act, _fingerprint())
             response = jsonify(body)
             response.status_code = status
             if replayed:

@@ -21,6 +21,7 @@ pause and a write, as hand-written session code often does, and so loses concurr
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import threading
 import time
@@ -54,20 +55,70 @@ class SessionStore(Protocol):
     def clear(self) -> None: ...
 
 
+#: How many sessions a :class:`MemoryStore` holds by default: what the resource-usage lesson asks of one
+#: server (up to 200,000), and a bound on what a flood of anonymous logins can take (about 135 MB at
+#: the 674 bytes one costs).
+MAX_SESSIONS = 200_000
+
+
+class SessionStoreFull(RuntimeError):
+    """The store holds as many sessions as it may: a new login is refused (a 503), nobody is logged out."""
+
+    def __init__(self, limit: int, retry_after: float) -> None:
+        super().__init__(f"too many sessions: this server holds {limit:,}, its most")
+        self.limit = limit
+        self.retry_after = max(1, math.ceil(min(retry_after, 86400.0)))  # whole seconds, as Retry-After says
+
+
 class MemoryStore:
-    """Sessions in a dict inside one server: they die with it."""
+    """Sessions in a dict inside one server: they die with it.
+
+    At most ``max_sessions`` at once. When full, expired sessions are purged first; if none has expired,
+    the new session is refused (:class:`SessionStoreFull`, which the app answers with a JSON 503 and a
+    ``Retry-After``) rather than dropping the least recently used one: evicting would let anyone who can
+    reach the login (no password needed) log every real user out, and lose their carts, just by logging
+    in often enough. Refusing costs only the newcomer a retry, and idle sessions expire to make room.
+    Expired sessions are also purged every ``sweep_every`` seconds as sessions are created, not only when
+    someone calls :meth:`count`.
+    """
 
     kind = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, max_sessions: int = MAX_SESSIONS, sweep_every: float = 60.0) -> None:
+        if type(max_sessions) is not int or max_sessions < 1:
+            raise ValueError("max_sessions must be a whole number of sessions, at least 1")
+        if not 0 <= sweep_every <= 86400:
+            raise ValueError("sweep_every must be from 0 to 86400 seconds")
+        self.max_sessions = max_sessions
+        self.sweep_every = float(sweep_every)
         self._data: dict[str, tuple[Session, float, float]] = {}  # sid -> (data, ttl, expires_at)
         self._lock = threading.Lock()
+        self._next_sweep = 0.0   # when creating a session next sweeps expired ones
+        self._next_expiry = math.inf  # no session expires before this: a full store purges only from then
 
     def create(self, data: Session, ttl: float) -> str:
         sid = new_session_id()
+        now = time.time()
         with self._lock:
-            self._data[sid] = (dict(data), ttl, time.time() + ttl)
+            full = len(self._data) >= self.max_sessions
+            if now >= self._next_sweep or (full and now >= self._next_expiry):
+                self._purge(now)
+            if len(self._data) >= self.max_sessions:
+                raise SessionStoreFull(self.max_sessions, self._next_expiry - now)
+            self._data[sid] = (dict(data), ttl, now + ttl)
+            self._next_expiry = min(self._next_expiry, now + ttl)
         return sid
+
+    def _purge(self, now: float) -> int:
+        """Drop expired sessions (the lock held). A full store refusing a flood of logins does not pass
+        over every session each time: only once the earliest expiry it knows of has come."""
+        live = {sid: entry for sid, entry in self._data.items() if entry[2] > now}
+        dropped = len(self._data) - len(live)
+        if dropped:
+            self._data = live  # a new dict: one that only had keys deleted keeps its old size in memory
+        self._next_sweep = now + self.sweep_every
+        self._next_expiry = min((entry[2] for entry in live.values()), default=math.inf)
+        return dropped
 
     def _live(self, sid: str, now: float) -> tuple[Session, float, float] | None:
         entry = self._data.get(sid)
@@ -114,12 +165,8 @@ class MemoryStore:
 
     def purge_expired(self) -> int:
         """Drop expired sessions now; return how many went."""
-        now = time.time()
         with self._lock:
-            dead = [sid for sid, (_, _, exp) in self._data.items() if exp <= now]
-            for sid in dead:
-                del self._data[sid]
-        return len(dead)
+            return self._purge(time.time())
 
     def count(self) -> int:
         self.purge_expired()

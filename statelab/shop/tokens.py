@@ -123,13 +123,16 @@ class Keyring:
         not keep a stolen token alive past the lifetime of the login it came from.
         """
         now = int(time.time())
-        auth_time = claims.get("auth_time", claims.get("iat", now))
-        if not isinstance(auth_time, int) or isinstance(auth_time, bool):
-            auth_time = now
+        auth_time = claims.get("auth_time", claims.get("iat"))
+        if not _is_seconds(auth_time):  # never "now": that would restart the login's lifetime
+            raise TokenError("token has no usable auth_time (when you logged in): log in again")
         cap = auth_time + int(ttl if max_age is None else max_age)
+        exp = min(now + int(ttl), cap)
+        if exp <= time.time():  # the login is over: a renewal must not hand out a token that is born expired
+            raise TokenError(f"your login is older than its maximum age ({int(cap - auth_time)} s): log in again")
         kept = {k: v for k, v in claims.items() if k not in REGISTERED and k != "user"}
         return self.issue(claims["sub"], ttl, **{**kept, **changes, "jti": claims.get("jti") or secrets.token_hex(8),
-                                                 "auth_time": auth_time, "exp": min(now + int(ttl), cap)})
+                                                 "auth_time": auth_time, "exp": exp})
 
     def verify(self, token: object) -> dict[str, Any]:
         """Return the claims of a valid token, or raise :class:`TokenError` saying why not."""
@@ -147,14 +150,41 @@ class Keyring:
         if key is None:
             raise TokenError("token was signed with an unknown or retired key (kid)")
         try:
-            return jwt.decode(token, key, algorithms=[self.algorithm],
-                              options={"require": ["sub", "iat", "exp", "jti"]})
+            claims = jwt.decode(token, key, algorithms=[self.algorithm],
+                                options={"require": ["sub", "iat", "exp", "jti"]})
         except jwt.ExpiredSignatureError:
             raise TokenError("token has expired") from None
         except jwt.InvalidSignatureError:
             raise TokenError("token signature is invalid: it was altered or signed with another key") from None
         except jwt.PyJWTError as e:
             raise TokenError(f"token is invalid: {e}") from None
+        _check_claim_types(claims)
+        return claims
+
+
+#: The latest NumericDate a claim may hold: the year 5138. Far above any real expiry, far below what
+#: breaks arithmetic (``1e300``, ``10**300``).
+MAX_SECONDS = 10**11
+
+
+def _is_seconds(value: object) -> bool:
+    """Whether ``value`` is a NumericDate as this keyring writes one: a whole number of seconds, in range."""
+    return type(value) is int and 0 <= value < MAX_SECONDS
+
+
+def _check_claim_types(claims: dict[str, Any]) -> None:
+    """Refuse claims of a type this keyring never writes, even under a valid signature.
+
+    Only our servers hold the key, but a server with a bug, an older version, or anyone who got the key can
+    sign anything. PyJWT checks that ``exp`` and ``iat`` convert to a number, so ``"1796533018"`` or
+    ``1e300`` would pass it; and a non-integer ``auth_time`` would reset the cap on a login's age.
+    """
+    for name in ("exp", "iat", "auth_time"):
+        if name in claims and not _is_seconds(claims[name]):
+            raise TokenError(f"token is invalid: the {name} claim must be a whole number of seconds")
+    for name in ("sub", "jti"):
+        if not isinstance(claims[name], str) or not claims[name]:
+            raise TokenError(f"token is invalid: the {name} claim must be a non-empty string")
 
 
 @dataclass
@@ -212,26 +242,46 @@ def inspect_token(token: object, key: Any = None, *, now: float | None = None) -
     key. The header and claims are shown as the token states them, *untrusted*: anyone can
     write anything there. Only ``signature_valid is True`` says the server's key signed it.
     """
-    if isinstance(token, str):
-        token = str.__str__(token)  # the characters as a plain str: a subclass's own methods are not called
-    report = TokenReport(token=token if isinstance(token, str) else _shown(token))
+    report = TokenReport(token="<not inspected>")
     try:
+        is_str = issubclass(type(token), str)  # type(), not isinstance(): that would ask the object's __class__
+        if is_str:
+            token = str.__str__(token)  # the characters as a plain str: a subclass's own methods are not called
+        report.token = token if is_str else _shown(token)
         _inspect(report, token, key, time.time() if now is None else now)
-    except Exception as e:  # the promise is "never raises": a bug here becomes a finding
-        report.problems.append(f"could not inspect this token ({type(e).__name__}: {_shown(e, str)})")
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - see below
+        # The promise is "never raises": a bug here, or anything a hostile object's __repr__, __eq__ or
+        # __class__ raises, becomes a finding. That includes SystemExit and other BaseExceptions, which
+        # such code can raise as easily as a ValueError: they come from the object, not from the learner.
+        # KeyboardInterrupt is the one exception: it is the learner (or Jupyter's stop button) asking to
+        # stop, and a tool that swallowed it could not be interrupted.
+        report.problems.append(f"could not inspect this token ({_shown(e, _exception_text)})")
     return report
 
 
+def _exception_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
 def _shown(obj: object, show: Any = repr, limit: int = 200) -> str:
-    """``repr(obj)`` (or ``str``), cut to ``limit`` characters, for any object, even one whose repr raises."""
+    """``repr(obj)`` (or ``str``), cut to ``limit`` characters, for any object, even one whose repr raises
+    (anything but KeyboardInterrupt: see :func:`inspect_token`)."""
     try:
         text = show(obj)
-        if not isinstance(text, str):
+        if type(text) is not str:
             raise TypeError
-    except Exception:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - a hostile repr may raise SystemExit too
         try:
             text = f"<{type(obj).__name__} object that cannot be shown>"
-        except Exception:
+            if type(text) is not str:
+                raise TypeError
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001
             text = "<an object that cannot be shown>"
     return text if len(text) <= limit else text[:limit] + "..."
 

@@ -16,6 +16,7 @@ The shared parts can be network services at a distance the learner sets::
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import tempfile
 from pathlib import Path
@@ -101,6 +102,8 @@ class Cluster:
       (:func:`~statelab.shop.plugins.idempotent_writes`, installed after your ``plugins``), with the keys
       in ``cluster.idempotency_keys``: in Valkey when the cluster uses Valkey or a distance (keys shared
       through one process's memory would not survive the move to processes), else in memory.
+    * When Valkey listens only on a Unix socket in a private folder (so no other user of the machine can
+      reach it), each link listens on a private Unix socket too: a distance must not open a port to it.
     * Servers whose store is across a network answer 503 when it is unreachable
       (:func:`~statelab.shop.plugins.store_errors_as_503`): a network part can fail, and that is not a bug
       in the server (a 500).
@@ -196,9 +199,16 @@ class Cluster:
             self._prefix = f"c{secrets.token_hex(4)}"
         url = self.valkey.url
         if self._distance is not None:
-            link = Link(self.valkey.endpoint, self._distance, name=part)
+            endpoint, password = self.valkey.endpoint, quote(self.valkey.password, safe="")
+            if isinstance(endpoint, str):  # a server only this user can reach: keep it so behind the link
+                # the link's socket goes next to the server's, in its private folder: removed with it
+                path = os.path.join(os.path.dirname(endpoint), f"link-{part}.sock")
+                link = Link(endpoint, self._distance, name=part, listen=path)
+                url = f"unix://:{password}@{link.address}?db=0"
+            else:
+                link = Link(endpoint, self._distance, name=part)
+                url = f"redis://:{password}@{HOST}:{link.port}/0"
             self.links.append(link)
-            url = f"redis://:{quote(self.valkey.password, safe='')}@{HOST}:{link.port}/0"
         kind = {"sessions": RedisStore, "carts": RedisCartStore, "idempotency": RedisIdempotencyKeys}[part]
         made = kind(url, self._prefix)
         self._owned.append(made)

@@ -33,6 +33,10 @@ from ._base import (
 )
 
 FLASK_SESSION_COOKIE = "session"  # the signed-cookie mode's cookie (Flask's default name)
+#: Said next to the cookies: browsers scope cookies by host, not port (RFC 6265, section 8.5; notebook 01).
+PORTS_SHARE_COOKIES = ("A browser sends these cookies to every port of this host, and a page on any of its ports "
+                       "can have them read by its server or overwrite them: a name per port is not isolation "
+                       "(notebook 01, section 1).")
 
 
 def _servers(target: Any) -> list[Any]:
@@ -215,7 +219,10 @@ class Inspector(W.VBox):
         else:
             raw = f'<span style="color:{FG_DIM}">the last answer ({esc(last.method)} {esc(last.path)}) ' \
                   f'set no cookie</span>'
-        self.cookies_html.value = box(f"<b>cookies</b> {_cookie_table(c)}<div style='margin-top:3px'>{raw}</div>")
+        shared = (f'<div style="margin-top:3px; color:{FG_DIM}; font-size:11.5px">{esc(PORTS_SHARE_COOKIES)}</div>'
+                  if c.cookies else "")
+        self.cookies_html.value = box(f"<b>cookies</b> {_cookie_table(c)}<div style='margin-top:3px'>{raw}</div>"
+                                      f"{shared}")
         if c.token:
             self.token_html.value = box(f'<div style="margin-top:6px"><b>token</b> (sent as Authorization: Bearer)'
                                         f'</div>{_token_html(c.token, self.key)}')
