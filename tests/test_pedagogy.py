@@ -198,7 +198,7 @@ def test_a_prediction_before_the_experiment_and_a_computed_reveal_after(number):
     key = next(k.value.value for k in ask.keywords if k.arg == "key")
     assert tell.args[0].value == key
     assert not isinstance(tell.args[1], ast.Constant), "the measured choice must be computed, not typed"
-    experiment = [i for i, t in enumerate(code) if re.search(r"\.run\(\)|server\.kill\(\)|\.measure_\w+\(", t)]
+    experiment = [i for i, t in enumerate(code) if re.search(r"\.run\(|server\.kill\(\)|\.measure_\w+\(", t)]
     assert asks[0] < experiment[0] < tells[0]
 
 
