@@ -133,37 +133,32 @@ def ready(url: str, timeout: float = HANG_TIMEOUT) -> bool:
         return probe.get("/health").ok
 
 
-def _hung_new_version(n: int) -> dict[str, Any]:
+def _hung_new_version(cluster: Cluster, crowd: list[Shopper]) -> dict[str, Any]:
     """``server-1``'s new version comes up hung; put back unchecked, then only if :func:`ready`. What reads met."""
     out: dict[str, Any] = {}
-    with Cluster(3, "stateless", cart="db") as cluster:
-        cluster.balancer.timeout = HANG_TIMEOUT
-        crowd = log_in(cluster.url, n, prefix="hung-user")
-        try:
-            for checked in (False, True):
-                server = cluster.servers[1]
-                cluster.balancer.remove(server.name)
-                server.stop()
-                server.start()
-                parts = urlsplit(server.url)
-                with Link((parts.hostname or "127.0.0.1", parts.port or 80), name="new-version") as link:
-                    link.hang()  # the new version accepts connections and answers nothing
-                    host, port = link.address
-                    new = SimpleNamespace(name=server.name, url=f"http://{host}:{port}")
-                    put_back = not checked or ready(new.url)
-                    if put_back:
-                        cluster.balancer.add(new)
-                    cluster.balancer.reset_counts()
-                    reads = timed_reads(crowd)
-                    routed = cluster.balancer.counts.get(server.name, 0)
-                    cluster.balancer.remove(server.name)
-                cluster.balancer.add(server)
-                failed = [t for status, t in reads if status is None or status >= 500]
-                out["checked" if checked else "unchecked"] = {
-                    "put back": put_back, "routed": routed, "reads": len(reads), "failed": len(failed),
-                    "failed_min_s": min(failed, default=0.0)}
-        finally:
-            close(crowd)
+    cluster.balancer.timeout = HANG_TIMEOUT
+    for checked in (False, True):
+        server = cluster.servers[1]
+        cluster.balancer.remove(server.name)
+        server.stop()
+        server.start()
+        parts = urlsplit(server.url)
+        with Link((parts.hostname or "127.0.0.1", parts.port or 80), name="new-version") as link:
+            link.hang()  # the new version accepts connections and answers nothing
+            host, port = link.address
+            new = SimpleNamespace(name=server.name, url=f"http://{host}:{port}")
+            put_back = not checked or ready(new.url)
+            if put_back:
+                cluster.balancer.add(new)
+            cluster.balancer.reset_counts()
+            reads = timed_reads(crowd)
+            routed = cluster.balancer.counts.get(server.name, 0)
+            cluster.balancer.remove(server.name)
+        cluster.balancer.add(server)
+        failed = [t for status, t in reads if status is None or status >= 500]
+        out["checked" if checked else "unchecked"] = {
+            "put back": put_back, "routed": routed, "reads": len(reads), "failed": len(failed),
+            "failed_min_s": min(failed, default=0.0)}
     return out
 
 
@@ -290,10 +285,17 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 8, drai
     store = shared_store()
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: _in_parallel([c.stop for c in clusters.values()]))
+        background = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="statelab-hung"))
         steps = ["start the clusters", "deploy without draining", "deploy with connection draining",
                  "a new version that hangs", "restart the shared store", "key rotation"]
         for step in progress(steps, "deploy four designs twice, then rotate the token key"):
             if step == "start the clusters":
+                # the hung new version gets a token + cart in db cluster of its own, and runs beside the deploys
+                # (it mostly waits on timeouts)
+                spare = stack.enter_context(Cluster(3, "stateless", cart="db"))
+                spare_crowd = log_in(spare.url, n, prefix="hung-user")
+                stack.callback(close, spare_crowd)
+                hanging = background.submit(_hung_new_version, spare, spare_crowd)
                 for design in DESIGNS:
                     watch[design] = InFlight()
                     plugins = [slow_writes(WORK), watch[design], idempotent_writes(IdempotencyKeys())]
@@ -304,7 +306,7 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 8, drai
             elif step == "deploy with connection draining":
                 deploys["drained"] = _deploy(clusters, watch, n, workers, drain, "drained")
             elif step == "a new version that hangs":
-                hung = _hung_new_version(n)
+                hung = hanging.result()
             elif step == "restart the shared store":
                 restarted = _store_restart(clusters, n) if store == "valkey" else {}
             else:
