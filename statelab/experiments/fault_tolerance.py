@@ -179,8 +179,8 @@ def link_in_front(cluster: Cluster, which: int) -> Link:
 
     The balancer then reaches that server through the link, so ``link.hang()`` makes the server look
     hung (it accepts connections and answers nothing: a deadlock, a full disk, a long pause, a
-    partition) and ``link.cut()`` makes it fail fast. ``cluster.restart(which)`` routes to the server
-    directly again; ``link.stop()`` closes the link (it also stops with the kernel).
+    partition) and ``link.cut()`` makes it fail fast. :func:`route_directly` routes to the server without
+    the link again; ``link.stop()`` closes the link (it also stops with the kernel).
     """
     server = cluster.servers[which]
     parts = urlsplit(server.url)
@@ -188,6 +188,13 @@ def link_in_front(cluster: Cluster, which: int) -> Link:
     host, port = link.address
     cluster.balancer.follow(SimpleNamespace(name=server.name, url=f"http://{host}:{port}"))
     return link
+
+
+def route_directly(cluster: Cluster, which: int) -> None:
+    """Undo :func:`link_in_front`: the balancer reaches ``cluster.servers[which]`` at its own address again."""
+    server = cluster.servers[which]
+    cluster.balancer.follow(server)
+    cluster.balancer.mark_up(server.name)
 
 
 def timed_reads(crowd: list[Shopper]) -> list[tuple[int | None, float]]:
@@ -217,8 +224,7 @@ def _kill_then_hang(cluster: Cluster, crowd: list[Shopper]) -> dict[str, Any]:
             hung = timed_reads(crowd)
             routed = cluster.balancer.counts.get(name, 0)
         finally:
-            cluster.balancer.follow(cluster.servers[CRASHED])
-            cluster.balancer.mark_up(name)
+            route_directly(cluster, CRASHED)
             link.stop()
     finally:
         cluster.balancer.timeout = own
