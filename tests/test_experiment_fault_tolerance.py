@@ -114,10 +114,13 @@ def test_only_the_crashed_servers_memory_sessions_and_the_shared_stores_outages_
     assert str(m["session + memory: lost among them"]) in ev.reading
 
 
-def test_plot_draws_both_panels_with_hatches(ev):
+def test_plot_draws_three_panels_with_hatches(ev):
     fig = plots.plot(ev)
-    assert len(fig.axes) == 2 and all(ax.get_ylabel() for ax in fig.axes)
+    assert len(fig.axes) == 3 and all(ax.get_ylabel() for ax in fig.axes)
     assert {p.get_hatch() for p in fig.axes[1].patches} >= {"//", "..", "xx"}
+    waits = fig.axes[2]
+    assert {p.get_hatch() for p in waits.patches} == {"//", "xx"} and len(waits.patches) == 4
+    assert any("timeout" in t.get_text() for t in waits.texts)                # the threshold in words, not colour
 
 
 def test_outage_store_fails_every_call_then_comes_back_with_its_data(tmp_path):
