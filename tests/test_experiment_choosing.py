@@ -104,3 +104,14 @@ def test_the_timing_note_says_why_two_runs_differ_from_both_runs_numbers(ev):
     assert f"{ratio:.1f}x as long here (session + memory)" in note
     assert "two HTTP hops" in note and "one HTTP hop" in note
     assert ("cannot rank them" in note) != ("answered faster here" in note)      # one of the two, from the spread
+
+
+def test_design_options_put_both_production_designs_in_the_same_kind_of_store():
+    from statelab.experiments import design_options
+
+    assert design_options("session + shared store") == DESIGNS["session + shared store"]       # sqlite: as it is
+    assert design_options("session + shared store", "valkey")["store"] == "valkey"
+    assert design_options("token + cart in db", "valkey") == {"mode": "stateless", "cart": "db", "store": "valkey"}
+    assert design_options("session + memory", "valkey") == DESIGNS["session + memory"]          # no shared part
+    with pytest.raises(ValueError, match="store must be"):
+        design_options("token + cart in db", "redis")
