@@ -16,6 +16,7 @@ The shared parts can be network services at a distance the learner sets::
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import tempfile
 from pathlib import Path
@@ -200,7 +201,9 @@ class Cluster:
         if self._distance is not None:
             endpoint, password = self.valkey.endpoint, quote(self.valkey.password, safe="")
             if isinstance(endpoint, str):  # a server only this user can reach: keep it so behind the link
-                link = Link(endpoint, self._distance, name=part, listen="unix")
+                # the link's socket goes next to the server's, in its private folder: removed with it
+                path = os.path.join(os.path.dirname(endpoint), f"link-{part}.sock")
+                link = Link(endpoint, self._distance, name=part, listen=path)
                 url = f"unix://:{password}@{link.address}?db=0"
             else:
                 link = Link(endpoint, self._distance, name=part)
