@@ -227,3 +227,16 @@ def test_bad_sizes_get_a_clear_error():
         crowd.shop_while([], lambda: None)
     with pytest.raises(ValueError, match="ops must be"):
         crowd.shop_while([crowd.Shopper("x", sl.Client("http://127.0.0.1:9"), None)], lambda: None, ops=("buy",))
+
+
+@pytest.mark.parametrize(("lost", "expected"), [
+    ({"session + memory": {"server-1": (4, 4), "server-0": (4, 0)}}, 0),
+    ({"session + memory": {"server-1": (4, 4), "server-0": (4, 1)}}, 1),
+    ({"session + memory": {"server-1": (4, 2)}, "session + shared store": {"server-0": (4, 1)}}, 2),
+    ({"session + memory": {"server-1": (4, 0)}}, 3),
+])
+def test_answer_names_the_choice_the_run_measured(lost, expected):
+    by_home = {d: lost.get(d, {"server-0": (4, 0)}) for d in DESIGNS}
+    ev = Evidence(row="fault_tolerance", measurements={}, checks={},
+                  extra={"by_home": by_home, "crashed": "server-1"})
+    assert fault_tolerance.answer(ev) == fault_tolerance.CHOICES[expected]
