@@ -355,6 +355,15 @@ def test_slow_clients_hold_threads_not_workers_and_are_cut_with_a_json_408(shop)
     assert all(a.startswith(b"HTTP/1.1 408 ") and b"application/json" in a for a in cut), cut
 
 
+def test_a_body_that_does_not_arrive_in_time_is_a_json_408(shop):
+    head = (f"POST /login HTTP/1.1\r\nHost: 127.0.0.1:{shop.port}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 20\r\n\r\n{\"us").encode()
+    start = time.monotonic()
+    answer = _raw(shop.port, head, timeout=8)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"application/json" in answer.lower(), answer[:300]
+    assert time.monotonic() - start < 6
+
+
 # --------------------------------------------------------------------------- L1: HAProxy's cookie
 
 def test_two_haproxy_balancers_name_their_sticky_cookies_apart():

@@ -95,15 +95,6 @@ def remove_folder(path: str) -> None:
     _keeper.tell(f"-dir {path}")
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago (the caller retries if it is taken meanwhile)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 class ProcessService:
     """Base of :class:`~statelab.production.gunicorn.Gunicorn` and :class:`~statelab.production.redis.RedisServer`.
 
