@@ -54,6 +54,8 @@ class _Keeper:
                 if f"{verb[1:]} {arg}" not in self._kept:
                     return
                 self._kept.discard(f"{verb[1:]} {arg}")
+            elif line in self._kept:
+                return
             else:
                 self._kept.add(line)
             if self._proc is None or self._proc.poll() is not None:
@@ -126,7 +128,8 @@ class ProcessService:
         return self.proc.pid if self.proc is not None else None
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None, **kw: Any) -> None:
-        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)  # again after a stop(): start() may follow it
+        _keeper.tell(f"dir {self.workdir}")
         launcher = [sys.executable, "-I", "-S", os.path.join(_HERE, "launch.py"), str(os.getpid())]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([*launcher, *argv], env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
