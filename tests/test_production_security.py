@@ -464,8 +464,8 @@ time.sleep(60)
 
 
 def test_a_folder_whose_maker_is_gone_is_swept_at_the_next_start(tmp_path, monkeypatch):
-    """Should the keeper itself have been killed, the next production process of this user removes what is left."""
-    from statelab.production import process
+    """Should the keeper itself have been killed, the next process of this user that makes a folder sweeps it."""
+    from statelab.service import cleanup
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -473,6 +473,6 @@ def test_a_folder_whose_maker_is_gone_is_swept_at_the_next_start(tmp_path, monke
     for folder in (stale, mine, foreign):
         folder.mkdir()
     (stale / ".statelab-owner").write_text(f"{dead.stdout.strip()} 1\n")
-    (mine / ".statelab-owner").write_text(f"{os.getpid()} {process._start_time(os.getpid())}\n")
-    assert process.sweep_stale_folders() == [str(stale)]
+    (mine / ".statelab-owner").write_text(f"{os.getpid()} {cleanup.process_start_time(os.getpid())}\n")
+    assert cleanup.sweep_stale_folders() == [str(stale)]
     assert not stale.exists() and mine.exists() and foreign.exists()  # no owner file: not ours to judge

@@ -5,25 +5,23 @@ separate program, so it needs three guarantees a thread gets for free: it listen
 127.0.0.1; stopping it stops its children too (a process group, killed as one); and it never
 outlives the notebook, even when the kernel dies without running ``atexit``. For that each child
 is started through ``launch.py``, which asks Linux to send it SIGTERM when the kernel dies
-(``PR_SET_PDEATHSIG``) and then becomes the program; and ``keeper.py``, one small process per
-kernel, removes the children's temporary folders once the kernel is gone, however it ended.
+(``PR_SET_PDEATHSIG``) and then becomes the program; and :mod:`statelab.service.cleanup` ends their
+process groups and removes their temporary folders once the kernel is gone, however it ended.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import weakref
 from typing import Any
 
 from ..service import HOST
+from ..service.cleanup import forget_group, remove_folder, temporary_folder, watch_folder, watch_group
 from ..service.registry import register
 
 _started: weakref.WeakSet[ProcessService] = weakref.WeakSet()
@@ -32,109 +30,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 class BinaryMissing(RuntimeError):
     """A program a lesson needs is not installed; the message says how to get it."""
-
-
-class _Keeper:
-    """The kernel's end of the pipe to ``keeper.py``: started when there is a first folder or process group to
-    look after, ended (its pipe closed) when there is none left, so a notebook that stopped everything has no
-    helper process left either."""
-
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
-        self._kept: set[str] = set()
-
-    def tell(self, line: str) -> None:
-        verb, _, arg = line.partition(" ")
-        with self._lock:
-            if self._pid != os.getpid():  # a forked child does not own its parent's keeper
-                self._proc, self._pid, self._kept = None, os.getpid(), set()
-            if verb.startswith("-"):
-                if f"{verb[1:]} {arg}" not in self._kept:
-                    return
-                self._kept.discard(f"{verb[1:]} {arg}")
-            elif line in self._kept:
-                return
-            else:
-                self._kept.add(line)
-            if self._proc is None or self._proc.poll() is not None:
-                if not self._kept:
-                    return
-                self._proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.join(_HERE, "keeper.py")],
-                                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-                lines = self._kept
-            else:
-                lines = {line}
-            try:
-                self._proc.stdin.write("".join(f"{x}\n" for x in lines).encode())  # type: ignore[union-attr]
-                self._proc.stdin.flush()  # type: ignore[union-attr]
-            except (BrokenPipeError, ValueError):
-                pass
-            if not self._kept:  # nothing left to look after: let it go
-                self._proc.stdin.close()  # type: ignore[union-attr]
-                try:
-                    self._proc.wait(timeout=2)
-                except subprocess.TimeoutExpired:
-                    pass
-                self._proc = None
-
-
-_keeper = _Keeper()
-
-
-_OWNER = ".statelab-owner"  # in each folder: "<pid> <start time>" of the process that made it
-
-
-def _start_time(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot), or None if there is none: with the pid, this names one
-    process for good (a pid alone is reused)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return None
-
-
-def sweep_stale_folders() -> list[str]:
-    """Remove the statelab folders in the temp folder whose maker is gone (the keeper normally does that at once;
-    this is for when the keeper itself was killed). Only this user's folders that carry an owner file."""
-    root, gone = tempfile.gettempdir(), []
-    try:
-        names = [n for n in os.listdir(root) if n.startswith("statelab-")]
-    except OSError:
-        return gone
-    for name in names:
-        path = os.path.join(root, name)
-        try:
-            if os.stat(path).st_uid != os.getuid():
-                continue
-            with open(os.path.join(path, _OWNER)) as f:
-                pid, started = f.read().split()
-        except (OSError, ValueError):
-            continue
-        if _start_time(int(pid)) != started:
-            shutil.rmtree(path, ignore_errors=True)
-            gone.append(path)
-    return gone
-
-
-def temporary_folder(prefix: str) -> str:
-    """A new 0700 folder in the temp folder that is removed even if this kernel is killed (see ``keeper.py``).
-    The caller still removes it when done (:func:`remove_folder`); the keeper is for when it cannot."""
-    path = tempfile.mkdtemp(prefix=prefix)
-    _keeper.tell(f"dir {path}")
-    started = _start_time(os.getpid())
-    if started is not None:
-        with open(os.path.join(path, _OWNER), "w") as f:
-            f.write(f"{os.getpid()} {started}\n")
-    return path
-
-
-def remove_folder(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    _keeper.tell(f"-dir {path}")
 
 
 class ProcessService:
@@ -152,7 +47,6 @@ class ProcessService:
         self.name = name
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        sweep_stale_folders()
         self.workdir = temporary_folder(f"statelab-{name}-")
         register(self)
 
@@ -170,13 +64,13 @@ class ProcessService:
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None, **kw: Any) -> None:
         os.makedirs(self.workdir, mode=0o700, exist_ok=True)  # again after a stop(): start() may follow it
-        _keeper.tell(f"dir {self.workdir}")
+        watch_folder(self.workdir)
         launcher = [sys.executable, "-I", "-S", os.path.join(_HERE, "launch.py"), str(os.getpid())]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([*launcher, *argv], env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
                                          close_fds=True, **kw)
-        _keeper.tell(f"group {self.proc.pid}")  # its own process group (a new session): pgid == pid
+        watch_group(self.proc.pid)  # its own process group (a new session): pgid == pid
         _started.add(self)
 
     @property
@@ -204,7 +98,7 @@ class ProcessService:
             return
         self._signal_group(signal.SIGKILL)
         self.proc.wait(timeout=5)
-        _keeper.tell(f"-group {self.proc.pid}")
+        forget_group(self.proc.pid)
 
     quit_signal = signal.SIGTERM  # gunicorn: graceful (bounded by its graceful_timeout); Redis: quit now
 
@@ -223,7 +117,7 @@ class ProcessService:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-            _keeper.tell(f"-group {proc.pid}")
+            forget_group(proc.pid)
         self.proc = None
         remove_folder(self.workdir)
 
