@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json as jsonlib
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -61,10 +60,6 @@ class LoadResult:
     @property
     def p95_ms(self) -> float:
         return percentile(self.latencies_ms, 95)
-
-    @property
-    def mean_ms(self) -> float:
-        return statistics.fmean(self.latencies_ms) if self.latencies_ms else 0.0
 
     def __repr__(self) -> str:
         return (f"<LoadResult {self.requests} requests in {self.seconds:.2f} s = {self.rps:.0f} req/s, "

@@ -173,7 +173,7 @@ def test_stop_is_idempotent():
         pass
     c.stop()
     c.stop()
-    assert c.alive == [False, False]
+    assert c.alive == {"server-0": False, "server-1": False} and not c.all_alive and c.alive_count == 0
 
 
 def test_port_clash_raises_port_in_use_error():
@@ -266,7 +266,7 @@ def test_killed_cluster_server_is_skipped_and_comes_back():
         alice = sl.Client(c.url)
         alice.login("alice")
         c.kill("server-1")
-        assert c.alive == [True, False]
+        assert c.alive == {"server-0": True, "server-1": False} and not c.all_alive and c.alive_count == 1
         assert [alice.me().served_by for _ in range(4)] == ["server-0"] * 4
         c.restart(1)
         assert {alice.me().served_by for _ in range(4)} == {"server-0", "server-1"}

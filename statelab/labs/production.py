@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from ..client import Client
+from ..client import Client, shoppers
 from ..production import experiment
 from ..production.gunicorn import Gunicorn
 from ..production.process import BinaryMissing
@@ -163,12 +163,7 @@ def check_redis_store(report: Report, RedisSessionStore: Any) -> None:  # noqa: 
         report.expect("delete() removes it for every store object", deleted is True and gone is None,
                       "True, then None", f"{deleted!r}, then {gone!r}"[:80])
         with blame("your store"), Cluster(3, "stateful", store=a, balancer="round_robin") as cluster:
-            clients = []
-            for i in range(4):
-                c = Client(cluster.url)
-                c.login(f"shopper{i}")
-                c.add_to_cart("book")
-                clients.append(c)
+            clients = shoppers(cluster.url, 4, "shopper")
             cluster.kill(1)
             ok = sum(c.cart().ok for c in clients)
         report.expect("three servers share it; one crashes; every cart is still there", ok == 4, "4 of 4", ok)

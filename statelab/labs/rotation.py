@@ -14,9 +14,9 @@ import secrets
 from typing import Any
 
 from ..client import Client
+from ..client import shoppers as _shoppers
 from ..shop.tokens import inspect_token
 from ..topology.cluster import Cluster
-from .crash import _shoppers
 from .report import Report, blame, call, checker
 
 

@@ -14,7 +14,7 @@ import random
 from collections import Counter
 from typing import Any
 
-from ..client import Client, Exchange
+from ..client import Client, Exchange, shoppers
 from ..topology.cluster import Cluster
 from .report import LearnerError, Report, call, checker
 
@@ -28,13 +28,7 @@ def _has_book(ex: Exchange) -> bool:
 
 def _crowd(url: str, n: int, prefix: str, first_ip: int = 1) -> list[Client]:
     """``n`` users from different addresses, each logged in with a book in the cart."""
-    clients = []
-    for i in range(n):
-        c = Client(url, ip=f"10.0.{first_ip // 250}.{first_ip % 250 + i}")
-        c.login(f"{prefix}{i}")
-        c.add_to_cart("book")
-        clients.append(c)
-    return clients
+    return shoppers(url, n, prefix, ip=lambda i: f"10.0.{first_ip // 250}.{first_ip % 250 + i}")
 
 
 def _stand_in(client_key: str, cookie: str | None, live: list[str], all: list[str]) -> str:

@@ -182,15 +182,6 @@ class Gunicorn(ProcessService):
             raise ValueError(f"this server serves {', '.join(self.modes)}, not {mode!r}")
         return self.url if len(self.modes) == 1 else f"{self.url}/{mode}"
 
-    def kill_worker(self, pid: int | None = None) -> int:
-        """Crash one worker (SIGKILL): its memory is gone; the master forks a replacement. Returns the pid killed."""
-        pid = pid or self.worker_pids()[0]
-        if pid not in self.worker_pids():
-            raise ValueError(f"{pid} is not one of this server's workers: {self.worker_pids()}")
-        os.kill(pid, signal.SIGKILL)
-        self._await_workers(self.workers, without=pid)
-        return pid
-
     def kill_workers(self) -> list[int]:
         """Crash every worker at once (SIGKILL); return once the master has forked as many new ones."""
         old = self.worker_pids()

@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -315,13 +314,3 @@ class RedisCartStore(_Keys):
         keys = self.all_keys()
         if keys:
             self.redis.delete(*keys)
-
-
-def wait_gone(server: RedisServer, timeout: float = 2.0) -> bool:
-    """True once ``server`` no longer answers (after a kill)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not server.ping():
-            return True
-        time.sleep(0.01)
-    return False

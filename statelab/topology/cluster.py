@@ -275,8 +275,20 @@ class Cluster:
         return server
 
     @property
-    def alive(self) -> list[bool]:
-        return [s.alive for s in self.servers]
+    def alive(self) -> dict[str, bool]:
+        """Whether each server answers, by name: ``{"server-0": True, "server-1": False}``. A mapping, not a list,
+        so ``if cluster.alive`` is never mistaken for "all up" (use ``all_alive`` or ``alive_count``)."""
+        return {s.name: bool(s.alive) for s in self.servers}
+
+    @property
+    def all_alive(self) -> bool:
+        """True when every server answers."""
+        return all(s.alive for s in self.servers)
+
+    @property
+    def alive_count(self) -> int:
+        """How many servers answer."""
+        return sum(bool(s.alive) for s in self.servers)
 
     @property
     def strategy(self) -> str:
@@ -340,7 +352,7 @@ class Cluster:
         self.stop()
 
     def __repr__(self) -> str:
-        up = sum(self.alive)
+        up = self.alive_count
         far = "" if self._distance is None else f" distance={self._distance * 1000:g} ms"
         return (f"<Cluster {self.mode} cart={self.cart} store={self._store_name}{far} "
                 f"balancer={self.strategy} {up}/{len(self.servers)} up {self.url}>")

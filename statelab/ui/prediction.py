@@ -47,10 +47,6 @@ class Record:
     saved: float = 0.0
 
     @property
-    def revealed(self) -> bool:
-        return bool(self.measured)
-
-    @property
     def matched(self) -> bool | None:
         """True/False once both a prediction and a measurement exist, else None."""
         if self.predicted is None or not self.measured:

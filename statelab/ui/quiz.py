@@ -11,38 +11,13 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import ipywidgets as W
 
 from ._base import BORDER, GREEN, GREY, RED, box, esc, pill
+from .quizzes import QUIZZES, Option, Question
 
-
-@dataclass(frozen=True)
-class Option:
-    """One answer: its text, the feedback shown when it is chosen, and whether it is right."""
-
-    text: str
-    feedback: str
-    correct: bool = False
-
-
-@dataclass(frozen=True)
-class Question:
-    """A question and its options (exactly one is right)."""
-
-    prompt: str
-    options: tuple[Option, ...]
-
-    def __post_init__(self) -> None:
-        if sum(o.correct for o in self.options) != 1:
-            raise ValueError(f"exactly one option must be right: {self.prompt!r}")
-        if len({o.text for o in self.options}) != len(self.options):
-            raise ValueError(f"two options read the same: {self.prompt!r}")
-
-    @property
-    def answer(self) -> Option:
-        return next(o for o in self.options if o.correct)
+__all__ = ["Option", "Question", "Quiz", "QuizItem", "quiz"]
 
 
 RIGHT, WRONG = "\u2713 Right.", "\u2717 Not quite."
@@ -107,10 +82,8 @@ class Quiz(W.VBox):
 
 
 def quiz(questions: str | Sequence[Question]) -> Quiz:
-    """The quiz of notebook ``questions`` ("00" to "12"), or a quiz of your own questions."""
+    """The quiz of notebook ``questions`` (a number such as "04"; ``sorted(QUIZZES)`` lists them), or your own."""
     if isinstance(questions, str):
-        from .quizzes import QUIZZES
-
         if questions not in QUIZZES:
             raise KeyError(f"no quiz {questions!r}; quizzes are {sorted(QUIZZES)}")
         return Quiz(QUIZZES[questions], title=f"Quick quiz on notebook {questions}")
