@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import statelab as sl
-from statelab.experiments import journal, progress
+from statelab import kernel
+from statelab.experiments import progress
 from statelab.ui import prediction as predict_module
 from statelab.ui.quiz import Question
 from statelab.ui.quizzes import QUIZZES
@@ -91,7 +92,7 @@ def test_a_prediction_needs_choices():
 
 
 def test_predictions_are_saved_for_notebook_12_and_shown_beside_measurements(monkeypatch):
-    monkeypatch.setattr(journal, "in_a_notebook", lambda: True)     # as in a learner's kernel
+    monkeypatch.setattr(kernel, "in_a_notebook", lambda: True)     # as in a learner's kernel
     asked = sl.ui.predict("Whose carts go?", ["only memory", "every design"], key="fault_tolerance")
     asked.choice.value = "every design"
     sl.ui.reveal("fault_tolerance", ["only memory"], why="w")
@@ -218,7 +219,7 @@ def test_progress_is_silent_outside_a_notebook(capsys):
 
 
 def test_progress_is_tqdm_in_a_notebook(monkeypatch, capsys):
-    monkeypatch.setattr(journal, "in_a_notebook", lambda: True)
+    monkeypatch.setattr(kernel, "in_a_notebook", lambda: True)
     assert list(progress(range(3), "measuring")) == [0, 1, 2]
     assert "measuring" in capsys.readouterr().err                   # tqdm's text bar outside a kernel
 

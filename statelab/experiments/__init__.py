@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import kernel
+
 #: The verdicts an experiment can reach about one claim of the seed (a half-row or a benefit).
 VERDICTS = ("holds", "holds with nuance", "does not hold")
 
@@ -376,7 +378,7 @@ class progress:
         self.description = description
 
     def __iter__(self) -> Iterator[Any]:
-        if not journal.in_a_notebook():  # a script or a test: no bar, no stray output
+        if not kernel.in_a_notebook():  # a script or a test: no bar, no stray output
             yield from self.steps
             return
         try:
@@ -398,7 +400,7 @@ def record(evidence: Evidence) -> Evidence:
     which runs in a kernel of its own, can show the runs made in the other notebooks.
     """
     _latest[evidence.row] = evidence
-    if journal.in_a_notebook():
+    if kernel.in_a_notebook():
         journal.save(evidence)
     return evidence
 

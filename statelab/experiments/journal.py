@@ -46,16 +46,6 @@ def directory() -> Path | None:
     return Path.cwd() / FOLDER
 
 
-def in_a_notebook() -> bool:
-    """True inside a Jupyter kernel (a learner's notebook), False in a script or a test run."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
 def fingerprint(row: str) -> str:
     """A short hash of the source of ``statelab.experiments.<row>`` ("" when there is no such module)."""
     try:

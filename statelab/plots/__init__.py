@@ -5,9 +5,11 @@ follows the same rules: meaning never by colour alone (labels, markers or hatche
 axes that say their units.
 
 A chart in a notebook is also an image a screen reader must be able to describe: in a Jupyter
-kernel, importing this package gives every matplotlib figure an HTML form, the same PNG in an
+kernel, :func:`show_alt_text` gives every matplotlib figure an HTML form, the same PNG in an
 ``<img>`` whose ``alt`` text (:func:`describe`) is read off the figure itself: its titles, axis
-labels, legend entries and the words written on it.
+labels, legend entries and the words written on it. Importing this package changes nothing: every
+``plot()`` here calls :func:`show_alt_text` when it draws (once per kernel; elsewhere it does nothing),
+and a learner's own cell may call ``sl.plots.show_alt_text()`` for charts of their own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import base64
 import html
 import io
 from typing import Any
+
+from .. import kernel
 
 
 def describe(fig: Any) -> str:
@@ -54,17 +58,20 @@ def figure_html(fig: Any) -> str | None:
     return f'<img src="data:image/png;base64,{data}" alt="{alt}" style="max-width:100%">'
 
 
-def _give_figures_alt_text() -> None:
-    """In a Jupyter kernel, display every matplotlib figure as HTML with alt text (the PNG stays as well)."""
-    try:
-        from IPython import get_ipython
-        from matplotlib.figure import Figure
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None:
-        return
+def show_alt_text() -> bool:
+    """In a Jupyter kernel, display every matplotlib figure as HTML with alt text (the PNG stays as well).
+
+    Opt-in, and idempotent: it changes the kernel's display formatters once, and returns whether they now
+    describe figures (False outside a kernel, where there is nothing to change).
+    """
+    global _shown
+    shell = kernel.shell()
+    if shell is None:
+        return False
+    if _shown is shell:
+        return True
     import matplotlib
+    from matplotlib.figure import Figure
 
     if "inline" in str(matplotlib.get_backend()):
         # Load the inline backend now: when it loads, it clears every display formatter for Figure.
@@ -79,10 +86,12 @@ def _give_figures_alt_text() -> None:
             return cached if cached is not None else render(fig)
 
         png.for_type(Figure, png_once)
+    _shown = shell
+    return True
 
 
+#: the shell whose formatters show_alt_text changed (None: none yet)
+_shown: Any = None
 #: PNG bytes by figure id, from figure_html to the PNG formatter of the same display call.
 _last_png: dict[int, bytes] = {}
 
-
-_give_figures_alt_text()

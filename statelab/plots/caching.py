@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import show_alt_text
+
 DESIGNS = ("stateful", "stateless")
 #: (measurement, label, hatch): the two bars of a design; hatches tell them apart without colour.
 BARS = (("catalog hit ratio", "catalog", ""), ("personal hit ratio", "/me, /cart", "///"))
@@ -18,6 +20,7 @@ def plot(ev: Any, ax: Any = None) -> Any:
     the number of leaks is written out, never shown by colour alone.
     """
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
     if ax is None:
         fig, ax = plt.subplots(figsize=(8.5, 3.4))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import show_alt_text
+
 #: One hatch per design, so the bars are told apart without colour (and in greyscale print).
 HATCHES = ("", "//", "..", "xx")
 
@@ -11,6 +13,7 @@ HATCHES = ("", "//", "..", "xx")
 def plot(ev: Any, ax: Any = None) -> Any:
     """Grouped bars, one group per axis and one hatched, labelled bar per design, each bar's value written on it."""
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
     m = ev.measurements
     designs = list(m["lost_on_crash"])

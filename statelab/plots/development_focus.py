@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import show_alt_text
+
 
 def bars(ev: Any) -> list[tuple[str, int, int]]:
     """(label, requests accepted, requests tried) for each way of ending a stolen credential."""
@@ -23,6 +25,7 @@ def bars(ev: Any) -> list[tuple[str, int, int]]:
 def plot(ev: Any, ax: Any = None) -> Any:
     """Bars: share of a thief's requests still accepted, with the count written on each bar."""
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
     rows = bars(ev)
     if ax is None:

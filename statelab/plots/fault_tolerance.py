@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import show_alt_text
+
 HATCHES = ("", "//", "..", "xx")
 
 
@@ -14,6 +16,7 @@ def plot(ev: Any, ax: Any = None) -> Any:
     Right: the longest a read waited when server-1 was killed, against the shortest wait of a read that
     failed when it hung, beside the balancer's timeout (the production design of each half)."""
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
     if ax is None:
         fig, (left, right, waits) = plt.subplots(1, 3, figsize=(12.5, 3.4), gridspec_kw={"width_ratios": [3, 3, 2]})

@@ -6,6 +6,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from . import show_alt_text
+
 #: A hatch per design, so bars differ by pattern as well as colour.
 HATCHES = {"session + memory": "", "session + shared store": "//", "token + cart in token": "..",
            "token + cart in db": "xx"}
@@ -15,6 +17,7 @@ def plot(ev: Any, ax: Any = None) -> Any:
     """Three panels: users who lost something (one bar per design and strategy), load CV for the small and the
     large crowd, and each server's share of requests with users behind one NAT address (ip_hash and sticky)."""
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
     if ax is None:
         fig, (lost_ax, uneven_ax, nat_ax) = plt.subplots(1, 3, figsize=(15, 3.9))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..shop.tokens import ALGORITHMS
+from . import show_alt_text
 
 
 def plot(ev: Any, ax: Any = None) -> Any:
@@ -17,6 +18,7 @@ def plot(ev: Any, ax: Any = None) -> Any:
     ``ax`` may be a pair of axes.
     """
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
     m = ev.measurements
     if ax is None:

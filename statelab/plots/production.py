@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import show_alt_text
+
 
 def plot(scaling: Any, ax: Any = None) -> Any:
     """Measured requests per second per worker count (markers), the USL fit (line), linear scaling (dashed)."""
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
     import numpy as np
 
     if ax is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import show_alt_text
+
 #: Marker and line style per design: never colour alone.
 STYLES = {
     "session + memory": ("o", "-"),
@@ -27,6 +29,7 @@ def _megabytes(ax: Any, users: list[int], by_design: dict[str, list[int]], ylabe
 def plot(ev: Any, ax: Any = None) -> Any:
     """Three panels: server memory against users, the shared store against users, cookie bytes against cart lines."""
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
     if ax is None:
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import show_alt_text
+
 #: Marker, line style and marker size per set-up: the lines of the set-ups that keep every session overlap
 #: at 100%, so shrinking markers keep each one visible; never colour alone.
 STYLES = {
@@ -18,6 +20,7 @@ STYLES = {
 def plot(ev: Any, ax: Any = None) -> Any:
     """Left: share of requests that found their session against servers. Right: writes and reads of each data tier."""
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
     if ax is None:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))

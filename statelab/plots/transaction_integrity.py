@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import show_alt_text
+
 
 def plot(ev: Any, ax: Any = None) -> Any:
     """Left: concurrent adds kept vs lost, per case. Right: orders made by a retry and by a double-click."""
     import matplotlib.pyplot as plt
+    show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
     if ax is None:
         fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.4))

@@ -2,49 +2,22 @@
 
 Notebooks re-run cells. So every server, balancer, cache and cluster a user creates is
 registered: re-running a cell stops what that cell's previous run started, ``stop_all()``
-stops everything, and interpreter exit does too.
+stops everything, and interpreter exit does too. Which cell is running comes from
+:func:`statelab.kernel.cell_run` (the one place that reads IPython's insides).
 """
 
 from __future__ import annotations
 
 import atexit
-import sys
 import threading
 import weakref
 from typing import Any
 
+from .. import kernel
+
 _live: weakref.WeakSet[Any] = weakref.WeakSet()
 _by_cell: dict[str, tuple[str, list[Any]]] = {}
 _registry_lock = threading.RLock()
-
-
-def _cell_run() -> tuple[str, str] | None:
-    """(cell key, run id) when called from a Jupyter cell being executed, else None.
-
-    The cell key is the notebook cell id when the front end sends one, or the file name
-    IPython compiled the cell under (a hash of its source). The run id is the execute
-    request's message id, unique for each run of a cell.
-    """
-    ip = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
-    if ip is None:
-        return None
-    kernel = getattr(ip, "kernel", None)
-    parent: dict[str, Any] = {}
-    if kernel is not None:
-        try:
-            parent = kernel.get_parent("shell") or {}
-        except Exception:
-            parent = getattr(kernel, "_parent_header", {}) or {}
-    run_id = str((parent.get("header") or {}).get("msg_id") or getattr(ip, "execution_count", ""))
-    cell_id = (parent.get("metadata") or {}).get("cellId")
-    if not cell_id:
-        cells = getattr(getattr(ip, "compile", None), "_filename_map", {})
-        frame = sys._getframe(1)
-        while frame is not None:  # the outermost frame compiled from a cell
-            if frame.f_code.co_filename in cells:
-                cell_id = frame.f_code.co_filename
-            frame = frame.f_back
-    return (str(cell_id), run_id) if cell_id else None
 
 
 def register(owner: Any) -> None:
@@ -54,7 +27,7 @@ def register(owner: Any) -> None:
     ``Cluster``, a ``LoadBalancer``): when the same notebook cell runs again, everything its
     previous run registered is stopped first, so re-running a cell never leaks a server.
     """
-    run = _cell_run()
+    run = kernel.cell_run()
     with _registry_lock:
         _live.add(owner)
         if run is None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import ipywidgets as W
 
+from .. import kernel
 from ._base import BORDER, GREY, box, esc, pill
 
 #: Words and a symbol for each outcome, so no outcome is told by colour alone.
@@ -76,7 +77,7 @@ def _save(record: Record) -> None:
     from ..experiments import journal
 
     folder = _folder()
-    if folder is None or not journal.in_a_notebook() or not record.key.replace("_", "").isalnum():
+    if folder is None or not kernel.in_a_notebook() or not record.key.replace("_", "").isalnum():
         return
     record.saved = time.time()
     with contextlib.suppress(OSError, TypeError, ValueError):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import html
 import importlib
-import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 
 import ipywidgets as W
 
+from .. import kernel
 from ..experiments import HALVES, VERDICTS, Evidence, journal, latest
 from ..table import BENEFITS, ROWS, Row, benefit_row
 from ._base import BORDER, FG, FG_DIM, GREEN, GREY, ORANGE, RED, box, button, error_line, esc, pill
@@ -101,8 +101,7 @@ def _fmt(value: Any) -> str:
 @contextlib.contextmanager
 def _quietly() -> Iterator[None]:
     """Keep an experiment's own progress bar and prints out of the scoreboard's cell output."""
-    ip = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
-    if ip is None or getattr(ip, "kernel", None) is None:
+    if not kernel.in_a_notebook():
         yield
         return
     from IPython.utils.capture import capture_output
@@ -411,10 +410,9 @@ class Scoreboard(W.VBox):
     # --- display ----------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
         """Show the board, unless :func:`scoreboard` already showed it in this same cell run."""
-        from IPython import get_ipython
         from IPython.display import display
 
-        ip = get_ipython()
+        ip = kernel.shell()
         if self._shown_in is not None and ip is not None and ip.execution_count == self._shown_in:
             self._shown_in = None
             return
@@ -497,8 +495,8 @@ def scoreboard(evidence_by_row: Mapping[str, Evidence] | None = None, rerun_miss
     """
     board = Scoreboard(evidence_by_row)
     if rerun_missing and board.pending:
-        ip = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
-        if ip is not None and getattr(ip, "kernel", None) is not None:
+        ip = kernel.shell()
+        if ip is not None:
             from IPython.display import display
 
             display(board._repr_mimebundle_(), raw=True)  # show it now, so the learner watches it fill
