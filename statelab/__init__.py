@@ -20,6 +20,7 @@ from .service import PortInUseError
 from .service.registry import stop_all
 from .shop.app import create_app
 from .shop.carts import MemoryCartStore, SqliteCartStore
+from .shop.config import ShopConfig
 from .shop.server import Server, serve
 from .shop.sessions import MemoryStore, SqliteStore
 from .shop.tokens import Keyring, TokenError, TokenReport, inspect_token
@@ -28,12 +29,13 @@ from .topology.cluster import Cluster, shared_store, valkey_available
 
 __all__ = [
     "Client", "Cluster", "Exchange", "Keyring", "Link", "LoadBalancer", "MemoryCartStore", "MemoryStore",
-    "PortInUseError", "Server", "SqliteCartStore", "SqliteStore", "TokenError", "TokenReport", "create_app",
+    "PortInUseError", "Server", "ShopConfig", "SqliteCartStore", "SqliteStore", "TokenError", "TokenReport",
+    "create_app",
     "inspect_token", "load", "serve", "shared_store", "stop_all", "valkey_available",
 ]
 __version__ = "0.1.0"
 
-_LAZY = ("ui", "table", "experiments", "labs")
+_LAZY = ("ui", "table", "experiments", "labs", "plots")
 
 
 def __getattr__(name: str):

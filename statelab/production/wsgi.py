@@ -22,12 +22,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
 
 from ..shop.app import create_app
 from ..shop.carts import MemoryCartStore
+from ..shop.config import ShopConfig
 from ..shop.plugins import store_errors_as_503
 from ..shop.sessions import MemoryStore
 from ..shop.tokens import Keyring
@@ -58,10 +60,11 @@ def build() -> Any:
     return DispatcherMiddleware(apps[f"/{modes[0]}"], apps)
 
 
-def build_one(mode: str, secret: bytes, key_kind: str) -> Flask:
-    env = os.environ
-    plugins = []
-    store = carts = None
+def config_from_environ(mode: str, secret: bytes, key_kind: str, env: Mapping[str, str] = os.environ) -> ShopConfig:
+    """The :class:`ShopConfig` of one app, from the environment (see the module docstring)."""
+    plugins: list[Any] = []
+    store: Any = MemoryStore()
+    carts: Any = MemoryCartStore()
     if env.get("STATELAB_STORE", "memory") == "redis" or env.get("STATELAB_CARTS", "memory") == "redis":
         from .redis import RedisCartStore, RedisStore
 
@@ -71,11 +74,14 @@ def build_one(mode: str, secret: bytes, key_kind: str) -> Flask:
             store = RedisStore(url, f"{prefix}-{mode}")
         if env.get("STATELAB_CARTS") == "redis":
             carts = RedisCartStore(url, f"{prefix}-{mode}")
-    app = create_app(mode, cart=env.get("STATELAB_CART") or None, name=WORKER,
-                     store=store or MemoryStore(), carts=carts or MemoryCartStore(),
-                     keyring=Keyring.from_secret(_for(secret, b"statelab jwt"), kid=key_kind),
-                     secret_key=_for(secret, b"statelab flask session"),
-                     cookie_name=env.get("STATELAB_COOKIE", "sid"), plugins=plugins)
+    return ShopConfig(mode, cart=env.get("STATELAB_CART") or None, store=store, carts=carts,
+                      keyring=Keyring.from_secret(_for(secret, b"statelab jwt"), kid=key_kind),
+                      secret_key=_for(secret, b"statelab flask session"),
+                      cookie_name=env.get("STATELAB_COOKIE", "sid"), plugins=tuple(plugins))
+
+
+def build_one(mode: str, secret: bytes, key_kind: str) -> Flask:
+    app = create_app(name=WORKER, config=config_from_environ(mode, secret, key_kind))
     app.extensions["statelab"]["key"] = key_kind
     return app
 

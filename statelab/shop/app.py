@@ -14,7 +14,7 @@ Where the cart lives (``cart``, one placement each in :mod:`statelab.shop.carts`
 ``"db"``        in a table keyed by user that every server of a cluster shares; the credential then
                 carries identity only.
 
-Every combination speaks the same HTTP contract (DESIGN.md), so a notebook can swap one for another
+Every combination speaks the same HTTP contract (docs/ARCHITECTURE.md), so a notebook can swap one for another
 and measure only the difference that matters. Every error is JSON; bad input is a 4xx. State-changing
 requests must send JSON as ``application/json`` (415 otherwise) and, when they carry an ``Origin``, come
 from this server's own origin (403 otherwise): the two rules that keep another site's form out.
@@ -25,27 +25,25 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .carts import CARTS, CartStore, add_line, placement
+from .carts import CARTS, add_line, placement
+from .config import DEFAULT_CART, MODES, Plugin, ShopConfig, ShopState, default_cart
 from .identity import BearerToken, Identity, SessionId, SignedCookie
 from .page import render as render_page
 from .proxy import ProxyAwareSessionInterface
 from .rules import ITEM_RE, MAX_BODY, MAX_CART_LINES, NAME_RE, ApiError
-from .sessions import MemoryStore, SessionStore, SessionStoreFull
+from .sessions import MemoryStore, SessionStoreFull
 from .tokens import Keyring
 
 __all__ = ["CARTS", "CATALOG", "DEFAULT_CART", "ITEM_RE", "MAX_BODY", "MAX_CART_LINES", "MODES", "NAME_RE",
-           "ApiError", "Plugin", "add_line", "create_app", "default_cart"]
+           "ApiError", "Plugin", "ShopConfig", "ShopState", "add_line", "create_app", "default_cart"]
 
-MODES = ("stateful", "stateless", "cookie")
-DEFAULT_CART = {"stateful": "session", "stateless": "token", "cookie": "token"}
-IDENTITIES = {"stateful": "a session id cookie", "stateless": "a JWT bearer token", "cookie": "a signed cookie"}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 CATALOG = [
@@ -57,116 +55,75 @@ CATALOG = [
     {"item": "sre", "title": "Site Reliability Engineering", "price": 30.0},
 ]
 
-#: A plugin receives the app after its routes are registered (labs use this to add behaviour).
-Plugin = Callable[[Flask], None]
 
+def create_app(mode: str | None = None, *, name: str = "server", config: ShopConfig | None = None,
+               **options: Any) -> Flask:
+    """Build the bookshop app for one server, from a :class:`ShopConfig` or the same options as keywords.
 
-def default_cart(mode: str, cart: str | None = None) -> str:
-    """``cart``, or the usual place for ``mode`` when None; a clear ValueError for a design that does not fit.
+    ``create_app("stateless", token_ttl=60)`` and ``create_app(config=ShopConfig("stateless", token_ttl=60))``
+    build the same app (the keywords are :class:`ShopConfig`'s fields; ``mode`` first). ``mode`` is who you
+    are, ``cart`` where the cart lives (see the module docstring; a combination that does not fit, such as
+    ``"stateful"`` with ``cart="token"``, is a ValueError). ``store`` is where stateful sessions live (a
+    :class:`~statelab.shop.sessions.SessionStore`; a fresh :class:`MemoryStore` when omitted); ``carts`` is
+    the shared cart table for ``cart="db"`` (a fresh in-memory one when omitted: pass the same one to every
+    server of a cluster); ``keyring`` signs and checks tokens in stateless mode (a fresh one when omitted:
+    pass the same keyring to every server of a cluster). ``session_ttl`` is a session's idle lifetime
+    (stateful) and the signed cookie's absolute one (cookie); ``token_ttl`` a token's, and ``token_max_age``
+    (default ``token_ttl``) caps how long a renewed token may outlive the login. ``csrf_guard=False`` switches
+    off the JSON content-type and same-origin checks, to show first what they defend against.
 
-    A session id keeps the cart in the session (``"session"``), a token or signed cookie inside itself
-    (``"token"``); any of them can keep it in a shared table instead (``"db"``).
+    ``plugins`` are how lessons and labs extend a server without editing this package: each is called as
+    ``plugin(app)`` after the routes exist, and may add routes or request hooks. ``app.extensions["statelab"]``
+    is the app's :class:`ShopState`: its parts, ``current()`` (``(user, state)`` for the request being
+    answered, or an :class:`ApiError` 401, exactly as the built-in routes do; in stateful mode it also sets
+    ``flask.g.sid``) and ``change_cart(fn)``, which applies ``fn(cart) -> new cart`` atomically wherever the
+    cart lives and returns ``(new cart, reply fields)``: a checkout written with it works in every design.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if cart is None:
-        return DEFAULT_CART[mode]
-    if cart not in CARTS:
-        raise ValueError(f"cart must be one of {', '.join(CARTS)}, not {cart!r}")
-    if cart not in (DEFAULT_CART[mode], "db"):
-        home = DEFAULT_CART[mode]
-        raise ValueError(f"cart={cart!r} does not fit mode={mode!r}: {IDENTITIES[mode]} keeps the cart in "
-                         f"the {home} (cart={home!r}) or in a shared table (cart='db')")
-    return cart
-
-
-def create_app(
-    mode: str = "stateful",
-    *,
-    cart: str | None = None,
-    name: str = "server",
-    store: SessionStore | None = None,
-    carts: CartStore | None = None,
-    keyring: Keyring | None = None,
-    secret_key: bytes | None = None,
-    session_ttl: float = 1800,
-    token_ttl: float = 900,
-    token_max_age: float | None = None,
-    cookie_name: str = "sid",
-    csrf_guard: bool = True,
-    plugins: Iterable[Plugin] = (),
-) -> Flask:
-    """Build the bookshop app for one server.
-
-    ``mode`` is who you are, ``cart`` where the cart lives (see the module docstring; a combination
-    that does not fit, such as ``"stateful"`` with ``cart="token"``, is a ValueError).
-    ``store`` is where stateful sessions live (a fresh :class:`MemoryStore` when omitted);
-    ``carts`` is the shared cart table for ``cart="db"`` (a fresh in-memory one when omitted: pass
-    the same one to every server of a cluster); ``keyring`` signs and checks tokens in stateless
-    mode (a fresh one when omitted: pass the same keyring to every server of a cluster).
-    ``session_ttl`` is a session's idle lifetime (stateful) and the signed cookie's absolute one
-    (cookie); ``token_ttl`` a token's, and ``token_max_age`` (default ``token_ttl``) caps how long a
-    renewed token may outlive the login. ``csrf_guard=False`` switches off the JSON content-type and
-    same-origin checks, to show first what they defend against.
-
-    ``plugins`` are how lessons and labs extend a server without editing this package: each is
-    called as ``plugin(app)`` after the routes exist, and may add routes or request hooks.
-    ``app.extensions["statelab"]`` gives them the server's parts: ``name``, ``mode``, ``cart``,
-    ``store``, ``carts``, ``keyring``, ``session_ttl``, ``token_ttl``, ``cookie_name``, ``csrf_guard``
-    (switchable while the server runs), ``identity``, ``placement``, ``current()``, which returns
-    ``(user, state)`` for the request being answered (session data, or token claims, with the
-    ``cart`` wherever it lives) or raises :class:`ApiError` 401, exactly as the built-in routes do
-    (in stateful mode it also sets ``flask.g.sid``), and ``change_cart(fn)``, which applies
-    ``fn(cart) -> new cart`` atomically wherever the cart lives and returns ``(new cart, reply
-    fields)`` (a renewed ``token`` when the cart is in one): a checkout written with it works in
-    every design.
-    """
-    cart = default_cart(mode, cart)
+    if mode is not None:
+        options["mode"] = mode
+    config = ShopConfig.of(config, **options)
+    mode = config.mode
+    store, keyring = config.store, config.keyring
+    if isinstance(store, str):
+        if store != "memory":
+            raise ValueError(f"create_app needs a SessionStore object, not {store!r} (Server and Cluster make "
+                             "'sqlite' and 'valkey' stores)")
+        store = None
     app = Flask(f"statelab.{name}")
     app.session_interface = ProxyAwareSessionInterface()  # cookie Path=/ unless behind Jupyter's proxy
+    cookie_name = config.cookie_name or "sid"
     app.config.update(
-        MAX_CONTENT_LENGTH=MAX_BODY,
-        SECRET_KEY=secret_key or secrets.token_bytes(32),
+        MAX_CONTENT_LENGTH=config.limits.max_body,
+        SECRET_KEY=config.secret_key or secrets.token_bytes(32),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME=f"{cookie_name}-signed" if mode == "cookie" else "session",
-        PERMANENT_SESSION_LIFETIME=max(1, int(session_ttl)),  # also bounds the signature's age
+        PERMANENT_SESSION_LIFETIME=max(1, int(config.session_ttl)),  # also bounds the signature's age
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
     if mode == "stateful" and store is None:
         store = MemoryStore()
     if mode == "stateless" and keyring is None:
-        keyring = Keyring()
+        keyring = Keyring(config.algorithm)
     identity: Identity
     if mode == "stateful":
-        identity = SessionId(store, cookie_name, float(session_ttl))
+        identity = SessionId(store, cookie_name, config.session_ttl)
     elif mode == "stateless":
-        identity = BearerToken(keyring, float(token_ttl), token_max_age)
+        identity = BearerToken(keyring, config.token_ttl, config.token_max_age)
     else:
-        identity = SignedCookie(float(session_ttl))
-    where = placement(cart, identity, carts)
-    state = {
-        "name": name,
-        "mode": mode,
-        "cart": cart,
-        "store": store if mode == "stateful" else None,
-        "carts": getattr(where, "store", None),
-        "keyring": keyring if mode == "stateless" else None,
-        "session_ttl": float(session_ttl),
-        "token_ttl": float(token_ttl),
-        "cookie_name": cookie_name,
-        "csrf_guard": bool(csrf_guard),
-        "identity": identity,
-        "placement": where,
-        "requests": itertools.count(1),
-        "served": 0,
-    }
+        identity = SignedCookie(config.session_ttl)
+    where = placement(config.cart, identity, config.carts)
+    state = ShopState(
+        config=config, name=name, identity=identity, placement=where,
+        store=store if mode == "stateful" else None, carts=getattr(where, "store", None),
+        keyring=keyring if mode == "stateless" else None, cookie_name=cookie_name, csrf_guard=config.csrf_guard,
+    )
     app.extensions["statelab"] = state
     _register_errors(app)
     _register_guard(app, state)
     _register_routes(app, state)
-    for plugin in plugins:
+    for plugin in config.plugins:
         plugin(app)
     return app
 
@@ -175,9 +132,10 @@ def create_app(
 
 def _body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
-    if request.content_length is None and len(raw) >= MAX_BODY:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(raw) >= limit:
         # a chunked body has no Content-Length to refuse up front; werkzeug stops reading at the cap
-        raise ApiError(413, f"request body is larger than {MAX_BODY // 1024} KiB")
+        raise ApiError(413, f"request body is larger than {limit // 1024} KiB")
     try:
         data = request.get_json(force=True, silent=True)  # the type was checked by the guard (when on)
     except RecursionError:  # [[[[...]]]] nested deeper than the parser's stack
@@ -224,7 +182,7 @@ def _register_errors(app: Flask) -> None:
         messages = {
             404: "no such path; try /, /health, /login, /me, /cart, /logout or /catalog",
             405: f"method {request.method} is not allowed here",
-            413: f"request body is larger than {MAX_BODY // 1024} KiB",
+            413: f"request body is larger than {app.config['MAX_CONTENT_LENGTH'] // 1024} KiB",
         }
         response = jsonify(error=messages.get(e.code or 400, e.description or e.name))
         response.status_code = e.code or 400
@@ -283,10 +241,10 @@ def same_origin(origin: str, host: str, forwarded_hosts: str = "", scheme: str =
         _host_port(h, parts.scheme) == theirs for h in forwarded_hosts.split(",") if h.strip())
 
 
-def _register_guard(app: Flask, state: dict[str, Any]) -> None:
+def _register_guard(app: Flask, state: ShopState) -> None:
     @app.before_request
     def refuse_cross_site_writes():
-        if not state["csrf_guard"] or request.method in SAFE_METHODS or request.routing_exception is not None:
+        if not state.csrf_guard or request.method in SAFE_METHODS or request.routing_exception is not None:
             return None
         origin = request.headers.get("Origin")
         if origin is not None and not same_origin(origin, request.host, request.headers.get("X-Forwarded-Host", ""),
@@ -303,18 +261,19 @@ def _register_guard(app: Flask, state: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- routes
 
-def _register_routes(app: Flask, state: dict[str, Any]) -> None:
-    mode = state["mode"]
-    identity: Identity = state["identity"]
-    where = state["placement"]
+def _register_routes(app: Flask, state: ShopState) -> None:
+    mode = state.mode
+    identity: Identity = state.identity
+    where = state.placement
+    requests = itertools.count(1)
 
     @app.before_request
     def count_request():
-        state["served"] = next(state["requests"])
+        state.served = next(requests)
 
     @app.after_request
     def stamp(response):
-        response.headers["X-Served-By"] = state["name"]
+        response.headers["X-Served-By"] = state.name
         if request.endpoint in ("me", "cart_get", "cart_post", "login", "logout"):
             response.headers["Cache-Control"] = "private, no-store"
             response.vary.add(identity.vary)
@@ -322,14 +281,14 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
 
     @app.get("/health")
     def health():
-        return jsonify(server=state["name"], mode=mode, cart=state["cart"], sessions=identity.sessions(),
-                       requests=state["served"])
+        return jsonify(server=state.name, mode=mode, cart=state.cart, sessions=identity.sessions(),
+                       requests=state.served)
 
     @app.get("/")
     def page():
         nonce = secrets.token_urlsafe(16)
-        response = app.response_class(render_page(state["name"], mode, [b["item"] for b in CATALOG], nonce,
-                                                  cart=state["cart"]), mimetype="text/html")
+        response = app.response_class(render_page(state.name, mode, [b["item"] for b in CATALOG], nonce,
+                                                  cart=state.cart), mimetype="text/html")
         response.headers["Content-Security-Policy"] = (
             f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; frame-ancestors 'self'")
         response.headers["Cache-Control"] = "no-store"
@@ -362,8 +321,8 @@ def _register_routes(app: Flask, state: dict[str, Any]) -> None:
         """
         return where.change(identity.current(), change)
 
-    state["current"] = current
-    state["change_cart"] = change_cart
+    state.current = current
+    state.change_cart = change_cart
 
     @app.post("/login")
     def login():

@@ -1,8 +1,9 @@
 """Reusable app plugins: small additions to a bookshop server, passed as ``plugins=[...]``.
 
 A plugin is called as ``plugin(app)`` after the routes exist (see :func:`statelab.shop.app.create_app`);
-it may add routes or request hooks, and asks ``app.extensions["statelab"]["current"]()`` who is
-asking. Lessons and experiments share the ones here instead of keeping copies:
+it may add routes or request hooks, and asks ``app.extensions["statelab"].current()`` who is
+asking (``app.extensions["statelab"]`` is the app's :class:`~statelab.shop.config.ShopState`).
+Lessons and experiments share the ones here instead of keeping copies:
 
 * :func:`store_errors_as_503`: a shared store that is down gives a 503, not a 500 (with
   :class:`~statelab.shop.sessions.OutageStore`);
@@ -80,7 +81,7 @@ def login_keeping_the_id(app: Flask) -> None:
     real ``/login`` defends against. Stateful servers only.
     """
     state = app.extensions["statelab"]
-    if state["mode"] != "stateful":
+    if state.mode != "stateful":
         raise ValueError("login_keeping_the_id is for stateful servers (it keeps a server-side session id)")
 
     @app.post("/login-naive")
@@ -89,13 +90,13 @@ def login_keeping_the_id(app: Flask) -> None:
         user = data.get("user") if isinstance(data, dict) else None
         if not isinstance(user, str) or not NAME_RE.fullmatch(user):
             return jsonify(error="user must be 1-64 characters: letters, digits, '.', '_' or '-'"), 400
-        store, name = state["store"], state["cookie_name"]
+        store, name = state.store, state.cookie_name
         old = request.cookies.get(name, "")
         fresh = {"user": user, "cart": []}
         if 0 < len(old) <= 256 and store.update(old, lambda _: fresh) is not None:
             sid = old  # the bug: the session that existed before login now belongs to `user`
         else:
-            sid = store.create(fresh, state["session_ttl"])
+            sid = store.create(fresh, state.session_ttl)
         response = jsonify(user=user)
         response.set_cookie(name, sid, httponly=True, samesite="Lax", path="/")
         return response
@@ -153,7 +154,7 @@ class InFlight:
         self._lock = threading.Lock()
 
     def __call__(self, app: Flask) -> None:
-        name = app.extensions["statelab"]["name"]
+        name = app.extensions["statelab"].name
         inner = app.wsgi_app
 
         def counted(environ: dict[str, Any], start_response: Any) -> Any:
@@ -362,8 +363,8 @@ def idempotent_writes(keys: IdempotencyKeys) -> Callable[[Flask], None]:
     """
 
     def plugin(app: Flask) -> None:
-        current = app.extensions["statelab"]["current"]
-        app.extensions["statelab"].setdefault("keyed_paths", set()).add("/cart")  # the balancer asks (may repeat)
+        current = app.extensions["statelab"].current
+        app.extensions["statelab"].keyed_paths.add("/cart")  # the balancer asks (may repeat)
 
         @app.before_request
         def replay() -> Response | None:
@@ -442,13 +443,13 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
 
     def plugin(app: Any) -> None:
         state = app.extensions["statelab"]
-        identity = state["identity"]
+        identity = state.identity
         if idempotency is not None:  # the balancer asks (it may repeat a keyed confirm cut by a crash)
-            state.setdefault("keyed_paths", set()).add("/checkout/confirm")
+            state.keyed_paths.add("/checkout/confirm")
 
         @app.post("/checkout/start")
         def checkout_start():
-            _, data = state["current"]()
+            _, data = state.current()
             cart = data["cart"]
             if not cart:
                 raise ApiError(409, "your cart is empty: add something before checking out")
@@ -457,7 +458,7 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
             return jsonify(checkout=snapshot, **reply)
 
         def confirm() -> tuple[int, dict[str, Any]]:
-            user, data = state["current"]()
+            user, data = state.current()
             snapshot = data.get("checkout")
             if not isinstance(snapshot, dict):
                 raise ApiError(409, "nothing to confirm: no checkout in progress (start one first)")
@@ -467,7 +468,7 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
                 taken.append(cart)
                 return []
 
-            _, reply = state["change_cart"](take)  # one atomic change, wherever the cart lives
+            _, reply = state.change_cart(take)  # one atomic change, wherever the cart lives
             if not taken or not taken[-1]:
                 raise ApiError(409, "nothing to confirm: the cart is empty (already confirmed?)")
             return 201, {"order": orders.place(user, taken[-1], str(snapshot.get("id"))), **reply}

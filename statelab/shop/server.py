@@ -10,15 +10,14 @@ Serving HTTP is :mod:`statelab.service`'s job; re-run safety is :mod:`statelab.s
 from __future__ import annotations
 
 import errno
-import secrets
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..service import HOST, HttpService, PortInUseError, cleanup
 from ..service.registry import register
-from .app import Plugin, create_app, default_cart
+from .app import create_app
 from .carts import CartStore, MemoryCartStore
+from .config import ShopConfig, ShopState
 from .sessions import MemoryStore, SessionStore, SqliteStore
 from .tokens import Keyring
 
@@ -31,7 +30,8 @@ def cookie_name_for(mode: str, base: str) -> str | None:
 class Server(HttpService):
     """One bookshop server (see :mod:`statelab.shop.app`) that can crash and come back.
 
-    ``mode`` is who you are and ``cart`` where the cart lives (see :func:`statelab.create_app`).
+    ``mode`` is who you are and ``cart`` where the cart lives (see :func:`statelab.create_app`); every option
+    is a field of its :class:`~statelab.shop.config.ShopConfig` (``server.config``).
     ``store`` is ``"memory"`` (its own sessions, lost on a crash), ``"sqlite"`` or a shared
     :class:`~statelab.shop.sessions.SessionStore`; ``carts`` the cart table for ``cart="db"`` (its own
     when omitted, kept across crashes like a database would be); ``keyring`` holds the token keys
@@ -44,69 +44,77 @@ class Server(HttpService):
 
     _serial: dict[str, int] = {}
 
-    def __init__(
-        self,
-        mode: str = "stateful",
-        *,
-        cart: str | None = None,
-        name: str | None = None,
-        port: int = 0,
-        store: str | SessionStore = "memory",
-        carts: CartStore | None = None,
-        keyring: Keyring | None = None,
-        algorithm: str = "HS256",
-        secret_key: bytes | None = None,
-        session_ttl: float = 1800,
-        token_ttl: float = 900,
-        token_max_age: float | None = None,
-        cookie_name: str | None = None,
-        csrf_guard: bool = True,
-        plugins: Iterable[Plugin] = (),
-    ) -> None:
-        self.cart = default_cart(mode, cart)  # a ValueError before anything starts
+    def __init__(self, mode: str | None = None, *, name: str | None = None, port: int = 0,
+                 config: ShopConfig | None = None, **options: Any) -> None:
+        """``Server("stateless", token_ttl=60)``: the keywords are :class:`~statelab.shop.config.ShopConfig`'s
+        fields (``cart``, ``store``, ``carts``, ``keyring``, ``algorithm``, ``secret_key``, ``session_ttl``,
+        ``token_ttl``, ``token_max_age``, ``cookie_name``, ``csrf_guard``, ``limits``, ``plugins``), or pass a
+        ``config`` (keywords given as well change it)."""
+        if mode is not None:
+            options["mode"] = mode
+        config = ShopConfig.of(config, **options)  # a ValueError (cart that does not fit) before anything starts
+        if isinstance(config.store, str) and config.store not in ("memory", "sqlite"):
+            raise ValueError(f"store must be 'memory', 'sqlite' or a SessionStore, not {config.store!r}")
+        if config.keyring is None and config.mode == "stateless":
+            config = config.but(keyring=Keyring(config.algorithm))  # kept across restarts, like keys on disk
+        if config.cart == "db" and config.carts is None:
+            config = config.but(carts=MemoryCartStore())  # its own database: outside its memory, kept by a crash
+        if config.cart != "db" and config.carts is not None:
+            config = config.but(carts=None)
+        self.config: ShopConfig = config.with_secret()
         if name is None:
-            Server._serial[mode] = Server._serial.get(mode, 0) + 1
-            name = f"{mode}-{Server._serial[mode]}"
+            Server._serial[config.mode] = Server._serial.get(config.mode, 0) + 1
+            name = f"{config.mode}-{Server._serial[config.mode]}"
         super().__init__(name, port)
-        self.mode = mode
-        if isinstance(store, str) and store not in ("memory", "sqlite"):
-            raise ValueError(f"store must be 'memory', 'sqlite' or a SessionStore, not {store!r}")
-        self._own_sqlite = store == "sqlite"  # a file of its own, in a temp folder it removes on stop()
+        self._own_sqlite = config.store == "sqlite"  # a file of its own, in a temp folder it removes on stop()
         self._tmp: cleanup.Scratch | None = None
-        self._shared_store: SessionStore | None = None if isinstance(store, str) else store
-        if keyring is None and mode == "stateless":
-            keyring = Keyring(algorithm)
-        self.keyring = keyring
-        if self.cart == "db" and carts is None:
-            carts = MemoryCartStore()  # this server's own database: outside its memory, so a crash keeps it
-        self.carts: CartStore | None = carts if self.cart == "db" else None
-        self._cookie_base = cookie_name
-        self._app_options = dict(
-            mode=mode, cart=self.cart, carts=self.carts, keyring=keyring,
-            secret_key=secret_key or secrets.token_bytes(32), session_ttl=session_ttl, token_ttl=token_ttl,
-            token_max_age=token_max_age, csrf_guard=csrf_guard, plugins=tuple(plugins),
-        )
+        self._shared_store: SessionStore | None = None if isinstance(config.store, str) else config.store
         self.app: Any = None
         self.store: SessionStore | None = None
         self._keyed_paths: frozenset[str] = frozenset()  # known from the last start: also asked once crashed
 
     @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def cart(self) -> str:
+        return str(self.config.cart)
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The token keys (stateless), shared by a cluster and kept across restarts."""
+        return self.config.keyring
+
+    @property
+    def carts(self) -> CartStore | None:
+        """The cart table of ``cart="db"`` (None otherwise)."""
+        return self.config.carts
+
+    @property
+    def state(self) -> ShopState | None:
+        """The running app's :class:`~statelab.shop.config.ShopState` (None while down)."""
+        app = self.app
+        return app.extensions["statelab"] if app is not None else None
+
+    @property
     def cookie_name(self) -> str | None:
         """The name of the cookie that carries this server's login (``sid-<port>`` unless given; None if
         stateless). Known once the server has a port (after the first start when ``port=0``)."""
-        base = self._cookie_base or (f"sid-{self.port}" if self.port else None)
+        base = self.config.cookie_name or (f"sid-{self.port}" if self.port else None)
         return cookie_name_for(self.mode, base) if base else None
 
     @property
     def csrf_guard(self) -> bool:
         """Whether non-JSON bodies (415) and cross-origin writes (403) are refused; settable while running."""
-        return bool(self._app_options["csrf_guard"])
+        return self.config.csrf_guard
 
     @csrf_guard.setter
     def csrf_guard(self, on: bool) -> None:
-        self._app_options["csrf_guard"] = bool(on)
-        if self.app is not None:
-            self.app.extensions["statelab"]["csrf_guard"] = bool(on)
+        self.config = self.config.but(csrf_guard=bool(on))  # for the next (re)start
+        state = self.state
+        if state is not None:
+            state.csrf_guard = bool(on)  # and for the app running now
 
     def _build_app(self) -> Any:
         if self._own_sqlite and self._shared_store is None:  # first start, or the first after a stop()
@@ -117,9 +125,9 @@ class Server(HttpService):
         if store is None and self.mode == "stateful":
             store = MemoryStore()  # a fresh process has empty memory
         self.store = store
-        base = self._cookie_base or f"sid-{self.port}"
-        self.app = create_app(name=self.name, store=store, cookie_name=base, **self._app_options)
-        self._keyed_paths = frozenset(self.app.extensions["statelab"].get("keyed_paths", ()))
+        base = self.config.cookie_name or f"sid-{self.port}"
+        self.app = create_app(name=self.name, config=self.config.but(store=store or "memory", cookie_name=base))
+        self._keyed_paths = frozenset(self.app.extensions["statelab"].keyed_paths)
         return self.app
 
     def honours_idempotency_key(self, path: str) -> bool:
@@ -141,13 +149,13 @@ class Server(HttpService):
         app = self.app
         if not self.alive or app is None:
             return 0
-        return app.extensions["statelab"]["identity"].sessions()
+        return app.extensions["statelab"].identity.sessions()
 
     @property
     def requests(self) -> int:
         """Requests answered since this server (re)started."""
         app = self.app
-        return app.extensions["statelab"]["served"] if app is not None and self.alive else 0
+        return app.extensions["statelab"].served if app is not None and self.alive else 0
 
     def stop(self) -> None:
         """Clean shutdown: stop listening, close every connection, and remove a ``store="sqlite"`` file of its own."""

@@ -25,8 +25,8 @@ from urllib.parse import quote
 from ..network import Link
 from ..service import HOST, PortInUseError, cleanup
 from ..service.registry import register
-from ..shop.app import default_cart
 from ..shop.carts import CartStore, SqliteCartStore
+from ..shop.config import ShopConfig
 from ..shop.server import Server, cookie_name_for
 from ..shop.sessions import SessionStore, SqliteStore
 from ..shop.tokens import Keyring
@@ -108,16 +108,21 @@ class Cluster:
       in the server (a 500).
     """
 
-    def __init__(self, servers: int = 3, mode: str = "stateful", store: str | SessionStore = "memory",
-                 balancer: str = "round_robin", *, cart: str | None = None, algorithm: str = "HS256",
-                 session_ttl: float = 1800, token_ttl: float = 900, token_max_age: float | None = None,
-                 carts: CartStore | None = None, csrf_guard: bool = True, plugins: Any = (),
-                 distance: float | None = None, idempotency: bool = False) -> None:
+    def __init__(self, servers: int = 3, mode: str | None = None, store: str | SessionStore | None = None,
+                 balancer: str = "round_robin", *, distance: float | None = None, idempotency: bool = False,
+                 config: ShopConfig | None = None, **options: Any) -> None:
         if not isinstance(servers, int) or not 1 <= servers <= 32:
             raise ValueError("servers must be a whole number from 1 to 32")
+        if mode is not None:
+            options["mode"] = mode
+        if store is not None:
+            options["store"] = store
+        config = ShopConfig.of(config, **options)  # cart=, session_ttl=, csrf_guard=, plugins=, ...
+        store, carts, plugins = config.store, config.carts, config.plugins
+        mode = config.mode
         if isinstance(store, str) and store not in STORES:
             raise ValueError(f"store must be one of {', '.join(STORES)} or a SessionStore, not {store!r}")
-        self.cart = default_cart(mode, cart)
+        self.cart = str(config.cart)
         self.mode = mode
         self._distance = _check_distance(distance)
         if carts is not None and self.cart != "db":
@@ -138,7 +143,7 @@ class Cluster:
         self._owned: list[Any] = []  # stores the cluster made and closes
         self.carts: CartStore | None = carts
         self.idempotency_keys: Any = None  # what the servers remember per Idempotency-Key (idempotency=True)
-        self.keyring = Keyring(algorithm) if mode == "stateless" else None
+        self.keyring = (config.keyring or Keyring(config.algorithm)) if mode == "stateless" else None
         self._cookie_base = f"sid-c{secrets.token_hex(3)}"
         self.servers: list[Server] = []
         self.balancer = LoadBalancer((), balancer, start=False)
@@ -155,8 +160,8 @@ class Cluster:
             elif self.cart == "db" and carts is None:
                 self.carts = SqliteCartStore(Path(self._folder()) / "carts.sqlite3")
                 self._owned.append(self.carts)
-            self.store: str | SessionStore = store
-            plugins = tuple(plugins)
+            #: the shared session store (None: each server keeps its own sessions in memory)
+            self.store: SessionStore | None = None if isinstance(store, str) else store
             if idempotency:
                 if self.valkey is not None or self._distance is not None:
                     self.idempotency_keys = self._valkey_part("idempotency")
@@ -171,10 +176,9 @@ class Cluster:
                 from ..shop.plugins import store_errors_as_503
 
                 plugins = (store_errors_as_503, *plugins)
-            self._options = dict(mode=mode, cart=self.cart, store=store, carts=self.carts, keyring=self.keyring,
-                                 secret_key=secrets.token_bytes(32), session_ttl=session_ttl, token_ttl=token_ttl,
-                                 token_max_age=token_max_age, cookie_name=self._cookie_base, csrf_guard=csrf_guard,
-                                 plugins=plugins)
+            #: what every server of this cluster is built from (one signing key, one cookie name, the shared parts)
+            self.config: ShopConfig = config.but(store=store, carts=self.carts, keyring=self.keyring,
+                                                 cookie_name=self._cookie_base, plugins=plugins).with_secret()
             for _ in range(servers):
                 self.add_server()
             self.balancer.start()
@@ -227,7 +231,7 @@ class Cluster:
 
     @csrf_guard.setter
     def csrf_guard(self, on: bool) -> None:
-        self._options["csrf_guard"] = bool(on)  # for the servers added later
+        self.config = self.config.but(csrf_guard=bool(on))  # for the servers added later
         for server in self.servers:
             server.csrf_guard = on
 
@@ -250,7 +254,7 @@ class Cluster:
 
     def add_server(self) -> Server:
         """Start one more server; the balancer routes to it from the next request on."""
-        server = Server(name=f"server-{len(self.servers)}", **self._options)
+        server = Server(name=f"server-{len(self.servers)}", config=self.config)
         server.start()
         self.servers.append(server)
         self.balancer.add(server)
