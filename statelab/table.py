@@ -1,6 +1,7 @@
 """The seed's comparison table as data: nine rows, each linked to its experiment and notebook.
 
-The claims are quoted from the source text (``shared/seed/stateful-vs-stateless.txt``) so a
+The claims are quoted word for word from the source text the course sets out to test ("the seed";
+``table.json`` is this repository's copy of its table and benefits, see docs/ARCHITECTURE.md) so a
 notebook can show them side by side and then test them. ``benefits`` names the benefits of
 sections 4 (stateful, ``4a``-``4d``) and 5 (stateless, ``5a``-``5d``) that the row's notebook
 tests and judges: each benefit is judged in exactly one notebook, so the scoreboard has one verdict

@@ -41,7 +41,7 @@ def test_start_here_draws_the_two_axes_and_names_the_four_designs():
     assert "DESIGNS" in source and "benefit_row" in source, "00 builds its servers and its benefit map from data"
 
 
-#: The seed's own name for each benefit (sections 4 and 5 of shared/seed/stateful-vs-stateless.txt).
+#: The seed's own name for each benefit (its sections 4 and 5; statelab/table.json keeps them).
 SEED_BENEFIT_NAMES = {"4a": "session persistence", "4b": "efficient resource use", "4c": "personalization",
                       "4d": "enhanced security", "5a": "high scalability", "5b": "fault tolerance",
                       "5c": "simplified load balancing", "5d": "better performance"}

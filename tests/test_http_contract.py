@@ -1,4 +1,4 @@
-"""DESIGN.md's HTTP contract, row by row, for every design (who you are x where the cart lives), on a
+"""The HTTP contract (docs/ARCHITECTURE.md), row by row, for every design (who you are x where the cart lives), on a
 server directly and through a balancer.
 
 Real servers on loopback, real requests. Through the balancer, a stateful cluster shares a SQLite
