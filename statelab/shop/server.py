@@ -16,7 +16,7 @@ from typing import Any
 from ..service import HOST, HttpService, PortInUseError, cleanup
 from ..service.registry import register
 from .app import create_app
-from .carts import CartStore, MemoryCartStore
+from .carts import MemoryCartStore
 from .config import ShopConfig, ShopState
 from .sessions import MemoryStore, SessionStore, SqliteStore
 from .tokens import Keyring
@@ -62,6 +62,8 @@ class Server(HttpService):
         if config.cart != "db" and config.carts is not None:
             config = config.but(carts=None)
         self.config: ShopConfig = config.with_secret()
+        # the parts that never change while the server exists (its keyring and cart table survive restarts)
+        self.mode, self.cart, self.keyring, self.carts = config.mode, str(config.cart), config.keyring, config.carts
         if name is None:
             Server._serial[config.mode] = Server._serial.get(config.mode, 0) + 1
             name = f"{config.mode}-{Server._serial[config.mode]}"
@@ -72,24 +74,6 @@ class Server(HttpService):
         self.app: Any = None
         self.store: SessionStore | None = None
         self._keyed_paths: frozenset[str] = frozenset()  # known from the last start: also asked once crashed
-
-    @property
-    def mode(self) -> str:
-        return self.config.mode
-
-    @property
-    def cart(self) -> str:
-        return str(self.config.cart)
-
-    @property
-    def keyring(self) -> Keyring | None:
-        """The token keys (stateless), shared by a cluster and kept across restarts."""
-        return self.config.keyring
-
-    @property
-    def carts(self) -> CartStore | None:
-        """The cart table of ``cart="db"`` (None otherwise)."""
-        return self.config.carts
 
     @property
     def state(self) -> ShopState | None:
