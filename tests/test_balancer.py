@@ -13,7 +13,6 @@ from flask import Flask, jsonify, request
 
 import statelab as sl
 from statelab.service import wait_until
-from statelab.topology.balancer import COOKIE
 from statelab.topology.cache import SharedCache
 
 
@@ -64,6 +63,7 @@ def test_sticky_pins_via_cookie_and_repins_when_its_server_dies(cluster):
     alice = sl.Client(c.url)
     ex = alice.login("alice")
     pinned = ex.served_by
+    COOKIE = c.balancer.cookie_name
     assert alice.cookies[COOKIE] == pinned
     cookie_header = [v for v in ex.headers.get("Set-Cookie", "").split(", ") if v.startswith(COOKIE)]
     assert cookie_header and "HttpOnly" in cookie_header[0] and "SameSite=Lax" in cookie_header[0]
@@ -89,6 +89,7 @@ def test_sticky_pins_via_cookie_and_repins_when_its_server_dies(cluster):
 def test_sticky_ignores_a_forged_cookie(cluster):
     c = cluster(2, mode="stateless", balancer="sticky")
     browser = sl.Client(c.url)
+    COOKIE = c.balancer.cookie_name
     browser._http.cookies.set(COOKIE, "server-99", domain="127.0.0.1", path="/")
     ex = browser.health()
     assert ex.status == 200 and ex.served_by in ("server-0", "server-1")

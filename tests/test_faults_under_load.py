@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import statelab as sl
-from statelab.topology.balancer import COOKIE
+from statelab.shop.plugins import IdempotencyKeys, idempotent_writes
 
 pytestmark = pytest.mark.slow
 
@@ -203,9 +203,11 @@ def test_stateless_traffic_fails_only_for_requests_in_flight_at_a_crash():
 
 
 def test_stateless_traffic_with_idempotency_keys_sees_no_failure_at_all():
-    # The same kill loop, but every write says a repeat is safe: the balancer re-sends what a crash cut.
-    # For a stateless server that is exactly right: the answer is computed from the token alone.
-    with sl.Cluster(SERVERS, mode="stateless", balancer="round_robin") as cluster:
+    # The same kill loop, but every write carries an Idempotency-Key and the servers honour it (they say so:
+    # server.honours_idempotency_key), so the balancer re-sends what a crash cut: never failed, never twice.
+    keys = IdempotencyKeys()  # shared by the cluster's servers, as a table or Redis would be
+    with sl.Cluster(SERVERS, mode="stateless", balancer="round_robin",
+                    plugins=[idempotent_writes(keys)]) as cluster:
         users = log_in_everyone(cluster.url)
         kills = under_load(cluster, users, lambda: kill_loop(cluster, KILL_LOOP_S), keyed=True)
         sent, failed, exposed = report("stateless, round robin, keyed writes", users, kills)
@@ -217,6 +219,7 @@ def test_stateless_traffic_with_idempotency_keys_sees_no_failure_at_all():
 
 def test_sticky_memory_sessions_lose_exactly_the_dead_servers_users():
     with sl.Cluster(SERVERS, mode="stateful", store="memory", balancer="sticky") as cluster:
+        COOKIE = cluster.balancer.cookie_name
         users = log_in_everyone(cluster.url, n=3 * SERVERS)
         pinned = {}
         for u in users:

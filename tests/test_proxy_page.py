@@ -91,7 +91,7 @@ def test_signed_cookie_and_sticky_balancer_cookies_are_scoped_too(cluster):
         assert "Path=/;" in _set_cookie(answer, server.cookie_name) + ";"
     c = cluster(servers=2, mode="stateful", balancer="sticky")
     answer = requests.post(f"{c.url}/login", json={"user": "alice"}, headers=prefix, timeout=5)
-    assert "Path=/proxy/7/" in _set_cookie(answer, "statelab-lb")
+    assert "Path=/proxy/7/" in _set_cookie(answer, c.balancer.cookie_name)
     assert "Path=/proxy/7/" in _set_cookie(answer, c.cookie_name)  # the backend saw the prefix through the balancer
 
 

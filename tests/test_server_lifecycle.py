@@ -365,13 +365,26 @@ def test_load_run_targets_only_this_interpreter_s_own_servers():
             assert sl.load.run(target, duration=5, max_requests=5, separate_process=False).statuses == {200: 5}
 
 
-def test_restart_on_a_port_taken_meanwhile_says_so_or_moves():
+def test_a_killed_server_keeps_its_port_so_nobody_can_take_it():
     server = sl.Server("stateless").start()
     port = server.port
     server.kill()
+    assert refuses(port)  # a crash: refused at once...
+    with pytest.raises(OSError) as info:
+        squat(port)  # ...but the port is still ours (statelab.service.Listener)
+    assert info.value.errno == errno.EADDRINUSE
+    assert server.restart().port == port and sl.Client(server.url).health().status == 200
+    server.stop()
+
+
+def test_restart_on_a_port_taken_meanwhile_says_so_or_moves(capfd):
+    server = sl.Server("stateless").start()
+    port = server.port
+    server.stop()  # a clean stop frees the port (a kill would keep it)
     with squat(port):
         with pytest.raises(sl.PortInUseError) as info:
             server.restart()
+        assert capfd.readouterr().err == ""  # said once, in the exception: nothing printed on stderr
         message = str(info.value)
         assert str(port) in message and "restart(port=0)" in message and server.name in message
         server.restart(port=0)  # come back anywhere free: a new url
@@ -379,13 +392,13 @@ def test_restart_on_a_port_taken_meanwhile_says_so_or_moves():
     server.stop()
 
 
-def test_a_cluster_follows_a_server_that_had_to_move():
+def test_a_cluster_follows_a_server_that_had_to_move(capfd):
     with sl.Cluster(2, mode="stateless") as c:
         old = c.servers[1].port
-        c.kill(1)
+        c.servers[1].stop()  # a clean stop frees the port (a kill would keep it)
         with squat(old):
             moved = c.restart(1)
-            assert moved.alive and moved.port != old
+            assert moved.alive and moved.port != old and capfd.readouterr().err == ""
             seen = {sl.Client(c.url).health().served_by for _ in range(6)}
         assert seen == {"server-0", "server-1"}
 

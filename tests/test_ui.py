@@ -165,7 +165,7 @@ def test_strategy_dropdown_sets_the_balancer(cluster, dashboards):
     assert c.strategy == "sticky"
     assert "sticky" in dash.message.value
     click(dash.client_panel.login_button, dash.client_panel.me_button)
-    assert "statelab-lb" in dash.client.cookies
+    assert c.balancer.cookie_name in dash.client.cookies
     assert "pins you to" in dash.inspector.story.value
     c.strategy = "round_robin"  # changed from a cell: the dropdown follows on refresh
     dash.refresh()

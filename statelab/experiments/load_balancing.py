@@ -207,7 +207,7 @@ def _moved(clients: list[Client], homes: list[str | None], traffic: Traffic) -> 
 
 def _crash_under_sticky(cluster: Cluster, clients: list[Client], traffic: Traffic) -> dict[str, int]:
     """Crash the server most users are pinned to; count who is re-pinned and what they lose."""
-    pins = [c.cookies.get("statelab-lb") for c in clients]
+    pins = [c.cookies.get(cluster.balancer.cookie_name) for c in clients]
     victim = max(set(pins), key=pins.count) or cluster.servers[0].name
     cluster.kill(victim)
     moved, lost_session, lost_cart = _moved(clients, pins, traffic)

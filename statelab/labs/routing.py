@@ -15,7 +15,6 @@ from collections import Counter
 from typing import Any
 
 from ..client import Client, Exchange
-from ..topology.balancer import COOKIE
 from ..topology.cluster import Cluster
 from .report import LearnerError, Report, call, checker
 
@@ -77,8 +76,9 @@ def check_pins_users(report: Report, pin: Any) -> None:
                       sum(_has_book(ex) for ex in carts))
         homes = Counter(c.history[0].served_by for c in clients if c.history[0].served_by in NAMES)
         report.expect("new users are spread over the servers", len(homes) >= 2, "2 or 3 servers in use", dict(homes))
-        remembered = sum(c.cookies.get(COOKIE) == c.history[0].served_by for c in clients)
-        report.expect(f"the balancer cookie ({COOKIE}) names each user's server", remembered == USERS,
+        cookie = cluster.balancer.cookie_name  # statelab-lb-<port>: each balancer names its own
+        remembered = sum(c.cookies.get(cookie) == c.history[0].served_by for c in clients)
+        report.expect(f"the balancer cookie ({cookie}) names each user's server", remembered == USERS,
                       f"{USERS} of {USERS}", remembered)
 
 

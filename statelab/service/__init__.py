@@ -8,6 +8,10 @@ to send a request, and answers the errors raised below the WSGI app (a bad reque
 headers, a client out of time) with JSON, like the app itself. :func:`running` lists the services
 this interpreter runs (``load.run`` sends load to no other).
 
+A service owns its listening socket across a crash (:class:`Listener`): a killed server refuses
+connections at once, as a dead process does, but its port stays bound, so no other program (another
+learner's on a shared machine) can take it and pose as the server while it is down.
+
 :mod:`statelab.service.registry` tracks what was started, so re-running a notebook cell or
 ``stop_all()`` stops it.
 """
@@ -18,7 +22,9 @@ import errno
 import io
 import json
 import logging
+import os
 import socket
+import struct
 import threading
 import time
 import weakref
@@ -36,8 +42,112 @@ POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: bounds kill
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
+LISTEN_BACKLOG = 128
+MAX_BLANK_LINES = 8  # empty lines ignored before a request line (RFC 9112 2.2 asks for at least one)
+#: Headers a proxy sets to say how the browser reached it. Believed only from a process of this Unix user.
+FORWARDING_HEADERS = ("X-Forwarded-Host", "X-Forwarded-Prefix")
+TOO_LARGE_HEADERS = (
+    "the request's headers are too large (a header line over 64 KiB, or over 100 headers). From a browser this "
+    "is almost always cookies: a browser sends every cookie of 127.0.0.1 to every port of it, and a page on "
+    "any port of this host can set many large ones. Clear this site's cookies (127.0.0.1) in your browser's "
+    "settings, then reload"
+)
+
+
 class PortInUseError(OSError):
     """The port a server should listen on is taken by another program."""
+
+
+class Listener:
+    """A service's listening socket, which outlives a crash of the service (as the port of a service
+    manager does: systemd's socket activation keeps the socket while the process restarts).
+
+    Why: a crash is the death of a process, not of its port. If the port were freed, any program on
+    the machine (another learner's, on a shared one) could bind it within microseconds, receive what
+    clients send there (a session cookie, a Bearer token) and answer as if it were our server. So a
+    killed service keeps its socket bound but stops listening (``pause``): connections are refused at
+    once, exactly as with a dead process, and ``SO_REUSEADDR`` is cleared so that nobody else's bind can
+    share the port. ``resume`` listens again on the same port. Only ``close`` (a clean stop) frees it.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.sock = self._bind(port)
+        self.port: int = self.sock.getsockname()[1]
+
+    @staticmethod
+    def _bind(port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # our own old connections may linger
+            if port == 0:
+                # Linux frees a port picked by bind(0) when the socket stops listening: pick one, then bind it
+                # by number (a held port); the probe keeps it ours until then.
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind((HOST, 0))
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind((HOST, probe.getsockname()[1]))
+            else:
+                sock.bind((HOST, port))
+            sock.listen(LISTEN_BACKLOG)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def pause(self) -> None:
+        """Stop listening but keep the port: connections are refused (and any waiting in the backlog reset)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)  # nobody else may bind it now
+
+    def resume(self) -> None:
+        """Listen again on the same port (SO_REUSEADDR back on, so our own closed connections do not block it)."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.listen(LISTEN_BACKLOG)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _port_in_use(port: int, name: str) -> PortInUseError:
+    return PortInUseError(
+        errno.EADDRINUSE,
+        f"port {port} on {HOST} is in use by another program; "
+        f"stop that program or start {name} on another port (port=0 picks a free one)",
+    )
+
+
+_SOCK_DIAG_BY_FAMILY, _NETLINK_SOCK_DIAG, _NLMSG_ERROR = 20, 4, 2
+_ALL_STATES, _NO_COOKIE = 0xFFFFFFFF, 0xFFFFFFFF
+
+
+def _uid_of_peer(local_port: int, peer_port: int) -> int | None:
+    """The Unix user that owns the other end of our loopback connection (None: cannot tell here).
+
+    The kernel knows every socket's owner; Linux answers "who owns 127.0.0.1:peer_port -> 127.0.0.1:local_port"
+    over netlink (sock_diag, what ``ss`` uses), in microseconds and without privileges. Elsewhere (macOS) None.
+    """
+    if not hasattr(socket, "AF_NETLINK"):
+        return None
+    for family, loopback in ((socket.AF_INET, socket.inet_aton(HOST) + bytes(12)),
+                             (socket.AF_INET6, socket.inet_pton(socket.AF_INET6, "::ffff:" + HOST))):
+        # struct inet_diag_req_v2: the peer's socket has the client's port as its source, ours as destination
+        request = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, _ALL_STATES)
+        request += struct.pack("!HH", peer_port, local_port) + loopback + loopback
+        request += struct.pack("=III", 0, _NO_COOKIE, _NO_COOKIE)
+        message = struct.pack("=IHHII", 16 + len(request), _SOCK_DIAG_BY_FAMILY, 1, 1, 0) + request  # NLM_F_REQUEST
+        try:
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+                nl.settimeout(1)
+                nl.send(message)
+                reply = nl.recv(8192)
+        except OSError:
+            return None
+        if len(reply) >= 16 + 72 and struct.unpack_from("=H", reply, 4)[0] != _NLMSG_ERROR:
+            return int(struct.unpack_from("=I", reply, 16 + 64)[0])  # inet_diag_msg.idiag_uid
+    return -1  # no such connection: not a process of this machine we can name, so not ours
 
 
 def _json_head(code: int, phrase: str, body: bytes, served_by: str) -> bytes:
@@ -62,6 +172,8 @@ class _Handler(WSGIRequestHandler):
         # URL, too many or too-long headers. The default body is an HTML page.
         if self.request_version == "HTTP/0.9":  # unparsable request line: still send a status line
             self.request_version = "HTTP/1.0"
+        if code == 431:  # http.server's "Line too long" / "Too many headers" says nothing a learner can act on
+            message = TOO_LARGE_HEADERS
         if code >= 500:  # only 505 (unsupported HTTP version) gets here: the client's fault, so a 4xx
             message = f"{HTTPStatus(code).phrase}: {message}" if message else HTTPStatus(code).phrase
             code = 400
@@ -80,6 +192,25 @@ class _Handler(WSGIRequestHandler):
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):
             self.wfile.write(body)
 
+    def parse_request(self) -> bool:
+        """Parse the request line, after skipping empty lines before it (RFC 9112 2.2: a server SHOULD ignore
+        at least one); only blank lines, or more than :data:`MAX_BLANK_LINES`, get a JSON 400."""
+        skipped = 0
+        while self.raw_requestline in (b"\r\n", b"\n") and skipped < MAX_BLANK_LINES:
+            skipped += 1
+            self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:  # the client sent blank lines and hung up: nobody to answer
+            self.close_connection = True
+            return False
+        if self.raw_requestline in (b"\r\n", b"\n") or len(self.raw_requestline) > 65536:
+            self.command, self.request_version, self.requestline = "", "HTTP/1.0", ""
+            if len(self.raw_requestline) > 65536:
+                self.send_error(414)
+            else:
+                self.send_error(400, f"no request line after {MAX_BLANK_LINES} empty lines")
+            return False
+        return super().parse_request()
+
     def run_wsgi(self) -> None:
         """Run the app for a request whose head has arrived, unless the server went down meanwhile."""
         server: _Httpd = self.server  # type: ignore[assignment]
@@ -92,6 +223,10 @@ class _Handler(WSGIRequestHandler):
     def make_environ(self) -> dict[str, Any]:
         environ = super().make_environ()
         environ["statelab.connection"] = self.connection  # lets the app's wrapper end the body deadline
+        # The target exactly as the request line carried it (its bytes as latin-1, as PEP 3333 does).
+        # Werkzeug's RAW_URI encodes it to UTF-8 once more, so /caf\xc3\xa9 would be forwarded as /caf%C3%83%C2%A9.
+        environ["RAW_URI"] = self.path
+        self._drop_foreign_forwarding(environ)
         length = environ.get("CONTENT_LENGTH", "")
         done = lambda: self.server.body_read(self.connection)  # noqa: E731
         if length.isdigit() and 0 < int(length) <= MAX_BODY and not environ.get("wsgi.input_terminated"):
@@ -104,6 +239,28 @@ class _Handler(WSGIRequestHandler):
             environ["wsgi.input"] = _TimedInput(environ["wsgi.input"], int(length) if length.isdigit() else None,
                                                 done)
         return environ
+
+
+    def _drop_foreign_forwarding(self, environ: dict[str, Any]) -> None:
+        """Ignore X-Forwarded-Host and X-Forwarded-Prefix unless a process of this Unix user sent them.
+
+        They say how a browser reached us through a proxy (the Host it saw, for the same-origin check; the
+        path jupyter-server-proxy mounts us under, for cookie paths). The proxies that set them are ours:
+        statelab's balancer and cache, and jupyter-server-proxy inside your own Jupyter server, all running
+        as you. A browser cannot send them to another site without asking first (CORS), so the one sender to
+        refuse is another user of a shared machine. Where the owner cannot be read (no /proc, as on macOS,
+        usually a machine of one user) they are kept.
+        """
+        present = [h for h in FORWARDING_HEADERS if "HTTP_" + h.upper().replace("-", "_") in environ]
+        if not present:
+            return
+        try:
+            uid = _uid_of_peer(int(environ["SERVER_PORT"]), int(environ["REMOTE_PORT"]))
+        except (KeyError, ValueError):
+            uid = None
+        if uid is not None and uid != os.getuid():
+            for h in present:
+                environ.pop("HTTP_" + h.upper().replace("-", "_"), None)
 
 
 class _TimedInput:
@@ -280,6 +437,7 @@ class HttpService:
         self.port = port
         self._httpd: _Httpd | None = None
         self._thread: threading.Thread | None = None
+        self._listener: Listener | None = None  # kept across a crash (see Listener)
         self._lock = threading.RLock()
 
     # subclasses build the app to serve; called at every (re)start
@@ -302,22 +460,31 @@ class HttpService:
         with self._lock:
             if self._httpd is not None:
                 return self
+            if self._listener is not None and self._listener.port != self.port:
+                self.release_port()  # asked to come back on another port
             try:
-                httpd = _Httpd(HOST, self.port, None, handler=_Handler, header_timeout=self.header_timeout,
-                               body_timeout=self.body_timeout)
-            except SystemExit:  # werkzeug exits the process on a busy port; say it plainly instead
-                raise PortInUseError(
-                    errno.EADDRINUSE,
-                    f"port {self.port} on {HOST} is in use by another program; "
-                    f"stop that program or start {self.name} on another port (port=0 picks a free one)",
-                ) from None
+                if self._listener is None:
+                    self._listener = Listener(self.port)
+                else:
+                    self._listener.resume()
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                raise _port_in_use(self.port, self.name) from None
+            try:
+                httpd = _Httpd(HOST, self._listener.port, None, handler=_Handler, header_timeout=self.header_timeout,
+                               body_timeout=self.body_timeout, fd=self._listener.sock.fileno())
+            except BaseException:
+                self._listener.pause()
+                raise
             httpd.service_name = self.name
-            self.port = httpd.server_port
+            self.port = self._listener.port
             try:
                 # once the port is known: a server names its cookie after it
                 httpd.app = httpd.answer_in_time(self._build_app())
             except BaseException:
                 httpd.server_close()
+                self._listener.pause()
                 raise
             thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
                                       name=f"statelab-{self.name}", daemon=True)
@@ -334,17 +501,29 @@ class HttpService:
             self._httpd = self._thread = None
             _running.discard(self)
             httpd.crashed = crash
+            if self._listener is not None:
+                self._listener.pause()  # refused from now on; a crash keeps the port (see Listener)
             httpd.cut_connections()  # from now on no request is answered or acted on, crash or clean stop
-            httpd.shutdown()  # serve_forever returns within POLL_INTERVAL and closes the socket
+            httpd.shutdown()  # serve_forever returns within POLL_INTERVAL and closes its copy of the socket
             httpd.server_close()
+            if not crash:
+                self.release_port()
             httpd.cut_connections()  # anything accepted while we were stopping
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=2)
             self._on_down()
 
     def stop(self) -> None:
-        """Clean shutdown: stop listening and close every open connection. Safe to call twice."""
+        """Clean shutdown: stop listening, close every open connection and free the port. Safe to call twice."""
         self._shutdown(crash=False)
+        self.release_port()
+
+    def release_port(self) -> None:
+        """Free the port a crashed service kept (``stop()`` does it; so does a restart on another port)."""
+        with self._lock:
+            if self._listener is not None and self._httpd is None:
+                self._listener.close()
+                self._listener = None
 
     def __enter__(self):
         return self

@@ -361,6 +361,7 @@ def idempotent_writes(keys: IdempotencyKeys) -> Callable[[Flask], None]:
 
     def plugin(app: Flask) -> None:
         current = app.extensions["statelab"]["current"]
+        app.extensions["statelab"].setdefault("keyed_paths", set()).add("/cart")  # the balancer asks (may repeat)
 
         @app.before_request
         def replay() -> Response | None:
@@ -440,6 +441,8 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
     def plugin(app: Any) -> None:
         state = app.extensions["statelab"]
         identity = state["identity"]
+        if idempotency is not None:  # the balancer asks (it may repeat a keyed confirm cut by a crash)
+            state.setdefault("keyed_paths", set()).add("/checkout/confirm")
 
         @app.post("/checkout/start")
         def checkout_start():

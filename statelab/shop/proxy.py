@@ -10,6 +10,12 @@ every server, and two stateful servers would overwrite each other's ``sid``. jup
 cookies through unchanged, but it tells the app where it is mounted (``X-Forwarded-Prefix``): statelab scopes
 its cookies to that path, so each proxied server keeps its own. Direct requests carry no prefix and keep the
 HTTP contract's ``Path=/``.
+
+Who may say where a request came from: ``X-Forwarded-Prefix`` (and ``X-Forwarded-Host``, which statelab's balancer
+and cache set) are believed only when a process of your own Unix user sent them: jupyter-server-proxy inside your
+Jupyter server, or statelab's own proxies. :mod:`statelab.service` asks the kernel who owns the other end of each
+such connection and drops the headers from anyone else's (another learner's, on a shared machine). A browser page
+of another site cannot send them at all without a CORS preflight, which no statelab server grants.
 """
 
 from __future__ import annotations

@@ -89,6 +89,7 @@ class Server(HttpService):
         )
         self.app: Any = None
         self.store: SessionStore | None = None
+        self._keyed_paths: frozenset[str] = frozenset()  # known from the last start: also asked once crashed
 
     @property
     def cookie_name(self) -> str | None:
@@ -119,7 +120,15 @@ class Server(HttpService):
         self.store = store
         base = self._cookie_base or f"sid-{self.port}"
         self.app = create_app(name=self.name, store=store, cookie_name=base, **self._app_options)
+        self._keyed_paths = frozenset(self.app.extensions["statelab"].get("keyed_paths", ()))
         return self.app
+
+    def honours_idempotency_key(self, path: str) -> bool:
+        """Whether this server acts at most once on writes to ``path`` that carry the same ``Idempotency-Key``
+        (a plugin such as :func:`~statelab.shop.plugins.idempotent_writes` says so when installed). A balancer
+        re-sends a keyed write that a crash cut only to servers that say yes: one that ignores the key would
+        act on the repeat as on a new request."""
+        return path in self._keyed_paths
 
     def _on_down(self) -> None:
         if self._shared_store is None and self.store is not None:
@@ -153,13 +162,17 @@ class Server(HttpService):
                 self._tmp = None
 
     def kill(self) -> None:
-        """Crash: stop listening, cut open connections, lose everything held in memory."""
+        """Crash: stop listening, cut open connections, lose everything held in memory.
+
+        Connections are refused at once, as with a dead process, but the port stays this server's
+        (:class:`~statelab.service.Listener`): nobody can take it and answer in its name meanwhile."""
         self._shutdown(crash=True)
 
     def restart(self, port: int | None = None) -> Server:
         """Come back with empty memory (a kill first, if still alive), on the same url.
 
-        If another program took the port while this server was down, that is a
+        A killed server kept its port (:class:`~statelab.service.Listener`), so nobody could take it. After a
+        clean ``stop()`` the port was free: if another program took it meanwhile, that is a
         :class:`~statelab.service.PortInUseError`; ``restart(port=0)`` comes back on a free port
         instead (a new url: clients must follow; a cluster's balancer does it by itself).
         """

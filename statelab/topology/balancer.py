@@ -8,8 +8,11 @@ Strategies:
 
 * ``round_robin`` - each backend in turn; blind to who the client is.
 * ``sticky`` - the first answer sets a balancer cookie naming the backend (as HAProxy's
-  ``cookie SRV insert`` does); later requests go back to it. If it is down, the client is
-  re-pinned to a live one, and whatever that server held in memory is not there.
+  ``cookie SRV insert`` does); later requests go back to it. The cookie is named after the
+  balancer's port (``statelab-lb-54321``, ``balancer.cookie_name``): a browser sends every cookie of
+  127.0.0.1 to every port, so with one name for all, one cluster's re-pin would move another's users.
+  If the pinned server is down, the client is re-pinned to a live one, and whatever that server held
+  in memory is not there.
 * ``ip_hash`` - the client's address picks the backend (``X-Forwarded-For`` when the
   client sends one, which is how a statelab ``Client(ip=...)`` plays a user at home).
 * ``least_connections`` - the backend with the fewest requests in flight.
@@ -21,7 +24,7 @@ Strategies:
       cluster.strategy = pin        # or Cluster(..., balancer=pin), LoadBalancer(servers, pin)
 
   ``client_key`` is the client's address (``X-Forwarded-For`` when sent), ``cookie`` the value of
-  the balancer cookie (``statelab-lb``) or None, ``live`` the backends not known to be down, and
+  the balancer cookie (``balancer.cookie_name``) or None, ``live`` the backends not known to be down, and
   ``all`` every backend, by name. The balancer sets the cookie to the backend that answered, so a
   function that returns ``cookie`` while it is live pins a user. If the chosen backend refuses the
   connection it is marked down and the function is asked again, with ``live`` updated; choosing it
@@ -42,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import itertools
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -53,11 +57,11 @@ from werkzeug.wrappers import Request, Response
 
 from ..service import HttpService, json_error
 from ..service.registry import register
-from ..service.relay import BadAnswer, connect, forward, read_body
+from ..service.relay import BadAnswer, CutAnswer, connect, forward, read_body
 from ..shop.proxy import cookie_path
 
 STRATEGIES = ("round_robin", "sticky", "ip_hash", "least_connections")
-COOKIE = "statelab-lb"
+COOKIE = "statelab-lb"  # the sticky cookie's name starts so; each balancer adds its port (cookie_name)
 RETRY_DOWN_AFTER = 0.5  # seconds before a backend marked down is tried again
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}  # RFC 9110: repeating them changes nothing more
 
@@ -75,11 +79,29 @@ class Backend:
     down_until: float = 0.0
     in_flight: int = 0
     routed: int = 0
+    server: Any = None
 
     @classmethod
     def of(cls, server: Any) -> Backend:
         parts = urlsplit(server.url)
-        return cls(server.name, parts.hostname or "127.0.0.1", parts.port or 80)
+        return cls(server.name, parts.hostname or "127.0.0.1", parts.port or 80, server=server)
+
+    def honours_key(self, path: str) -> bool:
+        """Whether this server acts at most once on writes to ``path`` that carry the same Idempotency-Key
+        (it says so itself; a backend that cannot say, such as a bare url, is taken not to)."""
+        says = getattr(self.server, "honours_idempotency_key", None)
+        try:
+            return bool(says(path)) if callable(says) else False
+        except Exception:
+            return False
+
+    def refuses(self) -> bool:
+        """Whether it refuses a connection now (it is down), asked after its answer stopped short."""
+        try:
+            socket.create_connection((self.host, self.port), timeout=1).close()
+        except OSError:
+            return True
+        return False
 
     @property
     def up(self) -> bool:
@@ -102,6 +124,12 @@ class LoadBalancer(HttpService):
             self.start()
 
     # --- configuration --------------------------------------------------------------------
+    @property
+    def cookie_name(self) -> str:
+        """The sticky cookie's name, ``statelab-lb-<port>``: this balancer's own (a browser sends every cookie
+        of 127.0.0.1 to every port, so two clusters with one name would re-pin each other's users)."""
+        return f"{COOKIE}-{self.port}"
+
     @property
     def strategy(self) -> str | Strategy:
         return self._strategy
@@ -151,6 +179,12 @@ class LoadBalancer(HttpService):
             return {b.name: b.routed for b in self._backends}
 
     @property
+    def down(self) -> list[str]:
+        """The backends marked down now (each refused a connection less than RETRY_DOWN_AFTER s ago)."""
+        with self._state_lock:
+            return [b.name for b in self._backends if not b.up]
+
+    @property
     def in_flight(self) -> dict[str, int]:
         with self._state_lock:
             return {b.name: b.in_flight for b in self._backends}
@@ -183,7 +217,7 @@ class LoadBalancer(HttpService):
                 pinned = backends[int.from_bytes(digest[:4], "big") % len(backends)]
                 # the address decides among all backends, so a down server does not reshuffle others
                 return [pinned] + [b for b in rotation if b is not pinned], False
-            pinned_name = request.cookies.get(COOKIE)
+            pinned_name = request.cookies.get(self.cookie_name)
             for b in live:
                 if b.name == pinned_name:
                     return [b] + [x for x in rotation if x is not b], False
@@ -202,24 +236,30 @@ class LoadBalancer(HttpService):
                 return json_error(503, "no backend servers are configured", self.name)
             with self._state_lock:  # marked down: tried last, not never (a mark can be stale; a restart is quick)
                 order += [b for b in self._backends if all(b is not o for o in order)]
+            cut: list[Backend] = []  # backends that crashed while answering this request
             for backend in order:
-                response = self._forward(backend, request, body)
+                if cut and not self._may_repeat(request, backend):
+                    continue  # a keyed write goes again only to a server that honours the key
+                response = self._forward(backend, request, body, cut)
                 if response is None:
-                    continue  # refused: nothing was sent, so the next backend may take it
-                if self._strategy == "sticky" and (set_cookie or request.cookies.get(COOKIE) != backend.name):
-                    response.set_cookie(COOKIE, backend.name, httponly=True, samesite="Lax",
+                    continue  # refused (nothing was sent), or cut by a crash and safe to repeat
+                if self._strategy == "sticky" and (set_cookie or request.cookies.get(self.cookie_name) != backend.name):
+                    response.set_cookie(self.cookie_name, backend.name, httponly=True, samesite="Lax",
                                         path=cookie_path(request.headers))
                 return response
+            if cut:
+                return self._not_repeated(cut[-1])
             return json_error(503, "no live backend: every server is down", self.name)
 
         return proxy
 
     def _route_by(self, choose: Strategy, request: Request, body: bytes) -> Response:
         """Route with a function: ask it for a backend; if that one refuses, ask again without it."""
-        cookie = request.cookies.get(COOKIE)
+        cookie = request.cookies.get(self.cookie_name)
         key = self._client_key(request)
         label = getattr(choose, "__name__", "the routing function")
         refused: list[str] = []
+        cut: list[Backend] = []
         while True:
             with self._state_lock:
                 backends = list(self._backends)
@@ -240,21 +280,40 @@ class LoadBalancer(HttpService):
             if choice in refused:
                 return json_error(503, f"routing function {label} chose {choice} again, which refused the "
                                   f"connection; live: {live}", self.name)
-            response = self._forward(backend, request, body)
+            if cut and not self._may_repeat(request, backend):
+                return self._not_repeated(cut[-1])
+            response = self._forward(backend, request, body, cut)
             if response is None:
-                refused.append(choice)  # marked down; nothing was sent, so ask again
+                refused.append(choice)  # marked down; nothing was sent (or it is safe to repeat), so ask again
                 continue
             if cookie != choice:
-                response.set_cookie(COOKIE, choice, httponly=True, samesite="Lax", path=cookie_path(request.headers))
+                response.set_cookie(self.cookie_name, choice, httponly=True, samesite="Lax",
+                                    path=cookie_path(request.headers))
             return response
 
-    def _forward(self, backend: Backend, request: Request, body: bytes) -> Response | None:
+    @staticmethod
+    def _keyed(request: Request) -> bool:
+        return "Idempotency-Key" in request.headers
+
+    def _may_repeat(self, request: Request, backend: Backend) -> bool:
+        """Whether ``backend`` may get this request again after a crash cut it elsewhere."""
+        return request.method in IDEMPOTENT or (self._keyed(request) and backend.honours_key(request.path))
+
+    def _not_repeated(self, crashed: Backend) -> Response:
+        return json_error(502, f"{crashed.name} crashed while answering (the request may have been acted on); "
+                          "it carries an Idempotency-Key, but no other live server honours it, so the balancer "
+                          "did not send it again", self.name)
+
+    def _forward(self, backend: Backend, request: Request, body: bytes, cut: list[Backend]) -> Response | None:
         """Relay one request; None when the next backend may take it instead.
 
-        That is when the backend refused the connection (nothing was sent), or when it was cut
-        mid-answer (a crash) and the method is idempotent or the request carries an
-        ``Idempotency-Key``. Any other POST cut mid-answer gets a 502: the server may have acted
-        on it, and only the client can decide whether to send it again.
+        That is when the backend refused the connection (nothing was sent), or when it crashed
+        mid-answer (its answer stopped short and it now refuses connections) and a repeat is safe:
+        an idempotent method, or an ``Idempotency-Key`` this server honours (then it is added to
+        ``cut``, and the request goes only to servers that honour the key too). Any other request cut
+        by a crash gets a 502: the server may have acted on it, and only the client can decide
+        whether to send it again. A server that still listens after a broken or cut answer is alive:
+        a JSON 502, and it is not marked down.
         """
         try:
             conn = connect(backend.host, backend.port, self.timeout)
@@ -274,14 +333,24 @@ class LoadBalancer(HttpService):
             return json_error(400, f"malformed request: {e}", self.name)
         except BadAnswer as e:  # RFC 9112 5.2: a proxy answers 502 rather than relay a malformed answer
             return json_error(502, f"{backend.name} sent an answer the balancer cannot relay: {e}", self.name)
-        except (TimeoutError, OSError, http.client.HTTPException) as e:
+        except TimeoutError:
             with self._state_lock:
                 backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
-            if (request.method in IDEMPOTENT or "Idempotency-Key" in request.headers) and not isinstance(
-                    e, TimeoutError):
-                return None  # cut mid-answer (a crash), and the client says a repeat is safe
-            return json_error(502, f"{backend.name} failed while answering (the request may have been acted on)",
-                              self.name)
+            return json_error(502, f"{backend.name} did not answer within {self.timeout:g} s (the request may "
+                              "have been acted on)", self.name)
+        except (OSError, http.client.HTTPException) as e:  # the answer stopped short: crashed, or broken?
+            if not backend.refuses():
+                why = e if isinstance(e, CutAnswer) else type(e).__name__
+                return json_error(502, f"{backend.name} sent a broken answer ({why}); it is still up", self.name)
+            with self._state_lock:
+                backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
+            if request.method in IDEMPOTENT or (self._keyed(request) and backend.honours_key(request.path)):
+                cut.append(backend)
+                return None  # cut by a crash, and a repeat is safe
+            unsafe = (f"; it carries an Idempotency-Key, but {backend.name} does not honour keys on "
+                      f"{request.path[:60]}, so the balancer did not send it again") if self._keyed(request) else ""
+            return json_error(502, f"{backend.name} failed while answering (the request may have been acted on)"
+                              f"{unsafe}", self.name)
         finally:
             conn.close()
             with self._state_lock:

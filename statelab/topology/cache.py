@@ -16,6 +16,7 @@ Two behaviours, because the lesson is the difference between them:
   Cache-Control`` and the default ``$request_uri`` key): it keeps every ``200`` answer to a
   ``GET``, keyed by the url alone, for ever. Whoever asks first decides what everyone gets.
 
+An answer larger than :data:`~statelab.service.relay.BUFFERED` is relayed as it comes and never stored.
 Every answer carries ``X-Cache: HIT | MISS | REVALIDATED | BYPASS``; ``cache.stats`` counts them
 (``cache.stats_by_path`` per path) and ``cache.upstream_requests`` counts what reached the servers.
 """
@@ -35,7 +36,7 @@ from werkzeug.wrappers import Request, Response
 from ..rawhttp import request_target
 from ..service import HttpService, json_error
 from ..service.registry import register
-from ..service.relay import BadAnswer, connect, forward, read_body
+from ..service.relay import BadAnswer, CutAnswer, connect, forward, read_body
 
 OUTCOMES = ("HIT", "MISS", "REVALIDATED", "BYPASS")
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -212,7 +213,7 @@ class SharedCache(HttpService):
         if entry is not None:
             return self._finish(self._from_entry(entry), path, "HIT")
         response, status = self._forward(request, b"")
-        if status == 200:
+        if status == 200 and not response.is_streamed:  # streamed: too large to keep (relay.BUFFERED)
             self._store(url, Entry(200, self._headers_of(response), response.get_data(), time.monotonic(), None))
         return self._finish(response, path, "MISS")
 
@@ -250,6 +251,8 @@ class SharedCache(HttpService):
     def _storable(self, request: Request, response: Response) -> Entry | None:
         cc = parse_cache_control(response.headers.get("Cache-Control"))
         if "no-store" in cc or "private" in cc or response.headers.get("Set-Cookie"):
+            return None
+        if response.is_streamed:  # larger than relay.BUFFERED: relayed piece by piece, never held whole
             return None
         if "Authorization" in request.headers and not ({"public", "s-maxage", "must-revalidate"} & cc.keys()):
             return None  # RFC 9111 3.5: an answer to an authenticated request is the user's own
@@ -328,6 +331,9 @@ class SharedCache(HttpService):
         except BadAnswer as e:  # RFC 9112 5.2: a proxy answers 502 rather than relay a malformed answer
             return json_error(502, f"{self.name}: the servers behind the cache sent an answer it cannot relay: "
                               f"{e}", self.name, **bypass), None
+        except CutAnswer as e:  # the answer stopped short: no answer, a reset, a cut body
+            return json_error(502, f"{self.name}: the servers behind the cache broke off their answer ({e})",
+                              self.name, **bypass), None
         except (TimeoutError, OSError, http.client.HTTPException):
             return json_error(502, f"{self.name}: the servers behind the cache did not answer", self.name,
                               **bypass), None

@@ -48,7 +48,7 @@ def _servers(target: Any) -> list[Any]:
 def _session_cookie(client: Client) -> tuple[str, str] | None:
     """(name, value) of the cookie that carries the session id or the signed session."""
     for name, value in client.cookies.items():
-        if name != BALANCER_COOKIE:
+        if not name.startswith(BALANCER_COOKIE):  # statelab-lb-<port>: each balancer names its own
             return name, value
     return None
 
@@ -84,9 +84,9 @@ def where_state_lives(client: Client, target: Any = None) -> list[str]:
                          f"your session is {_session_home(value, target)}.")
             if cart_where == "db":
                 lines.append(f"Your cart is {_cart_home(target)}.")
-    if BALANCER_COOKIE in client.cookies:
-        lines.append(f"The balancer's '{BALANCER_COOKIE}' cookie pins you to "
-                     f"{client.cookies[BALANCER_COOKIE]} (sticky routing).")
+    for name, value in client.cookies.items():
+        if name.startswith(BALANCER_COOKIE):
+            lines.append(f"The balancer's '{name}' cookie pins you to {value} (sticky routing).")
     if not lines:
         lines.append("The browser holds nothing: no cookie, no token. To every server you are a stranger; "
                      "log in.")
