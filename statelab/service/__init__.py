@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 import weakref
@@ -68,10 +69,16 @@ class Listener:
     killed service keeps its socket bound but stops listening (``pause``): connections are refused at
     once, exactly as with a dead process, and ``SO_REUSEADDR`` is cleared so that nobody else's bind can
     share the port. ``resume`` listens again on the same port. Only ``close`` (a clean stop) frees it.
+
+    That is Linux, where ``shutdown()`` of a listening socket stops it listening and keeps it bound (what
+    JupyterHub and Binder run). Elsewhere (macOS) a paused listener is closed and ``resume`` binds the port
+    again: a kill frees the port there, on what is usually a machine of one user.
     """
 
+    KEEPS_PORT = sys.platform.startswith("linux")
+
     def __init__(self, port: int) -> None:
-        self.sock = self._bind(port)
+        self.sock: socket.socket | None = self._bind(port)
         self.port: int = self.sock.getsockname()[1]
 
     @staticmethod
@@ -79,7 +86,7 @@ class Listener:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # our own old connections may linger
-            if port == 0:
+            if port == 0 and Listener.KEEPS_PORT:
                 # Linux frees a port picked by bind(0) when the socket stops listening: pick one, then bind it
                 # by number (a held port); the probe keeps it ours until then.
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -96,6 +103,11 @@ class Listener:
 
     def pause(self) -> None:
         """Stop listening but keep the port: connections are refused (and any waiting in the backlog reset)."""
+        if self.sock is None:
+            return
+        if not self.KEEPS_PORT:
+            self.close()
+            return
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -104,11 +116,20 @@ class Listener:
 
     def resume(self) -> None:
         """Listen again on the same port (SO_REUSEADDR back on, so our own closed connections do not block it)."""
+        if self.sock is None:
+            self.sock = self._bind(self.port)
+            return
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.listen(LISTEN_BACKLOG)
 
     def close(self) -> None:
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def fileno(self) -> int:
+        assert self.sock is not None, "resume() the listener first"
+        return self.sock.fileno()
 
 
 def _port_in_use(port: int, name: str) -> PortInUseError:
@@ -248,8 +269,8 @@ class _Handler(WSGIRequestHandler):
         path jupyter-server-proxy mounts us under, for cookie paths). The proxies that set them are ours:
         statelab's balancer and cache, and jupyter-server-proxy inside your own Jupyter server, all running
         as you. A browser cannot send them to another site without asking first (CORS), so the one sender to
-        refuse is another user of a shared machine. Where the owner cannot be read (no /proc, as on macOS,
-        usually a machine of one user) they are kept.
+        refuse is another user of a shared machine. Where the owner cannot be asked (not Linux: macOS, usually
+        a machine of one user) they are kept; a connection the kernel cannot name an owner for is not ours.
         """
         present = [h for h in FORWARDING_HEADERS if "HTTP_" + h.upper().replace("-", "_") in environ]
         if not present:
@@ -473,7 +494,7 @@ class HttpService:
                 raise _port_in_use(self.port, self.name) from None
             try:
                 httpd = _Httpd(HOST, self._listener.port, None, handler=_Handler, header_timeout=self.header_timeout,
-                               body_timeout=self.body_timeout, fd=self._listener.sock.fileno())
+                               body_timeout=self.body_timeout, fd=self._listener.fileno())
             except BaseException:
                 self._listener.pause()
                 raise
