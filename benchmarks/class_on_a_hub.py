@@ -141,8 +141,10 @@ def learner_python(accounts: Accounts) -> str:
     purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
     (purelib / "statelab-test.pth").write_text("\n".join([*site.getsitepackages(), str(ROOT)]) + "\n")
     python = str(venv / "bin" / "python")
-    if not runs_as(uid, [python, "-c", "import jupyterhub, statelab"]):
-        raise RuntimeError(f"the learners' Python {python} cannot import jupyterhub and statelab")
+    check = "import jupyterhub, statelab, redis; redis.Redis()"  # redis-py on 3.11.2 needs async-timeout
+    if not runs_as(uid, [python, "-c", check]):
+        raise RuntimeError(f"the learners' Python {python} ({system}) cannot run `{check}` with this environment's "
+                           "packages (built for another patch release?): install what it misses here")
     return python
 
 
@@ -180,6 +182,7 @@ c.JupyterHub.db_url = "sqlite:///{self.dir / "hub.sqlite"}"
 c.JupyterHub.cookie_secret_file = {str(self.dir / "cookie_secret")!r}
 c.JupyterHub.pid_file = {str(self.dir / "hub.pid")!r}
 c.Spawner.cmd = [{self.python!r}, "-m", "jupyterhub.singleuser"]
+c.Spawner.environment.update({self.jupyter_paths()!r})
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = {secrets.token_urlsafe(16)!r}
 c.Authenticator.allow_all = False
@@ -188,6 +191,14 @@ c.JupyterHub.services.append({{"name": "statelab-test", "api_token": {self.token
 c.JupyterHub.load_roles.append({{"name": "admin", "services": ["statelab-test"]}})
 """)
         return path
+
+    def jupyter_paths(self) -> dict[str, str]:
+        """For a bridged learners' Python (see learner_python): Jupyter's config and data folders are found from
+        ``sys.prefix``, so point them at this environment's (server extensions such as jupyter-server-proxy)."""
+        if self.python == sys.executable:
+            return {}
+        return {"JUPYTER_CONFIG_PATH": str(Path(sys.prefix) / "etc" / "jupyter"),
+                "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter")}
 
     def start(self, timeout: float = 90) -> Hub:
         env = dict(os.environ, STATELAB_COURSE=str(ROOT),
@@ -513,6 +524,7 @@ class Sampler:
             learner = now[self.uids[uids.real]]
             kind = self.kind(p.info["cmdline"] or [])
             learner[kind] = learner.get(kind, 0) + mem.rss / mib
+            learner["largest " + kind] = max(learner.get("largest " + kind, 0), mem.rss / mib)
             learner["total"] = learner.get("total", 0) + mem.rss / mib
         for name, parts in now.items():
             for kind, value in parts.items():
@@ -668,8 +680,10 @@ def markdown(report: ClassReport) -> str:
         "| per learner | median | worst |",
         "|---|---:|---:|",
         f"| JupyterLab server (jupyterhub-singleuser) | {med_max('server')} |",
-        f"| kernels | {med_max('kernel')} |",
-        f"| statelab's own processes (none in 00 and lab 01: their servers are threads of the kernel) | "
+        f"| kernels (all at once: a learner's next kernel may start before the last one has gone) | "
+        f"{med_max('kernel')} |",
+        f"| the largest single kernel | {med_max('largest kernel')} |",
+        f"| other processes (statelab's keeper, which stops what a kernel started if the kernel is killed) | "
         f"{med_max('statelab')} |",
         f"| **all of one learner's processes** | **{med_max('total')}** |",
         "",
