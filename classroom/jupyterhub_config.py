@@ -23,8 +23,10 @@ What this file enforces, and what it does not (one machine, ``LocalProcessSpawne
   that enforces them: ``jupyterhub-systemdspawner`` on one machine (``STATELAB_SPAWNER=systemd`` below: a systemd
   unit per learner with ``MemoryMax`` and ``CPUQuota``), or Kubernetes (``classroom/zero-to-jupyterhub/``).
 - **Size the machine instead**, from ``benchmarks/CLASS.md`` (8 learners at once on 2 cores, each running notebook
-  00 and lab 01): about ``PER_LEARNER_MIB`` of memory per active learner (JupyterLab server, one kernel, its statelab
-  servers), and about a quarter of a core per learner working through a notebook. ``active_server_limit`` below is
+  00 and lab 01): about 355 MiB per active learner at peak (JupyterLab server, kernels, statelab's servers), so
+  ``PER_LEARNER_MIB`` = 400, and about a quarter of a core per learner working through a notebook (8 on 2 cores: no
+  failure, a notebook about twice as slow as alone). Notebook 13 and lab 06 also start gunicorn, Valkey and
+  HAProxy, which that run did not measure. ``active_server_limit`` below is
   set from the machine's memory and that figure.
 - **Files: kept apart.** Each learner's home is made 0700 and their temporary folder (``TMPDIR``) is inside it;
   statelab keeps its Valkey password in a 0600 file in a 0700 folder, Valkey listens on a Unix socket there,
@@ -55,9 +57,10 @@ FOLDER = "statelab"                                                 # the learne
 START = "notebooks/00_start_here.ipynb"
 SPAWNER = os.environ.get("STATELAB_SPAWNER", "local")               # "local" (LocalProcessSpawner) or "systemd"
 
-# Sizing, from benchmarks/CLASS.md (class_on_a_hub.py, 8 learners on 2 cores): peak memory of one learner running
-# a notebook (JupyterLab server + kernel + statelab servers), and the hub and its proxy once for the machine.
-PER_LEARNER_MIB = 450
+# Sizing, from benchmarks/CLASS.md (class_on_a_hub.py, 8 learners on 2 cores): one learner running notebook 00 and
+# lab 01 peaked at about 355 MiB (JupyterLab server 130, kernels 215), rounded up to leave a little room; the hub
+# (about 125 MiB) and its proxy (about 60 MiB) once for the machine, rounded up.
+PER_LEARNER_MIB = 400
 HUB_AND_PROXY_MIB = 250
 MEMORY_LIMIT = "1G"          # per learner, where the spawner enforces it: two notebooks open at once, with room
 CPU_LIMIT = 1.0              # one core at most per learner, where the spawner enforces it
@@ -133,7 +136,8 @@ c.Spawner.args = [
 c.Authenticator.allow_all = True  # every local Unix account may log in; list them in allowed_users instead
 c.Authenticator.blocked_users = {"root"}
 
-# Starting servers: a 2-core machine started 8 in about 25 s (benchmarks/CLASS.md); more at once only queue.
+# Starting servers: on a 2-core machine one server takes about 14 s to start, 8 asked at once about 40 s each
+# (benchmarks/CLASS.md); more at once only queue.
 c.JupyterHub.concurrent_spawn_limit = 4       # past it, a login is asked to retry in a moment (HTTP 429)
 c.JupyterHub.active_server_limit = learners_at_once(machine_mib())
 c.Spawner.start_timeout = 120                 # seconds for a server to start on a busy machine (default 60)
