@@ -493,6 +493,7 @@ class Sampler:
         self.uids = {hub.accounts.uid(n): n for n in hub.accounts.created}
         self.peak: dict[str, dict[str, float]] = {n: {} for n in self.uids.values()}
         self.peak["(hub)"], self.peak["(proxy)"] = {}, {}
+        self.others: set[str] = set()  # command lines of the learners' other processes (neither server nor kernel)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -523,6 +524,9 @@ class Sampler:
                 continue
             learner = now[self.uids[uids.real]]
             kind = self.kind(p.info["cmdline"] or [])
+            if kind == "statelab":
+                words = " ".join(Path(a).name if a.startswith("/") else a for a in (p.info["cmdline"] or ["?"])[:4])
+                self.others.add(" ".join(words.replace("`", "'").split())[:60])
             learner[kind] = learner.get(kind, 0) + mem.rss / mib
             learner["largest " + kind] = max(learner.get("largest " + kind, 0), mem.rss / mib)
             learner["total"] = learner.get("total", 0) + mem.rss / mib
@@ -599,6 +603,7 @@ class ClassReport:
     seconds: float
     leftovers: list[str]
     hub_log: str = ""
+    others: tuple[str, ...] = ()
 
     @property
     def failures(self) -> list[str]:
@@ -637,7 +642,7 @@ def run_class(hub: Hub, then=None) -> ClassReport:
         then(hub, results)
     log = hub.log_tail(60)
     hub.stop()
-    return ClassReport(results, sampler.peak, seconds, hub.leftovers(), log)
+    return ClassReport(results, sampler.peak, seconds, hub.leftovers(), log, tuple(sorted(sampler.others)))
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -683,12 +688,14 @@ def markdown(report: ClassReport) -> str:
         f"| kernels (all at once: a learner's next kernel may start before the last one has gone) | "
         f"{med_max('kernel')} |",
         f"| the largest single kernel | {med_max('largest kernel')} |",
-        f"| other processes (statelab's keeper, which stops what a kernel started if the kernel is killed) | "
-        f"{med_max('statelab')} |",
+        f"| other processes (listed below) | {med_max('statelab')} |",
         f"| **all of one learner's processes** | **{med_max('total')}** |",
         "",
         f"Once for the machine: hub {report.memory.get('(hub)', {}).get('total', 0):.0f} MiB, proxy "
-        f"{report.memory.get('(proxy)', {}).get('total', 0):.0f} MiB.",
+        f"{report.memory.get('(proxy)', {}).get('total', 0):.0f} MiB. A learner's processes are sampled every "
+        "second and sorted by command line, so a process caught between fork and exec may land in the wrong row; "
+        "the per-learner total does not depend on that. Other processes seen: "
+        + (", ".join(f"`{o}`" for o in report.others) or "none") + ".",
         "",
         "| notebook | median s | worst s |",
         "|---|---:|---:|",
