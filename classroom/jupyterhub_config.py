@@ -23,8 +23,8 @@ What this file enforces, and what it does not (one machine, ``LocalProcessSpawne
   that enforces them: ``jupyterhub-systemdspawner`` on one machine (``STATELAB_SPAWNER=systemd`` below: a systemd
   unit per learner with ``MemoryMax`` and ``CPUQuota``), or Kubernetes (``classroom/zero-to-jupyterhub/``).
 - **Size the machine instead**, from ``benchmarks/CLASS.md`` (8 learners at once on 2 cores, each running notebook
-  00 and lab 01): about 355 MiB per active learner at peak (JupyterLab server, kernels, statelab's servers), so
-  ``PER_LEARNER_MIB`` = 400, and about a quarter of a core per learner working through a notebook (8 on 2 cores: no
+  00 and lab 01): 327-391 MiB per active learner at peak (JupyterLab server, kernels, statelab's helpers), so
+  ``PER_LEARNER_MIB`` = 450, and about a quarter of a core per learner working through a notebook (8 on 2 cores: no
   failure, a notebook about twice as slow as alone). Notebook 13 and lab 06 also start gunicorn, Valkey and
   HAProxy, which that run did not measure. ``active_server_limit`` below is
   set from the machine's memory and that figure.
@@ -58,9 +58,9 @@ START = "notebooks/00_start_here.ipynb"
 SPAWNER = os.environ.get("STATELAB_SPAWNER", "local")               # "local" (LocalProcessSpawner) or "systemd"
 
 # Sizing, from benchmarks/CLASS.md (class_on_a_hub.py, 8 learners on 2 cores): one learner running notebook 00 and
-# lab 01 peaked at about 355 MiB (JupyterLab server 130, kernels 215), rounded up to leave a little room; the hub
+# lab 01 peaked at 327 MiB (median) to 391 MiB (worst): JupyterLab server, kernels, helpers; rounded up. The hub
 # (about 125 MiB) and its proxy (about 60 MiB) once for the machine, rounded up.
-PER_LEARNER_MIB = 400
+PER_LEARNER_MIB = 450
 HUB_AND_PROXY_MIB = 250
 MEMORY_LIMIT = "1G"          # per learner, where the spawner enforces it: two notebooks open at once, with room
 CPU_LIMIT = 1.0              # one core at most per learner, where the spawner enforces it
@@ -136,8 +136,8 @@ c.Spawner.args = [
 c.Authenticator.allow_all = True  # every local Unix account may log in; list them in allowed_users instead
 c.Authenticator.blocked_users = {"root"}
 
-# Starting servers: on a 2-core machine one server takes about 14 s to start, 8 asked at once about 40 s each
-# (benchmarks/CLASS.md); more at once only queue.
+# Starting servers: on a 2-core machine (shared with other work) one server took about 14 s to start; with 8 asked
+# at once the median was 21-39 s over four runs (benchmarks/CLASS.md has the last); more at once only queue.
 c.JupyterHub.concurrent_spawn_limit = 4       # past it, a login is asked to retry in a moment (HTTP 429)
 c.JupyterHub.active_server_limit = learners_at_once(machine_mib())
 c.Spawner.start_timeout = 120                 # seconds for a server to start on a busy machine (default 60)
