@@ -161,6 +161,7 @@ class Hub:
         self.port, self.hub_port, self.api_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = secrets.token_hex(32)
+        self.ghost = f"{accounts.names[0]}x"  # a hub user with no Unix account: its spawn must fail clearly
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"token {self.token}"
         self.process: subprocess.Popen | None = None
@@ -186,7 +187,7 @@ c.Spawner.environment.update({self.jupyter_paths()!r})
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = {secrets.token_urlsafe(16)!r}
 c.Authenticator.allow_all = False
-c.Authenticator.allowed_users = {set(self.accounts.names)!r}
+c.Authenticator.allowed_users = {set(self.accounts.names) | {self.ghost}!r}
 c.JupyterHub.services.append({{"name": "statelab-test", "api_token": {self.token!r}}})
 c.JupyterHub.load_roles.append({{"name": "admin", "services": ["statelab-test"]}})
 """)
@@ -247,6 +248,21 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["statelab-test"]}
                 raise RuntimeError(f"the server of {name} did not start:\n{self.log_tail()}")
             time.sleep(0.5)
         raise RuntimeError(f"the server of {name} was not ready in {timeout:.0f} s")
+
+    def failed_spawn(self, name: str, timeout: float = 60) -> str:
+        """Ask for a server that cannot start; the message the hub gives (what a learner would read)."""
+        self.api("POST", f"/users/{name}")
+        r = self.api("POST", f"/users/{name}/server")
+        if r.status_code >= 400:
+            return r.text
+        deadline = time.monotonic() + timeout  # a slow spawn: the hub answers 202 and reports the end later
+        while time.monotonic() < deadline:
+            progress = self.http.get(f"{self.url}/hub/api/users/{name}/server/progress", timeout=30, stream=True)
+            text = progress.text if progress.ok else ""
+            if "failed" in text.lower():
+                return text
+            time.sleep(1)
+        return ""
 
     def user_token(self, name: str) -> str:
         r = self.api("POST", f"/users/{name}/tokens", json={"note": "statelab test", "expires_in": 3600})

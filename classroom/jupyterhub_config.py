@@ -78,16 +78,22 @@ def temp_folder(home: Path) -> Path:
 
 
 def refuse_root(name: str) -> None:
-    """A learner must not be root: JupyterLab refuses to start as root, and the hub would show only a 500."""
+    """A learner must not be root: JupyterLab refuses to start as root, and the hub would show only a 500.
+
+    The refusal is an HTTPError: the hub shows its message to the learner (and in its API answer); any other
+    exception becomes a bare "Internal Server Error" (tests/test_hub.py checks this in a real hub)."""
+    from tornado.web import HTTPError  # JupyterHub runs on tornado
+
     try:
         uid = pwd.getpwnam(name).pw_uid
     except KeyError:
-        raise RuntimeError(f"there is no Unix account {name!r} on this machine: create it (adduser {name})") from None
+        raise HTTPError(403, f"there is no Unix account {name!r} on this machine: ask your instructor to "
+                             f"create it (adduser {name})") from None
     if uid == 0:
-        raise RuntimeError(f"{name!r} is root: learners need an ordinary account (adduser), never uid 0")
+        raise HTTPError(403, f"{name!r} is root: learners need an ordinary account (adduser), never uid 0")
     if SPAWNER == "local" and os.geteuid() not in (0, uid):
-        raise RuntimeError("the hub runs as an ordinary user, so it cannot start servers as other users: "
-                           "run jupyterhub as root, or use STATELAB_SPAWNER=systemd")
+        raise HTTPError(500, "the hub runs as an ordinary user, so it cannot start servers as other users: "
+                             "run jupyterhub as root, or use STATELAB_SPAWNER=systemd")
 
 
 def copy_course(spawner) -> None:

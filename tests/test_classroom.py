@@ -57,10 +57,13 @@ def test_the_hub_culls_idle_servers_limits_spawns_and_sizes_from_memory(monkeypa
 
 
 def test_root_is_refused_with_a_message_that_says_why(monkeypatch):
+    from tornado.web import HTTPError
+
     namespace, _ = load(monkeypatch)
-    with pytest.raises(RuntimeError, match="is root: learners need an ordinary account"):
+    with pytest.raises(HTTPError, match="is root: learners need an ordinary account") as refused:
         namespace["refuse_root"]("root")
-    with pytest.raises(RuntimeError, match="no Unix account"):
+    assert refused.value.status_code == 403
+    with pytest.raises(HTTPError, match="no Unix account"):
         namespace["refuse_root"]("no-such-learner-here")
 
 

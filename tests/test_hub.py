@@ -119,6 +119,7 @@ def isolation(hub: hub_run.Hub, results: list, facts: dict) -> None:
             "uid": hub.accounts.uid(name), "home": str(home), "home_mode": stat.S_IMODE(os.stat(home).st_mode),
             "copy_owner": os.stat(home / hub_run.FOLDER / hub_run.NOTEBOOK).st_uid,
             "solutions_copied": (home / hub_run.FOLDER / "labs" / "solutions").exists()}
+    facts["ghost_spawn"] = hub.failed_spawn(hub.ghost)
     with a.kernel(hub_run.NOTEBOOK) as a_kernel:
         facts["a"] = line(a_kernel.execute(A_SETUP), "A")
         with b.kernel(hub_run.NOTEBOOK) as b_kernel:
@@ -185,6 +186,13 @@ def test_through_the_hub_a_learner_reaches_only_their_own_server_and_pages(hub_c
     port, name = facts["a"]["live_port"], facts["a_name"]
     assert status == 200, (status, cookie)
     assert f"Path=/user/{name}/proxy/{port}/" in cookie and "HttpOnly" in cookie
+
+
+def test_a_learner_without_an_account_gets_a_message_that_says_so(hub_class):
+    """The classroom config's pre-spawn check (the same one refuses a uid-0 learner) reaches the hub's answer,
+    instead of the bare 500 a failed single-user server gives."""
+    _, facts = hub_class
+    assert "no Unix account" in facts["ghost_spawn"], facts["ghost_spawn"][:2000]
 
 
 def test_nothing_is_left_running_after_the_hub_stops(hub_class):
