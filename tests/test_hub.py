@@ -89,6 +89,16 @@ attempt("read the journal", lambda: open(a["journal"]).read())
 attempt("bind a killed server's port", lambda: bind(a["killed_port"]))
 attempt("bind the balancer's port", lambda: bind(a["balancer_port"]))
 attempt("send to a live server's port", lambda: connect(a["live_port"]))
+def forged_prefix():
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", a["live_port"], timeout=10)
+    conn.request("POST", "/login", body='{"user": "mallory"}', headers={
+        "Content-Type": "application/json", "X-Forwarded-Prefix": "/user/mallory/proxy/1/"})
+    answer = conn.getresponse()
+    cookie = answer.getheader("Set-Cookie") or ""
+    conn.close()
+    return f"{answer.status} {cookie.split('Path=')[1].split(';')[0] if 'Path=' in cookie else '-'}"
+out["X-Forwarded-Prefix from another user"] = forged_prefix()
 print("B " + json.dumps(out))
 """
 
@@ -173,8 +183,11 @@ def test_another_learner_cannot_read_a_learners_files_or_take_their_ports(hub_cl
     for attempt in MUST_BE_REFUSED:
         assert tried[attempt].startswith("refused"), (attempt, tried[attempt])
     assert "Address already in use" in tried["bind a killed server's port"]
-    # What one machine does not isolate, as the config and README say: loopback traffic between learners.
+    # What one machine does not isolate, as the config and README say: loopback traffic between learners. What
+    # reaches A's server from B's process is only a plain client: the forwarding headers of A's own proxies are
+    # ignored when another user sends them (the cookie keeps Path=/).
     assert tried["send to a live server's port"] == "allowed: connected"
+    assert tried["X-Forwarded-Prefix from another user"] == "200 /", tried
 
 
 def test_through_the_hub_a_learner_reaches_only_their_own_server_and_pages(hub_class):
