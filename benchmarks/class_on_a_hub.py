@@ -67,6 +67,10 @@ def missing() -> str | None:
             return f"{program} is missing (passwd package)"
     if shutil.which("configurable-http-proxy") is None:
         return "configurable-http-proxy is missing: npm install -g configurable-http-proxy"
+    closed = [str(p) for p in (ROOT, *ROOT.parents) if not os.stat(p).st_mode & 0o001]
+    if closed:
+        return (f"learners (other Unix users) cannot reach the repository at {ROOT}: {closed[0]} is closed to "
+                "others; clone it where they can read it, or chmod o+x that folder")
     for module in ("jupyterhub", "jupyterhub_idle_culler", "websocket", "psutil"):
         try:
             __import__(module)
