@@ -42,12 +42,15 @@ entry = journal.write_file(journal.directory(), "hubtest", json.dumps({"row": "h
 with tempfile.NamedTemporaryFile("w", delete=False, suffix=".txt") as scratch:
     scratch.write("A's notes")
 port = lambda url: urllib.parse.urlsplit(url).port
+from ipykernel import get_connection_info
+kernel_link = json.loads(get_connection_info())
 print("A " + json.dumps({
     "tmp": tempfile.gettempdir(), "scratch": scratch.name, "workdir": valkey.workdir,
     "conf": os.path.join(valkey.workdir, "valkey.conf"), "socket": valkey.socket_path, "password": valkey.password,
     "valkey_pid": valkey.pid, "kernel_pid": os.getpid(), "journal": str(entry), "home": os.path.expanduser("~"),
     "killed_port": port(cluster.servers[1].url), "live_port": port(cluster.servers[0].url),
-    "balancer_port": port(cluster.url), "journal_mode": oct(os.stat(entry).st_mode & 0o777)}))
+    "balancer_port": port(cluster.url), "journal_mode": oct(os.stat(entry).st_mode & 0o777),
+    "kernel_transport": kernel_link["transport"], "kernel_socket": kernel_link["ip"]}))
 """
 
 # Run in learner B's kernel with A's facts: every way in that B tries, and what happened.
@@ -132,6 +135,7 @@ def isolation(hub: hub_run.Hub, results: list, facts: dict) -> None:
             "copy_owner": os.stat(home / hub_run.FOLDER / hub_run.NOTEBOOK).st_uid,
             "solutions_copied": (home / hub_run.FOLDER / "labs" / "solutions").exists()}
     facts["ghost_spawn"] = hub.failed_spawn(hub.ghost)
+    facts["services"] = {s["name"]: s for s in hub.api("GET", "/services").json().values()}
     with a.kernel(hub_run.NOTEBOOK) as a_kernel:
         facts["a"] = line(a_kernel.execute(A_SETUP), "A")
         with b.kernel(hub_run.NOTEBOOK) as b_kernel:
@@ -201,6 +205,15 @@ def test_through_the_hub_a_learner_reaches_only_their_own_server_and_pages(hub_c
     port, name = facts["a"]["live_port"], facts["a_name"]
     assert status == 200, (status, cookie)
     assert f"Path=/user/{name}/proxy/{port}/" in cookie and "HttpOnly" in cookie
+
+
+def test_the_hub_runs_the_idle_culler_and_kernels_talk_over_private_unix_sockets(hub_class):
+    _, facts = hub_class
+    culler = facts["services"]["idle-culler"]
+    assert culler["command"][1:3] == ["-m", "jupyterhub_idle_culler"] and culler["pid"] > 0, culler
+    home = facts["homes"][facts["a_name"]]["home"]
+    assert facts["a"]["kernel_transport"] == "ipc"
+    assert facts["a"]["kernel_socket"].startswith(home + os.sep), facts["a"]["kernel_socket"]
 
 
 def test_a_learner_without_an_account_gets_a_message_that_says_so(hub_class):
