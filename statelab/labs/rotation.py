@@ -14,9 +14,9 @@ import secrets
 from typing import Any
 
 from ..client import Client
-from ..client import shoppers as _shoppers
 from ..shop.tokens import inspect_token
 from ..topology.cluster import Cluster
+from .crash import shoppers
 from .report import Report, blame, call, checker
 
 
@@ -45,7 +45,7 @@ def check_rotation_keeps_users(report: Report, rotate_with_grace: Any) -> None:
     users = 30
     with Cluster(3, "stateless", balancer="round_robin") as cluster:
         keyring = cluster.keyring
-        clients = _shoppers(cluster.url, users, "user")
+        clients = shoppers(cluster.url, users, "user")
         old = keyring.current_kid
         returned = call("rotate_with_grace(keyring)", rotate_with_grace, keyring)
         report.require("returns the key id that signed until now", returned == old, repr(old), repr(returned))
@@ -75,7 +75,7 @@ def check_resign(report: Report, resign_old_tokens: Any) -> None:
         cluster = Cluster(3, "stateless", balancer="round_robin", plugins=[resign_old_tokens])
     with cluster:
         keyring = cluster.keyring
-        clients = _shoppers(cluster.url, 20, "user")
+        clients = shoppers(cluster.url, 20, "user")
         active, idle = clients[:10], clients[10:]
         quiet = active[0].me()
         report.require("requests still work with the plugin", quiet.ok, "200", quiet.summary())
@@ -126,7 +126,7 @@ def check_prediction(report: Report, still_needed: Any) -> None:
     with Cluster(3, "stateless", balancer="round_robin") as cluster:
         keyring = cluster.keyring
         n_expired, n_active = 3 + secrets.randbelow(4), 5 + secrets.randbelow(5)
-        clients = _shoppers(cluster.url, 24, "user")
+        clients = shoppers(cluster.url, 24, "user")
         for i, c in enumerate(clients[:n_expired]):  # went home yesterday: their token expired
             c.token = keyring.issue(f"user{i}", -3600, cart=[])
         old = keyring.current_kid

@@ -161,9 +161,14 @@ class ShopState:
     def token_ttl(self) -> float:
         return self.config.token_ttl
 
+    @property
+    def token_max_age(self) -> float:
+        """How long a renewed token may outlive its login (``token_ttl`` unless set)."""
+        return self.config.token_ttl if self.config.token_max_age is None else float(self.config.token_max_age)
+
     # --- the mapping the dict used to be ---------------------------------------------------------------
     def _names(self) -> Iterable[str]:
-        yield from ("name", "mode", "cart", "store", "carts", "keyring", "session_ttl", "token_ttl",
+        yield from ("name", "mode", "cart", "store", "carts", "keyring", "session_ttl", "token_ttl", "token_max_age",
                     "cookie_name", "csrf_guard", "identity", "placement", "served", "keyed_paths", "current",
                     "change_cart", "config")
         yield from self.extra
