@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=f"a real hub cannot s
 A_SETUP = """
 import json, os, tempfile, urllib.parse
 import statelab as sl
-from statelab.experiments import journal
+from statelab import journal
 from statelab.production.redis import RedisServer
 valkey = RedisServer()
 cluster = sl.Cluster(2, "stateful")

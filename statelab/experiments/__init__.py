@@ -9,14 +9,17 @@ few seconds on one busy CPU (Binder), with verdicts that stay the same from run 
 
 from __future__ import annotations
 
+import hashlib
 import html
+import importlib.util
 import operator
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from .. import kernel
+from .. import journal, kernel
 
 #: The verdicts an experiment can reach about one claim of the seed (a half-row or a benefit).
 VERDICTS = ("holds", "holds with nuance", "does not hold")
@@ -396,13 +399,82 @@ _latest: dict[str, Evidence] = {}
 def record(evidence: Evidence) -> Evidence:
     """Remember ``evidence`` as this kernel's latest for its row (the scoreboard reads it).
 
-    In a notebook kernel it is also saved to the learner's journal (:mod:`.journal`), so notebook 12,
+    In a notebook kernel it is also saved to the learner's journal (:mod:`statelab.journal`), so notebook 12,
     which runs in a kernel of its own, can show the runs made in the other notebooks.
     """
     _latest[evidence.row] = evidence
     if kernel.in_a_notebook():
-        journal.save(evidence)
+        save(evidence)
     return evidence
+
+
+# --------------------------------------------------------------------------- the journal (statelab.journal)
+
+SCHEMA = 2
+KEPT_EXTRA = ("quick", "key_numbers")   # the only parts of ``extra`` worth showing later, and safe to keep
+
+
+def fingerprint(row: str) -> str:
+    """A short hash of the source of ``statelab.experiments.<row>`` ("" when there is no such module).
+
+    A saved run is read back only while the experiment module that made it is unchanged: a run of an older
+    experiment could carry checks the current one no longer makes."""
+    try:
+        spec = importlib.util.find_spec(f"{__name__}.{row}")
+        origin = spec.origin if spec is not None else None
+        return hashlib.sha256(Path(origin).read_bytes()).hexdigest()[:16] if origin else ""
+    except (ImportError, OSError, ValueError):
+        return ""
+
+
+def as_record(ev: Evidence) -> dict[str, Any]:
+    """``ev`` as the journal keeps it: plain JSON data, never cookies, tokens or other objects from ``extra``."""
+    extra = ev.extra if isinstance(ev.extra, dict) else {}
+    return {
+        "schema": SCHEMA, "fingerprint": fingerprint(ev.row),
+        "row": ev.row, "measurements": ev.measurements, "checks": ev.checks,
+        "claims": {k: {"supports": list(j.supports), "qualifies": list(j.qualifies), "corrected": j.corrected}
+                   for k, j in ev.claims.items()},
+        "reading": ev.reading, "seconds": ev.seconds, "conditions": ev.conditions, "labels": ev.labels,
+        "shown": ev.shown, "mechanisms": list(ev.mechanisms),
+        "extra": {k: extra[k] for k in KEPT_EXTRA if k in extra},
+    }
+
+
+def from_record(data: Any) -> Evidence | None:
+    """The Evidence a journal record holds; None when it is from another schema or another version of its
+    experiment, or is not a record at all."""
+    try:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            return None
+        if data.get("fingerprint") != fingerprint(str(data.get("row"))):
+            return None   # made by another version of the experiment
+        claims = {k: Judgement(tuple(j["supports"]), tuple(j["qualifies"]), j["corrected"])
+                  for k, j in data["claims"].items()}
+        extra = {**data.get("extra", {}), "saved": data.get("saved")}
+        return Evidence(row=data["row"], measurements=data["measurements"], checks=data["checks"], claims=claims,
+                        reading=data["reading"], seconds=float(data["seconds"]), extra=extra,
+                        conditions=data.get("conditions", {}), labels=data.get("labels", {}),
+                        shown=data.get("shown", {}), mechanisms=tuple(data.get("mechanisms", ())))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def save(ev: Evidence) -> Path | None:
+    """Keep ``ev`` in the learner's journal as its row's latest run (atomically); None if not kept."""
+    if not isinstance(ev, Evidence):
+        return None
+    return journal.save(ev.row, as_record(ev))
+
+
+def saved() -> dict[str, Evidence]:
+    """Every row's latest run saved in the journal (by any notebook's kernel), by row key."""
+    found = {}
+    for name, data in journal.load().items():
+        ev = from_record(data)
+        if ev is not None and ev.row == name:
+            found[name] = ev
+    return found
 
 
 def latest() -> dict[str, Evidence]:
@@ -419,5 +491,4 @@ def forget(row: str | None = None) -> None:
         _latest.pop(row, None)
 
 
-from . import journal as journal  # noqa: E402  (needs Evidence defined above)
 from .prose import check_prose as check_prose  # noqa: E402  (needs Evidence defined above)

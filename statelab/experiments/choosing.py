@@ -382,10 +382,10 @@ def timing_note(ev: Evidence, performance: Evidence | None = None) -> str:
     differ by the path a request takes, the number of rounds and the load on the machine: a latency
     is compared with another design's measured in the same run, never with another run's.
     """
-    from . import journal, latest
+    from . import latest, saved
 
     if performance is None:
-        performance = latest().get("performance") or journal.load().get("performance")
+        performance = latest().get("performance") or saved().get("performance")
     m = ev.measurements
     p50, spread = m["p50_ms"], m["p25_p75_ms"]
     pair = ("session + memory", "token + cart in token")

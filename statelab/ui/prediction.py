@@ -27,7 +27,7 @@ from pathlib import Path
 
 import ipywidgets as W
 
-from .. import kernel
+from .. import journal, kernel
 from ._base import BORDER, GREY, box, esc, pill
 
 #: Words and a symbol for each outcome, so no outcome is told by colour alone.
@@ -66,16 +66,12 @@ def predictions() -> dict[str, Record]:
 # --- the journal beside the evidence ---------------------------------------------------------------
 
 def _folder() -> Path | None:
-    from ..experiments import journal
-
     base = journal.directory()
     return None if base is None else base / "predictions"
 
 
 def _save(record: Record) -> None:
     """Write the record where notebook 12 can read it, only in a notebook kernel; never raises."""
-    from ..experiments import journal
-
     folder = _folder()
     if folder is None or not kernel.in_a_notebook() or not record.key.replace("_", "").isalnum():
         return
@@ -86,8 +82,6 @@ def _save(record: Record) -> None:
 
 def saved() -> dict[str, Record]:
     """The predictions other notebooks saved (unreadable files are left out)."""
-    from ..experiments import journal
-
     found: dict[str, Record] = {}
     for path, text in journal.read_files(_folder()):
         try:
@@ -101,8 +95,6 @@ def saved() -> dict[str, Record]:
 
 def forget() -> int:
     """Forget every prediction, in this kernel and on disk; returns how many files were removed."""
-    from ..experiments import journal
-
     _records.clear()
     return journal.remove_files(_folder())
 

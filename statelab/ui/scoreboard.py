@@ -6,7 +6,7 @@ what was measured instead (``Judgement.corrected``). Each of the seed's eight be
 verdict of the one row that judges it (``statelab.table.benefit_row``).
 
 The evidence comes from an experiment run earlier in this kernel (``statelab.experiments.latest()``),
-from a run saved by another notebook's kernel (``statelab.experiments.journal``), from evidence you
+from a run saved by another notebook's kernel (``statelab.journal``), from evidence you
 pass in, or from a quick re-run the scoreboard makes when asked (a button, or
 ``board.fill()``; a few seconds per row). A row not measured yet says so; a row whose experiment
 fails shows the error in its cell. Nothing here raises into the notebook.
@@ -28,8 +28,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from .. import kernel
-from ..experiments import HALVES, VERDICTS, Evidence, journal, latest
+from .. import experiments, kernel
+from ..experiments import HALVES, VERDICTS, Evidence, latest
 from ..table import BENEFITS, ROWS, Row, benefit_row
 from ._base import BORDER, FG, FG_DIM, GREEN, GREY, ORANGE, RED, box, button, error_line, esc, pill
 
@@ -114,11 +114,11 @@ def _evidence_from(evidence_by_row: Mapping[str, Evidence] | None) -> dict[str, 
     """Validated evidence by row key, each with the words for where it came from.
 
     By default: this kernel's runs (``latest()``), and for the other rows the runs saved in the
-    learner's journal by the other notebooks' kernels (:mod:`statelab.experiments.journal`).
+    learner's journal by the other notebooks' kernels (:mod:`statelab.journal`).
     """
     keys = {r.key for r in ROWS}
     if evidence_by_row is None:
-        saved = {k: (ev, f"your run, saved {_when(ev.extra.get('saved'))}") for k, ev in journal.load().items()}
+        saved = {k: (ev, f"your run, saved {_when(ev.extra.get('saved'))}") for k, ev in experiments.saved().items()}
         here = {k: (ev, "run earlier in this kernel") for k, ev in latest().items()}
         return {k: v for k, v in {**saved, **here}.items() if k in keys}
     if not isinstance(evidence_by_row, Mapping):
