@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from statelab.experiments import HALVES, VERDICTS, Evidence, Judgement, check_prose, judged
-from statelab.experiments.prose import verdict_claims
+from prose import check_prose, verdict_claims
+from statelab.experiments import HALVES, VERDICTS, Evidence, Judgement, judged
 from statelab.table import BENEFITS, CHOOSING, ROWS, benefit_row
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from prose import verdict_claims
 from statelab.experiments import DESIGNS
-from statelab.experiments.prose import verdict_claims
 from statelab.table import BENEFITS
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"

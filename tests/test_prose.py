@@ -1,28 +1,30 @@
-"""Typed prose cannot claim a verdict the measurement does not give (issue 8, deliver 4).
+"""Typed prose cannot claim a verdict the measurement does not give (issue 8, deliver 4; issue 18).
 
-A notebook's markdown is typed once; its numbers are measured every run. So every experiment
-notebook (03-12) ends with a self-check that calls ``sl.experiments.check_prose(<its own file>, ev)``,
-which fails when a sentence of its markdown states a verdict its evidence does not give; and no
-notebook (00-13) may state a verdict without naming the half or benefit it is about, since such a
-sentence cannot be checked at all. These tests read the notebooks without running them.
+A notebook's markdown is typed once; its numbers are measured every run. So for every experiment notebook
+(03-12) this test takes the Evidence its own executed run saved in the run's journal and fails when a sentence of
+its markdown states a verdict that evidence does not give; and no notebook (00-13) may state a verdict without
+naming the half or benefit it is about, since such a sentence cannot be checked at all. The checker
+(tests/prose.py) is a linter of the course's text, so it lives here, not in a learner's self-check cell.
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from statelab.experiments import Evidence, Judgement, check_prose
-from statelab.experiments.prose import verdict_claims
+from kernels import ROOT
+from prose import check_prose, verdict_claims
+from statelab import experiments
+from statelab.experiments import Evidence, Judgement
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = ROOT / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 EXPERIMENTS = [p for p in ALL if 3 <= int(p.name[:2]) <= 12]
+#: notebooks whose markdown states no verdict at all: their conclusions are all rendered from the evidence
+NO_TYPED_VERDICT = ("05_performance.ipynb", "07_caching.ipynb", "11_development_focus.ipynb")
 
 
 def cells(path: Path) -> list[dict]:
@@ -38,33 +40,24 @@ def test_the_notebooks_are_found():
     assert len(EXPERIMENTS) == 10
 
 
-def check_prose_calls(code: str) -> list[ast.Call]:
-    """Calls of ``sl.experiments.check_prose(...)`` in a code cell (comments and strings do not count)."""
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines())
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return []
-    return [node for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and ast.unparse(node.func) == "sl.experiments.check_prose"]
+@pytest.mark.parametrize("name", [p.relative_to(ROOT).as_posix() for p in EXPERIMENTS])
+def test_each_experiment_notebooks_prose_agrees_with_what_its_run_measured(name, notebook_runs):
+    run = notebook_runs.result(name)
+    assert run.workdir and not run.failed, run.summary()
+    row = Path(name).stem.split("_", 1)[1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STATELAB_EVIDENCE_DIR", str(Path(run.workdir) / ".statelab-evidence"))
+        ev = experiments.saved().get(row)
+    assert ev is not None, f"{name}: its run saved no evidence for {row!r} in its journal"
+    typed = check_prose(ROOT / name, ev)
+    if Path(name).name in NO_TYPED_VERDICT:
+        assert typed == 0, f"{name} now types {typed} verdict sentence(s): render them with ev.conclusion()"
 
 
-@pytest.mark.parametrize("notebook", EXPERIMENTS, ids=lambda p: p.name)
-def test_each_experiment_notebook_checks_its_own_prose_in_its_self_check(notebook):
-    in_self_check = False
-    found = []
-    for cell in cells(notebook):
-        text = source(cell)
-        if cell["cell_type"] == "markdown" and re.search(r"^#+ .*", text, re.M):
-            in_self_check = bool(re.search(r"^#+ .*self-check", text, re.M | re.I))
-        elif cell["cell_type"] == "code" and in_self_check:
-            for call in check_prose_calls(text):
-                names = [a.value for a in call.args[:1] if isinstance(a, ast.Constant)]
-                found.append((names, len(call.args) - 1))
-    assert found, (f"{notebook.name}: no `sl.experiments.check_prose(...)` call in the cells under its "
-                   "'Self-check' heading")
-    assert all(names == [notebook.name] and evidences >= 1 for names, evidences in found), (
-        f"{notebook.name}: check_prose must be given its own file name, then its Evidence: {found}")
+@pytest.mark.parametrize("notebook", ALL, ids=lambda p: p.name)
+def test_a_learner_does_not_run_the_prose_linter(notebook):
+    code = [source(c) for c in cells(notebook) if c["cell_type"] == "code"]
+    assert not [c for c in code if "check_prose" in c], f"{notebook.name}: the prose check runs in tests/ only"
 
 
 @pytest.mark.parametrize("notebook", ALL, ids=lambda p: p.name)

@@ -489,6 +489,3 @@ def forget(row: str | None = None) -> None:
         _latest.clear()
     else:
         _latest.pop(row, None)
-
-
-from .prose import check_prose as check_prose  # noqa: E402  (needs Evidence defined above)

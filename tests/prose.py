@@ -4,8 +4,9 @@ A notebook's markdown explains mechanisms; what was measured is rendered from th
 (:meth:`Evidence.conclusion`). Because prose is typed once and measurements change, this
 module reads a notebook's markdown cells, finds every sentence that states a verdict on a
 half-row (``stateful``/``stateless``) or a benefit (``4a``..``5d``), and compares it with the
-verdicts the experiment computed. The self-check cell of each experiment notebook calls
-:func:`check_prose`, so a lesson whose words drift from its numbers fails in CI.
+verdicts the experiment computed. tests/notebooks/test_prose.py runs it on every experiment notebook with the
+Evidence its own executed run saved, so a lesson whose words drift from its numbers fails in CI. It lives with the
+tests, not in the package: it is a linter of the course's text, which a learner has no reason to run.
 """
 
 from __future__ import annotations
@@ -86,14 +87,7 @@ def contradictions(markdown_cells: list[str], evidences: list[Any]) -> list[str]
 
 
 def _markdown_cells(notebook: str | Path) -> list[str]:
-    path = Path(notebook)
-    if not path.exists():  # run from elsewhere than the notebook's folder: look in the repository
-        root = Path(__file__).resolve().parents[2]
-        matches = [p for p in (root / "notebooks" / path.name, root / "labs" / path.name) if p.exists()]
-        if not matches:
-            raise FileNotFoundError(f"no notebook {str(notebook)!r} here or in {root / 'notebooks'}")
-        path = matches[0]
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
     return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
             for c in cells if c["cell_type"] == "markdown"]
 
