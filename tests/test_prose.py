@@ -46,7 +46,7 @@ def test_each_experiment_notebooks_prose_agrees_with_what_its_run_measured(name,
     assert run.workdir and not run.failed, run.summary()
     row = Path(name).stem.split("_", 1)[1]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STATELAB_EVIDENCE_DIR", str(Path(run.workdir) / ".statelab-evidence"))
+        patch.setenv("STATELAB_EVIDENCE_DIR", str(run.workdir / ".statelab-evidence"))
         ev = experiments.saved().get(row)
     assert ev is not None, f"{name}: its run saved no evidence for {row!r} in its journal"
     typed = check_prose(ROOT / name, ev)
