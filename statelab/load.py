@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json as jsonlib
 import os
+import re
+import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -183,3 +186,70 @@ def _in_child(job: dict[str, Any]) -> dict[str, Any]:
 
 if __name__ == "__main__":  # the child process of _in_child
     print(jsonlib.dumps(_drive(**jsonlib.loads(sys.stdin.read()))))
+
+
+# --------------------------------------------------------------------------- honest against wrk
+
+#: wrk, a load generator written in C: the yardstick :func:`load_vs_wrk` holds ``run`` against (tests and benchmarks)
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+
+def wrk_available() -> bool:
+    return os.path.exists(WRK) and os.access(WRK, os.X_OK)
+
+
+def wrk_rps(url: str, seconds: float, connections: int = 8, threads: int = 1, path: str = "/health") -> float:
+    """Requests per second ``wrk`` reaches against ``url + path`` (loopback only)."""
+    own_target(url)  # loopback, and a server this interpreter runs: wrk is never pointed anywhere else
+    out = subprocess.run([WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", url + path],
+                         capture_output=True, text=True, timeout=seconds + 30)
+    match = re.search(r"Requests/sec:\s*([\d.]+)", out.stdout)
+    if out.returncode != 0 or not match:
+        raise RuntimeError(f"wrk failed: {out.stdout[-300:]} {out.stderr[-300:]}")
+    return float(match.group(1))
+
+
+@dataclass
+class LoadComparison:
+    """Requests per second of wrk and of statelab.load.run (child process, and in-process threads).
+
+    Trial ``i`` of each generator ran back to back, so the ratios are taken trial by trial and their median
+    reported: a burst of load from something else on the machine then skews one ratio, not the result.
+    """
+
+    wrk: list[float] = field(default_factory=list)
+    child: list[float] = field(default_factory=list)
+    threads: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+    concurrency: int = 8
+
+    @property
+    def child_ratio(self) -> float:
+        return statistics.median(c / w for c, w in zip(self.child, self.wrk, strict=True))
+
+    @property
+    def threads_ratio(self) -> float:
+        return statistics.median(t / w for t, w in zip(self.threads, self.wrk, strict=True))
+
+
+def load_vs_wrk(url: str, seconds: float = 2.0, trials: int = 3, concurrency: int = 8) -> LoadComparison:
+    """Alternate wrk, ``load.run`` (separate process, the default) and ``load.run`` in-process threads.
+
+    Odd trials run the three in reverse order, so neither side always goes first.
+    """
+    result = LoadComparison(seconds=seconds, concurrency=concurrency)
+    for trial in range(trials):
+        rps: dict[str, float] = {}
+        order = ["wrk", "child", "threads"]
+        for kind in order if trial % 2 == 0 else order[::-1]:
+            if kind == "wrk":
+                rps[kind] = wrk_rps(url, seconds, connections=concurrency)
+            else:
+                res = run(url, duration=seconds, concurrency=concurrency, separate_process=kind == "child")
+                rps[kind] = res.rps
+                result.errors += res.errors
+        result.wrk.append(rps["wrk"])
+        result.child.append(rps["child"])
+        result.threads.append(rps["threads"])
+    return result

@@ -15,7 +15,7 @@ import statistics
 import pytest
 
 import statelab as sl
-from benchmarks import bench
+from statelab import load
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +31,18 @@ def _wrk_required() -> bool:
 
 @pytest.fixture(scope="module")
 def wrk():
-    if not bench.wrk_available():
-        message = f"wrk not found at {bench.WRK} (Debian: apt-get install wrk)"
+    if not load.wrk_available():
+        message = f"wrk not found at {load.WRK} (Debian: apt-get install wrk)"
         if _wrk_required():
             pytest.fail(message + "; CI requires it")
         pytest.skip(message)
-    return bench.WRK
+    return load.WRK
 
 
 def test_load_run_reaches_70_percent_of_wrk(wrk, record_property):
     with sl.Server("stateless") as server:
         server.start()
-        result = bench.load_vs_wrk(server.url, seconds=SECONDS, trials=TRIALS, concurrency=CONCURRENCY)
+        result = load.load_vs_wrk(server.url, seconds=SECONDS, trials=TRIALS, concurrency=CONCURRENCY)
     wrk_rps = statistics.median(result.wrk)
     child = statistics.median(result.child)
     threads = statistics.median(result.threads)
