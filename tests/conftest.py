@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+# The helpers every room imports by name (kernels, browser, prose, and this conftest's own functions): found from
+# tests/<room>/ as from tests/, whatever import mode pytest uses.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Charts draw off screen in every test (and in the kernels tests start): set once, here.
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 # Tests must never read or write the user's own Jupyter and IPython settings. Set at import time,
 # before anything imports jupyter_core, so kernels started by nbclient/nbval inherit it too.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -17,8 +16,7 @@ def test_importing_statelab_plots_changes_no_display_formatter():
             "assert Figure not in shell.display_formatter.formatters['text/html'].type_printers\n"
             "assert statelab.plots.show_alt_text() is True\n"
             "assert Figure in shell.display_formatter.formatters['text/html'].type_printers\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "MPLBACKEND": "Agg"})
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
 
 

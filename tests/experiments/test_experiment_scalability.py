@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import random
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-import statelab as sl  # noqa: E402
-from statelab.experiments import DESIGNS, VERDICTS, Evidence, latest, scalability  # noqa: E402
-from statelab.plots import scalability as plots  # noqa: E402
+import statelab as sl
+from statelab.experiments import DESIGNS, VERDICTS, Evidence, latest, scalability
+from statelab.plots import scalability as plots
 
 
 @pytest.fixture(scope="module")

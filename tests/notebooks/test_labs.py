@@ -31,7 +31,7 @@ import pytest
 
 import statelab as sl
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "labs" / "solutions"
 STUDENT = ROOT / "labs"
 TOOL = ROOT / "tools" / "make_student_labs.py"

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-import statelab as sl  # noqa: E402
-from statelab.experiments import Evidence, development_focus  # noqa: E402
-from statelab.shop.plugins import login_keeping_the_id  # noqa: E402
+import statelab as sl
+from statelab.experiments import Evidence, development_focus
+from statelab.shop.plugins import login_keeping_the_id
 
 
 @pytest.fixture(scope="module")

@@ -130,9 +130,6 @@ def test_micro_times_are_the_best_round_per_call_in_microseconds():
 
 
 def test_plot_and_tables(ev):
-    import matplotlib
-
-    matplotlib.use("Agg")
     from statelab.plots import performance as chart
 
     fig = chart.plot(ev)
@@ -141,7 +138,9 @@ def test_plot_and_tables(ev):
     rows = performance.table(ev)
     assert [r["design"] for r in rows] == ev.extra["designs"]
     assert [r["algorithm"] for r in performance.algorithms(ev)] == ["HS256", "RS256", "ES256"]
-    matplotlib.pyplot.close(fig)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def test_bad_sizes_get_a_clear_error():

@@ -35,7 +35,7 @@ from statelab.shop.app import create_app, same_origin
 from statelab.shop.plugins import IdempotencyKeys, idempotent_writes
 from statelab.shop.sessions import MemoryStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- L3: idempotency keys

@@ -22,7 +22,7 @@ import statelab as sl
 from conftest import statelab_threads
 from statelab.service import Listener, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def port_of(url: str) -> int:

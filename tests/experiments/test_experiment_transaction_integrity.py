@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import threading
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-import statelab as sl  # noqa: E402
-from statelab.experiments import DESIGNS  # noqa: E402
-from statelab.experiments import transaction_integrity as ti  # noqa: E402
-from statelab.plots import transaction_integrity as plots  # noqa: E402
-from statelab.shop.plugins import IdempotencyKeys, OrderBook, checkout  # noqa: E402
-from statelab.shop.sessions import NaiveStore  # noqa: E402
+import statelab as sl
+from statelab.experiments import DESIGNS
+from statelab.experiments import transaction_integrity as ti
+from statelab.plots import transaction_integrity as plots
+from statelab.shop.plugins import IdempotencyKeys, OrderBook, checkout
+from statelab.shop.sessions import NaiveStore
 
 
 @pytest.fixture(scope="module")

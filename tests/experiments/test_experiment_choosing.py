@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-import statelab as sl  # noqa: E402
-from statelab.experiments import DESIGNS, VERDICTS, Evidence, choosing  # noqa: E402
-from statelab.plots import choosing as choosing_plot  # noqa: E402
+import statelab as sl
+from statelab.experiments import DESIGNS, VERDICTS, Evidence, choosing
+from statelab.plots import choosing as choosing_plot
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from statelab.ui import prediction as predict_module
 from statelab.ui.quiz import Question
 from statelab.ui.quizzes import QUIZZES
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("[01][0-9]_*.ipynb"))
 #: Notebooks that ask for a prediction before their experiment (00's crash, every row 03-11, and 13's workers).
 PREDICTING = ("00", "03", "04", "05", "06", "07", "08", "09", "10", "11", "13")
@@ -227,9 +227,6 @@ def test_progress_is_tqdm_in_a_notebook(monkeypatch, capsys):
 # --- charts ----------------------------------------------------------------------------------------
 
 def test_a_figure_gets_alt_text_from_what_it_shows():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from statelab.plots import describe, figure_html

@@ -23,7 +23,7 @@ from browser import BROWSER_NOTEBOOKS
 from kernels import EXECUTED, MEMORY_LIMIT_MB, NAMES, SOLUTIONS, TIME_LIMIT_S, output_kinds
 from kernels import NOTEBOOKS as NOTEBOOKS_RUN
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 NAME = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
 TITLE = re.compile(r"^# (\d\d) · \S.*$")

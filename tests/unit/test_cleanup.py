@@ -33,7 +33,7 @@ def test_a_killed_owner_leaves_no_folder_behind():
     code = ("from statelab.service import cleanup; import time\n"
             "f = cleanup.folder('statelab-victim-'); open(f.name + '/data', 'w').write('x')\n"
             "print(f.name, flush=True); time.sleep(60)\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
     try:
         path = Path(child.stdout.readline().strip())

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import threading
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-import statelab as sl  # noqa: E402
-from statelab.experiments import DESIGNS, Evidence, deployment  # noqa: E402
-from statelab.plots import deployment as plots  # noqa: E402
-from statelab.shop.plugins import InFlight, slow_writes  # noqa: E402
+import statelab as sl
+from statelab.experiments import DESIGNS, Evidence, deployment
+from statelab.plots import deployment as plots
+from statelab.shop.plugins import InFlight, slow_writes
 
 
 @pytest.fixture(scope="module")

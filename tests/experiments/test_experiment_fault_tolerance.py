@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import threading
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-import statelab as sl  # noqa: E402
-from statelab.experiments import DESIGNS, Evidence, crowd, fault_tolerance  # noqa: E402
-from statelab.plots import fault_tolerance as plots  # noqa: E402
-from statelab.service import wait_until  # noqa: E402
-from statelab.shop.plugins import (  # noqa: E402
+import statelab as sl
+from statelab.experiments import DESIGNS, Evidence, crowd, fault_tolerance
+from statelab.plots import fault_tolerance as plots
+from statelab.service import wait_until
+from statelab.shop.plugins import (
     IdempotencyKeys,
     InFlight,
     idempotent_writes,
     slow_writes,
     store_errors_as_503,
 )
-from statelab.shop.sessions import OutageStore, StoreUnavailable  # noqa: E402
+from statelab.shop.sessions import OutageStore, StoreUnavailable
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import tracemalloc
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-import statelab as sl  # noqa: E402
-from statelab.experiments import DESIGNS, VERDICTS, latest, resource_usage  # noqa: E402
-from statelab.plots import resource_usage as plots  # noqa: E402
+import statelab as sl
+from statelab.experiments import DESIGNS, VERDICTS, latest, resource_usage
+from statelab.plots import resource_usage as plots
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from prose import verdict_claims
 from statelab.experiments import DESIGNS
 from statelab.table import BENEFITS
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 FOUNDATIONS = [NOTEBOOKS / name for name in
                ("00_start_here.ipynb", "01_stateful_sessions.ipynb", "02_stateless_tokens.ipynb")]
 

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-FOLDER = Path(__file__).resolve().parent.parent / "classroom" / "zero-to-jupyterhub"
+FOLDER = Path(__file__).resolve().parents[2] / "classroom" / "zero-to-jupyterhub"
 
 
 @pytest.fixture(scope="module")

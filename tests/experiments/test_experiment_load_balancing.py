@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import random
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-import statelab as sl  # noqa: E402
-from statelab.experiments import DESIGNS, VERDICTS, Evidence, latest, load_balancing  # noqa: E402
-from statelab.plots import load_balancing as plots  # noqa: E402
+import statelab as sl
+from statelab.experiments import DESIGNS, VERDICTS, Evidence, latest, load_balancing
+from statelab.plots import load_balancing as plots
 
 
 @pytest.fixture(scope="module")
