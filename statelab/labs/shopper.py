@@ -24,7 +24,7 @@ import time
 
 OPERATIONS = {"login": ("POST", "/login"), "add": ("POST", "/cart"), "view": ("GET", "/cart"),
               "checkout": ("POST", "/checkout")}
-WAIT = (1, 200)  # WAIT 1 replica, at most 200 ms
+WAIT = (1, 100)  # WAIT 1 replica, at most 100 ms
 LIFETIME = 60.0  # seconds: a shopper never outlives a forgotten check for long
 
 
