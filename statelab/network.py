@@ -4,7 +4,7 @@ On one machine every tier is a loopback hop away (tens of microseconds), so a de
 shared store on every request looks free. In production the store is across a network: 0.1-0.5 ms
 inside a data centre, tens of milliseconds between regions. A :class:`Link` puts that distance back::
 
-    link = sl.Link(store_server.endpoint, delay=0.005)   # 5 ms each way: a 10 ms round trip
+    link = sl.Link(("127.0.0.1", 6379), delay=0.005)     # 5 ms each way: a 10 ms round trip
     client = redis.Redis(port=link.port)                 # talk to the store through the link
     link.delay = 0.0005                                  # change it while traffic flows
     link.hang()                                          # a partition: the client waits for its timeout
@@ -36,8 +36,10 @@ How it works, and what it models:
   store clients do, do not notice.
 * ``hang()`` is a partition: connections are still accepted, but nothing is delivered in either
   direction (new connections do not even reach the upstream), so a client waits until its own
-  timeout. Bytes sent meanwhile are held, as TCP would retransmit them, and delivered after
-  ``heal()``, unless their connection was closed.
+  timeout. Bytes sent meanwhile are held, as TCP would keep retransmitting them, and delivered
+  after ``heal()``, even when the client gave up and closed its connection (the close follows its
+  bytes): a request that timed out may still be acted on, as on a real network. A client that
+  resets its connection drops them.
 * ``cut()`` fails fast: every open connection is reset (``SO_LINGER 0``: the peer gets
   ``ECONNRESET``), and every new one is accepted and reset at once. The link keeps its port
   while cut, rather than closing it: a port we close can be bound by any user of this machine,

@@ -148,6 +148,20 @@ def test_a_cut_store_is_a_503_at_once_and_a_hung_one_after_the_client_timeout(cl
     alice.close()
 
 
+def test_valkey_restarted_without_persistence_comes_back_empty_through_the_link(cluster):
+    c = cluster(2, "stateful", store="valkey", distance=0.001)
+    alice = sl.Client(c.url)
+    alice.login("alice")
+    alice.add_to_cart("book")
+    c.valkey.kill()
+    assert alice.cart().status == 503  # unavailable while it is down
+    c.valkey.restart()
+    assert alice.cart().status == 401  # back, and empty: every session is gone
+    alice.login("alice")
+    assert alice.cart().status == 200  # the links carry on to the new server
+    alice.close()
+
+
 # --------------------------------------------------------------------------- clear errors
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -365,3 +365,29 @@ def test_a_link_listens_at_a_path_only_in_a_private_folder(echo, tmp_path):
         Link(echo, listen=str(shared / "s.sock"))
     with pytest.raises(ValueError, match="does not exist"):
         Link(echo, listen=str(tmp_path / "nowhere" / "s.sock"))
+
+
+def test_a_request_sent_into_a_hang_is_delivered_after_heal_even_if_its_client_gave_up():
+    """As on a real network: a timeout says nothing about whether the other side acted."""
+    received = bytearray()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while data := conn.recv(100):
+                received.extend(data)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with Link(listener.getsockname()) as link:
+        link.hang()
+        with connect(link, timeout=0.1) as s:
+            s.sendall(b"SET stock 0")
+            with pytest.raises(socket.timeout):
+                s.recv(10)  # the client gives up and closes
+        assert received == b""
+        link.heal()
+        thread.join(timeout=2)
+    listener.close()
+    assert received == b"SET stock 0"
