@@ -50,6 +50,16 @@ def test_a_replica_set_keeps_its_password_off_every_command_line_and_in_private_
     assert not any(os.path.exists(s.workdir) for s in group.servers)
 
 
+def test_a_shop_reading_a_replica_lets_a_stolen_cookie_in_after_logout_then_refuses_it():
+    group = ReplicaSet(1, 0.05)  # 50 ms: HTTP requests of a few ms fit in the window even on a busy machine
+    try:
+        stolen = ds.measure_stolen_session(group)
+    finally:
+        group.stop()
+    assert (stolen.before, stolen.logout) == (200, 200)
+    assert stolen.after[0] == 200 and stolen.after[-1] == 401 and set(stolen.after[:-1]) == {200}, stolen
+
+
 def test_writes_reach_the_replicas_and_wait_counts_them():
     group = ReplicaSet(2, 0.005)
     try:

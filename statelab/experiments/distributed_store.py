@@ -10,6 +10,8 @@ asynchronous by default. This module measures, on real Valkey servers (see
   token's id written to the primary) reach a replica only after the replication lag: until then a
   stolen session or token is still let through by anything that reads the replica. And a cart line
   added on the primary is not on the replica when read at once (read-your-writes breaks).
+  :func:`measure_stolen_session` shows the same over HTTP, with a shop server that reads its
+  sessions from the replica (:class:`~statelab.production.replication.ReplicaReads`).
 * :func:`measure_failover`: the primary's machine fails while writes flow; the most up-to-date
   replica is promoted. Count the writes acknowledged to the client and now gone, without ``WAIT``
   and with ``WAIT 1`` after every write; and what each write costs.
@@ -140,6 +142,44 @@ def measure_lag(group: ReplicaSet, trials: int = 5) -> Lag:
         for store in (sessions, copies, carts, cart_copies):
             store.close()
     return Lag(group.delay * 1000, windows, let_in, refused, denies, missed, trials)
+
+
+@dataclass
+class Stolen:
+    """Over HTTP: a shop server that reads sessions from a replica; Alice logs out, a thief replays her cookie."""
+
+    before: int  # the thief's status before the logout (200: the stolen cookie works)
+    logout: int  # the logout's status
+    after: list[int]  # the thief's statuses right after the logout, in order, until a 401
+    window_ms: float  # from the logout's answer to the thief's first 401
+
+
+def measure_stolen_session(group: ReplicaSet, tries: int = 200) -> Stolen:
+    """A real shop server (stateful, sessions in Valkey, reads from replica 0); Alice logs in, a thief copies her
+    cookie; Alice logs out; the thief asks for the cart again at once, until it is refused."""
+    from ..client import Client
+    from ..production.replication import ReplicaReads
+    from ..shop.server import serve
+
+    store = ReplicaReads(group.primary.url, group.replicas[0].url, f"http{time.monotonic_ns()}")
+    shop = serve("stateful", store=store, name="shop-reads-replica")
+    try:
+        alice, thief = Client(shop.url), Client(shop.url)
+        alice.login("alice")
+        group.wait_synced()
+        for name, value in alice.cookies.items():
+            thief.set_cookie(name, value)
+        before = thief.cart().status
+        logout = alice.logout().status
+        start, after = time.perf_counter(), []
+        while len(after) < tries:
+            after.append(thief.cart().status)
+            if after[-1] != 200:
+                break
+        return Stolen(before, logout, after, (time.perf_counter() - start) * 1000)
+    finally:
+        shop.stop()
+        store.close()
 
 
 # --- 2. failover -----------------------------------------------------------------------------------
@@ -329,7 +369,7 @@ def measure_sharding(users: int = 16, shards: int = 2, failed: int = 1) -> Shard
 
 
 def judge(lag: Lag, failovers: dict[bool, Failover], restarts: dict[str, Restart], shards: Shards,
-          seconds: float = 0.0) -> Evidence:
+          seconds: float = 0.0, stolen: Stolen | None = None) -> Evidence:
     """The checks, claims and reading computed from the four measurements."""
     plain, waited = failovers[False], failovers[True]
     none, rdb, always = restarts["none"], restarts["rdb"], restarts["aof-always"]
@@ -358,6 +398,8 @@ def judge(lag: Lag, failovers: dict[bool, Failover], restarts: dict[str, Restart
         "replica lag window, deny-list (median ms)": round(lag.deny_window_ms, 1),
         "reads let in after logout": lag.let_in,
         "cart lines not seen on the replica": f"{lag.carts_missed}/{lag.trials}",
+        **({"stolen cookie let in after logout, over HTTP": f"{stolen.after.count(200)} requests in "
+            f"{stolen.window_ms:.1f} ms"} if stolen else {}),
         "lost at failover, no WAIT": f"{plain.lost} of {plain.acknowledged} acknowledged",
         "lost at failover, WAIT 1": f"{waited.lost} of {waited.acknowledged} acknowledged",
         "write, no WAIT (median ms)": round(plain.write_ms, 3),
@@ -370,7 +412,8 @@ def judge(lag: Lag, failovers: dict[bool, Failover], restarts: dict[str, Restart
     reading = (f"with the replicas {lag.delay_ms:g} ms away, a logout on the primary still let a stolen session "
                f"through a replica for {lag.window_ms:.1f} ms (median of {lag.trials}), a revoked token for "
                f"{lag.deny_window_ms:.1f} ms; {lag.carts_missed} of {lag.trials} cart lines were not on the replica "
-               f"when read at once. When the primary failed, {plain.lost} of {plain.acknowledged} acknowledged writes "
+               f"when read at once.{_stolen_words(stolen)} When the primary failed, {plain.lost} of "
+               f"{plain.acknowledged} acknowledged writes "
                f"were gone without WAIT, {waited.lost} of {waited.acknowledged} with WAIT 1, which took "
                f"{waited.write_ms:.1f} ms a write instead of {plain.write_ms:.2f} ms. After a crash and restart, "
                f"sessions kept: {kept}. One shard of {len(shards.users)} failing logged out "
@@ -399,19 +442,27 @@ def judge(lag: Lag, failovers: dict[bool, Failover], restarts: dict[str, Restart
                   "SIGKILL of the process, not a power cut"))
 
 
+def _stolen_words(stolen: Stolen | None) -> str:
+    if stolen is None:
+        return ""
+    return (f" Over HTTP, a shop server reading sessions from the replica answered a stolen cookie "
+            f"{stolen.after.count(200)} more time(s) after the logout, for {stolen.window_ms:.1f} ms.")
+
+
 def run(delay: float = DELAY, trials: int = 5, seconds: float = 0.3, writes: int = 60) -> Evidence:
     """Every measurement of notebook 14, judged."""
     start = time.perf_counter()
     group = ReplicaSet(2, delay, name="lag")
     try:
         lag = measure_lag(group, trials)
+        stolen = measure_stolen_session(group)
         plain = measure_failover(False, seconds, delay, group=group)
     finally:
         group.stop()
     waited = measure_failover(True, seconds, delay)
     restarts = measure_persistence(writes)
     shards = measure_sharding()
-    return judge(lag, {False: plain, True: waited}, restarts, shards, time.perf_counter() - start)
+    return judge(lag, {False: plain, True: waited}, restarts, shards, time.perf_counter() - start, stolen)
 
 
 def restarts_table(restarts: dict[str, Restart]) -> str:

@@ -163,3 +163,49 @@ def acknowledged_write(client: Any, key: str, value: str, wait: tuple[int, int] 
         pipe.execute_command("WAIT", int(wait[0]), int(wait[1]))
     result = pipe.execute()
     return wait is None or int(result[-1]) >= wait[0]
+
+
+class ReplicaReads:
+    """A session store that writes to the primary and reads from a replica: ``store=`` of a shop server.
+
+    Shops send reads to replicas to spread the load (every request reads its session; few write).
+    The price is the lag: a logout deletes the session on the primary, and a request that reads the
+    replica a moment later still finds it. A replica is read-only, so a read cannot restart the idle
+    timer here; the session expires on the primary's clock (its writes do restart it).
+    """
+
+    kind = "redis"
+
+    def __init__(self, primary_url: str, replica_url: str, prefix: str | None = None) -> None:
+        from .redis import RedisStore
+
+        self.writes = RedisStore(primary_url, prefix)
+        self.reads = RedisStore(replica_url, self.writes.prefix.split(":")[1])
+
+    def create(self, data: Any, ttl: float) -> str:
+        return self.writes.create(data, ttl)
+
+    def get(self, sid: str) -> Any:
+        return self.reads.peek(sid)
+
+    def peek(self, sid: str) -> Any:
+        return self.reads.peek(sid)
+
+    def expires_in(self, sid: str) -> float | None:
+        return self.reads.expires_in(sid)
+
+    def update(self, sid: str, change: Any) -> Any:
+        return self.writes.update(sid, change)
+
+    def delete(self, sid: str) -> bool:
+        return self.writes.delete(sid)
+
+    def count(self) -> int:
+        return self.writes.count()
+
+    def clear(self) -> None:
+        self.writes.clear()
+
+    def close(self) -> None:
+        self.writes.close()
+        self.reads.close()
