@@ -269,7 +269,7 @@ class Restart:
     write_us: float  # median microseconds of one cart write (a WATCH/MULTI/EXEC transaction)
 
 
-def measure_persistence(writes: int = 60, settings: tuple[str, ...] = SETTINGS) -> dict[str, Restart]:
+def measure_persistence(writes: int = 40, settings: tuple[str, ...] = SETTINGS) -> dict[str, Restart]:
     """For each setting: ``writes`` logins and cart lines, a crash (SIGKILL), a restart; count what came back.
 
     With RDB, a snapshot (``BGSAVE``, what its ``save 60 1`` schedule does within a minute) is taken after half
@@ -449,7 +449,7 @@ def _stolen_words(stolen: Stolen | None) -> str:
             f"{stolen.after.count(200)} more time(s) after the logout, for {stolen.window_ms:.1f} ms.")
 
 
-def run(delay: float = DELAY, trials: int = 5, seconds: float = 0.3, writes: int = 60) -> Evidence:
+def run(delay: float = DELAY, trials: int = 5, seconds: float = 0.3, writes: int = 40) -> Evidence:
     """Every measurement of notebook 14, judged."""
     start = time.perf_counter()
     group = ReplicaSet(2, delay, name="lag")
