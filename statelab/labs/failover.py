@@ -25,7 +25,7 @@ from ..production.replication import ReplicaSet, offset
 from .report import LearnerError, Report, call, checker
 
 FAST, SLOW = 0.002, 0.05  # seconds one way: a replica close by, and one lagging behind
-WRITING = 0.3  # seconds of shopping before the primary fails, and again after the failover
+WRITING = 0.2  # seconds of shopping before the primary fails, and again after the failover
 ALL_WAIT = {"login": True, "add": True, "view": True, "checkout": True}
 
 
