@@ -398,7 +398,7 @@ def judge(lag: Lag, failovers: dict[bool, Failover], restarts: dict[str, Restart
         "replica lag window, deny-list (median ms)": round(lag.deny_window_ms, 1),
         "reads let in after logout": lag.let_in,
         "cart lines not seen on the replica": f"{lag.carts_missed}/{lag.trials}",
-        **({"stolen cookie let in after logout, over HTTP": f"{stolen.after.count(200)} requests in "
+        **({"stolen cookie let in after logout, over HTTP": f"{stolen.after.count(200)} request(s) in "
             f"{stolen.window_ms:.1f} ms"} if stolen else {}),
         "lost at failover, no WAIT": f"{plain.lost} of {plain.acknowledged} acknowledged",
         "lost at failover, WAIT 1": f"{waited.lost} of {waited.acknowledged} acknowledged",
