@@ -1,9 +1,9 @@
 """Typed prose cannot claim a verdict the measurement does not give (issue 8, deliver 4; issue 18).
 
 A notebook's markdown is typed once; its numbers are measured every run. So for every experiment notebook
-(03-12) this test takes the Evidence its own executed run saved in the run's journal and fails when a sentence of
-its markdown states a verdict that evidence does not give; and no notebook (00-13) may state a verdict without
-naming the half or benefit it is about, since such a sentence cannot be checked at all. The checker
+(03-12, and 14) this test takes the Evidence its own executed run saved in the run's journal and fails when a
+sentence of its markdown states a verdict that evidence does not give; and no notebook (00-14) may state a
+verdict without naming the half or benefit it is about, since such a sentence cannot be checked at all. The checker
 (tests/prose.py) is a linter of the course's text, so it lives here, not in a learner's self-check cell.
 """
 
@@ -19,10 +19,11 @@ from kernels import ROOT
 from prose import check_prose, verdict_claims
 from statelab import experiments
 from statelab.experiments import Evidence, Judgement
+from statelab.topology.cluster import valkey_available
 
 NOTEBOOKS = ROOT / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-EXPERIMENTS = [p for p in ALL if 3 <= int(p.name[:2]) <= 12]
+EXPERIMENTS = [p for p in ALL if 3 <= int(p.name[:2]) <= 12 or p.name.startswith("14_")]
 #: notebooks whose markdown states no verdict at all: their conclusions are all rendered from the evidence
 NO_TYPED_VERDICT = ("05_performance.ipynb", "07_caching.ipynb", "11_development_focus.ipynb")
 
@@ -37,7 +38,7 @@ def source(cell: dict) -> str:
 
 def test_the_notebooks_are_found():
     assert [p.name[:2] for p in ALL] == [f"{i:02d}" for i in range(15)], [p.name for p in ALL]
-    assert len(EXPERIMENTS) == 10
+    assert len(EXPERIMENTS) == 11
 
 
 @pytest.mark.parametrize("name", [p.relative_to(ROOT).as_posix() for p in EXPERIMENTS])
@@ -48,6 +49,8 @@ def test_each_experiment_notebooks_prose_agrees_with_what_its_run_measured(name,
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STATELAB_EVIDENCE_DIR", str(run.workdir / ".statelab-evidence"))
         ev = experiments.saved().get(row)
+    if ev is None and row == "distributed_store" and not valkey_available():
+        pytest.skip("notebook 14 measures nothing without a Valkey server (it says so and how to get one)")
     assert ev is not None, f"{name}: its run saved no evidence for {row!r} in its journal"
     typed = check_prose(ROOT / name, ev)
     if Path(name).name in NO_TYPED_VERDICT:
