@@ -16,7 +16,7 @@ learner at once, through the hub's REST API and the proxy (``/user/<name>/...``)
 
 It runs as root on Linux (it creates accounts, as a hub's admin would), needs ``jupyterhub`` and
 ``jupyterhub-idle-culler`` (pip) and ``configurable-http-proxy`` (npm), and removes the accounts and their homes
-afterwards. ``tests/test_hub.py`` runs it with 4 learners, plus an isolation check between two of them.
+afterwards. ``tests/production/test_hub.py`` runs it with 4 learners, plus an isolation check between two of them.
 
     python benchmarks/class_on_a_hub.py --learners 8 --out benchmarks/CLASS.md   # the figures in CLASS.md
 

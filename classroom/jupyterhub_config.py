@@ -2,8 +2,8 @@
 
 Every learner logs in with their own Unix account and gets JupyterLab with their own copy of the course (copied on
 first login from a fixed version of the repository, student version: no lab solutions) and their own kernels.
-``tests/test_hub.py`` starts a real hub from this file (4 learners: every one runs notebook 00 and lab 01 to PASS;
-a second learner cannot read the first one's files; nothing is left running after the hub stops), and
+``tests/production/test_hub.py`` starts a real hub from this file (4 learners: every one runs notebook 00 and lab 01
+to PASS; a second learner cannot read the first one's files; nothing is left running after the hub stops), and
 ``benchmarks/class_on_a_hub.py`` measured 8 learners on 2 cores (``benchmarks/CLASS.md``).
 
 Set up (as root, once), then run ``jupyterhub -f /srv/statelab/classroom/jupyterhub_config.py`` as root:
@@ -81,7 +81,7 @@ def refuse_root(name: str) -> None:
     """A learner must not be root: JupyterLab refuses to start as root, and the hub would show only a 500.
 
     The refusal is an HTTPError: the hub shows its message to the learner (and in its API answer); any other
-    exception becomes a bare "Internal Server Error" (tests/test_hub.py checks this in a real hub)."""
+    exception becomes a bare "Internal Server Error" (tests/production/test_hub.py checks this in a real hub)."""
     from tornado.web import HTTPError  # JupyterHub runs on tornado
 
     try:

@@ -122,7 +122,7 @@ def lab(tmp_path_factory):
         yield running
 
 
-# --- the fresh Binder environment (tests/test_binder.py): installed in the background, judged last ----------------
+# --- the fresh Binder environment (tests/production/test_binder.py): installed in the background, judged last
 _FRESH_BINDER = pytest.StashKey[object]()
 _FRESH_BINDER_TEST = "test_fresh_binder_environment_starts_a_kernel_that_finds_every_import"
 
@@ -140,7 +140,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def fresh_binder_install(request: pytest.FixtureRequest):
-    """binder/ being installed into a fresh virtualenv since collection (tests/test_binder.py: FreshInstall)."""
+    """binder/ being installed into a fresh virtualenv since collection (tests/production/test_binder.py's
+    FreshInstall)."""
     if _FRESH_BINDER not in request.config.stash:
         from test_binder import FreshInstall
 

@@ -14,8 +14,8 @@ a fresh kernel of its own, on a temporary copy of its folder (a notebook may wri
    take a freed port at once.)
 
 The probe reads the kernel's own listening sockets from ``/proc`` (Linux), so it depends on no statelab
-internals and no notebook's contents. The tests that judge the results live in ``tests/test_notebooks.py``
-(budget, re-run safety, shutdown) and ``tests/test_labs.py`` (each check cell says PASS); the session-scoped
+internals and no notebook's contents. The tests that judge the results live in ``tests/notebooks/test_notebooks.py``
+(budget, re-run safety, shutdown) and ``tests/notebooks/test_labs.py`` (each check cell says PASS); the session-scoped
 fixture ``notebook_runs`` (root ``conftest.py``) runs what the selected tests need, ``WORKERS`` at a time.
 """
 

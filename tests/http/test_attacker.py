@@ -1,5 +1,5 @@
 """The attacker's page of notebook 01 (statelab.attacker), without a browser: what it serves, what its form sends,
-and that the bookshop accepts that body only with its CSRF guard off. tests/test_csrf_browser.py does the same
+and that the bookshop accepts that body only with its CSRF guard off. tests/browser/test_csrf_browser.py does the same
 through a real Chromium."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A state-changing request must send its body as ``application/json`` (415 otherwi
 type without a CORS preflight this server never grants), and, when it carries an ``Origin``, come from the
 server's own origin (403 otherwise). ``csrf_guard=False`` switches both off, so a lesson can show the
 attack first. Real servers on loopback; the browser's part is played by raw requests with the headers a
-browser sends (Chromium itself is driven in tests/test_proxy_page.py, through jupyter-server-proxy).
+browser sends (Chromium itself is driven in tests/browser/test_proxy_page.py, through jupyter-server-proxy).
 """
 
 from __future__ import annotations

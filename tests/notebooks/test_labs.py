@@ -247,7 +247,8 @@ def outputs_text(cell) -> str:
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_solution_passes_every_check(path: Path, notebook_runs):
     """The solution's first Run All, as tests/kernels.py executed it (once per session: budget, re-run safety
-    and shutdown are judged in tests/test_notebooks.py): every check cell says PASS, nothing went to stderr."""
+    and shutdown are judged in tests/notebooks/test_notebooks.py): every check cell says PASS, nothing went to
+    stderr."""
     run = notebook_runs.result(path.relative_to(ROOT).as_posix())
     assert run.executed is not None, f"the solution failed in {run.failed}: {run.error}"
     nb = run.executed

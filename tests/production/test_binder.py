@@ -232,10 +232,10 @@ def test_fresh_binder_environment_starts_a_kernel_that_finds_every_import(fresh_
 
 def test_readme_tells_instructors_to_launch_a_fixed_version():
     """A class shares one built image only if every launch names the same version, and meets no solution: the
-    README gives the link to a student release (tools/make_student_release.py)."""
+    README's launch link for a class names a student release (tools/make_student_release.py) of this repository
+    and opens a notebook that exists. (The link is checked, not the README's wording around it.)"""
     owner, repo = _repository()
     readme = (ROOT / "README.md").read_text()
     fixed = f"https://mybinder.org/v2/gh/{owner}/{repo}/student-<tag>?urlpath=lab/tree/{START}"
     assert fixed in readme, f"README should give the fixed-version launch link {fixed}"
-    for limit in ("1 to 2 GB", "10 minutes", "concurrent users per repository", "classroom/jupyterhub_config.py"):
-        assert limit in readme, f"README's class guidance should say: {limit}"
+    assert (ROOT / START).is_file(), f"the launch link opens {START}, which does not exist"
