@@ -116,6 +116,16 @@ class ShopConfig:
         return self if self.secret_key is not None else replace(self, secret_key=secrets.token_bytes(32))
 
 
+class _FromConfig:
+    """A read-only attribute of :class:`ShopState` that is its config's field of the same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, state: Any, owner: type | None = None) -> Any:
+        return self if state is None else getattr(state.config, self.name)
+
+
 @dataclass
 class ShopState:
     """What a running bookshop app holds: ``app.extensions["statelab"]``. The surface plugins and labs use:
@@ -145,21 +155,11 @@ class ShopState:
     change_cart: Callable[..., tuple[list, dict[str, Any]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # what a plugin or the gunicorn entry point adds
 
-    @property
-    def mode(self) -> str:
-        return self.config.mode
-
-    @property
-    def cart(self) -> str:
-        return str(self.config.cart)
-
-    @property
-    def session_ttl(self) -> float:
-        return self.config.session_ttl
-
-    @property
-    def token_ttl(self) -> float:
-        return self.config.token_ttl
+    # read from the config it was built from: one copy of each setting
+    mode = _FromConfig()
+    cart = _FromConfig()
+    session_ttl = _FromConfig()
+    token_ttl = _FromConfig()
 
     @property
     def token_max_age(self) -> float:
