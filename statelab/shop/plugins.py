@@ -458,7 +458,7 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
             return jsonify(checkout=snapshot, **reply)
 
         def confirm() -> tuple[int, dict[str, Any]]:
-            user, data = state.current()
+            user, data = state["current"]()
             snapshot = data.get("checkout")
             if not isinstance(snapshot, dict):
                 raise ApiError(409, "nothing to confirm: no checkout in progress (start one first)")
@@ -468,7 +468,7 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
                 taken.append(cart)
                 return []
 
-            _, reply = state.change_cart(take)  # one atomic change, wherever the cart lives
+            _, reply = state["change_cart"](take)  # one atomic change, wherever the cart lives
             if not taken or not taken[-1]:
                 raise ApiError(409, "nothing to confirm: the cart is empty (already confirmed?)")
             return 201, {"order": orders.place(user, taken[-1], str(snapshot.get("id"))), **reply}
