@@ -37,7 +37,7 @@ from typing import Any
 from ..production.redis import PERSISTENCE, RedisCartStore, RedisServer, RedisStore, server_binary
 from ..production.replication import ReplicaSet, acknowledged_write, offset
 from ..shop.sessions import StoreUnavailable
-from . import Check, Evidence, Judgement, check_size, conditions
+from . import Check, Evidence, Judgement, check_size, conditions, record
 
 ROW = "distributed_store"
 DELAY = 0.01  # seconds one way between the primary and each replica: two data centres close by
@@ -428,7 +428,7 @@ def judge(lag: Lag, failovers: dict[bool, Failover], restarts: dict[str, Restart
             f"A logout is central on the primary only: reads from a replica let the session in for "
             f"{lag.window_ms:.1f} ms more.")),
     }
-    return Evidence(
+    return record(Evidence(  # kept like every row's run: the journal, and the prose test, read it back
         ROW, measurements, checks, claims, reading, seconds,
         extra={"lag": lag, "failovers": failovers, "restarts": restarts, "shards": shards},
         conditions=conditions(
@@ -439,7 +439,7 @@ def judge(lag: Lag, failovers: dict[bool, Failover], restarts: dict[str, Restart
             servers="Valkey server processes of this notebook; the shop's stores are the client, in the notebook",
             crowd="one client writing as fast as it can",
             crash="the primary's machine fails (process killed, bytes on the wire lost); a restart follows a "
-                  "SIGKILL of the process, not a power cut"))
+                  "SIGKILL of the process, not a power cut")))
 
 
 def _stolen_words(stolen: Stolen | None) -> str:
