@@ -248,10 +248,12 @@ def attempt(request: Any, source: str, target: str | None, relay: Callable[..., 
     with hop(trace_id, source, target, f"{request.method} {request.path}") as step:
         answer = relay(*args)
         response = answer[0] if isinstance(answer, tuple) else answer
-        if response is not None:
+        if response is not None and response.headers.get("X-Served-By") == source:  # the proxy's own error
+            error = _error_of(response)
+            step.outcome = "cut by a crash" if "while answering" in error else "failed"
+            step.detail = f"{error}; {source} answers {response.status_code} itself"
+        elif response is not None:
             step.outcome = response.status_code
-            if response.status_code >= 500:
-                step.detail = _error_of(response)
         elif cut is not None and len(cut) > before:
             step.outcome = "cut by a crash"
             step.detail = "its answer stopped short and it now refuses connections: safe to re-send"
@@ -309,7 +311,7 @@ def describe(hops: list[Hop]) -> list[str]:
         extra = f"; {h.detail}" if h.detail else ""
         again = " (re-sent)" if h.resent else ""
         if h.note:
-            lines.append(f"{h.source} answered {h.what} with {h.outcome} ({when}){extra}")
+            lines.append(f"{h.source} finished {h.what} with {h.outcome} ({when}){extra}")
         else:
             lines.append(f"{h.source} → {h.target or '?'}: {h.what}{again} → {h.outcome} ({when}){extra}")
     return lines

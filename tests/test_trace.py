@@ -67,9 +67,10 @@ def test_a_plain_post_cut_by_a_crash_is_traced_as_cut_and_not_resent():
         alice.login("alice")
         ex = write_through_crash(c, alice, in_flight)
         assert ex.status == 502
-        outcomes = [h.outcome for h in ex.trace.hops if h.source == "balancer"]
-        assert outcomes == [502] or "cut by a crash" not in outcomes  # a plain POST is never re-sent
-        assert not ex.trace.resends
+        balancer = [h for h in ex.trace.hops if h.source == "balancer"]
+        assert [h.outcome for h in balancer] == ["cut by a crash"]  # one attempt: a plain POST is never re-sent
+        assert "answers 502 itself" in balancer[0].detail and not ex.trace.resends
+        assert "--x" in sl.ui.trace(ex)._repr_markdown_()
 
 
 def test_the_cache_hit_that_served_alice_s_cart_to_bob_is_a_note_with_no_server_behind_it():

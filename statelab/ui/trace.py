@@ -88,8 +88,8 @@ class TraceView:
             for i, h in enumerate(hops):
                 a, b = ids[h.source], ids[h.target or h.source]
                 if h.note:
-                    events.append((h.end, i, f"    Note over {a}: {_clean(h.what)} → {_clean(h.outcome)} "
-                                            f"in {h.ms:.1f} ms"))
+                    events.append((h.end, i, f"    Note over {a}: {_clean(h.what)} finished: "
+                                            f"{_clean(h.outcome)}, {h.ms:.1f} ms"))
                     continue
                 again = " (re-sent)" if h.resent else ""
                 events.append((h.start, i, f"    {a}->>{b}: {_clean(h.what)}{again}"))
