@@ -156,7 +156,8 @@ class Client:
         ex.ms = (time.perf_counter() - start) * 1000
         if ex.trace_id:
             trace.RECORDER.add(trace.Hop(ex.trace_id, "client", None, f"{ex.method} {path}",
-                                         ex.status if ex.status is not None else ex.error, start, ex.ms))
+                                         ex.status if ex.status is not None else ex.error, start, ex.ms,
+                                         detail=trace.carried(ex)))
         self.history.append(ex)
         if len(self.history) > self._keep:
             del self.history[: len(self.history) - self._keep]

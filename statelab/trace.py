@@ -170,6 +170,9 @@ def instrument_app(app: Any, state: dict[str, Any]) -> None:
                                  (state.get("keyring"), "key ring", ("issue", "verify", "renew"))):
         if part is not None:
             watch(part, label, methods)
+            owners = getattr(part, "_statelab_trace_owners", None)
+            if isinstance(owners, set):
+                owners.add(state["name"])
 
 
 def watch(part: Any, label: str, methods: tuple[str, ...]) -> None:
@@ -179,6 +182,7 @@ def watch(part: Any, label: str, methods: tuple[str, ...]) -> None:
         return
     try:
         part._statelab_traced = True
+        part._statelab_trace_owners = set()  # the servers using it: one alone means "in that server's memory"
     except AttributeError:  # an object that takes no new attribute: left untraced
         return
     for name in methods:
@@ -199,7 +203,7 @@ def _traced_call(part: Any, original: Callable[..., Any], label: str, name: str)
         trips = link.round_trips if link is not None else 0
         _inside.part = part
         try:
-            with hop(now[0], now[1], label, name) as step:
+            with hop(now[0], now[1], _where(part, label, now[1]), name) as step:
                 result = original(*args, **kwargs)
                 step.outcome = _describe_result(name, result)
         finally:
@@ -211,6 +215,14 @@ def _traced_call(part: Any, original: Callable[..., Any], label: str, name: str)
 
     call.__wrapped__ = original  # type: ignore[attr-defined]
     return call
+
+
+def _where(part: Any, label: str, server: str) -> str:
+    """``label``, or "session store in server-0" for a part in one server's own memory (not shared)."""
+    owners = getattr(part, "_statelab_trace_owners", ())
+    if getattr(part, "kind", None) in ("memory", "naive") and len(owners) <= 1:
+        return f"{label} in {server}"
+    return label
 
 
 def _describe_result(name: str, result: Any) -> str:
@@ -278,6 +290,22 @@ def _error_of(response: Any) -> str:
     except Exception:
         return ""
     return str(body.get("error", ""))[:120] if isinstance(body, dict) else ""
+
+
+def carried(exchange: Any) -> str:
+    """What identity an exchange carried each way, in a few words (the cookie it sent, the one it got)."""
+    said = []
+    if "Cookie" in exchange.sent:
+        said.append("sent Cookie " + ", ".join(c.split("=")[0] for c in exchange.sent["Cookie"].split("; ")))
+    if "Authorization" in exchange.sent:
+        said.append("sent a Bearer token")
+    if exchange.set_cookie:
+        said.append("got Set-Cookie " + exchange.set_cookie.split("=")[0] + " (" + ", ".join(
+            a.strip() for a in exchange.set_cookie.split(";")[1:] if a.strip().split("=")[0] in ("HttpOnly", "SameSite")
+        ) + ")")
+    if isinstance(exchange.body, dict) and "token" in exchange.body:
+        said.append("got a token in the body")
+    return "; ".join(said)
 
 
 def hops_of(exchange: Any) -> list[Hop]:

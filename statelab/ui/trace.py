@@ -10,14 +10,18 @@ CI's logs get the same facts as the picture.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..trace import RECORDER, Hop, describe
 
 
-def trace(target: Any, last: int = 1, title: str | None = None) -> TraceView:
+def trace(target: Any, last: int = 1, title: str | None = None, *, together: bool = False) -> TraceView:
     """Draw the last ``last`` traced exchanges of ``target``: an Exchange, a list of them, or a Client
-    (only its traced requests count: ``Client(url, traced=True)``)."""
+    (only its traced requests count: ``Client(url, traced=True)``).
+
+    ``together=True`` draws exchanges that ran at the same time on one timeline, their clients named
+    "tab 1", "tab 2", ...: how two requests interleave at the server and its store."""
     if isinstance(target, (list, tuple)):
         exchanges = list(target)
     elif hasattr(target, "history"):
@@ -26,11 +30,12 @@ def trace(target: Any, last: int = 1, title: str | None = None) -> TraceView:
         exchanges = [target]
     if isinstance(last, bool) or not isinstance(last, int) or last < 1:
         raise ValueError(f"last must be a whole number of exchanges, 1 or more; not {last!r}")
-    traced = [ex for ex in exchanges if getattr(ex, "trace_id", None)][-last:]
+    traced = [ex for ex in exchanges if getattr(ex, "trace_id", None)]
+    traced = traced if together else traced[-last:]
     if not traced:
         raise ValueError("nothing traced to draw: send the requests with a traced client, "
                          "sl.Client(url, traced=True), or set client.traced = True first")
-    return TraceView([RECORDER.hops(ex.trace_id) for ex in traced], title)
+    return TraceView([RECORDER.hops(ex.trace_id) for ex in traced], title, together=together)
 
 
 def _resolve(hops: list[Hop]) -> list[Hop]:
@@ -49,12 +54,24 @@ def _clean(text: object) -> str:
     return out.replace("-->>", "to").replace("->>", "to")
 
 
+def _short(text: str, limit: int = 110) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 class TraceView:
     """What ``sl.ui.trace`` returns: Markdown with a Mermaid ``sequenceDiagram`` and its text (``str()``)."""
 
-    def __init__(self, traces: list[list[Hop]], title: str | None = None) -> None:
-        self.traces = [_resolve(list(t)) for t in traces]
+    def __init__(self, traces: list[list[Hop]], title: str | None = None, *, together: bool = False) -> None:
+        self.traces = [_resolve([replace(h) for h in t]) for t in traces]
         self.title = title or ("one traced exchange" if len(traces) == 1 else f"{len(traces)} traced exchanges")
+        if together and len(self.traces) > 1:  # one timeline: each client is a tab, each hop says whose it is
+            for n, hops in enumerate(self.traces, 1):
+                for h in hops:
+                    h.source, h.target = [f"tab {n}" if who == "client" else who for who in (h.source, h.target)]
+                    if h.source != f"tab {n}":
+                        h.what = f"{h.what} [tab {n}]"
+            self.traces = [sorted((h for t in self.traces for h in t), key=lambda h: h.start)]
+            self.title = title or f"{len(traces)} exchanges at the same time"
 
     @property
     def hops(self) -> list[Hop]:
@@ -77,6 +94,7 @@ class TraceView:
             for who in (h.source, h.target):
                 if who and who not in names:
                     names.append(who)
+        names.sort(key=lambda who: (0, who) if who == "client" or who.startswith("tab ") else (1, ""))  # stable
         ids = {who: f"p{i}" for i, who in enumerate(names)}
         lines = ["sequenceDiagram", f"    accTitle: {_clean(self.title)}",
                  "    accDescr {", *(f"        {_clean(line)}" for line in self.text().splitlines()), "    }"]
@@ -95,7 +113,7 @@ class TraceView:
                 events.append((h.start, i, f"    {a}->>{b}: {_clean(h.what)}{again}"))
                 arrow = "-->>" if isinstance(h.outcome, int) or h.outcome in ("HIT", "MISS") or \
                     not str(h.outcome).startswith(("refused", "cut", "failed", "connection", "timed")) else "--x"
-                detail = f" ({_clean(h.detail)})" if h.detail.startswith("through Link") else ""
+                detail = f" ({_clean(_short(h.detail))})" if h.detail else ""
                 events.append((h.end, -1000 + i, f"    {b}{arrow}{a}: {_clean(h.outcome)}, {h.ms:.1f} ms{detail}"))
             lines += [line for _, _, line in sorted(events, key=lambda e: (e[0], e[1]))]
         return "\n".join(lines)
