@@ -2,7 +2,7 @@
 
 Each row notebook shows the heart of its experiment in one short cell that reads like its sentence::
 
-    users = crowd(cluster.url, 20)                       # twenty users, each logged in
+    users = logged_in(cluster.url, 20)                   # twenty users, each logged in
     answers = each(users, lambda u: u.cart())            # every user asks for the cart, all at once
     print(statuses(answers), "served by", served_by(answers), "p95", percentile(ms(answers), 95), "ms")
 
@@ -21,7 +21,7 @@ from typing import Any
 from .client import Client, Exchange
 
 
-def crowd(url: str, n: int, *, prefix: str = "user", traced: bool = False) -> list[Client]:
+def logged_in(url: str, n: int, *, prefix: str = "user", traced: bool = False) -> list[Client]:
     """``n`` browsers at ``url``, each logged in as its own user (``user-0``, ``user-1``, ...)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
         raise ValueError(f"a crowd is 1 to 1000 users, not {n!r}")
@@ -29,6 +29,19 @@ def crowd(url: str, n: int, *, prefix: str = "user", traced: bool = False) -> li
     for i, user in enumerate(users):
         user.login(f"{prefix}-{i}")
     return users
+
+
+def copies(client: Client, n: int = 1) -> list[Client]:
+    """``n`` more browsers holding what ``client`` holds (its cookies and its token): a user's other tabs, or
+    a thief's copy of the credential. Each then keeps its own: a new token or cookie goes to that copy alone."""
+    out = []
+    for _ in range(n):
+        other = Client(client.url, ip=client.ip, timeout=client.timeout)
+        for name, value in client.cookies.items():
+            other.set_cookie(name, value)
+        other.token = client.token
+        out.append(other)
+    return out
 
 
 def at_once(*calls: Callable[[], Any], timeout: float = 30.0) -> list[Any]:
