@@ -47,9 +47,13 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
 def valid(trace_id: object) -> str | None:
-    """The id when it is one we could have made (short, hex), else None: a header from outside is input."""
-    if isinstance(trace_id, str) and 0 < len(trace_id) <= 32 and all(c in "0123456789abcdef" for c in trace_id):
+    """The id when it is a short token (letters, digits, ``-_.``, at most 64), else None: a header from outside
+    is input, and an id goes into diagrams and keys."""
+    if isinstance(trace_id, str) and 0 < len(trace_id) <= 64 and set(trace_id) <= _ID_CHARS:
         return trace_id
     return None
 
@@ -78,6 +82,11 @@ class Hop:
     @property
     def end(self) -> float:
         return self.start + self.ms / 1000
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status this hop got back, or None (no answer: refused, cut; or a store call)."""
+        return self.outcome if isinstance(self.outcome, int) else None
 
 
 class Recorder:
@@ -309,8 +318,8 @@ def carried(exchange: Any) -> str:
 
 
 def hops_of(exchange: Any) -> list[Hop]:
-    """The recorded hops of one client :class:`~statelab.client.Exchange` (empty when it was not traced)."""
-    return RECORDER.hops(getattr(exchange, "trace_id", None))
+    """The recorded hops of one client :class:`~statelab.client.Exchange`, or of a trace id (empty when none)."""
+    return RECORDER.hops(exchange if isinstance(exchange, str) else getattr(exchange, "trace_id", None))
 
 
 @dataclass
@@ -322,10 +331,23 @@ class Trace:
 
     @property
     def resends(self) -> list[Hop]:
+        """The balancer's attempts that repeated the request after an earlier attempt failed."""
         return [h for h in self.hops if h.resent]
 
-    def __str__(self) -> str:
+    @property
+    def resent(self) -> bool:
+        return bool(self.resends)
+
+    def text(self) -> str:
         return "\n".join(describe(self.hops))
+
+    def _repr_markdown_(self) -> str:  # shown in a notebook: the drawing (statelab/ui/trace.py)
+        from .ui.trace import TraceView
+
+        return TraceView([self.hops])._repr_markdown_()
+
+    def __str__(self) -> str:
+        return self.text()
 
 
 def describe(hops: list[Hop]) -> list[str]:

@@ -112,3 +112,12 @@ def test_the_book_draws_a_trace_that_a_cell_printed():
     assert draw_mermaid(nb) == 1
     drawn = nb.cells[0].outputs[0].data["text/html"]
     assert drawn.startswith('<pre class="mermaid">\nsequenceDiagram') and "key ring" in drawn
+
+
+def test_a_trace_id_sent_by_hand_is_followed_and_a_hostile_one_ignored(cluster):
+    erin = sl.Client(cluster.url)
+    ex = erin.get("/health", headers={trace.HEADER: "probe-1"})
+    assert ex.trace_id == "probe-1" and [h.status for h in trace.hops_of("probe-1")][:2] == [200, 200]
+    assert "sequenceDiagram" in ex.trace._repr_markdown_()
+    bad = erin.get("/health", headers={trace.HEADER: "x\" onload=1 " * 3})
+    assert bad.ok and bad.trace_id is None  # not an id: the request goes through untraced
