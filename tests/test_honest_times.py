@@ -1,0 +1,33 @@
+"""tools/honest_times.py: minutes computed from the material (issue 21), counted the way the issue says."""
+
+from __future__ import annotations
+
+import json
+
+from tools import honest_times as ht
+
+
+def _notebook(tmp_path, *markdown: str):
+    cells = [{"cell_type": "markdown", "id": f"c{i}", "metadata": {}, "source": text}
+             for i, text in enumerate(markdown)]
+    cells.insert(1, {"cell_type": "code", "id": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                     "source": "word " * 500})  # code is not prose
+    path = tmp_path / "99_example.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_core_minutes_count_prose_up_to_going_further_run_time_exercises_and_quiz(tmp_path):
+    path = _notebook(tmp_path, "# 99 · Title\n\n" + "word " * 298,
+                     "## Exercises\n\n- **Try:** one\n- **Try:** two\n\n```mermaid\nsequenceDiagram\n```",
+                     "## Going further\n\n" + "deep " * 300 + "\n\n## Exercises\n\n1. three")
+    t = ht.timing(path, questions=3, run_seconds=30)
+    assert (t.core_words, t.core_exercises, t.exercises) == (305, 2, 3)  # 300 + Exercises, Try one, Try two
+    assert t.core_minutes == 16  # ceil(305 / 150 + 0.5 + 2 * 5 + 3 * 1) = ceil(15.53)
+    assert t.full_minutes == 23  # ceil((305 + 305) / 150 + 0.5 + 3 * 5 + 3) = ceil(22.57)
+
+
+def test_every_notebook_is_timed_and_the_table_states_both_paths_in_hours():
+    timings = ht.all_timings()
+    assert len(timings) >= 14 and all(t.core_words > 0 and t.questions >= 3 for t in timings)
+    assert "core path" in ht.table(timings) and "full path" in ht.table(timings)
