@@ -31,3 +31,26 @@ def test_every_notebook_is_timed_and_the_table_states_both_paths_in_hours():
     timings = ht.all_timings()
     assert len(timings) >= 14 and all(t.core_words > 0 and t.questions >= 3 for t in timings)
     assert "core path" in ht.table(timings) and "full path" in ht.table(timings)
+
+
+def _bounds(t: ht.Timing) -> range:
+    """The minutes a notebook may state: computed with no run time up to the harness's budget (30 s)."""
+    t.run_seconds = 0.0
+    low = t.full_minutes
+    t.run_seconds = 30.0
+    return range(low, t.full_minutes + 1)
+
+
+def test_stated_minutes_are_the_computed_ones():
+    import re
+
+    readme = (ht.ROOT / "README.md").read_text()
+    in_readme = {n: int(m) for n, m in re.findall(r"\b(\d\d) \((\d+)\)", readme)}
+    for t in ht.all_timings():
+        number, allowed = t.name[:2], _bounds(t)
+        cell = json.loads((ht.ROOT / "notebooks" / f"{t.name}.ipynb").read_text())["cells"][0]
+        stated = re.search(r"\*\*Time:\*\* about (\d+) minutes", "".join(cell["source"]))
+        if stated:
+            assert int(stated.group(1)) in allowed, f"{t.name} states {stated.group(1)} min; computed {allowed}"
+        got = in_readme.get(number)
+        assert got in allowed, f"README gives {number} {got} min; computed {allowed}"
