@@ -121,3 +121,13 @@ def test_a_trace_id_sent_by_hand_is_followed_and_a_hostile_one_ignored(cluster):
     assert "sequenceDiagram" in ex.trace._repr_markdown_()
     bad = erin.get("/health", headers={trace.HEADER: "x\" onload=1 " * 3})
     assert bad.ok and bad.trace_id is None  # not an id: the request goes through untraced
+
+
+def test_a_list_of_exchanges_is_drawn_whole_and_a_client_by_its_last(cluster):
+    fay = sl.Client(cluster.url, traced=True)
+    first, second = fay.login("fay"), fay.cart()
+    assert len(sl.ui.trace([first, second]).traces) == 2
+    assert sl.ui.trace(fay).traces[0][0].what == "GET /cart"
+    assert len(sl.ui.trace(fay, last=2).traces) == 2
+    with pytest.raises(ValueError, match="whole number"):
+        sl.ui.trace(fay, last=0)

@@ -16,9 +16,9 @@ from typing import Any
 from ..trace import RECORDER, Hop, describe
 
 
-def trace(target: Any, last: int = 1, title: str | None = None, *, together: bool = False) -> TraceView:
-    """Draw the last ``last`` traced exchanges of ``target``: an Exchange, a list of them, or a Client
-    (only its traced requests count: ``Client(url, traced=True)``).
+def trace(target: Any, last: int | None = None, title: str | None = None, *, together: bool = False) -> TraceView:
+    """Draw the last ``last`` traced exchanges of ``target``: an Exchange, a list of them (all, by default), or a
+    Client (its last one by default; only its traced requests count: ``Client(url, traced=True)``).
 
     ``together=True`` draws exchanges that ran at the same time on one timeline, their clients named
     "tab 1", "tab 2", ...: how two requests interleave at the server and its store."""
@@ -28,6 +28,8 @@ def trace(target: Any, last: int = 1, title: str | None = None, *, together: boo
         exchanges = [ex for ex in target.history if getattr(ex, "trace_id", None)]
     else:
         exchanges = [target]
+    if last is None:
+        last = len(exchanges) if isinstance(target, (list, tuple)) else 1
     if isinstance(last, bool) or not isinstance(last, int) or last < 1:
         raise ValueError(f"last must be a whole number of exchanges, 1 or more; not {last!r}")
     traced = [ex for ex in exchanges if getattr(ex, "trace_id", None)]
