@@ -65,7 +65,9 @@ class TraceView:
 
     def __init__(self, traces: list[list[Hop]], title: str | None = None, *, together: bool = False) -> None:
         self.traces = [_resolve([replace(h) for h in t]) for t in traces]
-        self.title = title or ("one traced exchange" if len(traces) == 1 else f"{len(traces)} traced exchanges")
+        asked = ", ".join(t[0].what for t in self.traces if t)
+        resent = ", with a re-send" if any(h.resent for t in self.traces for h in t) else ""
+        self.title = title or f"Trace of {asked}{resent}"
         if together and len(self.traces) > 1:  # one timeline: each client is a tab, each hop says whose it is
             for n, hops in enumerate(self.traces, 1):
                 for h in hops:
@@ -73,7 +75,7 @@ class TraceView:
                     if h.source != f"tab {n}":
                         h.what = f"{h.what} [tab {n}]"
             self.traces = [sorted((h for t in self.traces for h in t), key=lambda h: h.start)]
-            self.title = title or f"{len(traces)} exchanges at the same time"
+            self.title = title or f"Trace of {asked}, at the same time"
 
     @property
     def hops(self) -> list[Hop]:
