@@ -255,17 +255,19 @@ def _describe_result(name: str, result: Any) -> str:
 # --- what the balancer and the cache call --------------------------------------------------------------------
 
 def attempt(request: Any, source: str, target: str | None, relay: Callable[..., Any], *args: Any,
-            cut: list | None = None) -> Any:
+            cut: list | None = None, broken: list | None = None) -> Any:
     """Run ``relay(*args)`` (one proxy's try at one upstream) as a hop when ``request`` is traced; return its
     answer.
 
     ``relay`` returns a response, or None when the proxy will try elsewhere; ``cut`` (the balancer's list of
-    backends that crashed mid-answer) tells a crash from a refused connection.
+    backends that crashed mid-answer) tells a crash from a refused connection, and ``broken`` (its 502s kept for
+    when no other backend answers) a broken answer from a live server.
     """
     trace_id = valid(request.headers.get(HEADER))
     if trace_id is None:
         return relay(*args)
     before = len(cut) if cut is not None else 0
+    kept = len(broken) if broken is not None else 0
     with hop(trace_id, source, target, f"{request.method} {request.path}") as step:
         answer = relay(*args)
         response = answer[0] if isinstance(answer, tuple) else answer
@@ -275,6 +277,9 @@ def attempt(request: Any, source: str, target: str | None, relay: Callable[..., 
             step.detail = f"{error}; {source} answers {response.status_code} itself"
         elif response is not None:
             step.outcome = response.status_code
+        elif broken is not None and len(broken) > kept:
+            step.outcome = "broken answer"
+            step.detail = "the server is still up: its 502 is kept in case no other server answers; tried elsewhere"
         elif cut is not None and len(cut) > before:
             step.outcome = "cut by a crash"
             step.detail = "its answer stopped short and it now refuses connections: safe to re-send"

@@ -56,6 +56,10 @@ def _clean(text: object) -> str:
     return out.replace("-->>", "to").replace("->>", "to")
 
 
+#: outcomes that are no answer at all, drawn as a crossed arrow (``--x``)
+NO_ANSWER = ("refused", "cut", "failed", "connection", "timed", "broken")
+
+
 def _short(text: str, limit: int = 110) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
@@ -115,8 +119,7 @@ class TraceView:
                     continue
                 again = " (re-sent)" if h.resent else ""
                 events.append((h.start, i, f"    {a}->>{b}: {_clean(h.what)}{again}"))
-                arrow = "-->>" if isinstance(h.outcome, int) or h.outcome in ("HIT", "MISS") or \
-                    not str(h.outcome).startswith(("refused", "cut", "failed", "connection", "timed")) else "--x"
+                arrow = "-->>" if isinstance(h.outcome, int) or not str(h.outcome).startswith(NO_ANSWER) else "--x"
                 detail = f" ({_clean(_short(h.detail))})" if h.detail else ""
                 events.append((h.end, -1000 + i, f"    {b}{arrow}{a}: {_clean(h.outcome)}, {h.ms:.1f} ms{detail}"))
             lines += [line for _, _, line in sorted(events, key=lambda e: (e[0], e[1]))]
