@@ -740,10 +740,11 @@ def test_lab05_wrong_idempotency():
                 return ex
         return ex
 
-    def claim_first(answers):  # a correct server side, so the check judges only the client
+    def claim_first(path):  # a correct server side (threads of one process), so the check judges only the client
         from flask import g
 
         lock = threading.Lock()
+        answers = {}
 
         def plugin(app):
             keyring = app.extensions["statelab"]["keyring"]
@@ -852,3 +853,129 @@ def test_lab01_a_get_that_does_not_restart_the_idle_timer_is_not_yet():
 
     report = sl.labs.check_session_store(FixedExpiry)
     assert [f.behaviour for f in report.failed] == ["get() restarts the idle timer (a session in use does not expire)"]
+
+
+def _solution_namespace(notebook: str) -> dict:
+    """The solution notebook's set-up cell and answer cells, executed in one namespace (as the kernel would)."""
+    cells = nbformat.read(SOLUTIONS / notebook, as_version=4).cells
+    namespace: dict = {}
+    for cell in cells:
+        gid = nbgrader_meta(cell).get("grade_id", "")
+        if cell.cell_type == "code" and (gid == "setup" or gid.endswith("_answer")):
+            exec(compile(cell.source, f"{notebook}:{gid}", "exec"), namespace)
+    return namespace
+
+
+def test_lab05_a_claim_that_looks_then_writes_under_a_threading_lock_fails_from_two_processes():
+    """The reference claim (a unique INSERT) passes, each key won once by two OS processes; the same claim as
+    "look, then write" under a threading.Lock, or a dict under a lock, passes every other item and fails that one."""
+    sol = _solution_namespace("05_idempotent_checkout.ipynb")
+    right = sl.labs.check_claims(sol["claim"], sol["finish"])
+    assert right.passed, right
+    two = [f for f in right.findings if "two server processes" in f.behaviour]
+    assert two and two[0].happened.startswith("60 of 60 keys won by one process"), two
+    lock = threading.Lock()
+
+    def look_then_write(db, user, key, fingerprint, ttl=30):
+        with lock:
+            now = time.time()
+            db.execute("DELETE FROM keys WHERE user = ? AND key = ? AND expires < ?", (user, key, now))
+            row = db.execute("SELECT fingerprint, status, body FROM keys WHERE user = ? AND key = ?",
+                             (user, key)).fetchone()
+            if row is None:  # no NX: another process may have looked too, and both write
+                db.execute("INSERT OR REPLACE INTO keys (user, key, fingerprint, expires) VALUES (?, ?, ?, ?)",
+                           (user, key, fingerprint, now + ttl))
+            return row
+
+    rows: dict = {}
+
+    def dict_claim(db, user, key, fingerprint, ttl=30):
+        with lock:
+            row = rows.get((user, key))
+            if row is not None and row[3] < time.time():
+                row = None
+            if row is None:
+                rows[(user, key)] = (fingerprint, None, None, time.time() + ttl)
+                return None
+            return row[:3]
+
+    def dict_finish(db, user, key, status, body):
+        with lock:
+            if status >= 500:
+                rows.pop((user, key), None)
+            else:
+                rows[(user, key)] = (rows[(user, key)][0], status, body, time.time() + 86400)
+
+    for claim, finish in ((look_then_write, sol["finish"]), (dict_claim, dict_finish)):
+        wrong = sl.labs.check_claims(claim, finish)
+        assert [f.behaviour for f in wrong.failed] == [two[0].behaviour], wrong
+        assert int(wrong.failed[0].happened.split(" of ")[0]) < 60, wrong
+
+
+def test_lab05_a_5xx_that_keeps_the_claim_and_a_claim_that_never_lapses_are_not_yet():
+    sol = _solution_namespace("05_idempotent_checkout.ipynb")
+
+    def keeps_5xx(db, user, key, status, body):
+        db.execute("UPDATE keys SET status = ?, body = ? WHERE user = ? AND key = ?", (status, body, user, key))
+
+    report = sl.labs.check_claims(sol["claim"], keeps_5xx)
+    assert any(f.behaviour.startswith("6. finish() with a 5xx") for f in report.failed), report
+
+    def never_lapses(db, user, key, fingerprint, ttl=30):
+        import sqlite3
+
+        try:
+            db.execute("INSERT INTO keys (user, key, fingerprint, expires) VALUES (?, ?, ?, ?)",
+                       (user, key, fingerprint, time.time() + ttl))
+        except sqlite3.IntegrityError:
+            return db.execute("SELECT fingerprint, status, body FROM keys WHERE user = ? AND key = ?",
+                              (user, key)).fetchone()
+        return None
+
+    report = sl.labs.check_claims(never_lapses, sol["finish"])
+    lapse = "7. a claim left in progress (its server died) lapses after its ttl"
+    assert [f.behaviour for f in report.failed] == [lapse], report
+
+
+def test_lab05_a_plugin_ignoring_the_body_or_keeping_a_failed_claim_is_not_yet():
+    """The plugin check: the same key with another body must be 422; a 503 must free the key for the retry."""
+    sol = _solution_namespace("05_idempotent_checkout.ipynb")
+    real_claim = sol["claim"]
+
+    def blind(db, user, key, fingerprint, ttl=30):  # the fingerprint is never compared: any body replays
+        row = real_claim(db, user, key, fingerprint, ttl)
+        return row if row is None else (fingerprint, *row[1:])
+
+    sol["claim"] = blind
+    report = sl.labs.check_double_click(sol["idempotent_safe"])
+    assert [f.behaviour for f in report.failed] == ["4. the same key with another body is refused with 422"], report
+    sol["claim"] = real_claim
+    real_finish = sol["finish"]
+
+    def only_successes(db, user, key, status, body):  # a 5xx is left "in progress": the retry gets 409
+        if status < 500:
+            real_finish(db, user, key, status, body)
+
+    sol["finish"] = only_successes
+    report = sl.labs.check_double_click(sol["idempotent_safe"])
+    failed = [f for f in report.failed]
+    assert [f.behaviour for f in failed] == [
+        "6. a 5xx answer releases the claim: the retry with the same key places the order"], report
+    assert "503, then 409 in progress" in failed[0].happened, failed[0]
+
+
+def test_lab05_checkout_takes_the_cart_through_change_cart_in_every_design():
+    """One checkout rule: with the cart in the db, a session server and a token server both place the order and
+    empty the cart; a second checkout is 409 in both (the cart table, not the token, says it is empty)."""
+    for mode in ("stateful", "stateless"):
+        orders = sl.labs.Orders()
+        with sl.Server(mode, cart="db", plugins=[sl.labs.checkout(orders, work=0)]).start() as server:
+            alice = sl.Client(server.url)
+            alice.login("alice")
+            alice.add_to_cart("book", qty=2)
+            first = alice.post("/checkout")
+            assert first.status == 201 and first.body["order"]["items"] == [{"item": "book", "qty": 2}], first
+            assert alice.cart().body["cart"] == [], (mode, alice.last.body)
+            again = alice.post("/checkout")
+            assert again.status == 409 and "empty" in again.body["error"], (mode, again.summary())
+            assert len(orders.of("alice")) == 1

@@ -8,12 +8,8 @@ one JSON file per session). Each checker starts real clusters and crashes a serv
 from __future__ import annotations
 
 import json
-import os
-import select
-import signal
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +17,7 @@ from ..client import Client
 from ..service import scratch
 from ..shop.server import Server
 from ..topology.cluster import Cluster
+from .processes import race
 from .report import LearnerError, Report, blame, call, checker
 
 STORE_METHODS = ("create", "get", "update", "delete", "count", "clear")
@@ -306,65 +303,17 @@ def _one_race(JsonFileStore: Any, folder: Path) -> tuple[int, int | None, list[s
     store = call("JsonFileStore(folder)", JsonFileStore, str(folder))
     sid = call("store.create({'user': 'alice', 'n': 0}, 600)", store.create, {"user": "alice", "n": 0}, 600,
                limit=LIMIT)
-    go_read, go_write = os.pipe()
-    children: list[tuple[int, int]] = []
-    with warnings.catch_warnings():  # Python 3.12+ warns about fork in a process with threads: the child
-        warnings.simplefilter("ignore", DeprecationWarning)  # runs only the store's code, then _exit()s
-        for _ in range(PROCESSES):
-            out_read, out_write = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the child: another server process on the same folder
-                code = 0
-                try:
-                    os.close(out_read)
-                    os.read(go_read, 1)  # wait until every child exists: they start together
-                    began = time.monotonic()  # one clock for every process of the machine
-                    mine = JsonFileStore(str(folder))
-                    for _ in range(UPDATES):
-                        mine.update(sid, lambda s: {**s, "n": s["n"] + 1})
-                    os.write(out_write, f"ran {began} {time.monotonic()}".encode())
-                except BaseException as error:  # noqa: B036  (anything: report it and leave)
-                    os.write(out_write, f"{type(error).__name__}: {error}"[:200].encode(errors="replace"))
-                    code = 1
-                finally:
-                    os._exit(code)
-            os.close(out_write)
-            children.append((pid, out_read))
-    os.write(go_write, b"g" * PROCESSES)
-    problems: list[str] = []
-    spans: list[tuple[float, float]] = []
-    deadline = time.monotonic() + PROCESS_SECONDS
-    for pid, out_read in children:
-        message = b""
-        while True:
-            ready, _, _ = select.select([out_read], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(out_read, 4096) if ready else b""
-            if not chunk:
-                break
-            message += chunk
-        os.close(out_read)
-        done = 0
-        while not done and time.monotonic() < deadline + 1.0:  # its pipe closed: the exit is a moment away
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if not done:
-                time.sleep(0.005)
-        text = message.decode(errors="replace")
-        if not done:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            problems.append(f"a process did not finish its {UPDATES} updates in {PROCESS_SECONDS:g} s "
-                            "(a lock never released?)")
-        elif text.startswith("ran "):
-            began, ended = (float(x) for x in text.split()[1:3])
-            spans.append((began, ended))
-        else:
-            problems.append(f"a process crashed: {text or 'without a word'}")
-    for fd in (go_read, go_write):
-        os.close(fd)
+
+    def work(_: int) -> str:  # in each child: another server process on the same folder
+        mine = JsonFileStore(str(folder))
+        for _ in range(UPDATES):
+            mine.update(sid, lambda s: {**s, "n": s["n"] + 1})
+        return ""
+
+    outcome = race(work, PROCESSES, PROCESS_SECONDS, f"its {UPDATES} updates")
     final = call("store.get(sid) after both processes", store.get, sid, limit=LIMIT)
     kept = final.get("n") if isinstance(final, dict) else None
-    overlapped = len(spans) == PROCESSES and max(b for b, _ in spans) < min(e for _, e in spans)
-    return PROCESSES * UPDATES, kept, problems, overlapped
+    return PROCESSES * UPDATES, kept, outcome.problems, outcome.overlapped
 
 
 SLIDING_TTLS = (0.5, 2.0, 8.0)  # seconds: the next one only when the machine was too busy for the last
