@@ -979,3 +979,76 @@ def test_lab05_checkout_takes_the_cart_through_change_cart_in_every_design():
             again = alice.post("/checkout")
             assert again.status == 409 and "empty" in again.body["error"], (mode, again.summary())
             assert len(orders.of("alice")) == 1
+
+
+def test_lab06_update_returning_the_pipeline_a_watch_loop_for_ever_and_a_fixed_expiry_are_not_yet():
+    """Task 3's traps, each with its own message: transaction() without value_from_callable (returns [True]); a
+    transaction function that changes the watched key itself (retried for ever); a get() that leaves the expiry."""
+    pytest.importorskip("redis")
+    sol = _solution_namespace("06_many_workers.ipynb")
+    store = sol["RedisSessionStore"]
+    right = sl.labs.check_redis_store(store)
+    assert right.passed, right
+    assert right.notes and "Flask-Session" in right.notes[-1], right.notes
+    assert "happened: []" not in repr(right)
+
+    class PipelineResults(store):
+        def update(self, sid, change):
+            key = self.prefix + sid
+
+            def apply(pipe):
+                stored = json.loads(pipe.get(key))
+                pipe.multi()
+                pipe.set(key, json.dumps({**stored, "data": change(stored["data"])}))
+                return stored
+
+            return self.r.transaction(apply, key)
+
+    report = sl.labs.check_redis_store(PipelineResults)
+    assert report.failed[0].behaviour == "update() returns the new data", report
+    assert "returned [True]" in report.failed[0].happened and "value_from_callable" in report.failed[0].happened
+
+    class ForEver(store):
+        def update(self, sid, change):
+            key = self.prefix + sid
+
+            def apply(pipe):
+                stored = json.loads(pipe.get(key))
+                pipe.set(key, json.dumps(stored))  # before multi(): runs at once, and breaks its own WATCH
+                pipe.multi()
+                pipe.set(key, json.dumps({**stored, "data": change(stored["data"])}))
+                return stored["data"]
+
+            return self.r.transaction(apply, key, value_from_callable=True)
+
+    report = sl.labs.check_redis_store(ForEver)
+    assert report.problem and "did not return" in report.problem and "retry for ever" in report.problem, report
+    assert "lock taken twice" not in report.problem
+
+    class FixedExpiry(store):
+        def get(self, sid):
+            raw = self.r.get(self.prefix + sid)
+            return None if raw is None else json.loads(raw)["data"]
+
+    report = sl.labs.check_redis_store(FixedExpiry)
+    assert [f.behaviour for f in report.failed] == ["get() restarts the idle timer (a session in use does not expire)"]
+
+
+
+def test_a_hook_that_returns_none_is_named_as_such():
+    """An after_request hook without ``return response`` makes Flask fail in its own code ('NoneType' object has no
+    attribute ...): the report says a hook returned None, and which kind must return the response."""
+    from flask import request
+
+    def idempotent(answers):
+        def plugin(app):
+            @app.after_request
+            def remember(response):
+                if request.path == "/checkout":
+                    answers[request.headers.get("Idempotency-Key")] = (response.status_code, response.get_json())
+                # no return: Flask gets None
+
+        return plugin
+
+    report = sl.labs.check_retry_once(idempotent)
+    assert "a hook returned None" in report.summary() and "return response" in report.summary(), repr(report)

@@ -182,7 +182,7 @@ def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noq
     call("store.clear()", store.clear, limit=LIMIT)
     report.require("clear() removes everything", call("store.count()", store.count, limit=LIMIT) == 0, "0",
                    call("store.count()", store.count, limit=LIMIT))
-    kept, ttl = _sliding(store)
+    kept, ttl = restarts_idle_timer(store)
     report.expect("get() restarts the idle timer (a session in use does not expire)", kept,
                   f"the session still there {1.2 * ttl:.1f} s after create(), read at {0.6 * ttl:.1f} s "
                   f"(ttl {ttl:g} s)", "still there" if kept else "None: get() left the expiry where create() put it")
@@ -319,7 +319,7 @@ def _one_race(JsonFileStore: Any, folder: Path) -> tuple[int, int | None, list[s
 SLIDING_TTLS = (0.5, 2.0, 8.0)  # seconds: the next one only when the machine was too busy for the last
 
 
-def _sliding(store: Any) -> tuple[bool, float]:
+def restarts_idle_timer(store: Any) -> tuple[bool, float]:
     """Create a session, read it at 0.6 ttl, read it again at 1.2 ttl: kept only if the first read restarted the
     idle timer. A read that came too late to tell (a busy machine) is tried again with a longer ttl."""
     for ttl in SLIDING_TTLS:
