@@ -1052,3 +1052,82 @@ def test_a_hook_that_returns_none_is_named_as_such():
 
     report = sl.labs.check_retry_once(idempotent)
     assert "a hook returned None" in report.summary() and "return response" in report.summary(), repr(report)
+
+
+def test_lab04_issue_instead_of_renew_and_a_skipped_verify_behind_a_200_guard_are_not_yet():
+    """Re-signing with issue() mints a new login (fresh jti, auth_time, exp): NOT YET on the login's identity. A
+    plugin that skips verify() behind the natural `status == 200` guard passes every authenticated route (they refuse
+    a bad token first) and is caught on a public page, which answers 200 whatever token it is sent."""
+    from flask import request
+
+    def plugin_with(sign):
+        def resign_old_tokens(app):
+            state = app.extensions["statelab"]
+            keyring = state["keyring"]
+
+            @app.after_request
+            def resign(response):
+                body = response.get_json(silent=True)
+                auth = request.headers.get("Authorization", "")
+                if response.status_code != 200 or not isinstance(body, dict) or "token" in body:
+                    return response
+                if not auth.startswith("Bearer "):
+                    return response
+                token = auth.removeprefix("Bearer ").strip()
+                if sl.inspect_token(token).header.get("kid") == keyring.current_kid:
+                    return response
+                new = sign(keyring, state, token)
+                if new:
+                    body["token"] = new
+                    response.set_data(json.dumps(body))
+                return response
+
+            return None
+
+        return resign_old_tokens
+
+    def renews(keyring, state, token):
+        try:
+            return keyring.renew(keyring.verify(token), state["token_ttl"], max_age=state["token_max_age"])
+        except sl.TokenError:
+            return None
+
+    def issues(keyring, state, token):
+        try:
+            claims = keyring.verify(token)
+        except sl.TokenError:
+            return None
+        return keyring.issue(claims["sub"], state["token_ttl"], cart=claims.get("cart", []))
+
+    def unverified(keyring, state, token):  # trusts the 200: never calls verify
+        claims = sl.inspect_token(token).claims
+        if "sub" not in claims:
+            return None
+        return keyring.issue(claims["sub"], state["token_ttl"], cart=claims.get("cart", []))
+
+    assert sl.labs.check_resign(plugin_with(renews)).passed
+    report = sl.labs.check_resign(plugin_with(issues))
+    assert [f.behaviour for f in report.failed] == [
+        "each new token is the same login: its jti and auth_time survive (keyring.renew)"], report
+    assert "returned eyJ" in report.failed[0].happened and "jti" in report.failed[0].happened
+    report = sl.labs.check_resign(plugin_with(unverified))
+    assert "a tampered old token sent to a public page (200) gets no token back" in [
+        f.behaviour for f in report.failed], report
+    assert not any("tampered old token is refused" in f.behaviour for f in report.failed), \
+        "the status guard alone passes the authenticated-route check: only the public page catches it"
+
+
+def test_lab04_the_compromise_procedure_kills_forged_and_honest_tokens_under_the_leaked_key():
+    with sl.Cluster(2, "stateless") as cluster:
+        honest = sl.Client(cluster.url)
+        honest.login("alice")
+        leaked = cluster.keyring.current_kid
+        mallory = sl.Client(cluster.url)
+        mallory.token = sl.labs.forge_with(cluster.keyring, leaked, "mallory")
+        assert mallory.me().status == 200
+        cluster.keyring.rotate()
+        assert mallory.me().status == 200, "a grace period keeps a forged token valid"
+        cluster.keyring.retire(leaked)
+        assert mallory.me().status == 401 and honest.me().status == 401
+        honest.login("alice")
+        assert honest.me().status == 200

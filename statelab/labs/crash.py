@@ -45,7 +45,7 @@ def _has_book(ex: Any) -> bool:
     return ex.ok and isinstance(ex.body, dict) and BOOK in (ex.body.get("cart") or [])
 
 
-def _shoppers(url: str, n: int, prefix: str) -> list[Client]:
+def shoppers(url: str, n: int, prefix: str) -> list[Client]:
     """``n`` users, each logged in at ``url`` with one book in the cart (failures stay visible in history)."""
     clients = []
     for i in range(n):
@@ -100,7 +100,7 @@ def check_survives_crash(report: Report, shared_store: Any, carts_after_crash: A
         cluster = Cluster(3, "stateful", store=store, balancer="round_robin")
     with cluster:
         with blame("your store"):
-            clients = _shoppers(cluster.url, users, "shopper")
+            clients = shoppers(cluster.url, users, "shopper")
         added = sum(c.history[-1].ok for c in clients)
         report.require("a session made by one server works on the next (round robin)", added == users,
                        f"{users} of {users} adds to cart answered 200",
@@ -201,7 +201,7 @@ def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noq
     with blame("your JsonFileStore"):
         cluster = Cluster(3, "stateful", store=store, balancer="round_robin")
     with cluster:
-        clients = _shoppers(cluster.url, users, "reader")
+        clients = shoppers(cluster.url, users, "reader")
         cluster.kill(1)
         kept = sum(_has_book(c.cart()) for c in clients)
         report.expect("carts survive a crash (three servers, round robin)", kept == users, f"{users} of {users}",

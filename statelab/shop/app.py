@@ -155,6 +155,7 @@ def create_app(
         "keyring": keyring if mode == "stateless" else None,
         "session_ttl": float(session_ttl),
         "token_ttl": float(token_ttl),
+        "token_max_age": float(token_ttl if token_max_age is None else token_max_age),
         "cookie_name": cookie_name,
         "csrf_guard": bool(csrf_guard),
         "identity": identity,
