@@ -18,17 +18,37 @@ def ev() -> Evidence:
     return development_focus.run(quick=True)
 
 
-def test_both_sides_are_asked_the_same_concerns(ev):
+def test_every_design_is_asked_the_same_concerns(ev):
     concerns = ev.extra["concerns"]
     assert [c["concern"] for c in concerns] == list(development_focus.CONCERNS)
-    for c in concerns:  # every concern has an observed answer on each side, not a typed one
-        assert isinstance(c["stateful"], bool) and isinstance(c["stateless"], bool)
-        assert c["stateful_saw"] and c["stateless_saw"]
+    assert development_focus.SIDES == ("stateful", "token + cart in token", "token + cart in db")
+    for c in concerns:  # every concern has an observed answer for each design, not a typed one
+        for side in development_focus.SIDES:
+            assert isinstance(c[side], bool) and c[f"{side} saw"]
     m = ev.measurements
-    assert m["stateful_concerns"] == sum(c["stateful"] for c in concerns) >= 1
-    assert m["stateless_concerns"] == sum(c["stateless"] for c in concerns) >= 1
+    for side in development_focus.SIDES:
+        assert m[f"concerns, {side}"] == sum(c[side] for c in concerns) >= 1
     names = [c["concern"] for c in concerns]
     assert "refuse cross-site forged writes (CSRF)" in names and "keep the credential from page scripts (XSS)" in names
+
+
+def test_the_credential_size_row_depends_on_where_the_cart_lives(ev):
+    """The review's point: 'keep the credential small' counts against stateless only with the cart in the token."""
+    small = next(c for c in ev.extra["concerns"] if c["concern"] == "keep the credential small")
+    assert small["token + cart in token"] and not small["token + cart in db"] and not small["stateful"]
+    m = ev.measurements
+    assert m["concerns, token + cart in db"] == m["concerns, token + cart in token"] - 1
+
+
+def test_no_verdict_comes_from_a_count(ev):
+    """One rule for both halves, per concern shown live; the counts are shown, never a check."""
+    rules = development_focus.CLAIMS
+    assert rules["stateful"].supports == (development_focus.SESSION_CONCERNS_NEEDED.id,)
+    assert rules["stateless"].supports == (development_focus.SESSION_CONCERNS_GONE.id,)
+    assert "fewer" not in " ".join(ev.labels.values())
+    md = ev.conclusion()._repr_markdown_()
+    assert "no count of our own list can decide" in md and "Measured under these conditions" in md
+    assert "token + cart in db" in md
 
 
 def test_each_half_and_benefit_4d_get_their_own_verdict(ev):
@@ -36,11 +56,14 @@ def test_each_half_and_benefit_4d_get_their_own_verdict(ev):
     assert set(ev.verdicts) == {"stateful", "stateless"} and set(ev.benefits) == {"4d"}
     m = ev.measurements
     assert m["stateless_replays_accepted_after_logout"] == m["replays"]   # logout did not revoke the token
+    assert m["db_stateless_replays_accepted_after_logout"] == m["replays"]   # nor with the cart in db
     assert m["stateful_replays_accepted_after_logout"] == 0               # deleting the session did...
     assert m["cache_replays_served_after_logout"] == m["replays"]         # ...except where a cache answered
-    failed = [name for name, ok in ev.checks.items() if not ok]
-    assert failed == ["the stateless side leaves fewer of the listed concerns to the developer than the stateful side"]
-    assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "does not hold"}
+    assert all(ev.checks.values()), [k for k, ok in ev.checks.items() if not ok]
+    assert ev.require_mechanisms()
+    # CI's machine: the session concerns land on the stateful side and leave both token designs; each side
+    # carries concerns its sentence leaves out, so both halves hold with nuance
+    assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "holds with nuance"}
     assert ev.benefits == {"4d": "holds with nuance"}
     assert sl.experiments.latest()["development_focus"] is ev
 
@@ -69,6 +92,7 @@ def test_concerns_table_and_plot(ev):
 
     table = development_focus.concerns_html(ev)
     assert table.count("<tr>") == 1 + len(development_focus.CONCERNS) + 1 and "CSRF" in table
+    assert "token + cart in db: must handle?" in table and "a count, not a verdict" in table
     fig = chart.plot(ev)
     assert fig.axes[0].get_xlabel().startswith("share of a thief")
     assert len(fig.axes[0].patches) == len(chart.bars(ev)) == 5

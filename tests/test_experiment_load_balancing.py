@@ -28,6 +28,7 @@ def test_quick_run_judges_each_half_and_benefit_5c_from_its_checks(ev):
     # memory sessions need affinity, a shared store does not: both halves and 5c hold with that nuance
     assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "holds with nuance"}
     assert ev.benefits == {"5c": "holds with nuance"}
+    assert "NAT" in ev.claims["stateful"].corrected and "address" in ev.claims["stateful"].corrected
 
 
 def test_each_design_meets_every_strategy(ev):
@@ -54,24 +55,61 @@ def test_who_moves_and_what_they_lose(ev):
     assert ev.extra["remapped share"] >= 0.5
 
 
+def test_a_large_crowd_evens_sticky_out_and_the_nat_and_the_phones_show_affinity_s_real_costs(ev):
+    crowds = ev.extra["crowds"]
+    assert crowds["large"]["users"] >= 5 * crowds["small"]["users"]
+    assert ev.extra["large_cv"]["sticky"] <= load_balancing.C_CROWD_EVENS.threshold
+    nat = ev.extra["nat"]
+    assert nat["ip_hash"]["servers the office reached"] == 1 and nat["sticky"]["servers the office reached"] >= 2
+    assert nat["ip_hash"]["share of requests at the office's busiest server"] >= 0.5  # half the users are the office
+    phones = ev.extra["mobile"]
+    memory = phones["session + memory, ip_hash"]
+    assert memory["sent to another server"] >= 1
+    assert memory["of those, lost their session"] == memory["sent to another server"]
+    assert phones["session + memory, sticky"]["sent to another server"] == 0
+    assert phones["token + cart in db, ip_hash"]["of those, lost their cart"] == 0
+
+
+def test_the_self_check_asserts_mechanisms_not_evenness(ev):
+    mechanisms = set(ev.require_mechanisms())
+    for statistic in (load_balancing.C_LC_EVEN, load_balancing.C_SMALL_UNEVEN, load_balancing.C_CROWD_EVENS,
+                      load_balancing.C_MEM_NO_AFFINITY, load_balancing.C_REMAP):
+        assert statistic.id not in mechanisms
+    assert {load_balancing.C_NAT_ONE.id, load_balancing.C_MOBILE_LOST.id, load_balancing.C_RR_EVEN.id} <= mechanisms
+    assert "X-Forwarded-For" in ev.conditions["client addresses"]
+
+
 def test_plot_draws_each_design_for_each_strategy(ev):
     fig = plots.plot(ev)
-    lost, uneven = fig.axes
-    assert len(lost.patches) == len(uneven.patches) == len(DESIGNS) * len(load_balancing.STRATEGIES)
-    assert lost.get_ylabel() and uneven.get_ylabel()
+    lost, uneven, nat = fig.axes
+    assert len(lost.patches) == len(DESIGNS) * len(load_balancing.STRATEGIES)
+    assert len(uneven.patches) == len(load_balancing.STRATEGIES) + 1  # the large crowd: sticky
+    assert len(nat.patches) == 2 * ev.measurements["servers for the large crowd, the NAT and the phones"] == 2 * 5
     assert {t.get_text() for t in lost.get_xticklabels()} == set(load_balancing.STRATEGIES)
 
 
-def test_zipf_counts_give_heavy_users_most_requests():
-    counts = load_balancing.zipf_counts(20, 120)
-    assert sum(counts[:3]) > 120 / 2
-    for users, total in ((20, 120), (10, 32), (10, 40), (7, 100), (20, 20), (1, 7)):
-        counts = load_balancing.zipf_counts(users, total)
-        assert sum(counts) == total and min(counts) >= 1 and counts == sorted(counts, reverse=True)
-    assert set(load_balancing.zipf_counts(20, 120, s=0.0)) == {6}  # no skew: everyone the same
-    assert load_balancing.zipf_counts(5, 5) == [1] * 5
-    with pytest.raises(ValueError, match="at least one request per user"):
-        load_balancing.zipf_counts(10, 5)
+def test_demand_is_heavy_tailed_with_the_mean_asked_and_no_user_s_share_grows_with_the_crowd():
+    rng = random.Random(5)
+    small, large = load_balancing.demand(8, 2.5, rng), load_balancing.demand(2000, 2.5, rng)
+    assert min(small) >= 1 and small == sorted(small, reverse=True) and len(large) == 2000
+    assert 2.0 <= sum(large) / len(large) <= 3.0 and max(large) >= 4 * 2.5   # heavy users exist
+    assert max(large) / sum(large) < 0.02                                     # none is a big share of a crowd
+    with pytest.raises(ValueError, match="at least one user"):
+        load_balancing.demand(0, 2.5, rng)
+
+
+def test_nat_and_phones_on_a_small_cluster():
+    rng = random.Random(6)
+    with sl.Cluster(3, **DESIGNS["session + memory"]) as c:
+        hashed = load_balancing.nat(c, "ip_hash", 4, 4, 1, rng)
+        assert hashed["servers the office reached"] == 1
+        assert sum(hashed["requests per server"].values()) == 8 * 2  # a login and one request each
+        assert load_balancing.nat(c, "sticky", 4, 4, 1, rng)["servers the office reached"] >= 2
+        kept = load_balancing.mobile(c, "sticky", 3, rng)
+        assert kept == {"phones": 3, "sent to another server": 0, "of those, lost their session": 0,
+                        "of those, lost their cart": 0}
+        moved = load_balancing.mobile(c, "ip_hash", 8, rng)
+        assert moved["of those, lost their session"] == moved["sent to another server"]
 
 
 def test_cv_and_random_ips():
@@ -102,3 +140,5 @@ def test_drive_reports_users_who_lost_their_session_and_cart():
 def test_bad_sizes_get_a_clear_error():
     with pytest.raises(ValueError, match="servers must be"):
         load_balancing.run(servers=1)
+    with pytest.raises(ValueError, match="crowd must be a whole number from 6"):
+        load_balancing.run(crowd=3)

@@ -20,6 +20,14 @@ local servers, so neither side is counted on a question the other was never aske
 ``keep the credential small``     the token grows with the cart it carries; the session id does not
                                   (nor does a token whose cart lives in a table, ``cart="db"``)
 
+Every question is asked of three designs: the stateful one (a session id in a cookie, sessions in a shared
+store; in memory for the "every server" question) and *both* stateless ones, token + cart in token and
+token + cart in db. The checklist shows who carries each concern, with a count per design; no verdict is
+taken from a count (the list is ours, and "keep the credential small" lands on the stateless side only when
+the cart rides in the token). Each half is judged by one rule, per concern shown live: the session concerns
+its sentence names must be observed as it says (on the stateful side, needing the developer; on both
+stateless designs, gone), and the concerns its sentence leaves out, observed on its side, are its nuance.
+
 Revocation is measured with what the library has: deleting the session, a short token lifetime,
 and retiring a signing key; a shared cache in front shows that none of them is immediate
 everywhere. (The usual stateless fix, a deny list of token ids, is what lab 02 asks learners to
@@ -41,29 +49,71 @@ from ..shop.server import Server
 from ..shop.sessions import SqliteStore
 from ..shop.tokens import inspect_token
 from ..topology.cache import SharedCache
-from ..topology.cluster import Cluster
-from . import Evidence, Judgement, check_size, judged, progress, record
+from ..topology.cluster import Cluster, shared_store
+from . import Check, Evidence, Judgement, check_size, conditions, judged, progress, record
 
 ROW = "development_focus"
-SIDES = ("stateful", "stateless")
+#: The designs each concern is asked of: the stateful one and both stateless ones.
+SIDES = ("stateful", "token + cart in token", "token + cart in db")
+STATELESS_SIDES = SIDES[1:]
+#: Measurement-key prefix of each stateless design ("" for the token with the cart in it, "db_" for cart in db).
+PREFIX = {"token + cart in token": "", "token + cart in db": "db_"}
 #: The concerns asked of both sides, in the order they are shown.
 CONCERNS = ("clean up expired state", "renew the credential at login", "reach state from every server",
             "revoke a stolen credential at logout", "refuse cross-site forged writes (CSRF)",
             "keep the credential from page scripts (XSS)", "manage and rotate signing keys",
             "keep the credential small")
+#: The concerns the seed's two sentences are about: the session-related ones.
+SESSION_CONCERNS = CONCERNS[:3]
 FORGED = '{"item": "forged", "qty": 1}'  # what a form with enctype="text/plain" can post, JSON-shaped
 
-C_EXPIRED_STORED = "stateful: expired sessions stay stored until a clean-up job purges them"
-C_FIXATION = "stateful: a login that keeps a planted id lets the attacker in; a new id at login does not"
-C_MEM_MISSED = "stateful: sessions in each server's memory are missed under round robin"
-C_COOKIE_FORGED = "a stateless signed cookie is forged cross-site just like a session cookie (guard off)"
-C_LOGOUT_REVOKES = "stateful: logout revokes a stolen session id on every server sharing the store"
-C_CACHE_SERVES = "stateful: a shared cache keeping per-user answers still serves them to a stolen cookie after logout"
-C_SHORT_TOKEN = "stateless: a short token lifetime bounds it: a stolen token is refused once it expired"
-C_KEY_RETIRED = "stateless: retiring a signing key logs out every holder of a token it signed"
-C_TOKEN_SAME_SIZE = "stateless: with the cart in a table the token stays the same size (it says only who you are)"
-C_FEWER = "the stateless side leaves fewer of the listed concerns to the developer than the stateful side"
-C_NONE_LEFT = "none of the stateful side's concerns is left to the stateless side"
+EXPIRED_STORED = Check("expired_stored", "stateful: expired sessions stay stored until a clean-up job purges them",
+                       mechanism=True)
+FIXATION = Check("fixation", "stateful: a login that keeps a planted id lets the attacker in; a new id at login "
+                             "does not", mechanism=True)
+MEMORY_MISSED = Check("memory_missed", "stateful: sessions in each server's memory are missed under round robin",
+                      mechanism=True)
+CSRF_GUARD = Check("csrf_guard", "stateful: with the CSRF guard off a cross-site form post rides on the cookie; "
+                                 "with it on it is refused", mechanism=True)
+COOKIE_FORGED = Check("signed_cookie_forged", "a stateless signed cookie is forged cross-site just like a session "
+                                              "cookie (guard off)", mechanism=True)
+HTTPONLY = Check("httponly", "stateful: the session cookie is HttpOnly: page scripts cannot read it", mechanism=True)
+LOGOUT_REVOKES = Check("logout_revokes", "stateful: logout revokes a stolen session id on every server sharing the "
+                                         "store", mechanism=True)
+CACHE_SERVES = Check("cache_serves_after_logout", "stateful: a shared cache keeping per-user answers still serves "
+                                                  "them to a stolen cookie after logout", mechanism=True)
+SHORT_TOKEN = Check("short_token", "stateless: a short token lifetime bounds it: a stolen token is refused once it "
+                                   "expired")  # not a mechanism: "accepted before exp" races a busy machine's clock
+TOKEN_GROWS = Check("token_grows", "token + cart in token: the token grows with the cart; the session id does not",
+                    mechanism=True)
+DB_TOKEN_SAME_SIZE = Check("db_token_same_size", "token + cart in db: the token stays the same size (it says only "
+                                                 "who you are)", mechanism=True)
+
+
+def _both(id_: str, text: str) -> dict[str, Check]:
+    """One mechanism check per stateless design: ids ``token_<id>`` and ``db_token_<id>``."""
+    return {side: Check(f"{PREFIX[side]}token_{id_}", f"{side}: {text}", mechanism=True) for side in STATELESS_SIDES}
+
+
+LOGOUT_KEEPS = _both("outlives_logout", "logout does not revoke a stolen token; it works until exp")
+KEY_RETIRED = _both("key_retired", "retiring a signing key logs out every holder of a token it signed")
+IN_PAGE = _both("in_page_script", "login hands the token to the page's script, where any script on the page can "
+                                  "read it")
+NO_CSRF = _both("no_csrf", "a cross-site form post carries no bearer token (refused even with the guard off)")
+NO_ROWS = _both("no_session_rows", "the servers store no session per user, so none to clean up")
+NOT_FIXED = _both("not_fixed", "a token planted before login does not become the victim's")
+EVERY_SERVER = _both("every_server", "every server accepts the token under round robin")
+
+#: The checks that judge the halves: one rule, per concern shown live (see the module docstring).
+SESSION_CONCERNS_NEEDED = Check(
+    "session_concerns_needed", "stateful: each of the {t} session concerns (" + ", ".join(SESSION_CONCERNS)
+    + ") needed the developer, shown live", threshold=len(SESSION_CONCERNS), op=">=")
+SESSION_CONCERNS_GONE = Check(
+    "session_concerns_gone", "stateless: none of those {t} session concerns needed the developer, in both token "
+    "designs", threshold=len(SESSION_CONCERNS))
+STATEFUL_OTHERS = Check("stateful_other_concerns", "stateful: other concerns of the list needed the developer too")
+STATELESS_OTHERS = Check("stateless_other_concerns", "stateless: concerns of their own needed the developer, in both "
+                                                     "token designs")
 
 
 # --------------------------------------------------------------------------- measuring helpers
@@ -146,7 +196,7 @@ def _short_token(cluster: Cluster, m: dict[str, Any]) -> None:
     alice.close()
 
 
-def _fixation(stateful: Cluster, stateless: Cluster, m: dict[str, Any]) -> None:
+def _fixation(stateful: Cluster, stateless: dict[str, Cluster], m: dict[str, Any]) -> None:
     """Mallory plants her own live credential in alice's browser; alice logs in; whom does mallory's copy name?"""
     for route, key in (("/login-naive", "naive"), ("/login", "safe")):
         mallory = _logged_in(stateful.url, "mallory")
@@ -159,20 +209,24 @@ def _fixation(stateful: Cluster, stateless: Cluster, m: dict[str, Any]) -> None:
         m[f"fixation_{key}_mallory_sees"] = seen.body.get("user") if seen.ok else f"{seen.status}"
         mallory.close()
         alice.close()
-    mallory = _logged_in(stateless.url, "mallory")
-    alice = Client(stateless.url)
-    alice.token = mallory.token  # planted in alice's page
-    alice.login("alice")
-    seen = mallory.me()
-    m["token_fixation_mallory_sees"] = seen.body.get("user") if seen.ok else f"{seen.status}"
-    m["token_fixation_alice_got_new_token"] = alice.token != mallory.token
-    mallory.close()
-    alice.close()
+    for side, cluster in stateless.items():
+        p = PREFIX[side]
+        mallory = _logged_in(cluster.url, "mallory")
+        alice = Client(cluster.url)
+        alice.token = mallory.token  # planted in alice's page
+        alice.login("alice")
+        seen = mallory.me()
+        m[f"{p}token_fixation_mallory_sees"] = seen.body.get("user") if seen.ok else f"{seen.status}"
+        m[f"{p}token_fixation_alice_got_new_token"] = alice.token != mallory.token
+        mallory.close()
+        alice.close()
 
 
-def _reach(stateful: Cluster, stateless: Cluster, replays: int, m: dict[str, Any]) -> None:
+def _reach(stateful: Cluster, stateless: dict[str, Cluster], replays: int, m: dict[str, Any]) -> None:
     """Round robin over two servers: how often does a request find who is asking?"""
-    for cluster, key in ((stateful, "memory_round_robin_found_share"), (stateless, "token_round_robin_found_share")):
+    pairs = [(stateful, "memory_round_robin_found_share"),
+             *((c, f"{PREFIX[side]}token_round_robin_found_share") for side, c in stateless.items())]
+    for cluster, key in pairs:
         bob = _logged_in(cluster.url, "bob")
         m[key] = _accepted([bob.me() for _ in range(replays)]) / replays
         bob.close()
@@ -192,15 +246,15 @@ def _stateful_logout(cluster: Cluster, replays: int, m: dict[str, Any]) -> None:
     alice.close()
 
 
-def _stateless_logout(cluster: Cluster, replays: int, m: dict[str, Any]) -> None:
-    """Alice logs in, adds a book (a new token), a thief copies the token, alice logs out."""
+def _stateless_logout(cluster: Cluster, replays: int, m: dict[str, Any], p: str = "") -> None:
+    """Alice logs in, adds a book, a thief copies the token, alice logs out (``p``: the design's key prefix)."""
     alice = _logged_in(cluster.url, "alice")
     alice.add_to_cart("book")
     stolen = alice.token
     alice.logout()
     after = _replay(cluster.url, replays, token=stolen)
-    m["stateless_replays_accepted_after_logout"] = _accepted(after)
-    m["stateless_token_valid_for_s"] = round(inspect_token(stolen).expires_in or 0.0, 1)
+    m[f"{p}stateless_replays_accepted_after_logout"] = _accepted(after)
+    m[f"{p}stateless_token_valid_for_s"] = round(inspect_token(stolen).expires_in or 0.0, 1)
     alice.close()
 
 
@@ -240,9 +294,11 @@ def _csrf(open_servers: dict[str, Server], guarded: Server, m: dict[str, Any]) -
     victim.close()
 
 
-def _page_scripts(stateful: Cluster, stateless: Cluster, cookie: Server, m: dict[str, Any]) -> None:
+def _page_scripts(stateful: Cluster, stateless: dict[str, Cluster], cookie: Server, m: dict[str, Any]) -> None:
     """What the login answer gives the page: an HttpOnly cookie, or a token in the body for its script."""
-    for key, url in (("stateful", stateful.url), ("stateless", stateless.url), ("cookie", cookie.url)):
+    pages = [("stateful", stateful.url), *((f"{PREFIX[side]}stateless", c.url) for side, c in stateless.items()),
+             ("cookie", cookie.url)]
+    for key, url in pages:
         client = Client(url)
         login = client.login("alice")
         details = client.cookie_details()
@@ -252,20 +308,20 @@ def _page_scripts(stateful: Cluster, stateless: Cluster, cookie: Server, m: dict
         client.close()
 
 
-def _key_rotation(cluster: Cluster, users: int, m: dict[str, Any]) -> None:
+def _key_rotation(cluster: Cluster, users: int, m: dict[str, Any], p: str = "") -> None:
     """Rotate the signing key, then retire the old one while tokens it signed are still in use."""
     keyring = cluster.keyring
     assert keyring is not None
     holders = [_logged_in(cluster.url, f"holder{i}") for i in range(users)]
     old = keyring.current_kid
     new = keyring.rotate()
-    m["rotation_accepted_after_rotate"] = _accepted([h.me() for h in holders])
+    m[f"{p}rotation_accepted_after_rotate"] = _accepted([h.me() for h in holders])
     newcomer = _logged_in(cluster.url, "newcomer")
-    m["rotation_new_token_uses_new_key"] = inspect_token(newcomer.token).header.get("kid") == new
+    m[f"{p}rotation_new_token_uses_new_key"] = inspect_token(newcomer.token).header.get("kid") == new
     keyring.retire(old)
-    m["rotation_accepted_after_retire"] = _accepted([h.me() for h in holders])
-    m["rotation_new_token_accepted_after_retire"] = newcomer.me().ok
-    m["rotation_users"] = users
+    m[f"{p}rotation_accepted_after_retire"] = _accepted([h.me() for h in holders])
+    m[f"{p}rotation_new_token_accepted_after_retire"] = newcomer.me().ok
+    m[f"{p}rotation_users"] = users
     for client in [*holders, newcomer]:
         client.close()
 
@@ -301,14 +357,15 @@ def _sizes(stateful: Cluster, stateless: Cluster, in_db: Cluster, lines: int, m:
     holder.close()
 
 
-def _stateless_rows(cluster: Cluster, m: dict[str, Any]) -> None:
+def _stateless_rows(cluster: Cluster, m: dict[str, Any], p: str = "") -> None:
     """What each stateless server says it holds per user (its /health ``sessions``)."""
     held = 0
     for server in cluster.servers:
         with Client(server.url) as probe:
             body = probe.health().body
             held += body.get("sessions", 0) if isinstance(body, dict) else 0
-    m["stateless_sessions_held"] = held
+    m[f"{p}stateless_sessions_held"] = held
+    m[f"{p}cart_rows"] = cluster.carts.count() if cluster.carts is not None else 0
 
 
 def _finish(expiring: Cluster, brief: Cluster, ttl: float, m: dict[str, Any]) -> None:
@@ -368,27 +425,33 @@ def run(*, quick: bool = False, users: int | None = None, replays: int | None = 
     try:
         brief = start(Cluster(1, "stateless", token_ttl=1))
         expiring = start(Cluster(1, "stateful", "sqlite", session_ttl=ttl))
-        shop = start(Cluster(2, "stateful", "sqlite", plugins=[login_keeping_the_id]))
+        shop = start(Cluster(2, "stateful", shared_store(), plugins=[login_keeping_the_id]))
         unshared = start(Cluster(2, "stateful", "memory"))
         api = start(Cluster(2, "stateless"))
         api_db = start(Cluster(2, "stateless", cart="db"))
         cached = start(Server("stateful", name="cached-shop", plugins=[personal_headers({"personal": "public+vary"})]))
         open_servers = {mode: start(Server(mode, name=f"{mode}-no-guard", csrf_guard=False))
                         for mode in ("stateful", "stateless", "cookie")}
+        open_servers["db_stateless"] = start(Server("stateless", name="stateless-db-no-guard", cart="db",
+                                                    csrf_guard=False))
+        tokens = dict(zip(STATELESS_SIDES, (api, api_db), strict=True))
         guarded = start(Server("stateful", name="stateful-guarded"))
         steps = [
             lambda: _short_token(brief, m),
             lambda: _start_idle_sessions(expiring, users, m),
-            lambda: _fixation(shop, api, m),
-            lambda: _reach(unshared, api, replays, m),
+            lambda: _fixation(shop, tokens, m),
+            lambda: _reach(unshared, tokens, replays, m),
             lambda: _stateful_logout(shop, replays, m),
             lambda: _stateless_logout(api, replays, m),
+            lambda: _stateless_logout(api_db, replays, m, "db_"),
             lambda: _cached_after_logout(cached, replays, m),
             lambda: _csrf(open_servers, guarded, m),
-            lambda: _page_scripts(shop, api, open_servers["cookie"], m),
+            lambda: _page_scripts(shop, tokens, open_servers["cookie"], m),
             lambda: _stateless_rows(api, m),
+            lambda: _stateless_rows(api_db, m, "db_"),
             lambda: _sizes(shop, api, api_db, cart_lines, m),
             lambda: _key_rotation(api, users, m),
+            lambda: _key_rotation(api_db, users, m, "db_"),
             lambda: _finish(expiring, brief, ttl, m),
         ]
         for step in progress(steps, "development concerns"):
@@ -401,73 +464,99 @@ def run(*, quick: bool = False, users: int | None = None, replays: int | None = 
     return record(_judge(m, quick, time.perf_counter() - began))
 
 
+def _token_side(m: dict[str, Any], side: str) -> dict[str, tuple[bool, str]]:
+    """Each concern asked of one stateless design: (must the developer handle it?, what was seen)."""
+    p, n = PREFIX[side], m["replays"]
+    in_token = side == "token + cart in token"
+    users = m[f"{p}rotation_users"]
+    rows = m[f"{p}cart_rows"]
+    return {
+        "clean up expired state": (
+            m[f"{p}stateless_sessions_held"] > 0,
+            f"servers hold {m[f'{p}stateless_sessions_held']} session rows; a token expires by itself"
+            + (f" (the cart table keeps {rows} carts, on purpose: a cart outlives a login)" if rows else "")),
+        "renew the credential at login": (
+            m[f"{p}token_fixation_mallory_sees"] == "alice",
+            f"a token planted before login still named {m[f'{p}token_fixation_mallory_sees']}; login minted a new one"),
+        "reach state from every server": (
+            m[f"{p}token_round_robin_found_share"] < 1,
+            f"round robin: {m[f'{p}token_round_robin_found_share']:.0%} accepted (every server has the key"
+            + ("" if in_token else ", every server reads the cart table") + ")"),
+        "revoke a stolen credential at logout": (
+            m[f"{p}stateless_replays_accepted_after_logout"] > 0,
+            (f"{m[f'{p}stateless_replays_accepted_after_logout']}/{n} replays accepted after logout, valid "
+             f"{m[f'{p}stateless_token_valid_for_s']:.0f} s more; lab 02 builds the fix")),
+        "refuse cross-site forged writes (CSRF)": (
+            m[f"csrf_{p}stateless_accepted"],
+            f"guard off: the forged post carried no bearer token and got {m[f'csrf_{p}stateless_status']}"),
+        "keep the credential from page scripts (XSS)": (
+            m[f"{p}stateless_token_in_login_body"],
+            ("login hands the token to the page's script: any script on the page can read it"
+             if m[f"{p}stateless_token_in_login_body"] else "login hands the page no token")),
+        "manage and rotate signing keys": (
+            m[f"{p}rotation_accepted_after_retire"] < users,
+            f"retiring the old key logged out {users - m[f'{p}rotation_accepted_after_retire']}/{users} token holders"),
+        "keep the credential small": (
+            (m["token_bytes_after"] > 2 * m["token_bytes_before"]) if in_token
+            else m["db_token_bytes_after"] > m["db_token_bytes_before"],
+            (f"the token grew from {m['token_bytes_before']} to {m['token_bytes_after']} bytes ({m['cart_lines']} "
+             f"lines, {m['token_bytes_per_line']:.0f} bytes each)") if in_token else
+            (f"the token stayed {m['db_token_bytes_after']} bytes ({m['cart_lines']} lines in the table, read on "
+             "every request)")),
+    }
+
+
 def _concerns(m: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each concern of :data:`CONCERNS`, asked of both sides: must the developer handle it, and what was seen?"""
+    """Each concern of :data:`CONCERNS`, asked of every design of :data:`SIDES`: must the developer handle it?"""
     n = m["replays"]
-    found = {
+    stateful = {
         "clean up expired state": (
             m["expired_rows_before_purge"] > (m["expired_live_sessions"] or 0),
-            (f"{m['expired_rows_before_purge']} rows still stored, {m['expired_live_sessions']} live, "
-             f"until a purge removed {m['expired_purged']}"),
-            m["stateless_sessions_held"] > 0,
-            f"servers hold {m['stateless_sessions_held']} rows per user; a token expires by itself"),
+            (f"SQLite: {m['expired_rows_before_purge']} rows still stored, {m['expired_live_sessions']} live, "
+             f"until a purge removed {m['expired_purged']} (a store with TTLs, such as Valkey, expires them itself: "
+             "then the concern is choosing and configuring it)")),
         "renew the credential at login": (
             m["fixation_naive_mallory_sees"] == "alice",
             (f"a login keeping the planted id let mallory in as {m['fixation_naive_mallory_sees']}; "
-             f"a new id at login gave her {m['fixation_safe_mallory_sees']}"),
-            m["token_fixation_mallory_sees"] == "alice",
-            f"a token planted before login still named {m['token_fixation_mallory_sees']}; login minted a new one"),
+             f"a new id at login gave her {m['fixation_safe_mallory_sees']}")),
         "reach state from every server": (
             m["memory_round_robin_found_share"] < 1,
-            f"sessions in each server's memory, round robin: {m['memory_round_robin_found_share']:.0%} found",
-            m["token_round_robin_found_share"] < 1,
-            f"tokens, round robin: {m['token_round_robin_found_share']:.0%} accepted (every server has the key)"),
+            (f"sessions in each server's memory, round robin: {m['memory_round_robin_found_share']:.0%} found "
+             "(a shared store is the developer's fix)")),
         "revoke a stolen credential at logout": (
             m["stateful_replays_accepted_after_logout"] > 0,
             (f"deleting the session: {m['stateful_replays_accepted_after_logout']}/{n} replays accepted on "
              f"{m['stateful_replay_servers']} servers; a cache keeping per-user answers still served "
-             f"{m['cache_replays_served_after_logout']}/{n}"),
-            m["stateless_replays_accepted_after_logout"] > 0,
-            (f"{m['stateless_replays_accepted_after_logout']}/{n} replays accepted after logout, valid "
-             f"{m['stateless_token_valid_for_s']:.0f} s more; lab 02 builds the fix")),
+             f"{m['cache_replays_served_after_logout']}/{n}")),
         "refuse cross-site forged writes (CSRF)": (
             m["csrf_stateful_accepted"],
             (f"guard off: a forged form post answered {m['csrf_stateful_status']}"
              + (" and filled the cart" if m["csrf_stateful_accepted"] else "")
              + f"; guard on: {m['csrf_guarded_status']} (cross origin), {m['csrf_guarded_no_origin_status']} "
-               "(text/plain)"),
-            m["csrf_stateless_accepted"],
-            f"guard off: the forged post carried no bearer token and got {m['csrf_stateless_status']}"),
+               "(text/plain)")),
         "keep the credential from page scripts (XSS)": (
             not m["stateful_cookie_httponly"],
-            f"the session cookie is {'HttpOnly' if m['stateful_cookie_httponly'] else 'readable by scripts'}",
-            m["stateless_token_in_login_body"],
-            ("login hands the token to the page's script: any script on the page can read it"
-             if m["stateless_token_in_login_body"] else "login hands the page no token")),
+            f"the session cookie is {'HttpOnly' if m['stateful_cookie_httponly'] else 'readable by scripts'}"),
         "manage and rotate signing keys": (
-            m["sid_is_a_signed_token"],
-            "the session id is random, not signed: no key to rotate",
-            m["rotation_accepted_after_retire"] < m["rotation_users"],
-            (f"retiring the old key logged out {m['rotation_users'] - m['rotation_accepted_after_retire']}/"
-             f"{m['rotation_users']} token holders")),
+            m["sid_is_a_signed_token"], "the session id is random, not signed: no key to rotate"),
         "keep the credential small": (
             m["sid_bytes_after"] > m["sid_bytes_before"],
-            f"the cookie stayed {m['sid_bytes_after']} bytes ({m['sid_cart_lines']} lines in the cart)",
-            m["token_bytes_after"] > 2 * m["token_bytes_before"],
-            (f"the token grew from {m['token_bytes_before']} to {m['token_bytes_after']} bytes "
-             f"({m['cart_lines']} lines, {m['token_bytes_per_line']:.0f} bytes each); with the cart in a table it "
-             f"stayed {m['db_token_bytes_after']} bytes, and every request reads the table")),
+            f"the cookie stayed {m['sid_bytes_after']} bytes ({m['sid_cart_lines']} lines in the cart)"),
     }
-    return [{"concern": c, "stateful": found[c][0], "stateful_saw": found[c][1],
-             "stateless": found[c][2], "stateless_saw": found[c][3]} for c in CONCERNS]
+    found = {"stateful": stateful, **{side: _token_side(m, side) for side in STATELESS_SIDES}}
+    return [{"concern": c, "session concern": c in SESSION_CONCERNS,
+             **{side: found[side][c][0] for side in SIDES}, **{f"{side} saw": found[side][c][1] for side in SIDES}}
+            for c in CONCERNS]
 
 
 #: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_judge()`` computes those checks
-#: and adds to each claim the sentence of what was measured.
+#: and adds to each claim the sentence of what was measured. One rule for both halves: the session concerns the
+#: seed's sentence names, observed as it says (supports); concerns it leaves out, observed on its side (nuance).
 CLAIMS = {
-    "stateful": Judgement(supports=(C_EXPIRED_STORED, C_FIXATION, C_MEM_MISSED), qualifies=(C_COOKIE_FORGED,)),
-    "stateless": Judgement(supports=(C_FEWER,), qualifies=(C_NONE_LEFT, C_TOKEN_SAME_SIZE)),
-    "4d": Judgement(supports=(C_LOGOUT_REVOKES,), qualifies=(C_CACHE_SERVES, C_SHORT_TOKEN, C_KEY_RETIRED)),
+    "stateful": Judgement(supports=(SESSION_CONCERNS_NEEDED,), qualifies=(STATEFUL_OTHERS,)),
+    "stateless": Judgement(supports=(SESSION_CONCERNS_GONE,), qualifies=(STATELESS_OTHERS,)),
+    "4d": Judgement(supports=(LOGOUT_REVOKES,),
+                    qualifies=(CACHE_SERVES, SHORT_TOKEN, KEY_RETIRED["token + cart in token"])),
 }
 
 
@@ -475,61 +564,91 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
     n = m["replays"]
     concerns = _concerns(m)
     on = {side: [c["concern"] for c in concerns if c[side]] for side in SIDES}
-    m["stateful_concerns"], m["stateless_concerns"] = len(on["stateful"]), len(on["stateless"])
-    checks = {
-        C_EXPIRED_STORED:
-            m["expired_live_sessions"] == 0 and m["expired_rows_before_purge"] >= m["idle_users"]
-            and m["expired_purged"] == m["expired_rows_before_purge"] and m["expired_rows_after_purge"] == 0,
-        C_FIXATION:
-            m["fixation_naive_id_kept"] and m["fixation_naive_mallory_sees"] == "alice"
-            and not m["fixation_safe_id_kept"] and m["fixation_safe_mallory_sees"] == "401",
-        C_MEM_MISSED: m["memory_round_robin_found_share"] < 1,
-        "stateful: with the CSRF guard off a cross-site form post rides on the cookie; with it on it is refused":
-            m["csrf_stateful_accepted"] and m["csrf_guarded_status"] == 403
-            and m["csrf_guarded_no_origin_status"] == 415 and not m["csrf_guarded_accepted"],
-        C_COOKIE_FORGED: m["csrf_cookie_accepted"],
-        "stateful: the session cookie is HttpOnly: page scripts cannot read it":
-            m["stateful_cookie_httponly"],
-        C_LOGOUT_REVOKES:
-            m["stateful_copy_worked_before_logout"] and m["stateful_replays_accepted_after_logout"] == 0
-            and m["stateful_replay_servers"] >= 2,
-        C_CACHE_SERVES:
-            m["cache_replays_served_after_logout"] == n == m["cache_replays_hits"]
-            and m["cache_direct_refused_after_logout"],
-        "stateless: logout does not revoke a stolen token; it works until exp":
-            m["stateless_replays_accepted_after_logout"] == n and m["stateless_token_valid_for_s"] > 0,
-        C_SHORT_TOKEN: m["short_token_accepted_before_exp"] and m["short_token_refused_after_exp"],
-        C_KEY_RETIRED:
-            m["rotation_accepted_after_rotate"] == m["rotation_users"] and m["rotation_accepted_after_retire"] == 0
-            and m["rotation_new_token_uses_new_key"] and m["rotation_new_token_accepted_after_retire"],
-        "stateless: the token grows with the cart; the session id does not":
-            m["token_bytes_after"] > 2 * m["token_bytes_before"] and m["sid_bytes_after"] == m["sid_bytes_before"]
-            and m["cart_lines_kept"] == m["cart_lines"] and m["sid_cart_lines_kept"] == m["sid_cart_lines"],
-        "stateless: login hands the token to the page's script, where any script on the page can read it":
-            m["stateless_token_in_login_body"],
-        "stateless: a cross-site form post carries no bearer token (refused even with the guard off)":
-            not m["csrf_stateless_accepted"] and m["csrf_stateless_status"] == 401,
-        C_TOKEN_SAME_SIZE:
-            m["db_token_bytes_after"] == m["db_token_bytes_before"] and m["db_cart_lines_kept"] == m["cart_lines"],
-        "stateless: the servers store nothing per user, so nothing to clean up":
-            m["stateless_sessions_held"] == 0,
-        "stateless: a token planted before login does not become the victim's":
-            m["token_fixation_mallory_sees"] == "mallory" and m["token_fixation_alice_got_new_token"],
-        "stateless: every server accepts the token under round robin":
-            m["token_round_robin_found_share"] == 1,
-        C_FEWER: len(on["stateless"]) < len(on["stateful"]),
-        C_NONE_LEFT: not set(on["stateful"]) & set(on["stateless"]),
-    }
-    traded = ", ".join(on["stateless"]) or "none"
+    for side in SIDES:
+        m[f"concerns, {side}"] = len(on[side])
+    m["stateful_concerns"], m["stateless_concerns"] = len(on["stateful"]), len(on["token + cart in token"])
+    session_on = {side: [c for c in on[side] if c in SESSION_CONCERNS] for side in SIDES}
+    others = {side: [c for c in on[side] if c not in SESSION_CONCERNS] for side in SIDES}
+    outcomes = [
+        EXPIRED_STORED(ok=m["expired_live_sessions"] == 0 and m["expired_rows_before_purge"] >= m["idle_users"]
+                       and m["expired_purged"] == m["expired_rows_before_purge"] and m["expired_rows_after_purge"] == 0,
+                       shown=f"{m['expired_rows_before_purge']} rows stored, {m['expired_live_sessions']} live, "
+                             f"{m['expired_purged']} purged"),
+        FIXATION(ok=m["fixation_naive_id_kept"] and m["fixation_naive_mallory_sees"] == "alice"
+                 and not m["fixation_safe_id_kept"] and m["fixation_safe_mallory_sees"] == "401",
+                 shown=f"mallory saw {m['fixation_naive_mallory_sees']}, then {m['fixation_safe_mallory_sees']}"),
+        MEMORY_MISSED(ok=m["memory_round_robin_found_share"] < 1,
+                      shown=f"{m['memory_round_robin_found_share']:.0%} found"),
+        CSRF_GUARD(ok=m["csrf_stateful_accepted"] and m["csrf_guarded_status"] == 403
+                   and m["csrf_guarded_no_origin_status"] == 415 and not m["csrf_guarded_accepted"],
+                   shown=f"guard off {m['csrf_stateful_status']}, on {m['csrf_guarded_status']} and "
+                         f"{m['csrf_guarded_no_origin_status']}"),
+        COOKIE_FORGED(ok=m["csrf_cookie_accepted"], shown=f"answered {m['csrf_cookie_status']}"),
+        HTTPONLY(ok=m["stateful_cookie_httponly"]),
+        LOGOUT_REVOKES(ok=m["stateful_copy_worked_before_logout"] and m["stateful_replays_accepted_after_logout"] == 0
+                       and m["stateful_replay_servers"] >= 2,
+                       shown=f"{m['stateful_replays_accepted_after_logout']}/{n} replays accepted on "
+                             f"{m['stateful_replay_servers']} servers"),
+        CACHE_SERVES(ok=m["cache_replays_served_after_logout"] == n == m["cache_replays_hits"]
+                     and m["cache_direct_refused_after_logout"],
+                     shown=f"{m['cache_replays_served_after_logout']}/{n} served"),
+        SHORT_TOKEN(ok=m["short_token_accepted_before_exp"] and m["short_token_refused_after_exp"]),
+        TOKEN_GROWS(ok=m["token_bytes_after"] > 2 * m["token_bytes_before"]
+                    and m["sid_bytes_after"] == m["sid_bytes_before"]
+                    and m["cart_lines_kept"] == m["cart_lines"] and m["sid_cart_lines_kept"] == m["sid_cart_lines"],
+                    shown=f"{m['token_bytes_before']} to {m['token_bytes_after']} bytes"),
+        DB_TOKEN_SAME_SIZE(ok=m["db_token_bytes_after"] == m["db_token_bytes_before"]
+                           and m["db_cart_lines_kept"] == m["cart_lines"],
+                           shown=f"{m['db_token_bytes_before']} to {m['db_token_bytes_after']} bytes"),
+    ]
+    for side in STATELESS_SIDES:
+        p = PREFIX[side]
+        users = m[f"{p}rotation_users"]
+        outcomes += [
+            LOGOUT_KEEPS[side](ok=m[f"{p}stateless_replays_accepted_after_logout"] == n
+                               and m[f"{p}stateless_token_valid_for_s"] > 0,
+                               shown=f"{m[f'{p}stateless_replays_accepted_after_logout']}/{n} accepted"),
+            KEY_RETIRED[side](ok=m[f"{p}rotation_accepted_after_rotate"] == users
+                              and m[f"{p}rotation_accepted_after_retire"] == 0
+                              and m[f"{p}rotation_new_token_uses_new_key"]
+                              and m[f"{p}rotation_new_token_accepted_after_retire"],
+                              shown=f"{users - m[f'{p}rotation_accepted_after_retire']}/{users} logged out"),
+            IN_PAGE[side](ok=m[f"{p}stateless_token_in_login_body"]),
+            NO_CSRF[side](ok=not m[f"csrf_{p}stateless_accepted"] and m[f"csrf_{p}stateless_status"] == 401,
+                          shown=f"answered {m[f'csrf_{p}stateless_status']}"),
+            NO_ROWS[side](ok=m[f"{p}stateless_sessions_held"] == 0,
+                          shown=f"{m[f'{p}stateless_sessions_held']} session rows"),
+            NOT_FIXED[side](ok=m[f"{p}token_fixation_mallory_sees"] == "mallory"
+                            and m[f"{p}token_fixation_alice_got_new_token"],
+                            shown=f"mallory saw {m[f'{p}token_fixation_mallory_sees']}"),
+            EVERY_SERVER[side](ok=m[f"{p}token_round_robin_found_share"] == 1,
+                               shown=f"{m[f'{p}token_round_robin_found_share']:.0%} accepted"),
+        ]
+    gone = {side: len(SESSION_CONCERNS) - len(session_on[side]) for side in STATELESS_SIDES}
+    outcomes += [
+        SESSION_CONCERNS_NEEDED(len(session_on["stateful"]),
+                                shown=f"{len(session_on['stateful'])} of {len(SESSION_CONCERNS)} "
+                                      f"(needs all {len(SESSION_CONCERNS)})"),
+        SESSION_CONCERNS_GONE(ok=not any(session_on[side] for side in STATELESS_SIDES),
+                              shown="; ".join(f"{gone[side]} of {len(SESSION_CONCERNS)} gone with {side}"
+                                              for side in STATELESS_SIDES)),
+        STATEFUL_OTHERS(ok=bool(others["stateful"]), shown=", ".join(others["stateful"]) or "none"),
+        STATELESS_OTHERS(ok=all(others[side] for side in STATELESS_SIDES),
+                         shown="; ".join(f"{side}: {', '.join(others[side]) or 'none'}" for side in STATELESS_SIDES)),
+    ]
+    counts = ", ".join(f"{len(on[side])} for {side}" for side in SIDES)
     claims = judged(CLAIMS, {
-        "stateful": (f"{len(on['stateful'])} of {len(concerns)} concerns needed the developer on the stateful side "
-                     f"({', '.join(on['stateful']) or 'none'}). "
-                     + ("CSRF comes with the cookie, not with the session: a stateless signed cookie was forged "
-                        "the same way." if m["csrf_cookie_accepted"] else "")),
-        "stateless": (f"Asked the same {len(concerns)} questions, the stateless side needed the developer on "
-                      f"{len(on['stateless'])} ({traded}) and the stateful side on {len(on['stateful'])}"
-                      + (": the session concerns go, token and browser concerns come."
-                         if on["stateless"] and not set(on["stateful"]) & set(on["stateless"]) else ".")),
+        "stateful": (f"{len(session_on['stateful'])} of {len(SESSION_CONCERNS)} session concerns needed the "
+                     f"developer on the stateful side ({', '.join(session_on['stateful']) or 'none'}), and so did "
+                     f"{', '.join(others['stateful']) or 'nothing else'}"
+                     + (": CSRF comes with the cookie, not with the session (a stateless signed cookie was forged "
+                        "the same way)." if m["csrf_cookie_accepted"] else ".")),
+        "stateless": ("With either token design the session concerns went: "
+                      + "; ".join(f"{side}, {gone[side]} of {len(SESSION_CONCERNS)}" for side in STATELESS_SIDES)
+                      + ". Concerns of their own came: "
+                      + "; ".join(f"{side}: {', '.join(others[side]) or 'none'}" for side in STATELESS_SIDES)
+                      + f". The checklist counts {counts}; whether that leaves more time for business logic "
+                        "depends on how you weigh each concern, which no count of our own list can decide."),
         "4d": (f"Deleting the session refused {n - m['stateful_replays_accepted_after_logout']}/{n} replays "
                f"on {m['stateful_replay_servers']} servers, but a shared cache keeping per-user answers "
                f"served {m['cache_replays_served_after_logout']}/{n} of them after logout (until its "
@@ -540,19 +659,27 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
                "at once. Revocation is central, not instant everywhere."),
     })
     reading = (
-        f"Asked the same {len(concerns)} questions, the stateful side needed the developer on {len(on['stateful'])} "
-        f"({', '.join(on['stateful']) or 'none'}) and the stateless side on {len(on['stateless'])} ({traded}). "
-        f"A stolen token still worked for {m['stateless_replays_accepted_after_logout']}/{n} requests after logout "
-        f"(valid {m['stateless_token_valid_for_s']:.0f} s more), a stolen session id for "
+        f"Asked the same {len(concerns)} questions, the checklist counts {counts} (shown, not judged: the list "
+        f"is ours). A stolen token still worked for {m['stateless_replays_accepted_after_logout']}/{n} requests "
+        f"after logout with the cart in the token and {m['db_stateless_replays_accepted_after_logout']}/{n} with "
+        f"it in db (valid {m['stateless_token_valid_for_s']:.0f} s more), a stolen session id for "
         f"{m['stateful_replays_accepted_after_logout']}/{n}, or {m['cache_replays_served_after_logout']}/{n} through "
         f"a cache that kept per-user answers. With the CSRF guard off a cross-site form post answered "
         f"{m['csrf_stateful_status']} with a session cookie, {m['csrf_cookie_status']} with a signed cookie and "
         f"{m['csrf_stateless_status']} with a bearer token; with it on, {m['csrf_guarded_status']}."
     )
-    return Evidence(row=ROW, measurements=m, checks=checks, claims=claims, reading=reading,
-                    seconds=seconds, extra={"concerns": concerns, "quick": quick, "key_numbers": {
-                        "concerns (stateful / stateless)": f"{len(on['stateful'])} / {len(on['stateless'])} "
-                                                           f"of {len(concerns)}",
+    conds = conditions(
+        designs=[f"session + shared store ({shared_store()}; SQLite for the expiry question, memory for the "
+                 "every-server one)", *STATELESS_SIDES,
+                 "a stateless signed cookie (CSRF only)"],
+        servers="threads of one process (the notebook's); 2-server clusters behind round robin",
+        crowd=f"{m['idle_users']} idle sessions and token holders, {n} replays of a stolen credential",
+        concerns=f"{len(CONCERNS)}, our own list ({len(SESSION_CONCERNS)} of them the session concerns the seed "
+                 "names); counted per design, never judged by the count")
+    return Evidence(row=ROW, measurements=m, checks=outcomes, claims=claims, reading=reading, seconds=seconds,
+                    conditions=conds, extra={"concerns": concerns, "quick": quick, "key_numbers": {
+                        "concerns (stateful / cart in token / cart in db)":
+                            " / ".join(str(len(on[side])) for side in SIDES) + f" of {len(concerns)}",
                         "stolen token accepted after logout": f"{m['stateless_replays_accepted_after_logout']}/{n}",
                         "stolen session id accepted after logout": f"{m['stateful_replays_accepted_after_logout']}/{n}",
                         "served from a cache after logout": f"{m['cache_replays_served_after_logout']}/{n}",
@@ -562,18 +689,25 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
 # --------------------------------------------------------------------------- showing it
 
 def concerns_html(ev: Evidence) -> str:
-    """The concern list as an HTML table: each side, observed yes/no in words, and what was seen."""
+    """The checklist as an HTML table: who carries each concern, in words, for each design, with a count per design.
+
+    The count is shown, never judged: the list is ours, and one row ("keep the credential small") lands on a
+    stateless design only when the cart rides in the token.
+    """
     def cell(flag: bool, saw: str) -> str:
         mark = "<b>yes</b>" if flag else "no"
         return f"<td>{mark}</td><td style='text-align:left'>{html.escape(saw)}</td>"
 
-    rows = "".join(
-        f"<tr><td style='text-align:left'>{html.escape(c['concern'])}</td>"
-        f"{cell(c['stateful'], c['stateful_saw'])}{cell(c['stateless'], c['stateless_saw'])}</tr>"
-        for c in ev.extra["concerns"])
+    def name(c: dict[str, Any]) -> str:
+        tag = " <i>(session concern)</i>" if c["session concern"] else ""
+        return f"<td style='text-align:left'>{html.escape(c['concern'])}{tag}</td>"
+
+    rows = "".join(f"<tr>{name(c)}{''.join(cell(c[side], c[side + ' saw']) for side in SIDES)}</tr>"
+                   for c in ev.extra["concerns"])
     m = ev.measurements
-    total = (f"<tr><td style='text-align:left'><b>concerns observed</b></td><td><b>{m['stateful_concerns']}</b></td>"
-             f"<td></td><td><b>{m['stateless_concerns']}</b></td><td></td></tr>")
-    return ("<table><thead><tr><th style='text-align:left'>concern (asked of both)</th><th>stateful: must handle?</th>"
-            "<th style='text-align:left'>observed</th><th>stateless: must handle?</th>"
-            f"<th style='text-align:left'>observed</th></tr></thead><tbody>{rows}{total}</tbody></table>")
+    total = ("<tr><td style='text-align:left'><b>concerns observed (a count, not a verdict)</b></td>"
+             + "".join(f"<td><b>{m[f'concerns, {side}']}</b></td><td></td>" for side in SIDES) + "</tr>")
+    heads = "".join(f"<th>{html.escape(side)}: must handle?</th><th style='text-align:left'>observed</th>"
+                    for side in SIDES)
+    return (f"<table><thead><tr><th style='text-align:left'>concern (asked of all three)</th>{heads}</tr></thead>"
+            f"<tbody>{rows}{total}</tbody></table>")

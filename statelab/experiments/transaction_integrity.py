@@ -9,8 +9,11 @@ The experiment then does what real users and networks do, on the four designs of
 :data:`statelab.experiments.DESIGNS`:
 
 1. **Concurrent updates of one cart**: 8 browser tabs add to one cart at once. A session store
-   that updates with a naive read-modify-write (:class:`~statelab.shop.sessions.NaiveStore`)
-   loses updates; ``MemoryStore`` (a lock), ``SqliteStore`` (``BEGIN IMMEDIATE``) and the shared
+   that updates with a naive read-modify-write (:class:`~statelab.shop.sessions.NaiveStore`: read the
+   whole session, work, write it all back, which is what framework session middleware such as Flask-Session
+   does by default: a GET when the request starts, a plain SET of the whole session when it ends)
+   loses updates; ``MemoryStore`` (a lock), the shared store (Valkey's ``WATCH``/``MULTI``/``EXEC`` where Valkey
+   can run, else ``SqliteStore``'s ``BEGIN IMMEDIATE``) and the shared
    cart table (one transaction per change) lose none. With the cart in the token each tab gets a
    token holding only its own add: the browser keeps the last one, so the others are lost by design.
 2. **A retried confirm** (the same request sent again after a timeout) and a **double-click**
@@ -18,6 +21,10 @@ The experiment then does what real users and networks do, on the four designs of
    creates a second order, until an ``Idempotency-Key`` remembered server-side
    (:class:`~statelab.shop.plugins.IdempotencyKeys`) stops it; a session, or a cart in the
    database, is consumed by the first confirm, which stops a duplicate only if that update is atomic.
+
+One rule judges both halves, on like-for-like designs: each half's production design (session + shared store;
+token + cart in db) must keep every add and make one order per checkout, and each half's worst common variant
+(the naive session store; the cart in the token) shows the limit (:data:`PRODUCTION`, :data:`WORST`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ from __future__ import annotations
 import http.client
 import json
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -33,24 +39,49 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..production.redis import RedisServer, RedisStore
+from ..service import cleanup
 from ..shop.plugins import IdempotencyKeys, OrderBook, checkout
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, NaiveStore, SqliteStore
-from . import DESIGNS, Evidence, Judgement, judged, progress, record
+from ..topology.cluster import shared_store
+from . import DESIGNS, Check, Evidence, Judgement, conditions, judged, progress, record
 
 ROW = "transaction_integrity"
 TABS = 8  # concurrent requests on one cart
 NAIVE = "session + naive store"
 KEYED = "token + cart in token + Idempotency-Key"
-DB_CHECK = "cart in the db: no concurrent update lost, and one order per checkout (an atomic update in the db)"
+STORE, IN_TOKEN, IN_DB = "session + shared store", "token + cart in token", "token + cart in db"
 
-C_NAIVE_LOST = "a naive read-modify-write session store lost concurrent cart updates"
-C_ATOMIC_KEPT = "atomic session stores (a lock, BEGIN IMMEDIATE) lost no concurrent update"
-C_ATOMIC_ONE_ORDER = "atomic session stores: a retried or double-clicked confirm made one order"
-C_NAIVE_DUPLICATED = "the naive session store duplicated a double-clicked order"
-C_TOKEN_KEPT = "cart in the token: no concurrent update was lost"
-C_TOKEN_ONE_ORDER = "cart in the token: a retried confirm made one order"
-C_KEYED = "an Idempotency-Key remembered on the server stopped the duplicate (retry and double-click)"
+#: The one rule both halves are judged by: each half's production design must keep the purchase correct
+#: (``needs``), and each half's worst common variant shows the limit (``limit``). Stateful: sessions in a shared
+#: store updated atomically, and the naive read-modify-write that framework session middleware does by default.
+#: Stateless: the token with the cart in the database, and the token that carries the cart.
+PRODUCTION = {"stateful": STORE, "stateless": IN_DB}
+WORST = {"stateful": NAIVE, "stateless": IN_TOKEN}
+
+STORE_KEPT = Check("store_kept", "session + shared store (an atomic update): no concurrent add was lost",
+                   mechanism=True)
+STORE_ONE_ORDER = Check("store_one_order", "session + shared store: a retried or double-clicked confirm made "
+                        "one order", mechanism=True)
+DB_KEPT = Check("db_kept", "token + cart in db (one transaction per change): no concurrent add was lost",
+                mechanism=True)
+DB_ONE_ORDER = Check("db_one_order", "token + cart in db: a retried or double-clicked confirm made one order",
+                     mechanism=True)
+NAIVE_LOST = Check("naive_lost", "session + naive store (read, work, write back): at least {t} concurrent add "
+                   "was lost", 1, ">=")
+NAIVE_DUPLICATED = Check("naive_duplicated", "session + naive store: at least {t} double-clicked confirm made "
+                         "two orders", 1, ">=")
+TOKEN_LOST = Check("token_lost", "token + cart in token: at least {t} concurrent add was lost (the browser keeps "
+                   "one token)", 1, ">=", mechanism=True)
+TOKEN_OWN_ONLY = Check("token_own_only", "token + cart in token: each concurrent add got a token holding only "
+                       "its own add", mechanism=True)
+TOKEN_DUPLICATED = Check("token_duplicated", "token + cart in token: a retried confirm made {t} orders", 2, "==",
+                         mechanism=True)
+MEMORY_KEPT = Check("memory_kept", "session + memory (a lock): no concurrent add lost, one order per checkout",
+                    mechanism=True)
+KEYED_ONCE = Check("keyed_once", "an Idempotency-Key remembered on the server made one order (retry and "
+                   "double-click)", mechanism=True)
 
 
 # --------------------------------------------------------------------------- a lean browser
@@ -210,14 +241,18 @@ def run(*, quick: bool = False, adds: int | None = None, trials: int | None = No
     lost: dict[str, dict[str, int]] = {}
     retry: dict[str, dict[str, Any]] = {}
     double: dict[str, list[int]] = {}
-    with tempfile.TemporaryDirectory(prefix="statelab-txn-", ignore_cleanup_errors=True) as tmp:
-        opened: list[SqliteStore] = []
+    store_kind = shared_store()  # the session + shared store design: Valkey where one can run, else SQLite
+    with cleanup.folder("statelab-txn-") as tmp:
+        opened: list[Any] = []
+        valkey = RedisServer(name="valkey-txn") if store_kind == "valkey" else None
 
-        def sqlite() -> SqliteStore:
-            opened.append(SqliteStore(Path(tmp) / f"sessions-{len(opened)}.sqlite3"))
+        def shared() -> Any:
+            """A fresh shared store: Valkey keys under a prefix of their own (WATCH/MULTI/EXEC), or a SQLite file."""
+            opened.append(RedisStore(valkey.url) if valkey is not None
+                          else SqliteStore(Path(tmp) / f"sessions-{len(opened)}.sqlite3"))
             return opened[-1]
 
-        stores = {NAIVE: NaiveStore, "session + memory": MemoryStore, "session + shared store": sqlite}
+        stores = {NAIVE: NaiveStore, "session + memory": MemoryStore, STORE: shared}
         try:
             steps = [("lost", c) for c in LOST_CASES] + [("orders", c) for c in ORDER_CASES]
             for kind, case in progress(steps, "transactions"):
@@ -232,54 +267,79 @@ def run(*, quick: bool = False, adds: int | None = None, trials: int | None = No
         finally:
             for store in opened:
                 store.close()
-    return record(_evidence(lost, retry, double, n_trials, time.perf_counter() - began))
+            if valkey is not None:
+                valkey.stop()
+    return record(_evidence(lost, retry, double, n_adds, n_trials, time.perf_counter() - began, store_kind))
 
 
-#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`), by one rule for both halves:
+#: the half's production design must keep every add and make one order per checkout (``needs``); its worst
+#: common variant losing adds or duplicating an order is the limit (``limit``). ``_evidence()`` computes the checks
 #: and adds to each claim the sentence of what was measured.
 CLAIMS = {
-    "stateful": Judgement(supports=(C_ATOMIC_KEPT, C_ATOMIC_ONE_ORDER), qualifies=(C_NAIVE_LOST, C_NAIVE_DUPLICATED)),
-    "stateless": Judgement(supports=(C_TOKEN_KEPT, C_TOKEN_ONE_ORDER), qualifies=(C_KEYED, DB_CHECK)),
+    "stateful": Judgement(supports=(STORE_KEPT, STORE_ONE_ORDER), qualifies=(NAIVE_LOST, NAIVE_DUPLICATED)),
+    "stateless": Judgement(supports=(DB_KEPT, DB_ONE_ORDER), qualifies=(TOKEN_LOST, TOKEN_DUPLICATED)),
 }
 
 
 def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]], double: dict[str, list[int]],
-              n_trials: int, seconds: float) -> Evidence:
+              n_adds: int, n_trials: int, seconds: float, store_kind: str = "sqlite") -> Evidence:
     retry_orders = {case: r["orders"] for case, r in retry.items()}
     dup_trials = {case: sum(n > 1 for n in runs) for case, runs in double.items()}
-    sessions = ("session + memory", "session + shared store")
-    token, db = "token + cart in token", "token + cart in db"
-    checks = {
-        C_NAIVE_LOST: lost[NAIVE]["lost"] > 0,
-        C_ATOMIC_KEPT: all(lost[c]["lost"] == 0 and lost[c]["adds answered 200"] > 0 for c in sessions),
-        C_ATOMIC_ONE_ORDER: all(retry_orders[c] == 1 and dup_trials[c] == 0 for c in sessions),
-        C_NAIVE_DUPLICATED: dup_trials[NAIVE] > 0,
-        C_TOKEN_KEPT: lost[token]["lost"] == 0,
-        "cart in the token: each concurrent add got a token holding only its own add":
-            lost[token]["answers holding only their own add"] == lost[token]["adds answered 200"] > 0,
-        C_TOKEN_ONE_ORDER: retry_orders[token] == 1,
-        C_KEYED: retry_orders[KEYED] == 1 and retry[KEYED]["distinct order ids"] == 1 and dup_trials[KEYED] == 0,
-        DB_CHECK:
-            lost[db]["lost"] == 0 and lost[db]["adds answered 200"] > 0 and retry_orders[db] == 1
-            and dup_trials[db] == 0,
-    }
+
+    def kept(case: str) -> bool:
+        return lost[case]["lost"] == 0 and lost[case]["adds answered 200"] > 0
+
+    def one_order(case: str) -> bool:
+        return retry_orders[case] == 1 and dup_trials[case] == 0
+
+    def adds(case: str) -> str:
+        return f"{lost[case]['books in cart']} of {lost[case]['adds answered 200']} adds kept"
+
+    def orders(case: str) -> str:
+        return f"retry: {retry_orders[case]} order(s); double-clicks with 2 orders: {dup_trials[case]} of {n_trials}"
+
+    def held(case: str) -> str:
+        return "kept" if kept(case) and one_order(case) else "did not keep"
+
+    token = lost[IN_TOKEN]
+    checks = [
+        STORE_KEPT(ok=kept(STORE), shown=adds(STORE)),
+        STORE_ONE_ORDER(ok=one_order(STORE), shown=orders(STORE)),
+        DB_KEPT(ok=kept(IN_DB), shown=adds(IN_DB)),
+        DB_ONE_ORDER(ok=one_order(IN_DB), shown=orders(IN_DB)),
+        NAIVE_LOST(lost[NAIVE]["lost"], shown=f"{lost[NAIVE]['lost']} lost, {adds(NAIVE)} (needs >= 1)"),
+        NAIVE_DUPLICATED(dup_trials[NAIVE], shown=f"{dup_trials[NAIVE]} of {n_trials} (needs >= 1)"),
+        TOKEN_LOST(token["lost"], shown=f"{token['lost']} lost, {adds(IN_TOKEN)} (needs >= 1)"),
+        TOKEN_OWN_ONLY(ok=token["answers holding only their own add"] == token["adds answered 200"] > 0,
+                       shown=f"{token['answers holding only their own add']} of {token['adds answered 200']}"),
+        TOKEN_DUPLICATED(retry_orders[IN_TOKEN]),
+        MEMORY_KEPT(ok=kept("session + memory") and one_order("session + memory"),
+                    shown=f"{adds('session + memory')}; {orders('session + memory')}"),
+        KEYED_ONCE(ok=one_order(KEYED) and retry[KEYED]["distinct order ids"] == 1, shown=orders(KEYED)),
+    ]
     total = lost[NAIVE]["adds answered 200"]
     claims = judged(CLAIMS, {
-        "stateful": (f"Session context kept the purchase correct only because the store updated it atomically: "
-                     f"a naive read-modify-write kept {lost[NAIVE]['books in cart']} of {total} concurrent adds "
-                     f"and duplicated {dup_trials[NAIVE]} of {n_trials} double-clicked orders."),
-        "stateless": (f"Isolated requests kept nothing together: with the cart in the token the browser kept "
-                      f"{lost[token]['books in cart']} of {lost[token]['adds answered 200']} concurrent adds and a "
-                      f"retried confirm made {retry_orders[token]} orders. Integrity came from state on the server: "
-                      f"an Idempotency-Key record ({retry_orders[KEYED]} order) or the cart in a database updated "
-                      f"atomically ({lost[db]['lost']} adds lost, {retry_orders[db]} order)."),
+        "stateful": (f"With the session in a shared store updated atomically, session context {held(STORE)} the "
+                     f"purchase correct: {adds(STORE)}, and a retried confirm made {retry_orders[STORE]} order(s). "
+                     f"The context "
+                     f"did not do it by itself: a naive read-modify-write of the whole session, which framework "
+                     f"session middleware does by default, kept {lost[NAIVE]['books in cart']} of {total} "
+                     f"concurrent adds and duplicated {dup_trials[NAIVE]} of {n_trials} double-clicked orders."),
+        "stateless": (f"With the cart in the database, updated atomically, isolated requests {held(IN_DB)} the "
+                      f"purchase correct: {adds(IN_DB)}, and a retried confirm made {retry_orders[IN_DB]} order(s). "
+                      f"The "
+                      f"integrity came from that state on the server, not from the isolation: with the cart in the "
+                      f"token the browser kept {token['books in cart']} of {token['adds answered 200']} concurrent "
+                      f"adds and a retried confirm made {retry_orders[IN_TOKEN]} orders, until an Idempotency-Key "
+                      f"record on the server made it {retry_orders[KEYED]}."),
     })
     reading = (
-        f"{TABS} tabs added books to one cart at once, {total} adds in all: "
+        f"{TABS} tabs added books to one cart at once, {n_adds} round(s) per case: "
         + ", ".join(f"{c} kept {v['books in cart']} of {v['adds answered 200']}" for c, v in lost.items())
         + ". A retried confirm made " + ", ".join(f"{retry_orders[c]} ({c})" for c in retry_orders)
         + f" orders; a double-click made two orders in {dup_trials[NAIVE]} of {n_trials} tries on the naive "
-        f"store and in {dup_trials[token]} of {n_trials} with the cart in the token."
+        f"store and in {dup_trials[IN_TOKEN]} of {n_trials} with the cart in the token."
     )
     measurements: dict[str, Any] = {
         "books kept of adds answered": {c: f"{v['books in cart']} of {v['adds answered 200']}"
@@ -288,5 +348,15 @@ def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]],
         "orders after a retried confirm": retry_orders,
         f"double-clicks that made 2 orders (of {n_trials})": dup_trials,
     }
+    where = conditions(
+        designs=[*DESIGNS, NAIVE, KEYED], servers="one server per case, a thread of this process",
+        crowd=f"one user, {TABS} tabs at once, {n_adds} round(s); {n_trials} double-clicks per case",
+        **{"shared store": ("Valkey (a server process on this machine; WATCH/MULTI/EXEC)" if store_kind == "valkey"
+                            else "a SQLite file (BEGIN IMMEDIATE); Valkey is not available here")
+                           + "; the cart table of token + cart in db: a SQLite file (one transaction per change)",
+           "rule": "each half by its production design (needs: "
+                   + " and ".join(PRODUCTION.values()) + ") and its worst common variant (limit: "
+                   + " and ".join(WORST.values()) + ")"})
     return Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
-                    seconds=seconds, extra={"lost": lost, "retry": retry, "double": double, "trials": n_trials})
+                    seconds=seconds, conditions=where,
+                    extra={"lost": lost, "retry": retry, "double": double, "trials": n_trials})

@@ -20,7 +20,7 @@ def plot(ev: Any, ax: Any = None) -> Any:
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7.5, 3.4))
+        fig, ax = plt.subplots(figsize=(8.5, 3.4))
     else:
         fig = ax.figure
     table = ev.extra["table"]

@@ -1,4 +1,4 @@
-"""Row "Resource usage": where each design keeps the state (server memory, shared files) and what the client carries."""
+"""Row "Resource usage": where each design keeps the state (server memory, a shared store), what the client carries."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _megabytes(ax: Any, users: list[int], by_design: dict[str, list[int]], ylabe
 
 
 def plot(ev: Any, ax: Any = None) -> Any:
-    """Three panels: server memory against users, shared files against users, cookie bytes against cart lines."""
+    """Three panels: server memory against users, the shared store against users, cookie bytes against cart lines."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -37,23 +37,39 @@ def plot(ev: Any, ax: Any = None) -> Any:
     _megabytes(axes[0], users, ev.extra["held"], "server memory held (MB)", "The server's own memory")
     if len(axes) > 1:
         stored = {design: values for design, values in ev.extra["stored"].items() if any(values)}
-        _megabytes(axes[1], users, stored, "shared SQLite files (MB)", "The shared store and cart table")
+        _megabytes(axes[1], users, stored, "shared store held (MB)", "The shared store and cart table")
     if len(axes) > 2:
-        wire, cart = axes[2], ev.extra["cart"]
-        for design, grown in cart.items():
-            if design == "session + shared store":
-                continue  # the same sid cookie as session + memory: one line for both
-            marker, line = STYLES.get(design, ("o", "-"))
-            name = "sid cookie (both session designs)" if design == "session + memory" else design
-            wire.plot(grown["lines"], grown["credential"], linestyle=line, label=name)
-        wire.axhline(4096, color="grey", linestyle="--", label="browser limit (4096 bytes)")
-        too_big = ev.measurements["cart lines when the token outgrows a cookie"]
-        if too_big is not None:
-            wire.axvline(too_big, color="grey", linestyle=":", label=f"too big from {too_big} lines")
-        wire.set_xlabel("cart lines")
-        wire.set_ylabel("cookie bytes (name + value)")
-        wire.set_title("What the browser must carry")
-        wire.set_ylim(0, max(4096, *cart["token + cart in token"]["credential"]) * 1.5)  # room for the legend
-        wire.legend(fontsize=7, loc="upper left")
+        _wire(axes[2], ev)
     fig.tight_layout()
     return fig
+
+
+#: Line styles of the limits drawn on the wire panel: told apart by style and by their labels, never colour alone.
+LIMIT_STYLES = ("--", (0, (6, 2, 1, 2)), (0, (1, 1)), (0, (3, 3)))
+
+
+def _wire(wire: Any, ev: Any) -> None:
+    """Each credential against the limits of where it travels: a cookie's (browsers) and a header's (servers)."""
+    cart = ev.extra["cart"]
+    for design, grown in cart.items():
+        if design == "session + shared store":
+            continue  # the same sid cookie as session + memory: one line for both
+        marker, line = STYLES.get(design, ("o", "-"))
+        name = ("sid cookie (both session designs)" if design == "session + memory"
+                else f"{design}: Authorization header")
+        wire.plot(grown["lines"], grown["credential"], linestyle=line, label=name)
+    cookie = ev.extra["cookie_limit"]
+    limits = {"browser cookie limit (cookies only)": cookie,
+              **{f"{name} (Authorization)": size for name, size in ev.extra["limits"].items()}}
+    for style, (label, size) in zip(LIMIT_STYLES, limits.items(), strict=False):
+        wire.axhline(size, color="grey", linestyle=style, label=f"{label}: {size:,} bytes")
+    too_big = ev.measurements["cart lines when the token outgrows a cookie"]
+    if too_big is not None:
+        wire.axvline(too_big, color="grey", linestyle=":",
+                     label=f"kept in a cookie, the token would pass {cookie:,} at {too_big} lines")
+    wire.set_xlabel("cart lines")
+    wire.set_ylabel("bytes, as its limit counts them (log)")
+    wire.set_title("What each request must carry")
+    wire.set_yscale("log")  # 55 bytes and 16 KB on one axis: the flat credentials stay visible
+    wire.set_ylim(20, max(*limits.values(), *cart["token + cart in token"]["credential"]) * 30)  # room for the legend
+    wire.legend(fontsize=6, loc="upper left")

@@ -1,4 +1,4 @@
-"""Row "Scalability": who finds their session as servers are added, and what the shared table's writer does."""
+"""Row "Scalability": who finds their session as servers are added, and what each shared data tier's writer does."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ STYLES = {
 
 
 def plot(ev: Any, ax: Any = None) -> Any:
-    """Left: share of requests that found their session against servers. Right: shared-table writes and reads."""
+    """Left: share of requests that found their session against servers. Right: writes and reads of each data tier."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -39,17 +39,20 @@ def plot(ev: Any, ax: Any = None) -> Any:
     left.set_title("Affinity: who finds their session?")
     left.legend(fontsize=7, loc="center right")
     if right is not None:
-        writer = ev.extra["writer"]
-        for kind, marker, line in (("writes", "o", "-"), ("reads", "s", "--")):
-            right.plot(sizes, [writer[kind][n] for n in sizes], marker=marker, linestyle=line,
-                       label=f"cart {kind} per second")
-        ceiling = 1000 / ev.measurements["work per cart request in that test (ms)"]
-        right.axhline(ceiling, color="grey", linewidth=1, linestyle=":", label="one writer's ceiling")
-        right.set_xlabel("servers using the shared cart table at once")
-        right.set_ylabel("requests per second")
+        tiers = ev.extra["tiers"]
+        for (tier, kind), (marker, line) in {("cart table", "writes"): ("o", "-"), ("cart table", "reads"): ("s", "--"),
+                                             ("session store", "writes"): ("^", "-."),
+                                             ("session store", "reads"): ("v", ":")}.items():
+            rates = tiers[tier][kind]
+            right.plot(sizes, [rates[n] for n in sizes], marker=marker, linestyle=line, label=f"{tier}: {kind}/s")
+        ceiling = 1 / ev.extra["hold"]
+        right.axhline(ceiling, color="grey", linewidth=1, linestyle=":", label="one writer's ceiling (1/hold)")
+        right.set_xlabel("servers using the shared data tier at once")
+        right.set_ylabel("operations per second")
         right.set_xticks(sizes)
-        right.set_ylim(0, max(max(writer["reads"].values()), ceiling) * 1.15)
-        right.set_title("The shared table: one writer at a time")
-        right.legend(fontsize=8, loc="upper left")
+        top = max(max(tiers[t][k].values()) for t in tiers for k in ("writes", "reads"))
+        right.set_ylim(0, max(top, ceiling) * 1.15)
+        right.set_title("The shared data tier: one writer at a time")
+        right.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig

@@ -44,7 +44,9 @@ def personal_headers(policy: dict[str, str]) -> Callable[[Any], None]:
 
     ``policy["personal"]`` is read at every request, so one running server can play each set-up:
     ``"private"`` leaves the app's ``Cache-Control: private, no-store``; ``"public+vary"`` makes it
-    ``public, max-age=60`` and keeps ``Vary``; ``"public"`` also drops ``Vary`` (the classic bug).
+    ``public, max-age=60`` and keeps ``Vary``; ``"public"`` also drops ``Vary`` (the classic bug);
+    ``"max-age"`` sends only ``max-age=60``, no ``private``, no ``Vary`` (the commonest bug, which
+    RFC 9111 section 3.5 makes safe for requests with ``Authorization`` and only for those).
     It wraps the WSGI app, so it sees the headers after Flask has set them.
     """
 
@@ -58,9 +60,9 @@ def personal_headers(policy: dict[str, str]) -> Callable[[Any], None]:
                 return inner(environ, start_response)
 
             def rewrite(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-                drop = {"cache-control"} | ({"vary"} if mode == "public" else set())
+                drop = {"cache-control"} | ({"vary"} if mode in ("public", "max-age") else set())
                 headers = [(k, v) for k, v in headers if k.lower() not in drop]
-                headers.append(("Cache-Control", "public, max-age=60"))
+                headers.append(("Cache-Control", "max-age=60" if mode == "max-age" else "public, max-age=60"))
                 return start_response(status, headers, exc_info)
 
             return inner(environ, rewrite)
