@@ -24,7 +24,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 from ..client import Client, Exchange
-from ..service import scratch
+from ..service import cleanup
 from ..shop.app import ApiError
 from ..shop.plugins import OrderBook as Orders
 from ..shop.plugins import place_order
@@ -226,7 +226,7 @@ def _claims_from_processes(claim: Any, path: str) -> tuple[int, int, list[str], 
 def check_claims(report: Report, claim: Any, finish: Any) -> None:
     """The claim's contract, called directly, in this order: claim, in progress, another body, another user,
     an answer, a 5xx that releases, a claim that lapses, then two OS processes claiming the same keys at once."""
-    with scratch.folder("statelab-lab05-") as tmp:
+    with cleanup.folder("statelab-lab05-") as tmp:
         path = str(Path(tmp) / "keys.sqlite3")
         db = open_keys(path)
         try:
@@ -304,7 +304,7 @@ def check_double_click(report: Report, idempotent_safe: Any) -> None:
     """Over three servers, in this order: malformed keys (400); eight identical checkouts at once (one order);
     a later retry (replayed); the same key with another body (422); bob reusing alice's key (his own order);
     a checkout that fails with 503, retried with its key (one order)."""
-    with scratch.folder("statelab-lab05-") as tmp:
+    with cleanup.folder("statelab-lab05-") as tmp:
         path = str(Path(tmp) / "keys.sqlite3")
         plugin = _plugin(report, "idempotent_safe", idempotent_safe, path)
         orders = Orders()
@@ -396,7 +396,7 @@ def _lossy_sender(url: str, token: str, lose: int, sent: list[dict[str, str]]) -
 @checker("Task 3 · a client that retries safely (against your task 2b plugin)")
 def check_retries(report: Report, checkout_with_retries: Any, idempotent_safe: Any) -> None:
     """Two answers in a row are lost on the way back; the learner's client must end with exactly one order."""
-    with scratch.folder("statelab-lab05-") as tmp:
+    with cleanup.folder("statelab-lab05-") as tmp:
         path = str(Path(tmp) / "keys.sqlite3")
         plugin = call("idempotent_safe(path), your task 2b plugin, on the servers", idempotent_safe, path)
         orders = Orders()
