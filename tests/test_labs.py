@@ -1131,3 +1131,52 @@ def test_lab04_the_compromise_procedure_kills_forged_and_honest_tokens_under_the
         assert mallory.me().status == 401 and honest.me().status == 401
         honest.login("alice")
         assert honest.me().status == 200
+
+
+def test_lab02_refresh_store_without_reuse_detection_is_not_yet():
+    """Task 4: a store that refuses the spent token but leaves its family alive (a thief who refreshed first lives
+    on): NOT YET on the family; one that never spends a token: NOT YET on the replay."""
+    import secrets
+
+    class NoFamily:
+        def __init__(self):
+            self.tokens = {}
+
+        def start(self, user):
+            token = secrets.token_urlsafe(32)
+            self.tokens[token] = [user, False]
+            return token
+
+        def rotate(self, token):
+            record = self.tokens.get(token)
+            if record is None or record[1]:
+                raise sl.TokenError("unknown or spent")
+            record[1] = True
+            return record[0], self.start(record[0])
+
+        def end(self, token):
+            self.tokens.pop(token, None)
+
+    report = sl.labs.check_refresh(NoFamily)
+    assert [f.behaviour for f in report.failed] == [
+        "reuse ends the whole family: alice's newer refresh token is refused too"], report
+
+    class NeverSpent(NoFamily):
+        def rotate(self, token):
+            record = self.tokens.get(token)
+            if record is None:
+                raise sl.TokenError("unknown")
+            return record[0], self.start(record[0])
+
+    report = sl.labs.check_refresh(NeverSpent)
+    assert "the thief replays the spent refresh token: refused" in [f.behaviour for f in report.failed], report
+    assert sl.labs.check_refresh(RefreshFamiliesForTest).passed
+
+
+class RefreshFamiliesForTest:
+    """The library's store passes task 4 (it is what notebook 02 uses): the check judges behaviour, not names."""
+
+    def __new__(cls):
+        from statelab.shop.lifecycle import RefreshFamilies
+
+        return RefreshFamilies()
