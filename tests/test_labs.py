@@ -1180,3 +1180,15 @@ class RefreshFamiliesForTest:
         from statelab.shop.lifecycle import RefreshFamilies
 
         return RefreshFamilies()
+
+
+def test_lab01_a_measurement_that_crashes_nothing_says_so_not_a_question_mark():
+    def counts_without_crashing(cluster, users=9):
+        return {"kept": users, "lost": 0}
+
+    report = sl.labs.check_carts_after_crash(counts_without_crashing)
+    assert not report.passed
+    assert not any("?" in n for n in report.notes) and any("no server is down" in n for n in report.notes), report
+
+    report = sl.labs.check_carts_after_crash(lambda cluster, users=9: None)
+    assert "returned None" in report.findings[0].happened, report

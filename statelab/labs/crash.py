@@ -73,7 +73,8 @@ def check_carts_after_crash(report: Report, carts_after_crash: Any) -> None:
     with Cluster(3, "stateful", store="memory", balancer="sticky") as cluster:
         result = call(f"carts_after_crash(cluster, users={users})", carts_after_crash, cluster, users=users)
         ok_shape = (isinstance(result, dict) and all(isinstance(result.get(k), int) for k in ("kept", "lost")))
-        report.require("returns the two counts", ok_shape, "a dict like {'kept': 6, 'lost': 3}", repr(result)[:120])
+        report.require("returns the two counts", ok_shape, "a dict like {'kept': 6, 'lost': 3}",
+                       f"carts_after_crash(cluster, users={users}) returned {result!r}"[:140])
         kept, lost = result["kept"], result["lost"]
         report.expect("kept + lost counts every user once", kept + lost == users, str(users), kept + lost)
         down = [s.name for s in cluster.servers if not s.alive]
@@ -82,8 +83,9 @@ def check_carts_after_crash(report: Report, carts_after_crash: Any) -> None:
         report.expect("'kept' agrees with the sessions the live servers still hold", kept == held,
                       f"{held} (counted inside the live servers)", kept)
         report.expect("the crash cost at least the first user's cart", lost >= 1, "1 or more lost", lost)
-        report.note(f"memory sessions + sticky routing: {lost} of {users} carts lost when {', '.join(down) or '?'} "
-                    "crashed")
+        crashed = (f"when {', '.join(down)} crashed" if len(down) == 1 else
+                   f"with {len(down)} servers down ({', '.join(down)})" if down else "though no server is down now")
+        report.note(f"memory sessions + sticky routing: your function counted {lost} of {users} carts lost {crashed}")
 
 
 # --------------------------------------------------------------------------- task 2
