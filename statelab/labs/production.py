@@ -91,8 +91,8 @@ def check_found_share(report: Report, found_share: Any) -> None:
             server.wait()
         url = servers["memory"].url
         mine = call(f"found_share('{url}')", found_share, url, limit=30)
-        report.require("returns a share", isinstance(mine, float) and 0 <= mine <= 1, "a float from 0 to 1",
-                       repr(mine)[:80])
+        report.require("found_share(url) returns a share", isinstance(mine, float) and 0 <= mine <= 1,
+                       "a float from 0 to 1", f"found_share(url) returned {mine!r}"[:100])
         ours = experiment.found_share(url).share
         report.expect("sessions in each worker's memory: about 1 request in 2 finds its login", 0.1 <= mine <= 0.9,
                       f"between 10% and 90% (the check's own measurement: {ours:.0%})", f"{mine:.0%}")
@@ -110,10 +110,12 @@ def check_found_share(report: Report, found_share: Any) -> None:
 
 def _valid_config(report: Report, env: Any) -> None:
     ok = isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
-    report.require("returns environment variables", ok, "a dict of str to str, e.g. {'STATELAB_SECRET': ...}",
-                   f"variables {sorted(env)}" if ok else repr(env)[:100])
+    report.require("shared_config(redis_url) returns environment variables", ok,
+                   "a dict of str to str, e.g. {'STATELAB_SECRET': ...}",
+                   f"variables {sorted(env)}" if ok else f"shared_config(redis_url) returned {env!r}"[:120])
     others = [k for k in env if not k.startswith("STATELAB_")]
-    report.require("sets only STATELAB_* variables", not others, "STATELAB_SECRET, STATELAB_STORE, ...", others)
+    report.require("sets only STATELAB_* variables", not others, "STATELAB_SECRET, STATELAB_STORE, ...",
+                   f"others: {others}" if others else "none other")
     secret = env.get("STATELAB_SECRET", "")
     try:
         size = len(bytes.fromhex(secret))

@@ -77,7 +77,8 @@ def check_rotation_keeps_users(report: Report, rotate_with_grace: Any) -> None:
         clients = shoppers(cluster.url, users, "user")
         old = keyring.current_kid
         returned = call("rotate_with_grace(keyring)", rotate_with_grace, keyring)
-        report.require("returns the key id that signed until now", returned == old, repr(old), repr(returned))
+        report.require("rotate_with_grace(keyring) returns the key id that signed until now", returned == old,
+                       repr(old), f"rotate_with_grace(keyring) returned {returned!r}"[:120])
         report.require("a new key now signs", keyring.current_kid != old, f"a kid other than {old!r}",
                        repr(keyring.current_kid))
         report.expect("the old key still verifies", old in keyring.kids, f"{old!r} in keyring.kids", keyring.kids)
@@ -188,8 +189,9 @@ def check_prediction(report: Report, still_needed: Any) -> None:
         keyring.retire(old)
         after = [c.me().ok for c in clients]
         measured = sum(b and not a for b, a in zip(before, after, strict=True))
-        report.require("returns a whole number", isinstance(predicted, int) and not isinstance(predicted, bool),
-                       "an int", repr(predicted))
+        report.require("still_needed(tokens, old_kid) returns a whole number",
+                       isinstance(predicted, int) and not isinstance(predicted, bool), "an int",
+                       f"still_needed(tokens, old_kid) returned {predicted!r}"[:120])
         report.expect("your prediction matches the users retiring the key logged out", predicted == measured,
                       f"{measured} (measured: let in before, 401 after)", predicted)
         report.note(f"of {len(clients)} users: {n_expired} had expired tokens anyway, {n_active} were re-signed "
