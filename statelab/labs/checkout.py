@@ -13,7 +13,9 @@ that retries a lost answer safely (task 3). The checkers count orders placed ove
 
 from __future__ import annotations
 
+import os
 import secrets
+import select
 import sqlite3
 import threading
 import time
@@ -169,7 +171,7 @@ def check_retry_once(report: Report, idempotent: Any) -> None:
 LIMIT = 5.0        # seconds one call of the learner's claim() or finish() may take
 DISTANCE = 0.003   # seconds each statement takes in the two-process race: a store over the network
 RACE_KEYS = 60     # keys both processes try to claim, one after another
-SLOT = 0.02        # seconds between keys: both processes claim key k at the same moment
+MEET = 2.0         # seconds a process waits for the other before each key (then it goes on alone)
 TRIES = 3          # runs in which the two processes never overlapped prove nothing: run again
 
 
@@ -200,21 +202,30 @@ def _row(found: Any) -> tuple[Any, Any, Any] | None:
 def _claims_from_processes(claim: Any, path: str) -> tuple[int, int, list[str], list[int]]:
     """Two OS processes, each with its own connection, claim the same ``RACE_KEYS`` keys at once.
 
-    Returns (keys raced, keys claimed exactly once, what went wrong, how many each process won).
+    Before each key the two meet (a byte each way through a pipe), so both ask for key k at the same moment,
+    as a double-click's two requests do, whatever the machine's load. Returns (keys raced, keys claimed
+    exactly once, what went wrong, how many each process won).
     """
     for attempt in range(TRIES):
-        start = time.monotonic() + 0.3  # one clock for every process of the machine: both aim at the same slots
+        pipes = [os.pipe(), os.pipe()]  # pipes[i]: process i writes, the other reads
 
-        def work(_: int, attempt: int = attempt, start: float = start) -> str:  # in each child: a server process
-            mine = _Distant(open_keys(path))
+        def work(i: int, attempt: int = attempt, pipes: list[tuple[int, int]] = pipes) -> str:  # in each child
+            mine, theirs = pipes[i][1], pipes[1 - i][0]
+            db = _Distant(open_keys(path))
             won = []
-            for k in range(RACE_KEYS):  # key k at start + k slots in both processes: a double-click, 60 times
-                time.sleep(max(0.0, start + k * SLOT - time.monotonic()))
-                if claim(mine, "alice", f"race{attempt}-{k}", "fp", 30) is None:
+            for k in range(RACE_KEYS):
+                os.write(mine, b"k")
+                if select.select([theirs], [], [], MEET)[0]:  # the other is ready for key k too (or gone: go on)
+                    os.read(theirs, 1)
+                if claim(db, "alice", f"race{attempt}-{k}", "fp", 30) is None:
                     won.append(k)
             return ",".join(map(str, won))
 
-        outcome = race(work, 2, what=f"its {RACE_KEYS} claims")
+        try:
+            outcome = race(work, 2, what=f"its {RACE_KEYS} claims")
+        finally:
+            for fd in (fd for pair in pipes for fd in pair):
+                os.close(fd)
         wins = [{int(k) for k in r.split(",") if k} for r in outcome.results]
         once = sum(1 for k in range(RACE_KEYS) if sum(k in w for w in wins) == 1)
         if outcome.overlapped or outcome.problems or once != RACE_KEYS:
