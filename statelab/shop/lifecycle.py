@@ -64,16 +64,20 @@ class RefreshFamilies:
         if not 0 < ttl <= 90 * 86400:
             raise ValueError("ttl must be from 0 to 90 days, above 0")
         self.ttl = float(ttl)
-        self._tokens: dict[str, _Refresh] = {}
-        self._ended: set[str] = set()
+        self._tokens: dict[str, _Refresh] = {}  # spent ones too, until their family expires: reuse is detected
         self._lock = threading.Lock()
+        self._next_sweep = 0.0
         self.lookups = 0
         self.writes = 0
 
     def start(self, user: str) -> str:
         """A new login: a new family, and its first refresh token."""
         with self._lock:
-            return self._add(user, secrets.token_hex(8), time.time() + self.ttl)
+            now = time.time()
+            if now >= self._next_sweep:  # forget expired families, at most once a minute
+                self._next_sweep = now + 60
+                self._tokens = {d: r for d, r in self._tokens.items() if r.expires > now}
+            return self._add(user, secrets.token_hex(8), now + self.ttl)
 
     def _add(self, user: str, family: str, expires: float) -> str:
         token = secrets.token_urlsafe(32)
@@ -91,7 +95,7 @@ class RefreshFamilies:
         with self._lock:
             self.lookups += 1
             record = self._tokens.get(_digest(token))
-            if record is None or record.family in self._ended:
+            if record is None:  # never issued, or its family ended (all its tokens were deleted)
                 raise TokenError("refresh token unknown or revoked: log in again")
             if record.expires <= time.time():
                 raise TokenError("refresh token expired: log in again")
@@ -104,7 +108,6 @@ class RefreshFamilies:
             return record.user, self._add(record.user, record.family, record.expires)
 
     def _end(self, family: str) -> int:
-        self._ended.add(family)
         gone = [d for d, r in self._tokens.items() if r.family == family]
         for d in gone:
             del self._tokens[d]
@@ -118,7 +121,7 @@ class RefreshFamilies:
         with self._lock:
             self.lookups += 1
             record = self._tokens.get(_digest(token))
-            if record is None or record.family in self._ended:
+            if record is None:
                 return False
             self._end(record.family)
             return True
