@@ -35,7 +35,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = ("ui", "table", "experiments", "labs", "plots")
+_LAZY = ("ui", "table", "experiments", "labs", "plots", "crowd", "trace")
 
 
 def __getattr__(name: str):

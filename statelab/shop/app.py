@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .. import trace
 from .carts import CARTS, add_line, placement
 from .config import DEFAULT_CART, MODES, Plugin, ShopConfig, ShopState, default_cart
 from .identity import BearerToken, Identity, SessionId, SignedCookie
@@ -68,8 +69,10 @@ def create_app(mode: str | None = None, *, name: str = "server", config: ShopCon
     the shared cart table for ``cart="db"`` (a fresh in-memory one when omitted: pass the same one to every
     server of a cluster); ``keyring`` signs and checks tokens in stateless mode (a fresh one when omitted:
     pass the same keyring to every server of a cluster). ``session_ttl`` is a session's idle lifetime
-    (stateful) and the signed cookie's absolute one (cookie); ``token_ttl`` a token's, and ``token_max_age``
-    (default ``token_ttl``) caps how long a renewed token may outlive the login. ``csrf_guard=False`` switches
+    (stateful) and the signed cookie's absolute one (cookie); ``session_max_age``, when given, also ends a stateful
+    session that many seconds after its login, however busy (the absolute timeout OWASP asks for beside the idle
+    one); ``token_ttl`` is a token's, and ``token_max_age`` (default ``token_ttl``) caps how long a renewed token
+    may outlive the login. ``csrf_guard=False`` switches
     off the JSON content-type and same-origin checks, to show first what they defend against.
 
     ``plugins`` are how lessons and labs extend a server without editing this package: each is called as
@@ -108,7 +111,7 @@ def create_app(mode: str | None = None, *, name: str = "server", config: ShopCon
         keyring = Keyring(config.algorithm)
     identity: Identity
     if mode == "stateful":
-        identity = SessionId(store, cookie_name, config.session_ttl)
+        identity = SessionId(store, cookie_name, config.session_ttl, config.session_max_age)
     elif mode == "stateless":
         identity = BearerToken(keyring, config.token_ttl, config.token_max_age)
     else:
@@ -123,6 +126,7 @@ def create_app(mode: str | None = None, *, name: str = "server", config: ShopCon
     _register_errors(app)
     _register_guard(app, state)
     _register_routes(app, state)
+    trace.instrument_app(app, state)  # records only requests that carry a trace id (statelab/trace.py)
     for plugin in config.plugins:
         plugin(app)
     return app

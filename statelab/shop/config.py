@@ -66,7 +66,8 @@ class ShopConfig:
     not fit is a ValueError here, before anything starts). ``store`` is where stateful sessions live: a name
     the owner turns into a store (``"memory"``, ``"sqlite"``, ``"valkey"``) or a
     :class:`~statelab.shop.sessions.SessionStore`; ``carts`` the shared cart table of ``cart="db"``.
-    ``keyring``/``algorithm``/``token_ttl``/``token_max_age`` are the token settings; ``secret_key`` signs
+    ``keyring``/``algorithm``/``token_ttl``/``token_max_age`` are the token settings, ``session_ttl`` and
+    ``session_max_age`` a session's idle and absolute lifetimes; ``secret_key`` signs
     Flask's cookie (made per run when None); ``cookie_name`` names the session cookie (None: the owner picks
     one); ``csrf_guard`` the JSON-type and same-origin checks on writes; ``plugins`` run after the routes exist.
     A copy with one field changed is ``config.but(csrf_guard=False)``.
@@ -82,6 +83,7 @@ class ShopConfig:
     session_ttl: float = 1800
     token_ttl: float = 900
     token_max_age: float | None = None
+    session_max_age: float | None = None
     cookie_name: str | None = None
     csrf_guard: bool = True
     limits: Limits = field(default_factory=Limits)
