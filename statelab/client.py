@@ -9,7 +9,6 @@ It never raises for an HTTP error or a dead server: failures are data in the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,19 +211,3 @@ class Client:
     def __repr__(self) -> str:
         who = f" token={self.token[:12]}..." if self.token else ""
         return f"<Client {self.url} cookies={list(self.cookies)}{who} history={len(self.history)}>"
-
-
-def shoppers(url: str, n: int, prefix: str = "user", *, item: str = "book",
-             ip: Callable[[int], str] | None = None) -> list[Client]:
-    """``n`` users at ``url`` (``prefix0``, ``prefix1``, ...), each logged in with one ``item`` in the cart.
-
-    The one way the labs and experiments make a crowd. It never raises: a login or write that failed stays in
-    that client's history, for the checker to count. ``ip(i)`` gives user ``i`` its own client address.
-    """
-    crowd = []
-    for i in range(n):
-        client = Client(url, ip=ip(i) if ip else None)
-        client.login(f"{prefix}{i}")
-        client.add_to_cart(item)
-        crowd.append(client)
-    return crowd

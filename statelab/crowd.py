@@ -31,6 +31,23 @@ def logged_in(url: str, n: int, *, prefix: str = "user", traced: bool = False) -
     return users
 
 
+
+def shoppers(url: str, n: int, prefix: str = "user", *, item: str = "book",
+             ip: Callable[[int], str] | None = None) -> list[Client]:
+    """``n`` users at ``url`` (``prefix0``, ``prefix1``, ...), each logged in with one ``item`` in the cart.
+
+    The labs' crowd (a checker then crashes, drains or rotates under it). It never raises: a login or write that
+    failed stays in that client's history, for the checker to count. ``ip(i)`` gives user ``i`` its own address.
+    """
+    crowd = []
+    for i in range(n):
+        client = Client(url, ip=ip(i) if ip else None)
+        client.login(f"{prefix}{i}")
+        client.add_to_cart(item)
+        crowd.append(client)
+    return crowd
+
+
 def copies(client: Client, n: int = 1) -> list[Client]:
     """``n`` more browsers holding what ``client`` holds (its cookies and its token): a user's other tabs, or
     a thief's copy of the credential. Each then keeps its own: a new token or cookie goes to that copy alone."""

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..client import Client, shoppers
+from ..client import Client
+from ..crowd import shoppers
 from ..service import cleanup
 from ..shop.server import Server
 from ..topology.cluster import Cluster

@@ -14,7 +14,8 @@ import threading
 import time
 from typing import Any
 
-from ..client import Client, shoppers
+from ..client import Client
+from ..crowd import shoppers
 from ..production import experiment
 from ..production.gunicorn import Gunicorn
 from ..production.process import BinaryMissing

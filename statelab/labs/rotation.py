@@ -16,7 +16,8 @@ from typing import Any
 
 import jwt
 
-from ..client import Client, shoppers
+from ..client import Client
+from ..crowd import shoppers
 from ..shop.tokens import Keyring, inspect_token
 from ..topology.cluster import Cluster
 from .report import Report, blame, call, checker

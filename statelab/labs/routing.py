@@ -14,7 +14,8 @@ import random
 from collections import Counter
 from typing import Any
 
-from ..client import Client, Exchange, shoppers
+from ..client import Client, Exchange
+from ..crowd import shoppers
 from ..topology.cluster import Cluster
 from .report import LearnerError, Report, call, checker
 
