@@ -9,11 +9,13 @@ The public face the notebooks use::
     alice = sl.Client(cluster.url); alice.login("alice"); alice.add_to_cart("book")
     cluster.kill(1); alice.cart()              # what survives a crash?
     sl.inspect_token(alice.token)              # read a token without trusting it
+    far = sl.Cluster(2, "stateful", store="valkey", distance=0.001)  # the shared store 1 ms away
     sl.stop_all()
 """
 
 from . import load
 from .client import Client, Exchange
+from .network import Link
 from .service import PortInUseError
 from .service.registry import stop_all
 from .shop.app import create_app
@@ -25,9 +27,9 @@ from .topology.balancer import LoadBalancer
 from .topology.cluster import Cluster
 
 __all__ = [
-    "Client", "Cluster", "Exchange", "Keyring", "LoadBalancer", "MemoryCartStore", "MemoryStore", "PortInUseError",
-    "Server", "SqliteCartStore", "SqliteStore", "TokenError", "TokenReport", "create_app", "inspect_token", "load",
-    "serve", "stop_all",
+    "Client", "Cluster", "Exchange", "Keyring", "Link", "LoadBalancer", "MemoryCartStore", "MemoryStore",
+    "PortInUseError", "Server", "SqliteCartStore", "SqliteStore", "TokenError", "TokenReport", "create_app",
+    "inspect_token", "load", "serve", "stop_all",
 ]
 __version__ = "0.1.0"
 
