@@ -24,12 +24,12 @@ from .shop.server import Server, serve
 from .shop.sessions import MemoryStore, SqliteStore
 from .shop.tokens import Keyring, TokenError, TokenReport, inspect_token
 from .topology.balancer import LoadBalancer
-from .topology.cluster import Cluster
+from .topology.cluster import Cluster, shared_store, valkey_available
 
 __all__ = [
     "Client", "Cluster", "Exchange", "Keyring", "Link", "LoadBalancer", "MemoryCartStore", "MemoryStore",
     "PortInUseError", "Server", "SqliteCartStore", "SqliteStore", "TokenError", "TokenReport", "create_app",
-    "inspect_token", "load", "serve", "stop_all",
+    "inspect_token", "load", "serve", "shared_store", "stop_all", "valkey_available",
 ]
 __version__ = "0.1.0"
 

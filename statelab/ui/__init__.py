@@ -9,11 +9,12 @@ from .client_panel import ClientPanel
 from .dashboard import Dashboard, dashboard
 from .history import History
 from .inspector import Inspector, where_state_lives
+from .network_card import NetworkCard
 from .prediction import Prediction, Reveal, predict, predictions, reveal
 from .quiz import Option, Question, Quiz, quiz
 from .scoreboard import RowResult, Scoreboard, scoreboard
 from .server_card import BalancerCard, ServerCard
 
-__all__ = ["BalancerCard", "ClientPanel", "Dashboard", "History", "Inspector", "Option", "Prediction", "Question",
-           "Quiz", "Reveal", "RowResult", "Scoreboard", "ServerCard", "dashboard", "predict", "predictions", "quiz",
-           "reveal", "scoreboard", "where_state_lives"]
+__all__ = ["BalancerCard", "ClientPanel", "Dashboard", "History", "Inspector", "NetworkCard", "Option", "Prediction",
+           "Question", "Quiz", "Reveal", "RowResult", "Scoreboard", "ServerCard", "dashboard", "predict", "predictions",
+           "quiz", "reveal", "scoreboard", "where_state_lives"]

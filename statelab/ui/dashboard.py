@@ -21,6 +21,7 @@ from ._base import FG_DIM, HUES, Runner, box, esc
 from .client_panel import ClientPanel
 from .history import History
 from .inspector import Inspector
+from .network_card import NetworkCard
 from .server_card import BalancerCard, ServerCard
 
 Target = Server | Cluster | Sequence[Server]
@@ -63,6 +64,7 @@ class Dashboard(W.VBox):
         self.runner = Runner(self.refresh, self.message)
         self.cards: list[ServerCard] = []
         self.balancer_cards: list[BalancerCard] = []
+        self.network_cards: list[NetworkCard] = []  # one per cluster whose shared parts are at a distance
         self.cards_box = W.HBox(layout=W.Layout(flex_flow="row wrap", align_items="stretch"))
         self._sync_cards()
 
@@ -107,6 +109,9 @@ class Dashboard(W.VBox):
             if cluster is not None and not any(b.cluster is cluster for b in self.balancer_cards):
                 self.balancer_cards.append(BalancerCard(cluster, self.runner, self.palette))
                 added = True
+            if cluster is not None and cluster.links and not any(n.cluster is cluster for n in self.network_cards):
+                self.network_cards.append(NetworkCard(cluster, self.runner))
+                added = True
             for s in self._servers_of(t):
                 if id(s) not in known:
                     self._colour(s.name)
@@ -114,7 +119,7 @@ class Dashboard(W.VBox):
                     known.add(id(s))
                     added = True
         if added:
-            self.cards_box.children = tuple(self.cards) + tuple(self.balancer_cards)
+            self.cards_box.children = tuple(self.cards) + tuple(self.balancer_cards) + tuple(self.network_cards)
 
     # --- what the dashboard is looking at --------------------------------------------------
     @property
@@ -139,6 +144,8 @@ class Dashboard(W.VBox):
             card.refresh()
         for bcard in self.balancer_cards:
             bcard.refresh()
+        for ncard in self.network_cards:
+            ncard.refresh()
         self.client_panel.refresh()
         self.inspector.client, self.inspector.target = self.client, self.target
         self.inspector.refresh()
