@@ -3,19 +3,22 @@
 Everything else in statelab is a thread of the notebook's process. A production server is a
 separate program, so it needs three guarantees a thread gets for free: it listens only on
 127.0.0.1; stopping it stops its children too (a process group, killed as one); and it never
-outlives the notebook, even when the kernel dies without running ``atexit`` (the kernel asks
-Linux to send the child SIGTERM when the parent dies: ``PR_SET_PDEATHSIG``).
+outlives the notebook, even when the kernel dies without running ``atexit``. For that each child
+is started through ``launch.py``, which asks Linux to send it SIGTERM when the kernel dies
+(``PR_SET_PDEATHSIG``) and then becomes the program; and ``keeper.py``, one small process per
+kernel, removes the children's temporary folders once the kernel is gone, however it ended.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import weakref
 from typing import Any
@@ -23,20 +26,50 @@ from typing import Any
 from ..service import HOST
 from ..service.registry import register
 
-_PR_SET_PDEATHSIG = 1
 _started: weakref.WeakSet[ProcessService] = weakref.WeakSet()
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class BinaryMissing(RuntimeError):
     """A program a lesson needs is not installed; the message says how to get it."""
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-    os.setsid()  # its own process group: killpg reaches every worker it forks
+class _Keeper:
+    """The kernel's end of the pipe to ``keeper.py`` (started on first use, one per process)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def tell(self, *lines: str) -> None:
+        with self._lock:
+            if self._proc is None or self._pid != os.getpid() or self._proc.poll() is not None:
+                self._proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.join(_HERE, "keeper.py")],
+                                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+                self._pid = os.getpid()
+            try:
+                self._proc.stdin.write("".join(f"{line}\n" for line in lines).encode())  # type: ignore[union-attr]
+                self._proc.stdin.flush()  # type: ignore[union-attr]
+            except (BrokenPipeError, ValueError):
+                pass
+
+
+_keeper = _Keeper()
+
+
+def temporary_folder(prefix: str) -> str:
+    """A new 0700 folder in the temp folder that is removed even if this kernel is killed (see ``keeper.py``).
+    The caller still removes it when done (:func:`remove_folder`); the keeper is for when it cannot."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _keeper.tell(f"dir {path}")
+    return path
+
+
+def remove_folder(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    _keeper.tell(f"-dir {path}")
 
 
 def free_port() -> int:
@@ -63,7 +96,7 @@ class ProcessService:
         self.name = name
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self.workdir = tempfile.mkdtemp(prefix=f"statelab-{name}-")
+        self.workdir = temporary_folder(f"statelab-{name}-")
         register(self)
 
     @property
@@ -79,10 +112,13 @@ class ProcessService:
         return self.proc.pid if self.proc is not None else None
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None, **kw: Any) -> None:
-        os.makedirs(self.workdir, exist_ok=True)
-        self.proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"),
-                                     preexec_fn=_die_with_parent, close_fds=True, **kw)
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+        launcher = [sys.executable, "-I", "-S", os.path.join(_HERE, "launch.py"), str(os.getpid())]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([*launcher, *argv], env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+                                         close_fds=True, **kw)
+        _keeper.tell(f"group {self.proc.pid}")  # its own process group (a new session): pgid == pid
         _started.add(self)
 
     @property
@@ -110,6 +146,7 @@ class ProcessService:
             return
         self._signal_group(signal.SIGKILL)
         self.proc.wait(timeout=5)
+        _keeper.tell(f"-group {self.proc.pid}")
 
     quit_signal = signal.SIGTERM  # gunicorn: graceful (bounded by its graceful_timeout); Redis: quit now
 
@@ -128,8 +165,9 @@ class ProcessService:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+            _keeper.tell(f"-group {proc.pid}")
         self.proc = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        remove_folder(self.workdir)
 
     def _wait_ready(self, ready: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -159,4 +197,4 @@ def _kill_all_at_exit() -> None:
     seconds before Jupyter sends it SIGTERM, and a graceful stop of each server in turn could take longer."""
     for service in list(_started):
         service.kill()
-        shutil.rmtree(service.workdir, ignore_errors=True)
+        remove_folder(service.workdir)
