@@ -49,6 +49,7 @@ from ..shop.carts import SqliteCartStore
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, SqliteStore
 from ..shop.tokens import ALGORITHMS, Keyring
+from ..topology.cluster import valkey_available
 from . import Check, Evidence, Judgement, check_size, conditions, judged, progress, record
 
 ROW = "performance"
@@ -210,11 +211,9 @@ def state_work(cart: list[dict[str, Any]], sqlite_path: Path,
 
 # --------------------------------------------------------------------------- the experiment
 
-def valkey_available() -> str:
+def missing() -> str:
     """Empty when a Valkey (or Redis) server and its client are here; else one sentence saying how to get them."""
-    if valkey.server_binary() is None:
-        return valkey.HOW_TO_GET
-    return "" if valkey.client_available() else "the redis client is missing: `pip install redis`"
+    return "" if valkey_available() else valkey.HOW_TO_GET
 
 
 def _start(stack: ExitStack, label: str, options: dict[str, Any], store_url: str) -> Server:
@@ -248,9 +247,9 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
     distances = sorted({float(d) for d in distances_ms}) if not isinstance(distances_ms, (str, bytes)) else []
     if not distances or any(not 0 <= d <= 50 for d in distances):
         raise ValueError(f"distances_ms must be one or more one-way distances from 0 to 50 ms, not {distances_ms!r}")
-    missing = valkey_available()
-    if missing:  # no network store: nothing to put at a distance; the rest is still measured
-        return record(_without_valkey(missing, number, repeat))
+    lacking = missing()
+    if lacking:  # no network store: nothing to put at a distance; the rest is still measured
+        return record(_without_valkey(lacking, number, repeat))
     began = time.perf_counter()
     cart = [{"item": item, "qty": qty} for item, qty in CART]
     labels = [label for label, _ in DESIGNS]
@@ -261,6 +260,8 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
     last: dict[str, dict[str, WireExchange]] = {"GET": {}, "POST": {}}
     minted = dict.fromkeys(labels, 0)  # cart writes whose answer carried a newly signed token
     writes = dict.fromkeys(labels, 0)
+    # One Valkey behind one Link for both designs that keep state in it (not a Cluster each): both meet the same
+    # store at the same distance, and the link counts each request's round trips as it passes.
     with ExitStack() as stack:  # the stack closes servers, stores, the link, then Valkey
         server = valkey.RedisServer("perf-valkey")
         stack.callback(server.stop)
