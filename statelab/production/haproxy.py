@@ -6,9 +6,9 @@ fd@N``). Round robin, or cookie stickiness the way production configs write it (
 insert indirect nocache``: HAProxy adds its own cookie naming the server, and strips it before the
 server sees the request). The cookie's name carries the balancer's port: a browser sends every
 cookie of 127.0.0.1 to every port, so with one name for all, two balancers would re-pin each
-other's users. No secret is involved (no stats page, no admin socket). Health checks (``GET /health`` every 100 ms, out after two failures) take a dead
+other's users. Health checks (``GET /health`` every 100 ms, out after two failures) take a dead
 server out of rotation; ``option redispatch`` sends a client pinned to it elsewhere, which is where its
-in-memory session is not.
+in-memory session is not. No secret is involved (no stats page, no admin socket).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ class HAProxy(ProcessService):
                           for i, u in enumerate(urls))
         self.config = f"{self.workdir}/haproxy.cfg"
         with open(self.config, "w") as f:
-            f.write(_CONFIG.format(fd=listener.fileno(), servers=lines,
-                                   sticky=f"    cookie {self.cookie_name} insert indirect nocache httponly\n" if sticky else ""))
+            sticky_line = f"    cookie {self.cookie_name} insert indirect nocache httponly\n" if sticky else ""
+            f.write(_CONFIG.format(fd=listener.fileno(), servers=lines, sticky=sticky_line))
         try:
             self._spawn([exe, "-db", "-f", self.config], pass_fds=(listener.fileno(),))
         finally:

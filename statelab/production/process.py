@@ -35,25 +35,48 @@ class BinaryMissing(RuntimeError):
 
 
 class _Keeper:
-    """The kernel's end of the pipe to ``keeper.py`` (started on first use, one per process)."""
+    """The kernel's end of the pipe to ``keeper.py``: started when there is a first folder or process group to
+    look after, ended (its pipe closed) when there is none left, so a notebook that stopped everything has no
+    helper process left either."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        self._kept: set[str] = set()
 
-    def tell(self, *lines: str) -> None:
+    def tell(self, line: str) -> None:
+        verb, _, arg = line.partition(" ")
         with self._lock:
-            if self._proc is None or self._pid != os.getpid() or self._proc.poll() is not None:
+            if self._pid != os.getpid():  # a forked child does not own its parent's keeper
+                self._proc, self._pid, self._kept = None, os.getpid(), set()
+            if verb.startswith("-"):
+                if f"{verb[1:]} {arg}" not in self._kept:
+                    return
+                self._kept.discard(f"{verb[1:]} {arg}")
+            else:
+                self._kept.add(line)
+            if self._proc is None or self._proc.poll() is not None:
+                if not self._kept:
+                    return
                 self._proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.join(_HERE, "keeper.py")],
                                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                               stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-                self._pid = os.getpid()
+                lines = self._kept
+            else:
+                lines = {line}
             try:
-                self._proc.stdin.write("".join(f"{line}\n" for line in lines).encode())  # type: ignore[union-attr]
+                self._proc.stdin.write("".join(f"{x}\n" for x in lines).encode())  # type: ignore[union-attr]
                 self._proc.stdin.flush()  # type: ignore[union-attr]
             except (BrokenPipeError, ValueError):
                 pass
+            if not self._kept:  # nothing left to look after: let it go
+                self._proc.stdin.close()  # type: ignore[union-attr]
+                try:
+                    self._proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
+                self._proc = None
 
 
 _keeper = _Keeper()
