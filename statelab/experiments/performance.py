@@ -273,11 +273,12 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
             user.login("alice")
             for item, qty in CART:
                 user.add(item, qty)
-        bar = iter(progress(range(len(distances) * (requests + 1) + repeat), "measuring"))
+        bar = iter(progress(range(len(distances) * requests + 1 + repeat), "measuring"))
         order = list(users.items())
         for distance in distances:
             link.delay = distance / 1000
-            for i, _ in zip(range(requests + 1), bar, strict=False):  # the first round warms up
+            warm = distance == distances[0]  # the very first round warms up (connections, caches), unrecorded
+            for i, _ in zip(range(not warm, requests + 1), bar, strict=False):
                 # rotate who goes first: the request after a progress-bar update (a message to the front
                 # end in a notebook) waits a little longer, and no design should always pay that
                 for label, user in order[i % len(order):] + order[:i % len(order)]:
