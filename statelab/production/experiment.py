@@ -205,8 +205,8 @@ def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: 
     """Requests per second of ``GET /cart`` (a session read from the shared store) for 1..``max_workers`` workers.
 
     The running master grows and shrinks its workers (SIGTTIN/SIGTTOU), so each point costs a fork, not
-    a start. Each worker count is measured ``rounds`` times, interleaved, and its best run kept: on a shared
-    machine other programs only ever take throughput away. The load generator runs in a child process on
+    a start. Each worker count is measured ``rounds`` times (up the counts, then down), and its best run kept:
+    on a shared machine other programs only ever take throughput away. The load generator runs in a child process on
     the same cores, as the store does.
     """
     n_cores = cores()
@@ -221,8 +221,8 @@ def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: 
     best: dict[int, Any] = {}
     errors = 0
     try:
-        for _ in range(rounds):
-            for n in range(1, top + 1):
+        for i in range(rounds):  # up, then down, then up: each step forks or stops one worker, never a whole ramp
+            for n in (range(1, top + 1) if i % 2 == 0 else range(top, 0, -1)):
                 server.set_workers(n)
                 r = load.run(server, duration=duration, concurrency=concurrency, path=path, headers=cookie)
                 errors += r.errors
