@@ -436,7 +436,8 @@ def _evidence(micro: dict[str, float], latencies: dict[str, dict[float, dict[str
         "distances ms": distances,
         "GET p50 ms by distance": {_ms(d): p50["GET"][d] for d in distances},
         "POST p50 ms by distance": {_ms(d): p50["POST"][d] for d in distances},
-        "token faster than shared-store session, GET ms by distance": {_ms(d): v for d, v in faster["GET"][HS].items()},
+        **{f"token faster than shared-store session, {m} ms by distance": {_ms(d): v for d, v in faster[m][HS].items()}
+           for m in faster},
         "crossover ms": {m: {t: cross[m][t][0] for t in cross[m]} for m in cross},
         "store round trips per GET": {k: one["GET"][k] for k in labels},
         "store round trips per POST": {k: one["POST"][k] for k in labels},
@@ -553,9 +554,15 @@ def sweep_text(ev: Evidence, method: str = "GET") -> str:
     if not rows:
         return f"not measured: {ev.extra.get('missing', 'no sweep in this run')}"
     designs = ev.extra["designs"]
-    lines = [f"{method} /cart, median ms. Columns: " + "; ".join(f"({i}) {d}" for i, d in enumerate(designs, 1)),
-             f"{'one way ms':>10} " + " ".join(f"{f'({i})':>7}" for i in range(1, len(designs) + 1))]
-    lines += [f"{r['one way ms']:>10} " + " ".join(f"{r[d]:7.2f}" for d in designs) for r in rows]
+    paired = ev.measurements.get(f"token faster than shared-store session, {method} ms by distance", {})
+    a, b = designs.index(HS) + 1, designs.index(SHARED) + 1
+    lines = [f"{method} /cart, median ms. Columns: " + "; ".join(f"({i}) {d}" for i, d in enumerate(designs, 1))
+             + f"; last: how much faster ({a}) answered than ({b}), the median of the rounds' differences"
+             + (" (it decides the crossover)" if method == "GET" else ""),
+             f"{'one way ms':>10} " + " ".join(f"{f'({i})':>7}" for i in range(1, len(designs) + 1))
+             + f" {f'({b})-({a})':>9}"]
+    lines += [f"{r['one way ms']:>10} " + " ".join(f"{r[d]:7.2f}" for d in designs)
+              + (f" {paired[r['one way ms']]:+9.2f}" if r["one way ms"] in paired else "") for r in rows]
     return "\n".join(lines)
 
 
