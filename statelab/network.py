@@ -4,7 +4,7 @@ On one machine every tier is a loopback hop away (tens of microseconds), so a de
 shared store on every request looks free. In production the store is across a network: 0.1-0.5 ms
 inside a data centre, tens of milliseconds between regions. A :class:`Link` puts that distance back::
 
-    link = sl.Link(store_server.endpoint, delay=0.005)   # 5 ms each way: a 10 ms round trip
+    link = sl.Link(("127.0.0.1", 6379), delay=0.005)     # 5 ms each way: a 10 ms round trip
     client = redis.Redis(port=link.port)                 # talk to the store through the link
     link.delay = 0.0005                                  # change it while traffic flows
     link.hang()                                          # a partition: the client waits for its timeout
@@ -19,7 +19,11 @@ How it works, and what it models:
 
 * It listens on 127.0.0.1 (a free port, ``.port``) and, for every connection accepted, opens one
   to ``upstream``: ``(host, port)`` on this machine, or the path of a Unix socket (a store that
-  listens only on a socket in a private folder, which other users cannot reach).
+  listens only on a socket in a private folder, which other users cannot reach). In front of such a
+  store, a Unix socket keeps it private, since a port on 127.0.0.1 is open to every user of the
+  machine: ``listen=path`` listens at ``path`` in a folder only this user can open (the store's own
+  folder is the place: whatever removes it, even after a killed kernel, removes the link's socket),
+  and ``listen="unix"`` makes such a folder of its own. ``.address`` is then the path, ``.port`` None.
 * Bytes read from either side are delivered to the other ``delay`` seconds later, in order, by
   one thread per link that waits on all its sockets at once and keeps a timer heap of what is due.
   So a request and its answer each take ``delay``: a round trip adds ``2 * delay``. The delay of
@@ -32,8 +36,10 @@ How it works, and what it models:
   store clients do, do not notice.
 * ``hang()`` is a partition: connections are still accepted, but nothing is delivered in either
   direction (new connections do not even reach the upstream), so a client waits until its own
-  timeout. Bytes sent meanwhile are held, as TCP would retransmit them, and delivered after
-  ``heal()``, unless their connection was closed.
+  timeout. Bytes sent meanwhile are held, as TCP would keep retransmitting them, and delivered
+  after ``heal()``, even when the client gave up and closed its connection (the close follows its
+  bytes): a request that timed out may still be acted on, as on a real network. A client that
+  resets its connection drops them.
 * ``cut()`` fails fast: every open connection is reset (``SO_LINGER 0``: the peer gets
   ``ECONNRESET``), and every new one is accepted and reset at once. The link keeps its port
   while cut, rather than closing it: a port we close can be bound by any user of this machine,
@@ -53,11 +59,14 @@ import collections
 import errno
 import heapq
 import itertools
+import logging
 import math
 import os
 import selectors
+import shutil
 import socket
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +106,24 @@ def _check_upstream(upstream: Any) -> tuple[str, int] | str:
     raise ValueError(f"upstream must be (host, port) or the path of a Unix socket, not {upstream!r}")
 
 
+def _check_listen(listen: Any) -> str:
+    if listen in ("tcp", "unix"):
+        return listen
+    if isinstance(listen, (str, os.PathLike)) and os.sep in os.fspath(listen):
+        path = os.path.abspath(os.fspath(listen))
+        try:
+            folder = os.stat(os.path.dirname(path))
+        except OSError:
+            raise ValueError(f"listen={path!r}: its folder does not exist") from None
+        if folder.st_uid != os.getuid() or folder.st_mode & 0o077:
+            raise ValueError(f"listen={path!r}: a link's socket must be in a folder only you can open (0700)")
+        if os.path.exists(path):
+            raise ValueError(f"listen={path!r}: something is already there")
+        return path
+    raise ValueError(f"listen must be 'tcp' (a port on 127.0.0.1), 'unix' (a socket only you can open) or the "
+                     f"path of such a socket, not {listen!r}")
+
+
 def _reset(sock: socket.socket | None) -> None:
     """Close ``sock`` with a reset (RST), not an orderly FIN: the peer's next read or write fails at once."""
     if sock is None:
@@ -133,31 +160,48 @@ class Link:
     """A TCP proxy on 127.0.0.1 that forwards to ``upstream`` after ``delay`` seconds each way.
 
     ``upstream`` is ``(host, port)`` on this machine or the path of a Unix socket. ``.port`` and
-    ``.address`` say where it listens; ``.delay`` (one way, seconds) can be changed while traffic
-    flows. ``hang()``, ``cut()`` and ``heal()`` make faults; ``bytes_up``, ``bytes_down``,
-    ``round_trips`` and ``connections`` count what passed. See the module docstring for why.
+    ``.address`` say where it listens (``listen="unix"`` or a path: a private Unix socket, and
+    ``.address`` is its path). ``.delay`` (one way, seconds) can be changed while traffic flows. ``hang()``, ``cut()``
+    and ``heal()`` make faults; ``bytes_up``, ``bytes_down``, ``round_trips`` and ``connections`` count
+    what passed. See the module docstring for why.
     """
 
     def __init__(self, upstream: tuple[str, int] | str | os.PathLike[str], delay: float = 0.0, *,
-                 name: str = "link") -> None:
+                 name: str = "link", listen: str | os.PathLike[str] = "tcp") -> None:
         self.upstream = _check_upstream(upstream)
         self._delay = _check_delay(delay)
+        listen = _check_listen(listen)
         self.name = str(name)
+        self.listen = listen
         self._state = "up"
         self.bytes_up = self.bytes_down = self.round_trips = self.connections = 0
         self._pipes: set[_Pipe] = set()
         self._due: list[tuple[float, int, _Pipe, int]] = []
         self._seq = itertools.count()
         self._commands: collections.deque[Callable[[], None]] = collections.deque()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._folder: str | None = None
+        self._bound = False  # a socket file of ours exists at self.path
+        self.port: int | None = None
+        self.path: str | None = None
+        self._listener = socket.socket(socket.AF_INET if listen == "tcp" else socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._listener.bind((HOST, 0))
+            if listen == "tcp":
+                self._listener.bind((HOST, 0))
+                self.port = self._listener.getsockname()[1]
+            else:  # in a folder only this user can enter (0700): nobody else can connect, or take the name
+                if listen == "unix":
+                    self._folder = tempfile.mkdtemp(prefix="statelab-link-")
+                    self.path = os.path.join(self._folder, "link.sock")
+                else:
+                    self.path = listen
+                self._listener.bind(self.path)
+                self._bound = True
             self._listener.listen(128)
             self._listener.setblocking(False)
-            self.port: int = self._listener.getsockname()[1]
             self._wake_r, self._wake_w = socket.socketpair()
         except BaseException:
             self._listener.close()
+            self._remove_folder()
             raise
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -166,16 +210,28 @@ class Link:
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
         self._thread: threading.Thread | None = threading.Thread(
-            target=self._run, name=f"statelab-link-{self.name}-{self.port}", daemon=True)
+            target=self._run, name=f"statelab-link-{self.name}-{self.port or 'unix'}", daemon=True)
         self._thread.start()
         register(self)
+
+    def _remove_folder(self) -> None:
+        if self._bound and self._folder is None:  # our socket at a path we were given: remove it
+            self._bound = False
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     # ------------------------------------------------------------------ what a user reads and sets
 
     @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` where the link listens: connect here instead of to the upstream."""
-        return (HOST, self.port)
+    def address(self) -> tuple[str, int] | str:
+        """Where the link listens, to connect to instead of the upstream: ``(host, port)``, or the socket's path
+        with ``listen="unix"``."""
+        return (HOST, self.port) if self.port is not None else self.path
 
     @property
     def delay(self) -> float:
@@ -260,6 +316,7 @@ class Link:
         if thread is not threading.current_thread():
             thread.join(timeout=5)
         self._thread = None
+        self._remove_folder()
 
     def __enter__(self) -> Link:
         return self
@@ -269,7 +326,8 @@ class Link:
 
     def __repr__(self) -> str:
         target = self.upstream if isinstance(self.upstream, str) else f"{self.upstream[0]}:{self.upstream[1]}"
-        return (f"<Link {self.name} {HOST}:{self.port} -> {target} delay={self._delay * 1000:g} ms "
+        where = f"{HOST}:{self.port}" if self.port is not None else self.path
+        return (f"<Link {self.name} {where} -> {target} delay={self._delay * 1000:g} ms "
                 f"{self.state}>")
 
     # ------------------------------------------------------------------ the link's thread
@@ -284,10 +342,14 @@ class Link:
                         self._drain_wake()
                     else:
                         pipe, end = key.data
-                        if mask & selectors.EVENT_WRITE and not pipe.closed:
-                            self._writable(pipe, end)
-                        if mask & selectors.EVENT_READ and not pipe.closed:
-                            self._read(pipe, end)
+                        try:
+                            if mask & selectors.EVENT_WRITE and not pipe.closed:
+                                self._writable(pipe, end)
+                            if mask & selectors.EVENT_READ and not pipe.closed:
+                                self._read(pipe, end)
+                        except Exception:  # a surprise on one connection must not stop the others: reset it
+                            logging.getLogger("statelab").debug("link %s: connection error", self.name, exc_info=True)
+                            self._close(pipe, reset=True)
                 self._deliver_due()
         finally:
             for pipe in list(self._pipes):
@@ -349,7 +411,8 @@ class Link:
                 continue
             self.connections += 1
             client.setblocking(False)
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.port is not None:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pipe = _Pipe(client)
             self._pipes.add(pipe)
             self._watch(pipe, 0)

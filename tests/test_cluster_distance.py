@@ -148,6 +148,20 @@ def test_a_cut_store_is_a_503_at_once_and_a_hung_one_after_the_client_timeout(cl
     alice.close()
 
 
+def test_valkey_restarted_without_persistence_comes_back_empty_through_the_link(cluster):
+    c = cluster(2, "stateful", store="valkey", distance=0.001)
+    alice = sl.Client(c.url)
+    alice.login("alice")
+    alice.add_to_cart("book")
+    c.valkey.kill()
+    assert alice.cart().status == 503  # unavailable while it is down
+    c.valkey.restart()
+    assert alice.cart().status == 401  # back, and empty: every session is gone
+    alice.login("alice")
+    assert alice.cart().status == 200  # the links carry on to the new server
+    alice.close()
+
+
 # --------------------------------------------------------------------------- clear errors
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -231,3 +245,78 @@ def test_the_dashboard_sets_the_distance_and_names_each_link_state_in_words(clus
     dash = sl.ui.dashboard(near)
     assert dash.network_cards == []  # no links, no distance to set
     dash.close()
+
+
+# --------------------------------------------------------------------------- idempotency keys behind the link
+
+def test_valkey_idempotency_keys_act_once_bind_to_the_request_and_expire():
+    from statelab.production.idempotency import RedisIdempotencyKeys
+    from statelab.production.redis import RedisServer
+    from statelab.shop.rules import ApiError
+
+    server = RedisServer(name="valkey")
+    try:
+        keys = RedisIdempotencyKeys(server.url, ttl=0.3)
+        other = RedisIdempotencyKeys(server.url, prefix=keys.prefix.split(":")[1])  # another process's view
+        acted = []
+        assert keys.once(("alice", "k1"), lambda: (acted.append(1) or (201, {"n": 1})), "fp-a") == \
+            (201, {"n": 1}, False)
+        assert other.once(("alice", "k1"), lambda: (acted.append(2) or (201, {"n": 2})), "fp-a") == \
+            (201, {"n": 1}, True)
+        assert acted == [1] and len(keys) == 1
+        assert keys.once(("bob", "k1"), lambda: (202, b"\x00raw"), "fp-a") == (202, b"\x00raw", False)
+        with pytest.raises(ApiError) as refused:
+            keys.acquire(("alice", "k1"), "fp-b")  # the same key with another request
+        assert refused.value.status == 422
+        assert keys.once(("carol", "k2"), lambda: (500, {}), "fp")[2] is False
+        assert keys.once(("carol", "k2"), lambda: (201, {}), "fp")[2] is False  # an error is not remembered
+
+        first = keys.acquire(("dave", "k3"), "fp")  # an attempt still running: a repeat waits for its answer
+        waited = []
+        repeat = threading.Thread(target=lambda: waited.append(other.once(("dave", "k3"), lambda: (201, "again"),
+                                                                          "fp")))
+        repeat.start()
+        time.sleep(0.05)
+        assert waited == []
+        keys.remember(first, (201, "first"))
+        keys.release(first)
+        repeat.join(timeout=2)
+        assert waited == [(201, "first", True)]
+
+        time.sleep(0.35)
+        assert len(keys) == 0  # Valkey forgot them: nobody sweeps
+        keys.close()
+        other.close()
+    finally:
+        server.stop()
+
+
+def _plugins_bind_keys_to_requests() -> bool:
+    from statelab.shop import plugins
+
+    return hasattr(plugins, "Claim")  # the interface RedisIdempotencyKeys follows (keys bound to requests)
+
+
+@pytest.mark.skipif(not _plugins_bind_keys_to_requests(), reason="shop/plugins.py still has the old key interface")
+def test_a_cluster_keeps_idempotency_keys_behind_a_link(cluster):
+    c = cluster(2, "stateless", cart="db", distance=0.001, idempotency=True)
+    assert sorted(link.name for link in c.links) == ["carts", "idempotency"]
+    alice = sl.Client(c.url)
+    alice.login("alice")
+    for _ in range(3):  # a retry lands on another server: it replays the first answer
+        answer = alice.post("/cart", json={"item": "book", "qty": 1}, headers={"Idempotency-Key": "add-1"})
+        assert answer.status in (200, 201)
+    assert alice.cart().body == {"cart": [{"item": "book", "qty": 1}]}
+    assert len(c.idempotency_keys) == 1 and c.link("idempotency").round_trips >= 3
+    alice.close()
+
+
+def test_a_cluster_without_a_network_keeps_idempotency_keys_in_memory(cluster):
+    c = cluster(2, "stateless", cart="db", idempotency=True)
+    assert c.links == [] and c.valkey is None and type(c.idempotency_keys).__name__ == "IdempotencyKeys"
+    alice = sl.Client(c.url)
+    alice.login("alice")
+    for _ in range(3):
+        alice.post("/cart", json={"item": "book", "qty": 1}, headers={"Idempotency-Key": "add-1"})
+    assert alice.cart().body == {"cart": [{"item": "book", "qty": 1}]}
+    alice.close()

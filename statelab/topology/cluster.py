@@ -16,6 +16,7 @@ The shared parts can be network services at a distance the learner sets::
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import tempfile
 from pathlib import Path
@@ -80,7 +81,8 @@ class Cluster:
 
     ``distance`` (seconds, one way) puts every shared part the cluster uses behind its own
     :class:`~statelab.network.Link`, so each trip the servers make to it costs ``2 * distance``:
-    the session store (``"sessions"``) and the cart table (``"carts"``). ``cluster.links`` lists them,
+    the session store (``"sessions"``), the cart table (``"carts"``) and, with ``idempotency=True``, the
+    idempotency keys (``"idempotency"``). ``cluster.links`` lists them,
     ``cluster.link("sessions")`` finds one (to ``hang()`` or ``cut()`` it), and ``cluster.distance`` is
     settable while the cluster runs. A design with no shared part (tokens with the cart inside; sessions
     in each server's memory) has no link: nothing it needs is across the network. ``distance=None`` (the
@@ -96,6 +98,12 @@ class Cluster:
       (one key per user, changed in ``WATCH``/``MULTI`` transactions), as many shops keep carts. A cart
       table on the servers' own disk would put the token + database design next door to its store while
       the session design pays the distance: a comparison of placements, not of designs.
+    * ``idempotency=True`` makes every server act once per user and ``Idempotency-Key`` on ``POST /cart``
+      (:func:`~statelab.shop.plugins.idempotent_writes`, installed after your ``plugins``), with the keys
+      in ``cluster.idempotency_keys``: in Valkey when the cluster uses Valkey or a distance (keys shared
+      through one process's memory would not survive the move to processes), else in memory.
+    * When Valkey listens only on a Unix socket in a private folder (so no other user of the machine can
+      reach it), each link listens on a private Unix socket too: a distance must not open a port to it.
     * Servers whose store is across a network answer 503 when it is unreachable
       (:func:`~statelab.shop.plugins.store_errors_as_503`): a network part can fail, and that is not a bug
       in the server (a 500).
@@ -105,7 +113,7 @@ class Cluster:
                  balancer: str = "round_robin", *, cart: str | None = None, algorithm: str = "HS256",
                  session_ttl: float = 1800, token_ttl: float = 900, token_max_age: float | None = None,
                  carts: CartStore | None = None, csrf_guard: bool = True, plugins: Any = (),
-                 distance: float | None = None) -> None:
+                 distance: float | None = None, idempotency: bool = False) -> None:
         if not isinstance(servers, int) or not 1 <= servers <= 32:
             raise ValueError("servers must be a whole number from 1 to 32")
         if isinstance(store, str) and store not in STORES:
@@ -130,6 +138,7 @@ class Cluster:
         self.links: list[Link] = []
         self._owned: list[Any] = []  # stores the cluster made and closes
         self.carts: CartStore | None = carts
+        self.idempotency_keys: Any = None  # what the servers remember per Idempotency-Key (idempotency=True)
         self.keyring = Keyring(algorithm) if mode == "stateless" else None
         self._cookie_base = f"sid-c{secrets.token_hex(3)}"
         self.servers: list[Server] = []
@@ -149,6 +158,16 @@ class Cluster:
                 self._owned.append(self.carts)
             self.store: str | SessionStore = store
             plugins = tuple(plugins)
+            if idempotency:
+                if self.valkey is not None or self._distance is not None:
+                    self.idempotency_keys = self._valkey_part("idempotency")
+                else:
+                    from ..shop.plugins import IdempotencyKeys
+
+                    self.idempotency_keys = IdempotencyKeys()
+                from ..shop.plugins import idempotent_writes
+
+                plugins = (*plugins, idempotent_writes(self.idempotency_keys))  # last: after any slow work
             if self.valkey is not None:
                 from ..shop.plugins import store_errors_as_503
 
@@ -170,8 +189,9 @@ class Cluster:
         return self._tmp.name
 
     def _valkey_part(self, part: str) -> Any:
-        """A store for ``part`` ("sessions" or "carts") in this cluster's Valkey server (started on first use),
-        behind a Link of its own when the cluster has a distance."""
+        """A store for ``part`` ("sessions", "carts" or "idempotency") in this cluster's Valkey server (started
+        on first use), behind a Link of its own when the cluster has a distance."""
+        from ..production.idempotency import RedisIdempotencyKeys
         from ..production.redis import RedisCartStore, RedisServer, RedisStore
 
         if self.valkey is None:
@@ -179,10 +199,18 @@ class Cluster:
             self._prefix = f"c{secrets.token_hex(4)}"
         url = self.valkey.url
         if self._distance is not None:
-            link = Link(self.valkey.endpoint, self._distance, name=part)
+            endpoint, password = self.valkey.endpoint, quote(self.valkey.password, safe="")
+            if isinstance(endpoint, str):  # a server only this user can reach: keep it so behind the link
+                # the link's socket goes next to the server's, in its private folder: removed with it
+                path = os.path.join(os.path.dirname(endpoint), f"link-{part}.sock")
+                link = Link(endpoint, self._distance, name=part, listen=path)
+                url = f"unix://:{password}@{link.address}?db=0"
+            else:
+                link = Link(endpoint, self._distance, name=part)
+                url = f"redis://:{password}@{HOST}:{link.port}/0"
             self.links.append(link)
-            url = f"redis://:{quote(self.valkey.password, safe='')}@{HOST}:{link.port}/0"
-        made = (RedisStore if part == "sessions" else RedisCartStore)(url, self._prefix)
+        kind = {"sessions": RedisStore, "carts": RedisCartStore, "idempotency": RedisIdempotencyKeys}[part]
+        made = kind(url, self._prefix)
         self._owned.append(made)
         return made
 
@@ -282,7 +310,7 @@ class Cluster:
         self._distance = seconds
 
     def link(self, part: str) -> Link:
-        """The link in front of one shared part: ``"sessions"`` or ``"carts"``."""
+        """The link in front of one shared part: ``"sessions"``, ``"carts"`` or ``"idempotency"``."""
         for link in self.links:
             if link.name == part:
                 return link
