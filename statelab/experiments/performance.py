@@ -42,14 +42,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..load import percentile
-from ..network import Link
 from ..production import redis as valkey
 from ..rawhttp import WireExchange, WireUser
 from ..shop.carts import SqliteCartStore
-from ..shop.server import Server
 from ..shop.sessions import MemoryStore, SqliteStore
 from ..shop.tokens import ALGORITHMS, Keyring
-from ..topology.cluster import valkey_available
+from ..topology.cluster import Cluster, valkey_available
 from . import Check, Evidence, Judgement, check_size, conditions, judged, progress, record
 
 ROW = "performance"
@@ -64,14 +62,15 @@ DB_DESIGN = "token + cart in db"
 #: One-way distances swept between the servers and the shared store, in milliseconds.
 DISTANCES_MS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
-#: The designs timed end to end, in the order they are shown: (label, Server keyword arguments). "valkey"
-#: means a store on the run's own Valkey, reached through the link (the cart-in-db token is HS256).
+#: The designs timed end to end, in the order they are shown: (label, ``Cluster`` keyword arguments), one server
+#: each. A cluster with a ``distance`` keeps its shared part (sessions, or the cart table) in its own Valkey behind
+#: a :class:`~statelab.network.Link`, which the sweep moves; the cart-in-db token is HS256.
 DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
     (MEMORY, {"mode": "stateful"}),
-    (SHARED, {"mode": "stateful", "store": "valkey"}),
+    (SHARED, {"mode": "stateful", "store": "valkey", "distance": 0.0}),
     (HS, {"mode": "stateless", "algorithm": "HS256"}),
     (RS, {"mode": "stateless", "algorithm": "RS256"}),
-    (DB_DESIGN, {"mode": "stateless", "cart": "db", "carts": "valkey"}),
+    (DB_DESIGN, {"mode": "stateless", "cart": "db", "distance": 0.0}),
 )
 
 # The checks: each threshold written once, here; the label says it and the call compares with it.
@@ -153,26 +152,25 @@ def raw_crypto(keyring: Keyring, token: str) -> tuple[Callable[[], Any], Callabl
     return sign, verify
 
 
-def state_work(cart: list[dict[str, Any]], sqlite_path: Path,
-               store_url: str | None = None) -> tuple[dict[str, Callable[[], Any]], Any]:
+def state_work(cart: list[dict[str, Any]], shared_at: str | Path) -> tuple[dict[str, Callable[[], Any]], Any]:
     """Every piece of per-request state work, as zero-argument callables (and a closer).
 
     ``lookup``/``write`` are what a stateful server does on a read and on a cart write, with sessions in
-    memory and in the shared store: Valkey at ``store_url`` (no link: no distance), or a shared SQLite
-    file when no Valkey is here. ``verify``/``sign`` are what a stateless server does (PyJWT, through
-    :class:`Keyring`: a cart write renews the token with the new cart, as the server does), and
+    memory and in the shared store: the Valkey whose redis-py url ``shared_at`` is (no link: no distance), or,
+    when it is a ``Path`` (no Valkey here), a shared SQLite file there. ``verify``/``sign`` are what a
+    stateless server does (PyJWT, through :class:`Keyring`: a cart write renews the token with the new cart, as the server does), and
     ``crypto verify``/``crypto sign`` the cryptography alone (:func:`raw_crypto`). With the cart in the
     shared store, a token carries identity only (``verify HS256 identity``) and the cart is read or
     written there (``lookup``/``write cart in db``).
     """
     memory = MemoryStore()
     sid = memory.create({"user": "alice", "cart": cart}, 1800)
-    if store_url:
-        shared: Any = valkey.RedisStore(store_url)
-        carts: Any = valkey.RedisCartStore(store_url)
+    if isinstance(shared_at, str):
+        shared: Any = valkey.RedisStore(shared_at)
+        carts: Any = valkey.RedisCartStore(shared_at)
     else:
-        shared = SqliteStore(sqlite_path)
-        carts = SqliteCartStore(sqlite_path.with_name(sqlite_path.stem + "-carts.sqlite3"))
+        shared = SqliteStore(shared_at)
+        carts = SqliteCartStore(shared_at.with_name(shared_at.stem + "-carts.sqlite3"))
     ssid = shared.create({"user": "alice", "cart": cart}, 1800)
 
     def same_cart(session: dict[str, Any]) -> dict[str, Any]:
@@ -216,21 +214,6 @@ def missing() -> str:
     return "" if valkey_available() else valkey.HOW_TO_GET
 
 
-def _start(stack: ExitStack, label: str, options: dict[str, Any], store_url: str) -> Server:
-    options = dict(options)
-    if options.get("store") == "valkey":  # the run's own Valkey, through the link, under a prefix of its own
-        store = valkey.RedisStore(store_url)
-        stack.callback(store.close)
-        options["store"] = store
-    if options.get("carts") == "valkey":
-        carts = valkey.RedisCartStore(store_url)
-        stack.callback(carts.close)
-        options["carts"] = carts
-    server = stack.enter_context(Server(name=label.replace(" ", "").replace("(", "-").rstrip(")"), **options))
-    server.start()
-    return server
-
-
 def run(*, quick: bool = False, requests: int | None = None, number: int | None = None,
         repeat: int | None = None, distances_ms: Iterable[float] = DISTANCES_MS) -> Evidence:
     """Time the state work in-process, then ``GET``/``POST /cart`` end to end at each store distance.
@@ -260,32 +243,32 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
     last: dict[str, dict[str, WireExchange]] = {"GET": {}, "POST": {}}
     minted = dict.fromkeys(labels, 0)  # cart writes whose answer carried a newly signed token
     writes = dict.fromkeys(labels, 0)
-    # One Valkey behind one Link for both designs that keep state in it (not a Cluster each): both meet the same
-    # store at the same distance, and the link counts each request's round trips as it passes.
-    with ExitStack() as stack:  # the stack closes servers, stores, the link, then Valkey
-        server = valkey.RedisServer("perf-valkey")
-        stack.callback(server.stop)
-        link = stack.enter_context(Link(server.endpoint, 0.0, name="store"))
-        store_url = f"redis://:{server.password}@{link.address[0]}:{link.port}/0"
-        users: dict[str, WireUser] = {}
+    with ExitStack() as stack:  # every cluster stops (servers, links, its Valkey) when the run ends, however
+        clusters: dict[str, Cluster] = {}
         for label, options in DESIGNS:
-            user = users[label] = WireUser(_start(stack, label, options, store_url).url)
+            clusters[label] = Cluster(1, **options)
+            stack.callback(clusters[label].stop)
+        users: dict[str, WireUser] = {}
+        for label, cluster in clusters.items():  # straight to the server: a balancer would add a hop
+            user = users[label] = WireUser(cluster.servers[0].url)
             user.login("alice")
             for item, qty in CART:
                 user.add(item, qty)
         bar = iter(progress(range(len(distances) * requests + 1 + repeat), "measuring"))
         order = list(users.items())
+        far = [c for c in clusters.values() if c.links]
         for distance in distances:
-            link.delay = distance / 1000
+            for cluster in far:
+                cluster.distance = distance / 1000
             warm = distance == distances[0]  # the very first round warms up (connections, caches), unrecorded
             for i, _ in zip(range(not warm, requests + 1), bar, strict=False):
                 # rotate who goes first: the request after a progress-bar update (a message to the front
                 # end in a notebook) waits a little longer, and no design should always pay that
                 for label, user in order[i % len(order):] + order[:i % len(order)]:
                     for method in ("GET", "POST"):
-                        before = link.round_trips
+                        before = _round_trips(clusters[label])
                         ex = user.send("GET", "/cart") if method == "GET" else user.add("ddia", 1)
-                        trips[method][label].add(link.round_trips - before)
+                        trips[method][label].add(_round_trips(clusters[label]) - before)
                         last[method][label] = ex
                         if method == "POST":
                             writes[label] += 1
@@ -294,11 +277,11 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
                             latencies[method][distance][label].append(ex.ms)
             if distance == distances[0]:  # the credential as a GET carried it, before the carts grow far
                 identity = {k: sum(len(n) + len(v) + 4 for n, v in u.identity().items()) for k, u in users.items()}
-        link.delay = 0.0
-        fns, close = state_work(cart, Path(tempfile.gettempdir()), server.url)  # Valkey direct: no link
+        store = clusters[SHARED].valkey
+        fns, close = state_work(cart, store.url)  # Valkey direct: no link
         stack.callback(close)
         micro = micro_times(fns, number, repeat, rounds=bar)
-        store_name = Path(server.binary).name
+        store_name = Path(store.binary).name
     return record(_evidence(micro, latencies, trips, last, identity, minted, writes, requests, store_name,
                             time.perf_counter() - began))
 
@@ -312,6 +295,11 @@ CLAIMS = {
     "stateless": Judgement(supports=(CROSSOVER,), qualifies=(NEAR, DB_TRIPS, RESIGN)),
     "5d": Judgement(supports=(CROSSOVER,), qualifies=(NEAR, DB_TRIPS)),
 }
+
+
+def _round_trips(cluster: Cluster) -> int:
+    """Round trips the cluster's servers have made to its shared parts so far (its links count them)."""
+    return sum(link.round_trips for link in cluster.links)
 
 
 def crossover_of(faster: dict[float, float]) -> tuple[float, float | None]:
@@ -454,7 +442,8 @@ def _evidence(micro: dict[str, float], latencies: dict[str, dict[float, dict[str
         conditions=conditions(
             designs=designs,
             distance=(f"swept {', '.join(_ms(d) for d in distances)} ms one way between the servers and the shared "
-                      f"store ({store_name} behind a statelab.network.Link; even 0 crosses that proxy)"),
+                      f"store (each store design its own {store_name} behind a statelab.network.Link; even 0 crosses "
+                      "that proxy)"),
             servers="threads of this notebook's process; the store a process of its own",
             crowd=f"one user per design, one request at a time, {requests} interleaved rounds per distance"),
         extra={"latencies_ms": latencies, "designs": labels, "crossover": (get_cross, get_before, far),
