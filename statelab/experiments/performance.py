@@ -155,13 +155,13 @@ def raw_crypto(keyring: Keyring, token: str) -> tuple[Callable[[], Any], Callabl
 def state_work(cart: list[dict[str, Any]], shared_at: str | Path) -> tuple[dict[str, Callable[[], Any]], Any]:
     """Every piece of per-request state work, as zero-argument callables (and a closer).
 
-    ``lookup``/``write`` are what a stateful server does on a read and on a cart write, with sessions in
-    memory and in the shared store: the Valkey whose redis-py url ``shared_at`` is (no link: no distance), or,
-    when it is a ``Path`` (no Valkey here), a shared SQLite file there. ``verify``/``sign`` are what a
-    stateless server does (PyJWT, through :class:`Keyring`: a cart write renews the token with the new cart,
-    as the server does), and ``crypto verify``/``crypto sign`` the cryptography alone (:func:`raw_crypto`). With the cart in the
-    shared store, a token carries identity only (``verify HS256 identity``) and the cart is read or
-    written there (``lookup``/``write cart in db``).
+    ``lookup``/``write`` are what a stateful server does on a read and on a cart write, with sessions
+    in memory and in the shared store: the Valkey whose redis-py url ``shared_at`` is (no link: no
+    distance), or, when it is a ``Path`` (no Valkey here), a shared SQLite file there. ``verify``/``sign``
+    are what a stateless server does (PyJWT, through :class:`Keyring`: a cart write renews the token with
+    the new cart, as the server does), and ``crypto verify``/``crypto sign`` the cryptography alone
+    (:func:`raw_crypto`). With the cart in the shared store, a token carries identity only
+    (``verify HS256 identity``) and the cart is read or written there (``lookup``/``write cart in db``).
     """
     memory = MemoryStore()
     sid = memory.create({"user": "alice", "cart": cart}, 1800)
