@@ -21,20 +21,34 @@ import time
 
 
 def _alive(pgid: int) -> bool:
+    """True while a process of group ``pgid`` still runs. A zombie (dead, waiting for whoever adopted it to
+    read its exit status) does not count: it holds no file open and writes nothing."""
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # the id now belongs to another user's processes: not ours
-    return True
+        entries = os.listdir("/proc")
+    except OSError:
+        entries = None
+    if entries is None:  # no /proc: ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            return False
+        return True
+    for pid in filter(str.isdigit, entries):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":  # fields after the name: state, ppid, pgrp, ...
+            return True
+    return False
 
 
 def _wait(groups: set[int], seconds: float) -> set[int]:
     deadline = time.monotonic() + seconds
     while groups and time.monotonic() < deadline:
         groups = {g for g in groups if _alive(g)}
-        time.sleep(0.02)
+        time.sleep(0.05)
     return groups
 
 
