@@ -426,7 +426,8 @@ def _evidence(micro: dict[str, float], latencies: dict[str, dict[float, dict[str
         "POST p50 ms by distance": {_ms(d): p50["POST"][d] for d in distances},
         **{f"token faster than shared-store session, {m} ms by distance": {_ms(d): v for d, v in faster[m][HS].items()}
            for m in faster},
-        "crossover ms": {m: {t: cross[m][t][0] for t in cross[m]} for m in cross},
+        "crossover ms (None: at no swept distance)": {m: {t: None if cross[m][t][0] == float("inf") else cross[m][t][0]
+                                                         for t in cross[m]} for m in cross},
         "store round trips per GET": {k: one["GET"][k] for k in labels},
         "store round trips per POST": {k: one["POST"][k] for k in labels},
         "GET best ms at distance 0": best["GET"], "POST best ms at distance 0": best["POST"],
