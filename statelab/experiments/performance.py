@@ -448,6 +448,7 @@ def _evidence(micro: dict[str, float], latencies: dict[str, dict[float, dict[str
             servers="threads of this notebook's process; the store a process of its own",
             crowd=f"one user per design, one request at a time, {requests} interleaved rounds per distance"),
         extra={"latencies_ms": latencies, "designs": labels, "crossover": (get_cross, get_before, far),
+               "post_crossover": {t: (*cross["POST"][t], far) for t in TOKEN_DESIGNS},
                "key_numbers": {
                    "crossover, GET /cart (one way)": where,
                    "token check µs (HS256 / RS256 / ES256)": f"{hs:.0f} / {rs:.0f} / {es:.0f}",
@@ -492,8 +493,11 @@ def crossover(ev: Evidence) -> str:
     if ev.extra.get("missing"):
         return f"Crossover: not measured, no store to put at a distance: {ev.extra['missing']}"
     found, before, far = ev.extra["crossover"]
-    return ("Crossover: a token GET /cart answered faster than a shared-store session "
+    text = ("Crossover: a token GET /cart answered faster than a shared-store session "
             f"{crossover_words(found, before, far)}.")
+    for design, (found, before, far) in ev.extra.get("post_crossover", {}).items():
+        text += f"\nCart writes (POST /cart), {design}: faster {crossover_words(found, before, far)}."
+    return text
 
 
 def _without_valkey(missing: str, number: int, repeat: int) -> Evidence:
