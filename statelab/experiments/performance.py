@@ -445,7 +445,7 @@ def _evidence(micro: dict[str, float], latencies: dict[str, dict[float, dict[str
             distance=(f"swept {', '.join(_ms(d) for d in distances)} ms one way between the servers and the shared "
                       f"store (each store design its own {store_name} behind a statelab.network.Link; even 0 crosses "
                       "that proxy)"),
-            servers="threads of this notebook's process; the store a process of its own",
+            servers="threads of this notebook's process; each Valkey a process of its own",
             crowd=f"one user per design, one request at a time, {requests} interleaved rounds per distance"),
         extra={"latencies_ms": latencies, "designs": labels, "crossover": (get_cross, get_before, far),
                "post_crossover": {t: (*cross["POST"][t], far) for t in TOKEN_DESIGNS},
