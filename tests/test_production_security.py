@@ -355,6 +355,15 @@ def test_slow_clients_hold_threads_not_workers_and_are_cut_with_a_json_408(shop)
     assert all(a.startswith(b"HTTP/1.1 408 ") and b"application/json" in a for a in cut), cut
 
 
+def test_a_body_that_does_not_arrive_in_time_is_a_json_408(shop):
+    head = (f"POST /login HTTP/1.1\r\nHost: 127.0.0.1:{shop.port}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 20\r\n\r\n{\"us").encode()
+    start = time.monotonic()
+    answer = _raw(shop.port, head, timeout=8)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"application/json" in answer.lower(), answer[:300]
+    assert time.monotonic() - start < 6
+
+
 # --------------------------------------------------------------------------- L1: HAProxy's cookie
 
 def test_two_haproxy_balancers_name_their_sticky_cookies_apart():
@@ -452,3 +461,18 @@ time.sleep(60)
     finally:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
+
+
+def test_a_folder_whose_maker_is_gone_is_swept_at_the_next_start(tmp_path, monkeypatch):
+    """Should the keeper itself have been killed, the next production process of this user removes what is left."""
+    from statelab.production import process
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale, mine, foreign = tmp_path / "statelab-redis-stale", tmp_path / "statelab-redis-live", tmp_path / "statelab-x"
+    for folder in (stale, mine, foreign):
+        folder.mkdir()
+    (stale / ".statelab-owner").write_text(f"{dead.stdout.strip()} 1\n")
+    (mine / ".statelab-owner").write_text(f"{os.getpid()} {process._start_time(os.getpid())}\n")
+    assert process.sweep_stale_folders() == [str(stale)]
+    assert not stale.exists() and mine.exists() and foreign.exists()  # no owner file: not ours to judge

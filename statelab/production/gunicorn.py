@@ -8,6 +8,10 @@ environment variables (see :mod:`statelab.production.wsgi`).
 Which worker answers a request is not gunicorn's choice: all workers wait on the same socket
 and the operating system hands each new connection to one of them. Nothing routes a client back
 to "its" worker; that is why per-worker state (a memory store, a key made at start) breaks.
+
+Each worker is gunicorn's threaded worker with a read deadline and JSON error pages
+(:mod:`statelab.production.worker`): a slow client holds one thread for at most the deadline,
+never a whole worker, and what gunicorn refuses itself is answered in the same JSON as the app.
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ defaults
     timeout connect 1s
     timeout client 10s
     timeout server 10s
+    # a check may take up to 1 s to answer (a busy machine), while checks still run every 100 ms: a killed
+    # server refuses the connection at once, so it is still out within two checks
+    timeout check 1s
     retries 1
     option redispatch
 frontend shop

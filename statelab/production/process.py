@@ -54,6 +54,8 @@ class _Keeper:
                 if f"{verb[1:]} {arg}" not in self._kept:
                     return
                 self._kept.discard(f"{verb[1:]} {arg}")
+            elif line in self._kept:
+                return
             else:
                 self._kept.add(line)
             if self._proc is None or self._proc.poll() is not None:
@@ -82,26 +84,57 @@ class _Keeper:
 _keeper = _Keeper()
 
 
+_OWNER = ".statelab-owner"  # in each folder: "<pid> <start time>" of the process that made it
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if there is none: with the pid, this names one
+    process for good (a pid alone is reused)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def sweep_stale_folders() -> list[str]:
+    """Remove the statelab folders in the temp folder whose maker is gone (the keeper normally does that at once;
+    this is for when the keeper itself was killed). Only this user's folders that carry an owner file."""
+    root, gone = tempfile.gettempdir(), []
+    try:
+        names = [n for n in os.listdir(root) if n.startswith("statelab-")]
+    except OSError:
+        return gone
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            with open(os.path.join(path, _OWNER)) as f:
+                pid, started = f.read().split()
+        except (OSError, ValueError):
+            continue
+        if _start_time(int(pid)) != started:
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
+
+
 def temporary_folder(prefix: str) -> str:
     """A new 0700 folder in the temp folder that is removed even if this kernel is killed (see ``keeper.py``).
     The caller still removes it when done (:func:`remove_folder`); the keeper is for when it cannot."""
     path = tempfile.mkdtemp(prefix=prefix)
     _keeper.tell(f"dir {path}")
+    started = _start_time(os.getpid())
+    if started is not None:
+        with open(os.path.join(path, _OWNER), "w") as f:
+            f.write(f"{os.getpid()} {started}\n")
     return path
 
 
 def remove_folder(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
     _keeper.tell(f"-dir {path}")
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago (the caller retries if it is taken meanwhile)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class ProcessService:
@@ -119,6 +152,7 @@ class ProcessService:
         self.name = name
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        sweep_stale_folders()
         self.workdir = temporary_folder(f"statelab-{name}-")
         register(self)
 
@@ -135,7 +169,8 @@ class ProcessService:
         return self.proc.pid if self.proc is not None else None
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None, **kw: Any) -> None:
-        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)  # again after a stop(): start() may follow it
+        _keeper.tell(f"dir {self.workdir}")
         launcher = [sys.executable, "-I", "-S", os.path.join(_HERE, "launch.py"), str(os.getpid())]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([*launcher, *argv], env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,

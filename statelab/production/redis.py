@@ -82,6 +82,7 @@ class RedisServer(ProcessService):
                        "maxclients": str(int(maxclients)), "timeout": str(int(idle_timeout))}
         self.socket_path = os.path.join(self.workdir, self.socket_name)
         if len(self.socket_path.encode()) > 100:  # sun_path holds 108 bytes
+            self.stop()  # removes the folder just made
             raise RuntimeError(f"the temp folder's path is too long for a Unix socket: {self.socket_path!r}; "
                                "set TMPDIR to a shorter folder")
         self.start()
