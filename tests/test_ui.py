@@ -394,7 +394,7 @@ def test_four_clusters_are_named_by_design_with_unique_toggle_labels(cluster, da
     assert labels == list(DESIGNS)  # named by design, each once: duplicate labels made the toggle highlight wrong
     assert len(set(labels)) == len(labels)
     # one group per cluster, under a header with its design's name, holding exactly that cluster's cards
-    for name, t, header, row in zip(dash.names, clusters, dash.group_headers, dash.group_rows):
+    for name, t, header, row in zip(dash.names, clusters, dash.group_headers, dash.group_rows, strict=True):
         assert name in header.value
         servers = [card.server for card in row.children if isinstance(card, ui.ServerCard)]
         assert servers == t.servers

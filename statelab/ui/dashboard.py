@@ -4,7 +4,8 @@
 :class:`~statelab.topology.cluster.Cluster`, a list of them, or a dict that names them
 (``{"session + memory": memory, ...}``): one client each, and a toggle above the cards to pick which one the
 buttons talk to. Unnamed targets are named by their design (``design_of``), so the dashboard says what the
-notebook's text says. It re-renders after every cell and, throttled, when its clients send requests from code. Every button calls the public API a cell would call, then
+notebook's text says. It re-renders after every cell and, throttled, when its clients send requests from code.
+Every button calls the public API a cell would call, then
 the whole dashboard re-renders from the objects' state. Nothing here raises into the
 notebook: a failing action becomes a red line under the buttons.
 """
@@ -136,7 +137,7 @@ class Dashboard(W.VBox):
         # One group per target: a header with its name, then its cards (servers, balancer, network) in a row.
         self.group_headers = [W.HTML() for _ in self.targets]
         self.group_rows = [W.HBox(layout=W.Layout(flex_flow="row wrap", align_items="stretch")) for _ in self.targets]
-        self.cards_box = W.VBox([W.VBox([h, r]) for h, r in zip(self.group_headers, self.group_rows)])
+        self.cards_box = W.VBox([W.VBox([h, r]) for h, r in zip(self.group_headers, self.group_rows, strict=True)])
         self._sync_cards()
 
         self.client_panel = ClientPanel(self.clients, self.names, self.runner)
@@ -253,7 +254,7 @@ class Dashboard(W.VBox):
         self.inspector.refresh()
         self.history.client = self.client
         self.history.refresh()
-        for i, (name, t) in enumerate(zip(self.names, self.targets)):
+        for i, (name, t) in enumerate(zip(self.names, self.targets, strict=True)):
             here = (f' &nbsp;<span style="border:1px solid {BORDER}; padding:0 6px; border-radius:9px">'
                     f'&#9664; the buttons talk to this one</span>') if i == self.active else ""
             self.group_headers[i].value = box(
