@@ -81,3 +81,37 @@ def test_trip_counter_counts_each_call_the_servers_make_once_and_changes_nothing
         assert steps[1] == 1, steps                    # GET /cart: one get (its idle-timer refresh is the same trip)
         assert store.count() == 0                                    # and the store still did its job
     store.close()
+
+
+def test_the_self_check_asserts_mechanisms_and_the_conclusion_states_conditions(ev):
+    ids = ev.require_mechanisms()
+    assert {"control", "mem_crash", "shared_trips"} <= set(ids)
+    text = str(ev.conclusion())
+    assert "designs compared" in text and "the designs interleaved" in text and "(needs >= 1)" in text
+
+
+def test_the_timing_note_says_why_two_runs_differ_from_both_runs_numbers(ev):
+    alone = choosing.timing_note(ev, None) if sl.experiments.latest().get("performance") is None else ""
+    p50 = ev.measurements["p50_ms"]
+    if alone:
+        assert "run it to compare" in alone and f"{p50['session + memory']:.2f} ms" in alone
+    other = Evidence(row="performance", checks={}, conditions={"cores": "2"},
+                     measurements={"GET p50 ms": {"session + memory": 1.11, "token + cart in token (HS256)": 0.93},
+                                   "round trips per design": 60, "cart lines": 3})
+    note = choosing.timing_note(ev, other)
+    assert "1.11 ms" in note and "0.93 ms" in note and "60 round trips" in note and "cores: 2" in note
+    ratio = p50["session + memory"] / 1.11
+    assert f"{ratio:.1f}x as long here (session + memory)" in note
+    assert "two HTTP hops" in note and "one HTTP hop" in note
+    assert ("cannot rank them" in note) != ("answered faster here" in note)      # one of the two, from the spread
+
+
+def test_design_options_put_both_production_designs_in_the_same_kind_of_store():
+    from statelab.experiments import design_options
+
+    assert design_options("session + shared store") == DESIGNS["session + shared store"]       # sqlite: as it is
+    assert design_options("session + shared store", "valkey")["store"] == "valkey"
+    assert design_options("token + cart in db", "valkey") == {"mode": "stateless", "cart": "db", "store": "valkey"}
+    assert design_options("session + memory", "valkey") == DESIGNS["session + memory"]          # no shared part
+    with pytest.raises(ValueError, match="store must be"):
+        design_options("token + cart in db", "redis")

@@ -25,11 +25,33 @@ def test_each_half_is_judged_from_named_checks(ev):
     assert ev.row == "deployment" and ev.benefits == {}
     assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "holds with nuance"}
     assert all(ev.checks.values()), {k: v for k, v in ev.checks.items() if not v}
+    assert set(ev.require_mechanisms()) >= {"mem_logged_out", "held_at_stop", "hung_unchecked", "hung_checked"}
+    assert "drained_fewer" not in ev.mechanisms                      # a comparison, not a mechanism
+    md = ev.conclusion()._repr_markdown_()
+    assert "even with connection draining" in md and "session draining" in md   # the two drainings, named apart
+    assert f"timeout ({deployment.HANG_TIMEOUT:g} s)" in md and "deploy: 3 servers replaced" in md
+
+
+def test_a_hung_new_version_costs_timeouts_unless_a_readiness_check_keeps_it_out(ev):
+    m = ev.measurements
+    sent = m["hung new version, put back unchecked: reads sent to it"]
+    assert m["hung new version, put back unchecked: reads failed (502)"] == sent >= 1
+    waited = m["hung new version, put back unchecked: shortest wait of a failed read (ms)"]
+    assert waited >= 1000 * deployment.HANG_TIMEOUT
+    assert m["hung new version, readiness check: put back"] is False
+    assert m["hung new version, readiness check: reads failed"] == 0
+
+
+def test_ready_says_whether_a_server_answers_its_health_check():
+    with sl.Server("stateless") as server:
+        server.start()
+        assert deployment.ready(server.url)
+    assert not deployment.ready("http://127.0.0.1:9", timeout=0.2)     # nothing listens there
 
 
 def test_draining_is_what_keeps_plain_writes_from_failing(ev):
     m = ev.measurements
-    cut, drained = m["failed plain writes (502), without draining"], m["failed plain writes (502), drained"]
+    cut, drained = m["failed plain writes (502), without draining"], m["failed plain writes (502), connection draining"]
     assert list(cut) == list(DESIGNS) and all(v >= 1 for v in cut.values())
     assert set(drained.values()) == {0}
     assert m["failed reads and keyed writes (both deploys)"] == 0
@@ -38,7 +60,8 @@ def test_draining_is_what_keeps_plain_writes_from_failing(ev):
 def test_measurements_say_who_was_logged_out(ev):
     m = ev.measurements
     n = m["users per design (per deploy)"]
-    for key in ("users logged out (cart gone), without draining", "users logged out (cart gone), drained"):
+    assert m["session + memory: sessions the replaced servers held when they stopped"] == {"undrained": n, "drained": n}
+    for key in ("users logged out (cart gone), without draining", "users logged out (cart gone), connection draining"):
         assert m[key] == {"session + memory": n, "session + shared store": 0, "token + cart in token": 0,
                           "token + cart in db": 0}
     assert m["key rotation, old key dropped: users logged out"] == n
@@ -99,3 +122,14 @@ def test_bad_sizes_get_a_clear_error():
         deployment.run(users=2)
     with pytest.raises(ValueError, match="drain must be"):
         deployment.run(drain=0)
+
+
+def test_restarting_the_shared_store_without_persistence_is_a_deploy_that_loses_data(ev):
+    m, n = ev.measurements, ev.measurements["users per design (per deploy)"]
+    if not isinstance(m["shared Valkey restarted without persistence: users logged out"], dict):
+        pytest.skip(m["shared Valkey restarted without persistence: users logged out"])
+    assert m["shared Valkey restarted without persistence: users logged out"] == {"session + shared store": n,
+                                                                                   "token + cart in db": 0}
+    assert m["shared Valkey restarted without persistence: carts gone"] == {"session + shared store": n,
+                                                                             "token + cart in db": n}
+    assert "store_restart" in ev.mechanisms and "Valkey" in ev.conditions["stores"]

@@ -33,11 +33,63 @@ def test_each_half_and_benefit_is_judged_from_named_checks(ev):
     assert ev.row == "fault_tolerance"
     assert ev.verdicts == {"stateful": "does not hold", "stateless": "holds with nuance"}
     assert ev.benefits == {"5b": "holds with nuance", "4a": "holds with nuance"}
-    wrong = {k: v for k, v in ev.checks.items() if v != (k != "session + memory: the crash reached sessions "
-                                                               "stored on other servers")}
+    wrong = {k: v for k, v in ev.checks.items() if v != (k != fault_tolerance.MEM_LOST_OTHERS.id)}
     assert not wrong, wrong
     md = ev.conclusion()._repr_markdown_()
     assert "Failure in one server affects sessions stored on others" in md and "**does not hold**" in md
+    assert f"timeout ({fault_tolerance.HANG_TIMEOUT:g} s)" in md          # the threshold, written once, is shown
+    assert "timeouts: balancer" in md and "designs compared" in md     # the conditions open the conclusion
+
+
+def test_the_self_check_asserts_mechanisms_only(ev):
+    ids = ev.require_mechanisms()
+    assert fault_tolerance.MEM_LOST_OTHERS.id not in ids and fault_tolerance.INDIVIDUAL.id not in ids
+    assert {"hang_waited", "kill_instant", "store_outage", "outage_kept"} <= set(ids)
+    assert fault_tolerance.answer(ev) == fault_tolerance.CHOICES[0]
+
+
+def test_a_hung_server_costs_a_timeout_where_a_killed_one_costs_nothing(ev):
+    m = ev.measurements
+    for design in fault_tolerance.SHARED:
+        assert m["server-1 killed: reads failed"][design] == 0
+        assert m["server-1 hung: reads failed (502)"][design] == m["server-1 hung: reads routed to it"][design] >= 1
+        assert m["server-1 hung: shortest wait of a failed read (ms)"][design] >= 1000 * fault_tolerance.HANG_TIMEOUT
+        assert m["server-1 killed: slowest read (ms)"][design] < 1000 * fault_tolerance.HANG_TIMEOUT  # CI's machine
+
+
+def test_a_store_restarted_without_persistence_loses_what_an_outage_keeps(ev):
+    if not ev.extra["valkey"]:
+        pytest.skip(ev.measurements["Valkey faults"])
+    m, n = ev.measurements, ev.measurements["users per design"]
+    assert m["after the outage: users with their cart back"] == {d: n for d in fault_tolerance.SHARED}
+    assert m["Valkey hung: reads that got 503"] == m["Valkey hung: reads"] == 2 * n
+    assert m["Valkey healed: users with their cart back"] == {d: n for d in fault_tolerance.SHARED}
+    assert m["Valkey restarted without persistence: users logged out"] == {"session + shared store": n,
+                                                                           "token + cart in db": 0}
+    assert m["Valkey restarted without persistence: carts gone"] == {d: n for d in fault_tolerance.SHARED}
+    assert ev.checks["store_restart_lost"] and "store_restart_lost" in ev.mechanisms
+
+
+def test_link_in_front_of_a_server_hangs_it_and_route_directly_undoes_it():
+    with sl.Cluster(2, "stateless") as c:
+        c.balancer.timeout = 0.3
+        link = fault_tolerance.link_in_front(c, 1)
+        try:
+            alice = sl.Client(c.url)
+            alice.login("alice")
+            assert [alice.cart().status for _ in range(2)] == [200, 200] and link.round_trips >= 1
+            link.hang()
+            answers = [alice.cart() for _ in range(2)]
+            assert sorted(ex.status for ex in answers) == [200, 502]        # the one routed to server-1 timed out
+            assert "may have been acted on" in next(ex for ex in answers if ex.status == 502).body["error"]
+            fault_tolerance.route_directly(c, 1)
+            through_link = link.connections
+            answers = [alice.cart() for _ in range(4)]
+            assert [ex.status for ex in answers] == [200] * 4
+            assert {ex.served_by for ex in answers} == {"server-0", "server-1"}   # server-1 answers again
+            assert link.connections == through_link                             # nothing went through the link
+        finally:
+            link.stop()
 
 
 def test_a_crash_fails_plain_writes_in_flight_and_nothing_else(ev):
@@ -62,10 +114,13 @@ def test_only_the_crashed_servers_memory_sessions_and_the_shared_stores_outages_
     assert str(m["session + memory: lost among them"]) in ev.reading
 
 
-def test_plot_draws_both_panels_with_hatches(ev):
+def test_plot_draws_three_panels_with_hatches(ev):
     fig = plots.plot(ev)
-    assert len(fig.axes) == 2 and all(ax.get_ylabel() for ax in fig.axes)
+    assert len(fig.axes) == 3 and all(ax.get_ylabel() for ax in fig.axes)
     assert {p.get_hatch() for p in fig.axes[1].patches} >= {"//", "..", "xx"}
+    waits = fig.axes[2]
+    assert {p.get_hatch() for p in waits.patches} == {"//", "xx"} and len(waits.patches) == 4
+    assert any("timeout" in t.get_text() for t in waits.texts)                # the threshold in words, not colour
 
 
 def test_outage_store_fails_every_call_then_comes_back_with_its_data(tmp_path):
@@ -172,3 +227,16 @@ def test_bad_sizes_get_a_clear_error():
         crowd.shop_while([], lambda: None)
     with pytest.raises(ValueError, match="ops must be"):
         crowd.shop_while([crowd.Shopper("x", sl.Client("http://127.0.0.1:9"), None)], lambda: None, ops=("buy",))
+
+
+@pytest.mark.parametrize(("lost", "expected"), [
+    ({"session + memory": {"server-1": (4, 4), "server-0": (4, 0)}}, 0),
+    ({"session + memory": {"server-1": (4, 4), "server-0": (4, 1)}}, 1),
+    ({"session + memory": {"server-1": (4, 2)}, "session + shared store": {"server-0": (4, 1)}}, 2),
+    ({"session + memory": {"server-1": (4, 0)}}, 3),
+])
+def test_answer_names_the_choice_the_run_measured(lost, expected):
+    by_home = {d: lost.get(d, {"server-0": (4, 0)}) for d in DESIGNS}
+    ev = Evidence(row="fault_tolerance", measurements={}, checks={},
+                  extra={"by_home": by_home, "crashed": "server-1"})
+    assert fault_tolerance.answer(ev) == fault_tolerance.CHOICES[expected]

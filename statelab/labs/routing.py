@@ -129,7 +129,7 @@ def check_failover(report: Report, pin_with_failover: Any) -> None:
 
 # --------------------------------------------------------------------------- task 3
 
-@checker("Task 3 · drain a server for maintenance")
+@checker("Task 3 · session draining: no new user on a server before maintenance")
 def check_draining(report: Report, draining: Any, pin_with_failover: Any) -> None:
     """Drain the busiest server: its users stay until it goes down, new users never land on it."""
     drained: set[str] = set()

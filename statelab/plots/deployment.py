@@ -1,4 +1,4 @@
-"""Row "Deployment Complexity": failed writes with and without draining, users logged out, key rotation."""
+"""Row "Deployment Complexity": failed writes with and without connection draining, users logged out, key rotation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ HATCHES = ("", "//", "..", "xx")
 
 
 def plot(ev: Any, ax: Any = None) -> Any:
-    """Left: plain writes failed (502) per design, without draining and drained. Middle: users logged
+    """Left: plain writes failed (502) per design, without and with connection draining. Middle: users logged
     out by the deploy. Right: users logged out by each step of a signing-key rotation."""
     import matplotlib.pyplot as plt
 
@@ -31,11 +31,11 @@ def plot(ev: Any, ax: Any = None) -> Any:
         mid.bar_label(bars, labels=[f"{v:.0f}" for v in lost], fontsize=7, padding=1)
     top = max([max(failed["undrained"].values()), 1])
     left.set_ylim(0, top * 1.6 + 1)
-    left.set_xticks([0, 1], ["without draining", "drained"], fontsize=8)
+    left.set_xticks([0, 1], ["no draining", "connection\ndraining"], fontsize=8)
     left.set_ylabel("plain writes failed (502)")
     left.set_title("Rolling restart of 3 servers", fontsize=9)
     left.legend(fontsize=6, loc="upper right", frameon=False)
-    mid.set_xticks([0, 1], ["without draining", "drained"], fontsize=8)
+    mid.set_xticks([0, 1], ["no draining", "connection\ndraining"], fontsize=8)
     mid.set_ylabel("users logged out (%)")
     mid.set_ylim(0, 125)
     mid.set_yticks(range(0, 101, 20))

@@ -1,4 +1,5 @@
-"""Row "Fault Tolerance": who lost the cart, and which requests failed, per design."""
+"""Row "Fault Tolerance": who lost the cart, which requests failed, and how long a killed or a hung server made
+a read wait, per design."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ HATCHES = ("", "//", "..", "xx")
 
 def plot(ev: Any, ax: Any = None) -> Any:
     """Left: users without their cart after the crash and during the store outage, per design.
-    Right: failed requests during the crash, by kind (read, plain write, keyed write), per design."""
+    Middle: failed requests during the crash, by kind (read, plain write, keyed write), per design.
+    Right: the longest a read waited when server-1 was killed, against the shortest wait of a read that
+    failed when it hung, beside the balancer's timeout (the production design of each half)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+        fig, (left, right, waits) = plt.subplots(1, 3, figsize=(12.5, 3.4), gridspec_kw={"width_ratios": [3, 3, 2]})
     else:
-        fig, left, right = ax.figure, ax, ax.inset_axes([1.2, 0, 1, 1])
+        fig, left = ax.figure, ax
+        right, waits = ax.inset_axes([1.2, 0, 1, 1]), ax.inset_axes([2.4, 0, 0.7, 1])
     n = ev.extra["users"]
     designs = list(ev.extra["lost"])
     groups = ["lost in the crash", "store outage"]
@@ -47,5 +51,20 @@ def plot(ev: Any, ax: Any = None) -> Any:
     top = max([max(ev.extra["failed"][d].values()) for d in designs] + [1])
     right.set_ylim(0, top * 1.5 + 1)
     right.set_title("Which requests failed", fontsize=9)
+
+    hung, killed = ev.extra.get("hung", {}), ev.extra.get("killed", {})
+    timeout_ms = 1000 * ev.measurements.get("balancer timeout (s)", 0)
+    for j, design in enumerate(hung):
+        values = [1000 * killed[design]["slowest_s"], 1000 * hung[design]["failed_min_s"]]
+        xs = [k + (j - 0.5) * width for k in range(2)]
+        bars = waits.bar(xs, values, width, label=design, hatch=HATCHES[designs.index(design)], edgecolor="black",
+                         linewidth=0.5, color=f"C{designs.index(design)}")
+        waits.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=7, padding=1)
+    waits.axhline(timeout_ms, linestyle="--", color="black", linewidth=0.8)
+    waits.text(-0.4, timeout_ms * 1.03, f"balancer timeout {timeout_ms:.0f} ms", fontsize=7, va="bottom", ha="left")
+    waits.set_xticks([0, 1], ["killed:\nslowest read", "hung: quickest\nfailed read"], fontsize=8)
+    waits.set_ylabel("wait (ms)")
+    waits.set_ylim(0, max(timeout_ms, 1) * 1.6)
+    waits.set_title("A kill fails fast; a hang waits", fontsize=9)
     fig.tight_layout()
     return fig

@@ -36,8 +36,11 @@ not never (a mark can be stale: the server may be back), so a 503 means every on
 backend that fails after the request was sent (it crashed mid-answer) is retried on the next one
 only for idempotent methods
 (GET, HEAD, OPTIONS, PUT, DELETE), as nginx's ``proxy_next_upstream`` does, and for requests
-that carry an ``Idempotency-Key`` header (the client's statement that a repeat is safe); any other
-POST gets a 502, because the server may have acted on it.
+that carry an ``Idempotency-Key`` header (this balancer's choice, not a standard: it relies on the
+server's contract to act once per key); any other
+POST gets a 502, because the server may have acted on it. A backend that does not answer within
+``timeout`` seconds (a hung server) gets a 502 and nothing is re-sent, not even a GET: it may still
+be working on it (nginx's default re-sends an idempotent request after a timeout; this one does not).
 """
 
 from __future__ import annotations
