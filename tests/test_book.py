@@ -197,6 +197,22 @@ def test_the_pages_load_nothing_from_another_host(built):
     assert outside == set(), outside
 
 
+RAW_TABLE_ROW = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*\|", re.M)
+
+
+def test_no_page_shows_a_raw_markdown_table_row(built):
+    """Issue 20: Markdown tables printed by cells showed as raw pipes (``|---|``) unless MyST renders them."""
+    _, html_dir, _ = built
+    raw = {}
+    for path in sorted(html_dir.rglob("*.html")):
+        text = "".join(parse(path).text)
+        rows = RAW_TABLE_ROW.findall(text)
+        if rows or "|---|" in text:
+            raw[path.relative_to(html_dir).as_posix()] = rows[:2] or ["|---|"]
+    assert raw == {}, f"raw Markdown table rows on {raw}"
+    assert "<table" in page_of(html_dir, "notebooks/00_start_here").read_text()
+
+
 # --- in a real browser ---------------------------------------------------------------------------------------------
 
 
@@ -244,6 +260,37 @@ def test_a_page_opens_in_chromium_with_no_console_error(served, built, page, nam
     assert problems == [], problems
     results = axe(page, "main")  # the page's own content: the theme's navigation is the theme's
     assert axe_blocking(results) == [], axe_blocking(results)
+
+
+@pytest.mark.browser
+def test_a_quiz_on_a_book_page_answers_a_click_without_a_kernel(served, page):
+    """Issue 20: on the book's pages a click on a quiz did nothing; the answers are in the saved HTML now."""
+    from playwright.sync_api import expect
+
+    from browser import screenshot
+
+    page.goto(f"{served}/notebooks/00_start_here.html", wait_until="networkidle")
+    answers = page.locator("details.statelab-quiz-answers").first
+    answers.wait_for(state="attached", timeout=30_000)
+    answers.scroll_into_view_if_needed()
+    right = answers.locator("li").filter(has_text="\u2713 Right.")
+    expect(right).to_be_hidden()
+    answers.locator("summary").click()
+    expect(right).to_be_visible(timeout=5_000)
+    expect(answers.locator("li")).to_have_count(answers.locator("li").count())
+    screenshot(answers, "book-00-quiz-answered")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", ["notebooks/12_choosing", "notebooks/13_into_production"])
+def test_capstone_pages_screenshots(served, built, page, name):
+    """Evidence for a person: 12's and 13's pages as a reader sees them (tables rendered, not pipes)."""
+    from browser import screenshot
+
+    page.goto(f"{served}/{name}.html", wait_until="networkidle")
+    page.wait_for_timeout(1000)
+    screenshot(page, f"book-{name.replace('/', '-')}-full", full_page=True)
+    assert "|---|" not in page.locator("main").inner_text()
 
 
 def test_the_readme_links_the_published_book_and_shows_the_dashboard():

@@ -148,6 +148,28 @@ def test_clicking_an_option_changes_the_feedback():
     assert "Right." in item.feedback.value and f"1 of {total} right, 1 answered" in quiz.score.value
 
 
+def test_feedback_never_says_right_twice():
+    """Issue 20: "\u2713 Right. Right: ..." on a right answer; the mark already says it."""
+    for number in QUIZZES:
+        quiz = sl.ui.quiz(number)
+        for item in quiz.items:
+            item.choice.value = item.question.answer.text
+            text = re.sub(r"<[^>]+>", " ", html.unescape(item.feedback.value))
+            assert not re.search(r"Right\.\s+Right\b", text), (number, text[:120])
+            answers = re.sub(r"<[^>]+>", " ", html.unescape(item.answers.value))
+            assert not re.search(r"Right\.\s+\S+:\s+Right\b", answers), (number, answers[:200])
+
+
+def test_every_question_carries_its_answers_in_plain_html_for_a_page_without_kernel():
+    quiz = sl.ui.quiz("04")
+    for item in quiz.items:
+        value = item.answers.value
+        assert "<details" in value and "<summary" in value
+        for option in item.question.options:  # every option's feedback is in the saved HTML, marked in words
+            assert html.escape(option.text) in value
+        assert value.count("\u2713 Right.") == 1 and value.count("\u2717 Not quite.") == len(item.question.options) - 1
+
+
 def test_a_quiz_of_ones_own_and_bad_input():
     with pytest.raises(KeyError, match="no quiz"):
         sl.ui.quiz("99")

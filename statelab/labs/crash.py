@@ -85,8 +85,8 @@ def check_carts_after_crash(report: Report, carts_after_crash: Any) -> None:
         report.expect("'kept' agrees with the sessions the live servers still hold", kept == held,
                       f"{held} (counted inside the live servers)", kept)
         report.expect("the crash cost at least the first user's cart", lost >= 1, "1 or more lost", lost)
-        report.note(f"memory sessions + sticky routing: {lost} of {users} carts lost when {', '.join(down) or '?'} "
-                    "crashed")
+        crashed = f"when {', '.join(down)} crashed" if down else "with no server left down"
+        report.note(f"memory sessions + sticky routing: {lost} of {users} carts lost {crashed}")
 
 
 # --------------------------------------------------------------------------- task 2
