@@ -4,7 +4,8 @@ Each question is a set of labelled radio buttons; choosing an option shows its f
 it is right, or which misconception a wrong option stands for. Feedback is words and a symbol, never
 colour alone. Each question also carries every option's feedback folded under a "show the answers" line,
 plain HTML a click opens: the quiz answers in the book and in a saved notebook, with no kernel.
-Nothing is sent anywhere and nothing is graded: the quiz is for the learner. It works in JupyterLab, Notebook 7 and headless (a test sets ``quiz.items[0].choice.value``).
+Nothing is sent anywhere and nothing is graded: the quiz is for the learner.
+It works in JupyterLab, Notebook 7 and headless (a test sets ``quiz.items[0].choice.value``).
 """
 
 from __future__ import annotations
