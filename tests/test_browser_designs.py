@@ -82,10 +82,12 @@ def test_04_dashboard_names_its_four_clusters(lab, page):
     """04's dashboard as a learner sees it after Run All (the screenshot is the issue's before/after evidence)."""
     from playwright.sync_api import expect
 
+    page.set_viewport_size({"width": 1400, "height": 2300})  # tall: the whole dashboard in one picture
     open_and_run_all(page, lab.url, "04_fault_tolerance.ipynb")
     dashboard = page.locator(".jp-OutputArea-output").filter(has_text="statelab dashboard").first
-    dashboard.scroll_into_view_if_needed()
-    screenshot(dashboard, "04_fault_tolerance-dashboard")
+    dashboard.evaluate("element => element.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+    screenshot(page, "04_fault_tolerance-dashboard")
     buttons = dashboard.locator(".widget-toggle-buttons").first.locator("button")
     expect(buttons).to_have_count(4)
     labels = [b.strip() for b in buttons.all_text_contents()]
