@@ -20,7 +20,8 @@ from statelab.ui import prediction as predict_module
 from statelab.ui.quiz import Question
 from statelab.ui.quizzes import QUIZZES
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("[01][0-9]_*.ipynb"))
 #: Notebooks that ask for a prediction before their experiment (00's crash, every row 03-11, and 13's workers).
 PREDICTING = ("00", "03", "04", "05", "06", "07", "08", "09", "10", "11", "13")
@@ -330,3 +331,32 @@ def test_answers_that_state_an_outcome_are_what_the_exercise_shows():
     finally:
         for s in servers:
             s.stop()
+
+
+# --- one name for the source text (issue 20) -------------------------------------------------------------------
+def test_start_here_introduces_the_source_text_its_nine_rows_and_eight_benefit_codes():
+    nb = json.loads((ROOT / "notebooks" / "00_start_here.ipynb").read_text())
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "**The source text** is" in markdown and "4a-4d" in markdown and "5a-5d" in markdown
+    assert "sl.table.rows_markdown()" in code and "sl.table.benefits_markdown()" in code
+    rows, benefits = sl.table.rows_markdown(), sl.table.benefits_markdown()
+    assert all(f'"{r.stateful}"' in rows and f'"{r.stateless}"' in rows for r in sl.table.ROWS)
+    assert all(f"**{code}**" in benefits for code in ("4a", "4b", "4c", "4d", "5a", "5b", "5c", "5d"))
+
+
+UNEXPLAINED = re.compile(r"\bthe seed\b", re.I)
+
+
+def test_no_learner_facing_text_says_the_seed():
+    """Issue 20: "the seed" was never explained; the course calls it "the source text", introduced in 00."""
+    found = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if UNEXPLAINED.search("".join(cell["source"])):
+                found.append(f"{path.name} cell {i}")
+    for path in [*sorted((ROOT / "statelab" / "ui").glob("*.py")), ROOT / "statelab" / "ui" / "quizzes.json",
+                 *sorted((ROOT / "statelab" / "experiments").glob("*.py"))]:
+        if UNEXPLAINED.search(path.read_text()):
+            found.append(path.relative_to(ROOT).as_posix())
+    assert found == [], found

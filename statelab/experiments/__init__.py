@@ -2,7 +2,7 @@
 
 Each module has ``run(...) -> Evidence``: it starts the servers it needs, drives them,
 measures, stops them, and *computes* from the numbers a verdict on each half of its row (the
-stateful claim and the stateless claim, each a :class:`Judgement`) and on each benefit of the seed
+stateful claim and the stateless claim, each a :class:`Judgement`) and on each benefit of the source text
 the row tests. Nothing here types a verdict in by hand, and every default is sized to finish in a
 few seconds on one busy CPU (Binder), with verdicts that stay the same from run to run.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-#: The verdicts an experiment can reach about one claim of the seed (a half-row or a benefit).
+#: The verdicts an experiment can reach about one claim of the source text (a half-row or a benefit).
 VERDICTS = ("holds", "holds with nuance", "does not hold")
 
 #: The four designs the rows compare: two choices, who you are (session id or token) and where the cart
@@ -28,7 +28,7 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "token + cart in db": {"mode": "stateless", "cart": "db"},
 }
 
-#: The halves of a row, in the seed's order.
+#: The halves of a row, in the source text's order.
 HALVES = ("stateful", "stateless")
 
 
@@ -139,7 +139,7 @@ def conditions(*, designs: Iterable[str], distance: str = "none: every part on o
 
 @dataclass(frozen=True)
 class Judgement:
-    """How one claim of the seed is judged: from named checks, never typed in.
+    """How one claim of the source text is judged: from named checks, never typed in.
 
     ``supports`` are the checks the claim needs: if any is false, the claim does not hold.
     ``qualifies`` are checks that, when true, show a limit the claim leaves out: the claim
@@ -227,7 +227,7 @@ class Evidence:
 
     @property
     def benefits(self) -> dict[str, str]:
-        """Benefit code -> verdict, for the benefits of the seed this row tests."""
+        """Benefit code -> verdict, for the benefits of the source text this row tests."""
         return {k: j.verdict(self.checks) for k, j in self.claims.items() if k not in HALVES}
 
     def label(self, check: str) -> str:
@@ -299,7 +299,7 @@ def _claim_name(key: str) -> str:
 
 
 def _seed_words(row: str, key: str) -> str:
-    """The seed's own words for a half-row or a benefit (empty when the row is not in the table)."""
+    """The source text's own words for a half-row or a benefit (empty when the row is not in the table)."""
     from ..table import BENEFITS, CHOOSING, ROWS
 
     if key in BENEFITS:

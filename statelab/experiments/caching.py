@@ -1,6 +1,6 @@
 """Caching strategies: is response caching simpler when the server keeps no session?
 
-The seed says stateful caching "may be complex due to session data" and stateless caching is
+The source text says stateful caching "may be complex due to session data" and stateless caching is
 "simplified ... without session state". This experiment puts a shared HTTP cache
 (:class:`statelab.topology.cache.SharedCache`, which follows RFC 9111) in front of a server of each design
 and lets a few users shop through it, under five set-ups:

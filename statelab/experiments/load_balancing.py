@@ -1,6 +1,6 @@
 """Row "Load Balancing": does the balancer have to care where a user's session and cart live?
 
-The seed says stateful load balancing "may require consideration of session affinity" and
+The source text says stateful load balancing "may require consideration of session affinity" and
 stateless gives "simplified load balancing without session considerations" (benefit 5c).
 
 The same traffic goes through each balancer strategy, to each of the four designs of

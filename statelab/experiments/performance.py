@@ -1,6 +1,6 @@
 """Performance: is a stateless request faster because it has no session to look up?
 
-The seed says a stateful server "may experience increased latency due to session management"
+The source text says a stateful server "may experience increased latency due to session management"
 and a stateless one has "typically faster response times due to lack of session overhead".
 Both sides work on every request to learn who is asking: a stateful server looks the session
 id up in its store; a stateless server checks the token's signature, and, because the cart

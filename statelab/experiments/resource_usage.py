@@ -1,6 +1,6 @@
 """Resource usage: where each design keeps a user's state, and what that costs in memory, storage and bytes.
 
-The seed says a stateful server "requires more resources for session state management" and
+The source text says a stateful server "requires more resources for session state management" and
 a stateless one "utilizes resources efficiently". Its own benefit 4b says the opposite about
 one resource: keeping state on the server is efficient because it is not re-sent with every
 request. State costs something wherever it lives, so this experiment follows it through the four

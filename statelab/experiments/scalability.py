@@ -1,6 +1,6 @@
 """Row "Scalability": add servers behind a balancer; who still finds their session, and what does not scale?
 
-The seed says stateful "scaling requires synchronization of session data" and stateless
+The source text says stateful "scaling requires synchronization of session data" and stateless
 "horizontal scaling is straightforward" (benefit 5a: "high scalability"). Two different things
 hide in "scaling", and this experiment measures both, honestly about what one process can show:
 

@@ -1,6 +1,6 @@
 """Transaction integrity: does either design keep a multi-step purchase correct by itself?
 
-The seed says a stateful design "ensures transaction integrity by maintaining session context",
+The source text says a stateful design "ensures transaction integrity by maintaining session context",
 and a stateless one keeps transactions "isolated, ensuring integrity at request level". A shop
 adds a checkout (plugin :func:`~statelab.shop.plugins.checkout`): add items,
 ``POST /checkout/start`` (a snapshot of the cart), ``POST /checkout/confirm`` (an order). Orders

@@ -1,8 +1,8 @@
-"""The evidence scoreboard: the seed's nine-row table, corrected from your own measurements.
+"""The evidence scoreboard: the source text's nine-row table, corrected from your own measurements.
 
 Each row has two claims, so each row gets two verdicts: the stateful half's and the stateless
 half's (``ev.verdicts``), each with the sentence its experiment rendered from the numbers to say
-what was measured instead (``Judgement.corrected``). Each of the seed's eight benefits gets the
+what was measured instead (``Judgement.corrected``). Each of the source text's eight benefits gets the
 verdict of the one row that judges it (``statelab.table.benefit_row``).
 
 The evidence comes from an experiment run earlier in this kernel (``statelab.experiments.latest()``),
@@ -320,8 +320,8 @@ class Scoreboard(W.VBox):
     def _table_html(self) -> str:
         cell = CELL
         head = "".join(f'<th style="{cell}">{h}</th>' for h in
-                       ("row", "stateful architecture: the seed, then your verdict",
-                        "stateless architecture: the seed, then your verdict", "numbers and source"))
+                       ("row", "stateful architecture: the source text, then your verdict",
+                        "stateless architecture: the source text, then your verdict", "numbers and source"))
         body = "".join(self._row_html(r, cell) for r in self.results.values())
         return box("<b>The nine rows</b>"
                    f'<table style="border-collapse:collapse; width:100%"><thead><tr>{head}</tr></thead>'
@@ -356,7 +356,7 @@ class Scoreboard(W.VBox):
     def _benefits_html(self) -> str:
         cell = CELL
         head = "".join(f'<th style="{cell}">{h}</th>'
-                       for h in ("benefit", "the seed says", "judged in", "your verdict"))
+                       for h in ("benefit", "the source text says", "judged in", "your verdict"))
         body = ""
         for code, (side, words) in BENEFITS.items():
             verdict, r = self._benefit(code)
@@ -430,9 +430,9 @@ def _md(text: str) -> str:
 
 
 class CorrectedTable:
-    """A scoreboard's corrected table: Markdown in a notebook (the seed's own three columns), text elsewhere.
+    """A scoreboard's corrected table: Markdown in a notebook (the source text's own three columns), text elsewhere.
 
-    Per row: the seed's two claims, your two verdicts, and the corrected sentence each experiment
+    Per row: the source text's two claims, your two verdicts, and the corrected sentence each experiment
     rendered from your numbers; then each benefit with its verdict. Rendered when displayed, so
     displaying it again after measuring more rows shows them.
     """
@@ -453,7 +453,7 @@ class CorrectedTable:
         for r in b.results.values():
             title = f"[{_md(r.row.title)}]({r.row.notebook})"
             lines.append(f"| {title} | {self._half(r, 'stateful', True)} | {self._half(r, 'stateless', True)} |")
-        lines += ["", "| Benefit | The seed says | Judged in | Your verdict |", "|---|---|---|---|"]
+        lines += ["", "| Benefit | The source text says | Judged in | Your verdict |", "|---|---|---|---|"]
         for code, (side, words) in BENEFITS.items():
             verdict, r = b._benefit(code)
             corrected = r.corrected(code) if r is not None else ""
