@@ -310,8 +310,21 @@ def _seed_words(row: str, key: str) -> str:
     return ""
 
 
+#: The plain sentence each verdict opens with, before the corrected sentence and the checks behind it: a learner
+#: reads what the verdict means before reading how it was reached.
+PLAIN = {
+    "holds": "What the source text says is what you measured.",
+    "holds with nuance": "What the source text says happened, with a limit it does not mention (the limit checks "
+                         "below).",
+    "does not hold": "Not what you measured: a check this claim needs came out false (below).",
+}
+
+
 class Conclusion:
-    """An Evidence's conclusion, rendered from its checks: Markdown in a notebook, text elsewhere."""
+    """An Evidence's conclusion, rendered from its checks: Markdown in a notebook, text elsewhere.
+
+    Per claim: the verdict and one plain sentence first (``PLAIN``), then the sentence the numbers wrote, then the
+    checks ("needs" and "limit") it was computed from."""
 
     def __init__(self, evidence: Evidence) -> None:
         self.evidence = evidence
@@ -327,7 +340,8 @@ class Conclusion:
             who = f"The **{key}** half" if key in HALVES else f"Benefit **{key}**"
             words = _seed_words(ev.row, key)
             quoted = f' ("{_md(words)}")' if words else ""
-            lines.append(f"- {who}{quoted}: **{verdict}**. {_md(judgement.corrected)}".rstrip())
+            plain = PLAIN.get(verdict, "")
+            lines.append(f"- {who}{quoted}: **{verdict}**. {plain} {_md(judgement.corrected)}".rstrip())
             for name in (*judgement.supports, *judgement.qualifies):
                 role = "needs" if name in judgement.supports else "limit"
                 outcome = "yes" if ev.checks[name] else "no"
