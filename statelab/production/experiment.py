@@ -48,6 +48,19 @@ class Share:
     def share(self) -> float:
         return self.found / self.asked if self.asked else 0.0
 
+    def __repr__(self) -> str:  # a sentence with rounded numbers, not the dataclass's fields (issue 20)
+        return (f"<{self.share:.0%} found their login ({self.found} of {self.asked}; answers "
+                f"{_statuses(self.statuses)}), {self.workers_seen} worker(s) seen>")
+
+
+def _statuses(counts: Counter[Any]) -> str:
+    """``{200: 3, 503: 9}`` as "200 ×3, 503 ×9"."""
+    return ", ".join(f"{status} \u00d7{n}" for status, n in sorted(counts.items(), key=str)) or "none"
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
 
 def found_share(url: str, users: int = 8, requests: int = 8, concurrency: int = 4) -> Share:
     """``users`` log in at ``url``, then each asks for its cart ``requests`` times, ``concurrency`` users at a time."""
@@ -101,6 +114,14 @@ class Crash:
     found_after_worker_crash: float
     during_store_outage: Counter[Any] = field(default_factory=Counter)
     found_after_store_back: float | None = None
+
+    def __repr__(self) -> str:  # a sentence with rounded numbers, not the dataclass's fields (issue 20)
+        text = (f"<carts found: {_pct(self.found_before)} before, {_pct(self.found_after_worker_crash)} after every "
+                f"worker crashed")
+        if self.during_store_outage or self.found_after_store_back is not None:
+            text += (f"; while the store was down: {_statuses(self.during_store_outage)}; "
+                     f"{_pct(self.found_after_store_back)} after it came back")
+        return text + ">"
 
 
 def measure_crashes(servers: dict[str, Gunicorn], redis: RedisServer, users: int = 6) -> dict[str, Crash]:
@@ -169,6 +190,11 @@ class Scaling:
     p50_ms: list[float]
     errors: int
     fit: usl.Fit
+
+    def __repr__(self) -> str:  # a sentence with rounded numbers, not the dataclass's fields (issue 20)
+        points = ", ".join(f"{n}: {r:.0f}" for n, r in zip(self.workers, self.rps, strict=False))
+        return (f"<requests per second by workers ({points}) on {self.cores} core(s); {self.errors} error(s); "
+                f"{self.fit!r}>")
 
 
 def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: float = 0.15, rounds: int = 2,
@@ -264,6 +290,11 @@ class Front:
     found_before: float = 0.0
     found_after: dict[str, float] = field(default_factory=dict)  # first server's name -> share found
     server_errors: int = 0  # 5xx answers and failed connections, in all
+
+    def __repr__(self) -> str:  # a sentence with rounded numbers, not the dataclass's fields (issue 20)
+        after = ", ".join(f"{name}: {_pct(v)}" for name, v in self.found_after.items()) or "-"
+        return (f"<logins found: {_pct(self.found_before)} before a server was taken out; after, by first server: "
+                f"{after}; {self.server_errors} server error(s)>")
 
 
 def measure_balancers(users: int = 6, requests: int = 4) -> dict[str, Front]:
