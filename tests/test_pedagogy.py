@@ -360,3 +360,19 @@ def test_no_learner_facing_text_says_the_seed():
         if UNEXPLAINED.search(path.read_text()):
             found.append(path.relative_to(ROOT).as_posix())
     assert found == [], found
+
+
+def test_every_you_predicted_you_measured_cell_is_one_line_and_the_mapping_lives_in_the_library():
+    """Issue 20: the cells mapping a measurement to a prediction's choice were 4-12 lines of plumbing."""
+    long = []
+    for path in ALL:
+        for i, cell in enumerate(cells(path)):
+            source = "".join(cell["source"]).strip()
+            if cell["cell_type"] == "code" and "sl.ui.reveal(" in source and path.name[:2] not in ("00", "05", "13"):
+                if len(source.splitlines()) > 1 or "answer(ev)" not in source and "ev.answer()" not in source:
+                    long.append(f"{path.name} cell {i}")
+    assert long == [], long
+    for row in ("scalability", "fault_tolerance", "resource_usage", "caching", "deployment", "transaction_integrity",
+                "load_balancing", "development_focus"):
+        module = __import__(f"statelab.experiments.{row}", fromlist=["answer"])
+        assert callable(module.answer) and module.WHY.strip(), row

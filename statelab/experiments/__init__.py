@@ -258,6 +258,17 @@ class Evidence:
         """The measured conclusion as Markdown: display it (``display(ev.conclusion())``)."""
         return Conclusion(self)
 
+    def answer(self) -> Any:
+        """What this run measured, in the words of its notebook's prediction choices: the row module's
+        ``answer(ev)``, so a "you predicted; you measured" cell is one line:
+        ``sl.ui.reveal(row, ev.answer(), why=module.WHY)``."""
+        import importlib
+
+        module = importlib.import_module(f"statelab.experiments.{self.row}")
+        if not hasattr(module, "answer"):
+            raise AttributeError(f"the {self.row} experiment has no answer(ev) for a prediction")
+        return module.answer(self)
+
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
                        for k, v in self.measurements.items())

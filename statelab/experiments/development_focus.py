@@ -711,3 +711,17 @@ def concerns_html(ev: Evidence) -> str:
                     for side in SIDES)
     return (f"<table><thead><tr><th style='text-align:left'>concern (asked of all three)</th>{heads}</tr></thead>"
             f"<tbody>{rows}{total}</tbody></table>")
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 11 shows it.
+WHY = ("logout deletes the session every server looks up; a token is checked by its signature alone, so nothing the "
+       "server deletes can stop it before its exp.")
+
+
+def answer(ev: Evidence) -> str:
+    """Which of notebook 11's prediction choices this run measured: which stolen credential still worked after
+    logout."""
+    sid_works = not ev.checks[LOGOUT_REVOKES.id]
+    token_works = ev.checks[LOGOUT_KEEPS["token + cart in token"].id]
+    return {(True, True): "both", (True, False): "the stolen session id", (False, True): "the stolen token",
+            (False, False): "neither: logout ends both"}[(sid_works, token_works)]
