@@ -178,6 +178,7 @@ class Scoreboard(W.VBox):
         self.rerun_button = button("Re-measure all nine (quick)", "re-run every row's experiment with quick=True")
         self.rerun_button.on_click(self._guarded(self.rerun))
         self._shown_in: int | None = None
+        self._shown_tables: list[Any] = []  # display handles of corrected tables shown: refresh() updates them
         super().__init__([W.HBox([self.fill_button, self.rerun_button, self.bar],
                                  layout=W.Layout(align_items="center", flex_flow="row wrap")),
                           self.status, self.message, self.table, self.benefit_table, self.prediction_table],
@@ -308,6 +309,21 @@ class Scoreboard(W.VBox):
         self.status.value = box(f"<b>{measured} of {len(self.results)} rows measured.</b> "
                                 f"Half-row verdicts: {counts(halves)} &nbsp; Benefit verdicts: {counts(benefits)}",
                                 padding="2px 0")
+        self._update_tables()
+
+    def _update_tables(self) -> None:
+        """Re-render every corrected table this board displayed (in its own output, by display id): a table shown
+        in a cell below keeps up when the board measures, without running that cell again."""
+        if not getattr(self, "_shown_tables", None):
+            return
+        from IPython.display import Markdown
+
+        text = CorrectedTable(self)._repr_markdown_()
+        for handle in list(self._shown_tables):
+            try:
+                handle.update(Markdown(text))
+            except Exception:  # no kernel to send it to any more: forget that display
+                self._shown_tables.remove(handle)
 
     def _verdict_html(self, verdict: str, corrected: str, tint: str | None = None) -> str:
         if verdict in VERDICTS:
@@ -440,6 +456,14 @@ class CorrectedTable:
     def __init__(self, board: Scoreboard) -> None:
         self.board = board
 
+    def _ipython_display_(self) -> None:
+        """Shown as Markdown with a display id, which the board updates each time it measures."""
+        from IPython.display import Markdown, display
+
+        handle = display(Markdown(self._repr_markdown_()), display_id=True)
+        if handle is not None:
+            self.board._shown_tables.append(handle)
+
     def _half(self, r: RowResult, half: str, markdown: bool) -> str:
         verdict, seed, corrected = r.verdicts[half], getattr(r.row, half), r.corrected(half)
         if markdown:
@@ -463,7 +487,7 @@ class CorrectedTable:
         measured = sum(r.measured for r in b.results.values())
         lines += ["", f"{measured} of {len(b.results)} rows measured: "
                   + ("every row." if measured == len(b.results) else
-                     "press *Measure the rows not measured yet (quick)* above, then run this cell again.")]
+                     "press *Measure the rows not measured yet (quick)* above: this table updates itself.")]
         return "\n".join(lines)
 
     def __str__(self) -> str:
