@@ -141,6 +141,7 @@ class NotebookRun:
     still_listening: list[tuple[str, int]] = field(default_factory=list)  # ports one of them still listens on
     failed: str = ""        # the step that failed ("run 1", "run 2", ...), empty when every step ran
     error: str = ""
+    workdir: Path | None = None  # the copy it ran in: its evidence journal (.statelab-evidence) is there
 
     def served(self, probe: str) -> list[tuple[str, int]]:
         """The sockets the notebook listened on at ``probe``: the kernel's, less those of a fresh kernel."""
@@ -232,7 +233,7 @@ def run_twice(path: Path, workdir: Path) -> NotebookRun:
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     nb.cells += [nbformat.v4.new_code_cell(PROBE), nbformat.v4.new_code_cell(STOP_ALL)]
     probe, stop = n, n + 1
-    run = NotebookRun(name)
+    run = NotebookRun(name, workdir=workdir)
     client = NotebookClient(nb, km=ipc_kernel_manager(workdir), timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             shutdown_kernel="graceful", resources={"metadata": {"path": str(workdir)}})
     step = "kernel start"

@@ -107,10 +107,45 @@ def execute(path: Path, workdir: Path) -> nbformat.NotebookNode:
     return nb
 
 
+#: The row notebooks whose runs notebook 12's scoreboard reads back from the journal: executed before 12, in order.
+ROW_NOTEBOOKS = tuple(f"{n:02d}_" for n in range(3, 12))
+CAPSTONE = "12_"
+
+
+def _phase(path: Path) -> int:
+    """0: the rows (03-11), 1: everything else but 12, 2: notebook 12, which reads what the rows recorded."""
+    if path.parent.name == "notebooks" and path.name.startswith(ROW_NOTEBOOKS):
+        return 0
+    return 2 if path.parent.name == "notebooks" and path.name.startswith(CAPSTONE) else 1
+
+
 def execute_all(paths: list[Path], workers: int = 2) -> dict[str, nbformat.NotebookNode]:
-    """Every notebook in ``paths`` executed, ``workers`` kernels at a time; keys are paths from the root."""
+    """Every notebook in ``paths`` executed, ``workers`` kernels at a time; keys are paths from the root.
+
+    One evidence journal for the whole build (``STATELAB_EVIDENCE_DIR``, a folder of this build's own): the rows
+    (03-11) run first, in order, and record their runs there; notebook 12 runs after them all, so its scoreboard
+    and corrected table on the page are filled from this build's runs, not "not measured yet"."""
     with tempfile.TemporaryDirectory(prefix="statelab-book-") as tmp, ThreadPoolExecutor(workers) as pool:
-        futures = {p: pool.submit(execute, p, Path(tmp) / f"{i:02d}-{p.stem}") for i, p in enumerate(paths)}
+        journal = Path(tmp) / "journal"
+        journal.mkdir()
+        before = os.environ.get("STATELAB_EVIDENCE_DIR")
+        os.environ["STATELAB_EVIDENCE_DIR"] = str(journal)  # the kernels started below inherit it
+        try:
+            futures = {}
+            for phase in (0, 1, 2):
+                batch = {p: pool.submit(execute, p, Path(tmp) / f"{i:02d}-{p.stem}")
+                         for i, p in enumerate(paths) if _phase(p) == phase}
+                futures.update(batch)
+                if phase == 0:
+                    for future in batch.values():  # 12 must find every row's run
+                        future.exception()
+            for future in futures.values():  # every kernel started while the journal is set
+                future.exception()
+        finally:
+            if before is None:
+                os.environ.pop("STATELAB_EVIDENCE_DIR", None)
+            else:
+                os.environ["STATELAB_EVIDENCE_DIR"] = before
         executed, failed = {}, []
         for path, future in futures.items():
             name = path.relative_to(ROOT).as_posix()
@@ -123,6 +158,25 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict[str, nbformat.Noteb
             raise BookError("these notebooks failed, so the book would show a broken run:\n  " + "\n  ".join(failed))
         return executed
 
+def execute_capstone(journals: list[Path], workdir: Path) -> nbformat.NotebookNode:
+    """Notebook 12 executed again with one journal holding the runs recorded in ``journals`` (the rows' own
+    ``.statelab-evidence`` folders, in row order): for a book built from notebooks someone else executed, each in
+    its own copy (the test suite's harness), so that 12's page shows those runs instead of "not measured yet"."""
+    journal = workdir / "journal"
+    journal.mkdir(parents=True, exist_ok=True)
+    for folder in journals:
+        for saved in sorted(Path(folder).glob("*.json")):
+            shutil.copyfile(saved, journal / saved.name)
+    capstone = next(p for p in NOTEBOOKS if p.name.startswith(CAPSTONE))
+    before = os.environ.get("STATELAB_EVIDENCE_DIR")
+    os.environ["STATELAB_EVIDENCE_DIR"] = str(journal)
+    try:
+        return execute(capstone, workdir / capstone.stem)
+    finally:
+        if before is None:
+            os.environ.pop("STATELAB_EVIDENCE_DIR", None)
+        else:
+            os.environ["STATELAB_EVIDENCE_DIR"] = before
 
 
 def save_executed(executed: dict[str, nbformat.NotebookNode], folder: Path) -> None:
