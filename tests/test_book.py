@@ -212,6 +212,29 @@ def test_the_capstone_page_shows_every_row_measured_by_this_build(built):
     assert "not measured yet" not in text
 
 
+def test_a_saved_dashboard_is_a_snapshot_with_no_dead_loopback_link(built):
+    """Issue 20: saved dashboards linked to the run's 127.0.0.1 ports, dead on a book page."""
+    _, html_dir, _ = built
+    source = page_of(html_dir, "notebooks/00_start_here").read_text()
+    assert "statelab dashboard" in source and "Interactive on Binder" in source
+    assert not re.search(r'href=\\?"https?://127\.0\.0\.1', source)
+
+
+def test_freeze_dashboards_unlinks_loopback_and_says_interactive_on_binder():
+    import nbformat
+
+    tool = _tool()
+    nb = nbformat.v4.new_notebook()
+    card = '<b>server-0</b> <a href="http://127.0.0.1:4567/" target="_blank">http://127.0.0.1:4567/ &#8599;</a>'
+    title = "<b>statelab dashboard</b> 4 designs"
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {
+        "a": {"state": {"value": card}}, "b": {"state": {"value": title}}, "c": {"state": {"value": 3}}}}}
+    assert tool.freeze_dashboards(nb, "https://mybinder.org/v2/gh/x/y/HEAD") == 1
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert "127.0.0.1:4567/ &#8599;" in state["a"]["state"]["value"] and "href" not in state["a"]["state"]["value"]
+    assert "Interactive on Binder" in state["b"]["state"]["value"] and state["c"]["state"]["value"] == 3
+
+
 RAW_TABLE_ROW = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*\|", re.M)
 
 

@@ -263,6 +263,31 @@ def rewrite_links(nb: nbformat.NotebookNode, name: str, staged: set[str], ref: s
                 values[key] = OUTPUT_LINK.sub(page_link, value)
 
 
+LOOPBACK_LINK = re.compile(r'<a\s[^>]*href="https?://127\.0\.0\.1[:/][^"]*"[^>]*>(.*?)</a>', re.S)
+SNAPSHOT_NOTE = ('<div style="font-size:12px; font-style:italic; margin:2px 0 6px 0">A snapshot of this dashboard '
+                 'as the run left it: its buttons answer only in a live notebook. <a href="{binder}">Interactive on '
+                 'Binder</a>.</div>')
+
+
+def freeze_dashboards(nb: nbformat.NotebookNode, binder: str) -> int:
+    """Make the saved dashboards honest snapshots: links to the run's 127.0.0.1 servers (dead on a book page)
+    become plain text, and each dashboard's title says it is a snapshot, interactive on Binder. Returns how many
+    dashboards it marked."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    marked = 0
+    for model in state.values():
+        values = model.get("state", {})
+        value = values.get("value")
+        if not isinstance(value, str):
+            continue
+        value = LOOPBACK_LINK.sub(lambda m: f"<span>{m.group(1)}</span>", value)
+        if "statelab dashboard" in value and "Interactive on Binder" not in value:
+            value += SNAPSHOT_NOTE.format(binder=html.escape(binder, quote=True))
+            marked += 1
+        values["value"] = value
+    return marked
+
+
 MERMAID = re.compile(r"^```mermaid\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
@@ -309,6 +334,7 @@ def stage(source: Path, executed: dict[str, nbformat.NotebookNode], ref: str, wh
             nbformat.read(ROOT / name, as_version=4)
         page.cells.insert(1, header_cell(name, nb, ref, where))  # after the title: the page keeps its name
         rewrite_links(page, name, staged, ref)
+        freeze_dashboards(page, binder_url(name, ref))
         draw_mermaid(page)
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(page, source / name)
