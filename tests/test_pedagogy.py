@@ -376,3 +376,14 @@ def test_every_you_predicted_you_measured_cell_is_one_line_and_the_mapping_lives
                 "load_balancing", "development_focus"):
         module = __import__(f"statelab.experiments.{row}", fromlist=["answer"])
         assert callable(module.answer) and module.WHY.strip(), row
+
+
+def test_answer_headings_keep_the_exercises_brackets_and_quotes():
+    """Issue 20: 00's fourth answer heading read ``browsers"token + cart in token".token`` (brackets lost)."""
+    bad = []
+    for path in ALL:
+        for cell in cells(path):
+            for summary in re.findall(r"<summary>(.*?)</summary>", "".join(cell["source"])):
+                if re.search(r'[A-Za-z0-9]"[A-Za-z]|"\.[a-z]', summary) or summary.count("[") != summary.count("]"):
+                    bad.append(f"{path.name}: {summary}")
+    assert bad == [], bad
