@@ -63,16 +63,14 @@ import logging
 import math
 import os
 import selectors
-import shutil
 import socket
 import struct
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .service import HOST
+from .service import HOST, cleanup
 from .service.registry import register
 
 MAX_DELAY = 10.0  # seconds one way; longer than any real network, shorter than a learner's patience
@@ -190,7 +188,7 @@ class Link:
                 self.port = self._listener.getsockname()[1]
             else:  # in a folder only this user can enter (0700): nobody else can connect, or take the name
                 if listen == "unix":
-                    self._folder = tempfile.mkdtemp(prefix="statelab-link-")
+                    self._folder = cleanup.temporary_folder("statelab-link-")  # goes even if the kernel is killed
                     self.path = os.path.join(self._folder, "link.sock")
                 else:
                     self.path = listen
@@ -222,7 +220,7 @@ class Link:
             except OSError:
                 pass
         if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
+            cleanup.remove_folder(self._folder)
             self._folder = None
 
     # ------------------------------------------------------------------ what a user reads and sets

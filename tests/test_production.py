@@ -308,7 +308,7 @@ def test_haproxy_listens_on_loopback_and_stops_with_its_config():
     front = haproxy.HAProxy([srv], sticky=True)
     try:
         alice = sl.Client(front.url)
-        assert alice.login("alice").status == 200 and alice.cookies.get("SRV") == "s0"
+        assert alice.login("alice").status == 200 and alice.cookies.get(front.cookie_name) == "s0"
         assert "bind fd@" in open(front.config).read()
         pid, workdir = front.pid, front.workdir
     finally:

@@ -25,7 +25,6 @@ the cart follow?
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +37,7 @@ from urllib.parse import urlsplit
 from ..client import Client, Exchange
 from ..network import Link
 from ..production.redis import HOW_TO_GET
+from ..service import cleanup
 from ..shop.carts import SqliteCartStore
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes, store_errors_as_503
 from ..shop.sessions import OutageStore, SqliteStore
@@ -316,7 +316,7 @@ def run(*, quick: bool = False, users: int | None = None, workers: int = 6) -> E
     hangs: dict[str, dict[str, Any]] = {}
     valkey: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="statelab-ft-", ignore_cleanup_errors=True))
+        tmp = stack.enter_context(cleanup.folder("statelab-ft-"))
         store = OutageStore(SqliteStore(Path(tmp) / "sessions.sqlite3"))
         stack.callback(store.close)
         carts = OutageStore(SqliteCartStore(Path(tmp) / "carts.sqlite3"))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Any
 
 from .. import load
 from ..client import Client
+from ..service import cleanup
 from ..shop.server import Server
 from ..shop.sessions import SqliteStore
 from ..topology.cluster import Cluster, shared_store
@@ -259,7 +259,7 @@ def run(*, quick: bool = False, servers: int | None = None, users: int | None = 
 
     store_kind = shared_store()  # "valkey" where one can run, else "sqlite"
     clusters: dict[str, Cluster] = {}
-    folder = tempfile.TemporaryDirectory(prefix="statelab-tiers-", ignore_cleanup_errors=True)
+    folder = cleanup.folder("statelab-tiers-")
     sessions = SqliteStore(Path(folder.name) / "sessions.sqlite3")  # the session tier, on SQLite like the carts
     try:
         for label, (design, strategy) in SETUPS.items():

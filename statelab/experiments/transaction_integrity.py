@@ -32,7 +32,6 @@ from __future__ import annotations
 import http.client
 import json
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..production.redis import RedisServer, RedisStore
+from ..service import cleanup
 from ..shop.plugins import IdempotencyKeys, OrderBook, checkout
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, NaiveStore, SqliteStore
@@ -242,7 +242,7 @@ def run(*, quick: bool = False, adds: int | None = None, trials: int | None = No
     retry: dict[str, dict[str, Any]] = {}
     double: dict[str, list[int]] = {}
     store_kind = shared_store()  # the session + shared store design: Valkey where one can run, else SQLite
-    with tempfile.TemporaryDirectory(prefix="statelab-txn-", ignore_cleanup_errors=True) as tmp:
+    with cleanup.folder("statelab-txn-") as tmp:
         opened: list[Any] = []
         valkey = RedisServer(name="valkey-txn") if store_kind == "valkey" else None
 

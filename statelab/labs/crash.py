@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client
-from ..service import scratch
+from ..service import cleanup
 from ..shop.server import Server
 from ..topology.cluster import Cluster
 from .report import LearnerError, Report, blame, call, checker
@@ -144,7 +144,7 @@ def check_survives_crash(report: Report, shared_store: Any, carts_after_crash: A
 @checker("Task 3 · your own session store: one JSON file per session")
 def check_session_store(report: Report, JsonFileStore: Any) -> None:  # noqa: N803  (the learner's class)
     """The store's contract, then the same store behind a cluster: crash, races, hostile ids, expiry, restart."""
-    with scratch.folder("statelab-lab01-") as tmp:
+    with cleanup.folder("statelab-lab01-") as tmp:
         _check_store(report, JsonFileStore, Path(tmp))
 
 

@@ -8,7 +8,6 @@ the notebook renders its sentences from them and its self-check asserts them.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from ..client import Client
 from ..shop.sessions import MemoryStore, SqliteStore
 from . import usl
 from .gunicorn import Gunicorn
+from .process import remove_folder, temporary_folder
 from .redis import RedisServer, RedisStore
 
 
@@ -165,20 +165,20 @@ def _per_call_us(fn: Any, *args: Any, repeat: int) -> float:
 
 def measure_store_costs(redis: RedisServer, repeat: int = 300) -> dict[str, dict[str, float]]:
     """Microseconds per session read (``get``) and read-modify-write (``update``), per store, in this process."""
-    with tempfile.TemporaryDirectory(prefix="statelab-costs-") as tmp:
-        stores = {"memory": MemoryStore(), "sqlite": SqliteStore(Path(tmp) / "s.sqlite3"),
-                  "redis": RedisStore(redis.url)}
-        costs = {}
-        try:
-            for name, store in stores.items():
-                sid = store.create({"user": "alice", "cart": []}, 600)
-                store.get(sid)  # warm: connection opened, script loaded
-                costs[name] = {"get": _per_call_us(store.get, sid, repeat=repeat),
-                               "update": _per_call_us(store.update, sid, _count_one, repeat=repeat)}
-        finally:
-            stores["sqlite"].close()
-            stores["redis"].clear()
-            stores["redis"].close()
+    tmp = temporary_folder("statelab-costs-")  # removed even if the kernel is killed meanwhile
+    stores = {"memory": MemoryStore(), "sqlite": SqliteStore(Path(tmp) / "s.sqlite3"), "redis": RedisStore(redis.url)}
+    costs = {}
+    try:
+        for name, store in stores.items():
+            sid = store.create({"user": "alice", "cart": []}, 600)
+            store.get(sid)  # warm: connection opened, script loaded
+            costs[name] = {"get": _per_call_us(store.get, sid, repeat=repeat),
+                           "update": _per_call_us(store.update, sid, _count_one, repeat=repeat)}
+    finally:
+        stores["sqlite"].close()
+        stores["redis"].clear()
+        stores["redis"].close()
+        remove_folder(tmp)
     return costs
 
 

@@ -8,6 +8,10 @@ environment variables (see :mod:`statelab.production.wsgi`).
 Which worker answers a request is not gunicorn's choice: all workers wait on the same socket
 and the operating system hands each new connection to one of them. Nothing routes a client back
 to "its" worker; that is why per-worker state (a memory store, a key made at start) breaks.
+
+Each worker is gunicorn's threaded worker with a read deadline and JSON error pages
+(:mod:`statelab.production.worker`): a slow client holds one thread for at most the deadline,
+never a whole worker, and what gunicorn refuses itself is answered in the same JSON as the app.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ from typing import Any
 from ..service import HOST, track
 from .process import BinaryMissing, ProcessService
 
+#: gunicorn's limit on one header line, name and CRLF included (its default). A token in ``Authorization:
+#: Bearer ...`` must fit in it: :data:`statelab.shop.tokens.MAX_TOKEN` is below it, so a cart that would make
+#: the token too big is refused (413) at the write, instead of every later request being refused (431).
+FIELD_LIMIT = 8190
+
 HOW_TO_GET = "gunicorn is not installed: `pip install gunicorn` (it is in requirements.txt), then run this cell again"
 
 _CONFIG = """\
@@ -31,10 +40,12 @@ import os
 import statelab.shop.app  # noqa: F401  in the master once, so workers fork warm (each still builds its own app)
 bind = ["fd://{fd}"]
 workers = {workers}
-worker_class = "sync"
+worker_class = "statelab.production.worker.BookshopWorker"  # gthread + a read deadline + JSON error pages
+threads = {threads}
 timeout = 30
 graceful_timeout = 1
-keepalive = 0
+keepalive = 0  # one request per connection, as the in-process servers: each request meets the kernel's choice
+limit_request_field_size = {field_limit}  # gunicorn's default, said out loud: tokens stay below it (MAX_TOKEN)
 control_socket_disable = True
 accesslog = None
 loglevel = "warning"
@@ -66,12 +77,16 @@ class Gunicorn(ProcessService):
     (one store for all, also the cart table when ``cart="db"``); ``key`` is ``"shared"`` (one signing
     key from the environment) or ``"per-worker"`` (each worker makes its own with ``os.urandom`` when it starts).
     ``env`` sets ``STATELAB_*`` variables of :mod:`statelab.production.wsgi` over those: configuration, as a
-    deployment would give it.
+    deployment would give it. Each worker answers up to ``threads`` requests at once, and gives a client
+    ``read_timeout`` seconds to send its request (:mod:`statelab.production.worker`).
+
+    Secrets reach the workers in their environment (``STATELAB_SECRET``, ``STATELAB_REDIS_URL``), which
+    only this user can read (``/proc/<pid>/environ`` is private), never on the command line, which is public.
     """
 
     def __init__(self, workers: int = 2, mode: str = "stateful", *, cart: str | None = None,
                  store: Any = "memory", key: str = "shared", env: dict[str, str] | None = None,
-                 timeout: float = 20.0, wait: bool = True) -> None:
+                 timeout: float = 20.0, wait: bool = True, threads: int = 8, read_timeout: float = 10.0) -> None:
         if not available():
             raise BinaryMissing(HOW_TO_GET)
         if not 1 <= int(workers) <= 16:
@@ -85,7 +100,10 @@ class Gunicorn(ProcessService):
                if not (isinstance(k, str) and k.startswith("STATELAB_") and isinstance(v, str))]
         if bad:
             raise ValueError(f"env= sets only STATELAB_* variables to strings; not {bad[:3]}")
+        if not 1 <= int(threads) <= 64 or not 0 < float(read_timeout) <= 300:
+            raise ValueError("threads must be from 1 to 64 and read_timeout from 0 to 300 seconds")
         self.extra_env = env
+        self.threads, self.read_timeout = int(threads), float(read_timeout)
         super().__init__("gunicorn")
         self.modes = tuple(mode.split(",")) if isinstance(mode, str) else tuple(mode)
         self.workers, self.mode, self.cart, self.store, self.key = int(workers), ",".join(self.modes), cart, store, key
@@ -106,7 +124,8 @@ class Gunicorn(ProcessService):
         env = {k: v for k, v in os.environ.items() if not k.startswith("STATELAB_")}
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
-        env.update(STATELAB_MODE=self.mode, STATELAB_CART=self.cart or "", STATELAB_COOKIE=self.cookie_name)
+        env.update(STATELAB_MODE=self.mode, STATELAB_CART=self.cart or "", STATELAB_COOKIE=self.cookie_name,
+                   STATELAB_READ_TIMEOUT=repr(self.read_timeout))
         if self.key == "shared":
             env["STATELAB_SECRET"] = self.secret
         if self.store != "memory":
@@ -126,7 +145,8 @@ class Gunicorn(ProcessService):
         os.makedirs(ready, exist_ok=True)
         self.config = os.path.join(self.workdir, "gunicorn.conf.py")
         with open(self.config, "w") as f:
-            f.write(_CONFIG.format(fd=listener.fileno(), workers=self.workers, ready=ready))
+            f.write(_CONFIG.format(fd=listener.fileno(), workers=self.workers, threads=self.threads,
+                                   field_limit=FIELD_LIMIT, ready=ready))
         try:
             self._spawn([sys.executable, "-m", "gunicorn", "-c", self.config, "statelab.production.wsgi:app"],
                         env=self._env(), pass_fds=(listener.fileno(),))

@@ -3,49 +3,33 @@
 Everything else in statelab is a thread of the notebook's process. A production server is a
 separate program, so it needs three guarantees a thread gets for free: it listens only on
 127.0.0.1; stopping it stops its children too (a process group, killed as one); and it never
-outlives the notebook, even when the kernel dies without running ``atexit`` (the kernel asks
-Linux to send the child SIGTERM when the parent dies: ``PR_SET_PDEATHSIG``).
+outlives the notebook, even when the kernel dies without running ``atexit``. For that each child
+is started through ``launch.py``, which asks Linux to send it SIGTERM when the kernel dies
+(``PR_SET_PDEATHSIG``) and then becomes the program; and :mod:`statelab.service.cleanup` ends their
+process groups and removes their temporary folders once the kernel is gone, however it ended.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
+import sys
 import time
 import weakref
 from typing import Any
 
 from ..service import HOST
+from ..service.cleanup import forget_group, remove_folder, temporary_folder, watch_folder, watch_group
 from ..service.registry import register
 
-_PR_SET_PDEATHSIG = 1
 _started: weakref.WeakSet[ProcessService] = weakref.WeakSet()
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class BinaryMissing(RuntimeError):
     """A program a lesson needs is not installed; the message says how to get it."""
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-    os.setsid()  # its own process group: killpg reaches every worker it forks
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago (the caller retries if it is taken meanwhile)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class ProcessService:
@@ -63,7 +47,7 @@ class ProcessService:
         self.name = name
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self.workdir = tempfile.mkdtemp(prefix=f"statelab-{name}-")
+        self.workdir = temporary_folder(f"statelab-{name}-")
         register(self)
 
     @property
@@ -79,10 +63,14 @@ class ProcessService:
         return self.proc.pid if self.proc is not None else None
 
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None, **kw: Any) -> None:
-        os.makedirs(self.workdir, exist_ok=True)
-        self.proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"),
-                                     preexec_fn=_die_with_parent, close_fds=True, **kw)
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)  # again after a stop(): start() may follow it
+        watch_folder(self.workdir)
+        launcher = [sys.executable, "-I", "-S", os.path.join(_HERE, "launch.py"), str(os.getpid())]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([*launcher, *argv], env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+                                         close_fds=True, **kw)
+        watch_group(self.proc.pid)  # its own process group (a new session): pgid == pid
         _started.add(self)
 
     @property
@@ -110,6 +98,7 @@ class ProcessService:
             return
         self._signal_group(signal.SIGKILL)
         self.proc.wait(timeout=5)
+        forget_group(self.proc.pid)
 
     quit_signal = signal.SIGTERM  # gunicorn: graceful (bounded by its graceful_timeout); Redis: quit now
 
@@ -128,8 +117,9 @@ class ProcessService:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+            forget_group(proc.pid)
         self.proc = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        remove_folder(self.workdir)
 
     def _wait_ready(self, ready: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -159,4 +149,4 @@ def _kill_all_at_exit() -> None:
     seconds before Jupyter sends it SIGTERM, and a graceful stop of each server in turn could take longer."""
     for service in list(_started):
         service.kill()
-        shutil.rmtree(service.workdir, ignore_errors=True)
+        remove_folder(service.workdir)

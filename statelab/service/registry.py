@@ -83,9 +83,6 @@ def stop_all() -> int:
         _by_cell.clear()
     for owner in owners:
         owner.stop()
-    from . import scratch  # the guarded temporary root goes too, once nothing uses a folder in it
-
-    scratch.release()
     return len(owners)
 
 

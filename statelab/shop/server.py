@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import errno
 import secrets
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..service import HOST, HttpService, PortInUseError
+from ..service import HOST, HttpService, PortInUseError, cleanup
 from ..service.registry import register
 from .app import Plugin, create_app, default_cart
 from .carts import CartStore, MemoryCartStore
@@ -73,7 +72,7 @@ class Server(HttpService):
         if isinstance(store, str) and store not in ("memory", "sqlite"):
             raise ValueError(f"store must be 'memory', 'sqlite' or a SessionStore, not {store!r}")
         self._own_sqlite = store == "sqlite"  # a file of its own, in a temp folder it removes on stop()
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp: cleanup.Scratch | None = None
         self._shared_store: SessionStore | None = None if isinstance(store, str) else store
         if keyring is None and mode == "stateless":
             keyring = Keyring(algorithm)
@@ -111,8 +110,8 @@ class Server(HttpService):
 
     def _build_app(self) -> Any:
         if self._own_sqlite and self._shared_store is None:  # first start, or the first after a stop()
-            # TemporaryDirectory also removes the folder at interpreter exit if stop() never came
-            self._tmp = tempfile.TemporaryDirectory(prefix="statelab-", ignore_cleanup_errors=True)
+            # removed at interpreter exit if stop() never came, and by the keeper if the kernel is killed
+            self._tmp = cleanup.folder("statelab-")
             self._shared_store = SqliteStore(Path(self._tmp.name) / "sessions.sqlite3")
         store = self._shared_store
         if store is None and self.mode == "stateful":

@@ -21,7 +21,11 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 ALGORITHMS = ("HS256", "RS256", "ES256")
-MAX_TOKEN = 16_384  # characters: a longer token is refused unread (the server never issues one)
+# Characters: a longer token is refused unread, and the server never issues one (a write that would is a 413).
+# It must fit every header limit on the way: gunicorn's 8,190 bytes per header line ("Authorization: Bearer "
+# and CRLF included), HAProxy's 15 KiB for a whole request head, werkzeug's 64 KiB line. Above it a user
+# would be locked out (431 on every request) instead of being told at the write.
+MAX_TOKEN = 8_000
 REGISTERED = ("sub", "iat", "exp", "jti", "auth_time")  # claims a renewal keeps or sets, never copies blindly
 
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from ..network import Link
-from ..service import HOST, PortInUseError
+from ..service import HOST, PortInUseError, cleanup
 from ..service.registry import register
 from ..shop.app import default_cart
 from ..shop.carts import CartStore, SqliteCartStore
@@ -133,7 +132,7 @@ class Cluster:
                 raise ValueError("a carts= table you pass in cannot be put at a distance: leave carts out, and "
                                  "the cluster keeps the cart table in Valkey at that distance")
         self._store_name = store if isinstance(store, str) else getattr(store, "kind", type(store).__name__)
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp: cleanup.Scratch | None = None
         self.valkey: Any = None  # the Valkey server (statelab.production.RedisServer) when one is used
         self.links: list[Link] = []
         self._owned: list[Any] = []  # stores the cluster made and closes
@@ -185,7 +184,7 @@ class Cluster:
 
     def _folder(self) -> str:
         if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="statelab-", ignore_cleanup_errors=True)
+            self._tmp = cleanup.folder("statelab-")
         return self._tmp.name
 
     def _valkey_part(self, part: str) -> Any:
