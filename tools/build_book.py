@@ -252,9 +252,11 @@ def rewrite_links(nb: nbformat.NotebookNode, name: str, staged: set[str], ref: s
         if cell.cell_type == "markdown":
             cell.source = LINK.sub(fix, cell.source)
         for output in cell.get("outputs", []):
-            for mime in ("text/markdown", "text/html"):
-                if mime in output.get("data", {}):
-                    output.data[mime] = OUTPUT_LINK.sub(page_link, output.data[mime])
+            data = output.get("data", {})
+            if "text/markdown" in data:  # rendered as MyST, like a markdown cell: its .ipynb links resolve as pages
+                data["text/markdown"] = LINK.sub(fix, data["text/markdown"])
+            if "text/html" in data:
+                data["text/html"] = OUTPUT_LINK.sub(page_link, data["text/html"])
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for model in state.values():  # the dashboards' and scoreboards' HTML widgets link to notebooks too
         values = model.get("state", {})
