@@ -211,6 +211,7 @@ def test_the_capstone_page_shows_every_row_measured_by_this_build(built):
     assert "9 of 9 rows measured" in source, re.findall(r"\d of 9 rows measured", source)
     corrected = text.split("table once more", 1)[1].split("Self-check", 1)[0]  # the section, not the contents
     assert "9 of 9 rows measured" in corrected and "not measured yet" not in corrected, corrected[:600]
+    assert "filled by the build, from its own runs of notebooks 03 to 11" in text  # marked as the build's
 
 
 def test_a_saved_dashboard_is_a_snapshot_with_no_dead_loopback_link(built):

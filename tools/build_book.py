@@ -223,6 +223,10 @@ def header_cell(name: str, nb: nbformat.NotebookNode | None, ref: str, where: st
         text = (f"**Measured {measured_at(nb)} on {where}.** Every number, chart and verdict on this page was "
                 f"computed when the notebook ran there; on your machine they will differ, and the verdicts are "
                 f"computed again from your numbers. To change the experiments, {live}.")
+    if nb is not None and Path(name).name.startswith(CAPSTONE) and Path(name).parent.name == "notebooks":
+        text += (" The scoreboard and the corrected table on this page were filled by the build, from its own runs "
+                 "of notebooks 03 to 11 (executed in that order, just before this one); no reader made them, and the "
+                 "build answers no prediction: in your own copy they fill from your runs and your predictions.")
     cell = nbformat.v4.new_markdown_cell(f"```{{note}}\n{text}\n```")
     cell.metadata["tags"] = [HEADER_TAG]
     return cell
