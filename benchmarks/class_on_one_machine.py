@@ -276,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(base, ignore_errors=True)
     text = report(runs, args.learners, time.perf_counter() - start, header)
     print("\n" + text)
-    if args.out:
-        args.out.write_text(text)
+    if args.out:  # keep the figures benchmarks/class_on_a_hub.py wrote below its marker
+        old = args.out.read_text() if args.out.exists() else ""
+        marker = "<!-- class_on_a_hub.py:"
+        args.out.write_text(text.rstrip() + "\n\n" + old[old.index(marker):] if marker in old else text)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in runs], indent=1))
     return 1 if any(not r.ok for r in runs) else 0

@@ -67,7 +67,7 @@ def test_binder_requirements_install_statelab_and_the_proxy():
 def test_readme_binder_badge_points_at_the_repository():
     owner, repo = _repository()
     readme = (ROOT / "README.md").read_text()
-    links = [link for link in BADGE_LINK.findall(readme) if link[2] != "<tag-or-commit>"]  # that one: for a class
+    links = [link for link in BADGE_LINK.findall(readme) if link[2] != "student-<tag>"]  # that one: for a class
     assert links, ("README.md has no Binder link (https://mybinder.org/v2/gh/<owner>/<repo>/HEAD?urlpath=...); "
                    "add the badge line")
     assert re.search(r"\[!\[[^\]]*\]\(https://mybinder\.org/badge[^)]*\)\]\(https://mybinder\.org/v2/gh/", readme), \
@@ -231,10 +231,11 @@ def test_fresh_binder_environment_starts_a_kernel_that_finds_every_import(fresh_
 
 
 def test_readme_tells_instructors_to_launch_a_fixed_version():
-    """A class shares one built image only if every launch names the same version: the README gives that link."""
+    """A class shares one built image only if every launch names the same version, and meets no solution: the
+    README gives the link to a student release (tools/make_student_release.py)."""
     owner, repo = _repository()
     readme = (ROOT / "README.md").read_text()
-    fixed = f"https://mybinder.org/v2/gh/{owner}/{repo}/<tag-or-commit>?urlpath=lab/tree/{START}"
+    fixed = f"https://mybinder.org/v2/gh/{owner}/{repo}/student-<tag>?urlpath=lab/tree/{START}"
     assert fixed in readme, f"README should give the fixed-version launch link {fixed}"
     for limit in ("1 to 2 GB", "10 minutes", "concurrent users per repository", "classroom/jupyterhub_config.py"):
         assert limit in readme, f"README's class guidance should say: {limit}"

@@ -1,7 +1,7 @@
 """The learning layer: predictions, reveals, quizzes, answers, objectives and key points (issue 10).
 
 Widgets are driven headless the way a click drives them: by setting a radio group's value.
-The notebook checks read the committed notebooks and assert that they found all fourteen (00-13).
+The notebook checks read the committed notebooks and assert that they found all fifteen (00-14).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("[01][0-9]_*.ipynb"))
 #: Notebooks that ask for a prediction before their experiment (00's crash, every row 03-11, and 13's workers).
-PREDICTING = ("00", "03", "04", "05", "06", "07", "08", "09", "10", "11", "13")
+PREDICTING = ("00", "03", "04", "05", "06", "07", "08", "09", "10", "11", "13", "14")
 #: Notebooks that draw a diagram (Mermaid) of the request path or of where the state lives.
-DIAGRAMS = ("03", "04", "06", "07", "08", "09", "10", "13")
+DIAGRAMS = ("03", "04", "06", "07", "08", "09", "10", "13", "14")
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +47,7 @@ def source(cell: dict) -> str:
 
 
 def test_found_every_notebook():
-    assert [p.name[:2] for p in ALL] == [f"{n:02d}" for n in range(14)]
+    assert [p.name[:2] for p in ALL] == [f"{n:02d}" for n in range(15)]
 
 
 # --- predict and reveal ----------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def test_the_scoreboard_says_when_there_is_no_prediction():
 # --- quizzes ---------------------------------------------------------------------------------------
 
 def test_every_notebook_has_a_quiz_of_three_to_five_questions():
-    assert sorted(QUIZZES) == [f"{n:02d}" for n in range(14)]
+    assert sorted(QUIZZES) == [f"{n:02d}" for n in range(15)]
     for number, questions in QUIZZES.items():
         assert 3 <= len(questions) <= 5, number
         assert all(isinstance(q, Question) for q in questions)

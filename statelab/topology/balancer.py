@@ -240,16 +240,19 @@ class LoadBalancer(HttpService):
             with self._state_lock:  # marked down: tried last, not never (a mark can be stale; a restart is quick)
                 order += [b for b in self._backends if all(b is not o for o in order)]
             cut: list[Backend] = []  # backends that crashed while answering this request
+            broken: list[Response] = []  # 502s of live backends whose answer to a read stopped short
             for backend in order:
                 if cut and not self._may_repeat(request, backend):
                     continue  # a keyed write goes again only to a server that honours the key
-                response = self._forward(backend, request, body, cut)
+                response = self._forward(backend, request, body, cut, broken)
                 if response is None:
                     continue  # refused (nothing was sent), or cut by a crash and safe to repeat
                 if self._strategy == "sticky" and (set_cookie or request.cookies.get(self.cookie_name) != backend.name):
                     response.set_cookie(self.cookie_name, backend.name, httponly=True, samesite="Lax",
                                         path=cookie_path(request.headers))
                 return response
+            if broken:
+                return broken[-1]
             if cut:
                 return self._not_repeated(cut[-1])
             return json_error(503, "no live backend: every server is down", self.name)
@@ -263,6 +266,7 @@ class LoadBalancer(HttpService):
         label = getattr(choose, "__name__", "the routing function")
         refused: list[str] = []
         cut: list[Backend] = []
+        broken: list[Response] = []
         while True:
             with self._state_lock:
                 backends = list(self._backends)
@@ -270,6 +274,8 @@ class LoadBalancer(HttpService):
             untried = [b for b in backends if b.name not in refused]
             live = [b.name for b in untried if b.up] or [b.name for b in untried]  # all marked down: try anyway
             if not live:
+                if broken:
+                    return broken[-1]
                 return json_error(503, "no live backend: every server is down" if names else
                                   "no backend servers are configured", self.name)
             try:
@@ -284,8 +290,8 @@ class LoadBalancer(HttpService):
                 return json_error(503, f"routing function {label} chose {choice} again, which refused the "
                                   f"connection; live: {live}", self.name)
             if cut and not self._may_repeat(request, backend):
-                return self._not_repeated(cut[-1])
-            response = self._forward(backend, request, body, cut)
+                return broken[-1] if broken else self._not_repeated(cut[-1])
+            response = self._forward(backend, request, body, cut, broken)
             if response is None:
                 refused.append(choice)  # marked down; nothing was sent (or it is safe to repeat), so ask again
                 continue
@@ -307,7 +313,8 @@ class LoadBalancer(HttpService):
                           "it carries an Idempotency-Key, but no other live server honours it, so the balancer "
                           "did not send it again", self.name)
 
-    def _forward(self, backend: Backend, request: Request, body: bytes, cut: list[Backend]) -> Response | None:
+    def _forward(self, backend: Backend, request: Request, body: bytes, cut: list[Backend],
+                 broken: list[Response]) -> Response | None:
         """Relay one request; None when the next backend may take it instead.
 
         That is when the backend refused the connection (nothing was sent), or when it crashed
@@ -316,7 +323,9 @@ class LoadBalancer(HttpService):
         ``cut``, and the request goes only to servers that honour the key too). Any other request cut
         by a crash gets a 502: the server may have acted on it, and only the client can decide
         whether to send it again. A server that still listens after a broken or cut answer is alive:
-        a JSON 502, and it is not marked down.
+        a JSON 502, and it is not marked down; a request cut short that way (a server replaced in a rolling
+        deploy, listening again before the balancer looked) that is safe to repeat goes to the next server
+        first, and the 502 (kept in ``broken``) is the answer only if no other server answers.
         """
         try:
             conn = connect(backend.host, backend.port, self.timeout)
@@ -344,7 +353,13 @@ class LoadBalancer(HttpService):
         except (OSError, http.client.HTTPException) as e:  # the answer stopped short: crashed, or broken?
             if not backend.refuses():
                 why = e if isinstance(e, CutAnswer) else type(e).__name__
-                return json_error(502, f"{backend.name} sent a broken answer ({why}); it is still up", self.name)
+                answer = json_error(502, f"{backend.name} sent a broken answer ({why}); it is still up", self.name)
+                if self._may_repeat(request, backend):  # a repeat is safe: another server first
+                    broken.append(answer)
+                    if request.method not in IDEMPOTENT:
+                        cut.append(backend)  # a keyed write: only to servers that honour the key
+                    return None
+                return answer
             with self._state_lock:
                 backend.down_until = time.monotonic() + RETRY_DOWN_AFTER
             if request.method in IDEMPOTENT or (self._keyed(request) and backend.honours_key(request.path)):

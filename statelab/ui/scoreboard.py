@@ -398,7 +398,7 @@ class Scoreboard(W.VBox):
 
         records = self.predictions
         if not records:
-            return box("<b>Your predictions</b>: none yet. Notebooks 00, 03-11 and 13 ask for one before each "
+            return box("<b>Your predictions</b>: none yet. Notebooks 00, 03-11, 13 and 14 ask for one before each "
                        "experiment; answer it there and run the notebook, then show this board again.",
                        margin_top="8px")
         cell = CELL
@@ -406,6 +406,8 @@ class Scoreboard(W.VBox):
                                                                   "you measured", "outcome"))
         titles = {row.key: (row.notebook, row.title) for row in ROWS}
         titles["into_production"] = ("13_into_production.ipynb", "Into production")   # no row of the table
+        titles.update({key: ("14_distributed_store.ipynb", "When the store is distributed")
+                       for key in ("distributed_lag", "distributed_failover", "distributed_restart")})
         body = ""
         for key, r in sorted(records.items(), key=lambda kv: titles.get(kv[0], ("00", ""))[0]):
             notebook, title = titles.get(key, ("00_start_here.ipynb", "Start here"))
