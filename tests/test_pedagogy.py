@@ -397,3 +397,17 @@ def test_answer_headings_keep_the_exercises_brackets_and_quotes():
                 if re.search(r'[A-Za-z0-9]"[A-Za-z]|"\.[a-z]', summary) or summary.count("[") != summary.count("]"):
                     bad.append(f"{path.name}: {summary}")
     assert bad == [], bad
+
+
+def test_production_answer_names_the_prediction_choice_from_the_shares():
+    from collections import Counter
+
+    from statelab.production import experiment as ex
+
+    def shares(found_per_worker: int) -> dict:
+        return {n: ex.Share(Counter({200: found_per_worker, 401: 10 - found_per_worker}) if where == "per-worker"
+                            else Counter({200: 10})) for n, (where, _mode) in ex.DESIGNS.items()}
+
+    assert ex.answer(shares(5)) == "about 1 in 2 for sessions, tokens and signed cookies alike"
+    assert ex.answer(shares(10)).startswith("all of them") and ex.answer(shares(0)) == "none of them"
+    assert ex.WHY.strip()

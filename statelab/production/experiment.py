@@ -355,3 +355,21 @@ def balancers_table(fronts: dict[str, Front], dead: str = "server-0") -> str:
         rows.append(f"| {name} | {f.found_before:.0%} | {'-' if dead_share is None else f'{dead_share:.0%}'} | "
                     f"{'-' if not live else f'{min(live):.0%}'} | {f.server_errors} |")
     return "\n".join(rows)
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 13 shows it.
+WHY = ("each worker is a process with its own memory and its own key, and the operating system hands each connection "
+       "to whichever worker takes it: only the worker that made your session, or signed your token or cookie, can read "
+       "it.")
+
+
+def answer(shares: dict[str, Share]) -> str:
+    """Which of notebook 13's prediction choices ``measure_shares`` measured: the share of a crowd's requests that
+    found their login with per-worker state, for sessions, tokens and signed cookies, in words."""
+    per_worker = {DESIGNS[n][1]: s.share for n, s in shares.items() if DESIGNS[n][0] == "per-worker"}
+    kinds = tuple("all" if v >= 0.99 else "none" if v <= 0.01 else "about half" if 0.2 <= v <= 0.8 else f"{v:.0%}"
+                  for v in (per_worker.get(mode, 0.0) for mode in MODES))   # sessions, tokens, signed cookies
+    return {("all",) * 3: "all of them: each user keeps coming back to the worker that logged them in",
+            ("about half", "all", "all"): "about 1 in 2 for sessions; all of them for tokens and signed cookies",
+            ("about half",) * 3: "about 1 in 2 for sessions, tokens and signed cookies alike",
+            ("none",) * 3: "none of them"}.get(kinds, "sessions, tokens, signed cookies: " + ", ".join(kinds))
