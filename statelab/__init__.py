@@ -33,7 +33,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = ("ui", "table", "experiments", "labs")
+_LAZY = ("ui", "table", "experiments", "labs", "crowd", "trace")
 
 
 def __getattr__(name: str):

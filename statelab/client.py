@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from . import trace
 from .shop.tokens import TokenReport, inspect_token
 
 
@@ -31,6 +32,12 @@ class Exchange:
     error: str | None = None
     sent: dict[str, str] = field(default_factory=dict)  # request headers that carry identity
     at: float = field(default_factory=time.time)
+    trace_id: str | None = None  # set when the request was traced (Client(..., traced=True))
+
+    @property
+    def trace(self) -> trace.Trace | None:
+        """Every hop this exchange took (client, cache, balancer, server, store), or None when not traced."""
+        return trace.Trace(self.trace_id, trace.RECORDER.hops(self.trace_id)) if self.trace_id else None
 
     @property
     def ok(self) -> bool:
@@ -68,12 +75,16 @@ class Client:
     """One user's browser talking to ``url`` (a server's or a cluster's balancer).
 
     ``ip`` pretends the user connects from that address (sent as ``X-Forwarded-For``),
-    which the ``ip_hash`` balancer uses to pick a server.
+    which the ``ip_hash`` balancer uses to pick a server. ``traced=True`` (or ``client.traced = True``) sends
+    each request with a fresh trace id, so every hop it takes is recorded: ``exchange.trace``,
+    ``sl.ui.trace(client)`` (see :mod:`statelab.trace`).
     """
 
-    def __init__(self, url: str, *, ip: str | None = None, timeout: float = 10.0, keep: int = 1000) -> None:
+    def __init__(self, url: str, *, ip: str | None = None, timeout: float = 10.0, keep: int = 1000,
+                 traced: bool = False) -> None:
         self.url = url.rstrip("/")
         self.ip = ip
+        self.traced = traced
         self.timeout = timeout
         self.token: str | None = None
         self.history: list[Exchange] = []
@@ -123,7 +134,9 @@ class Client:
         if self.ip:
             sent["X-Forwarded-For"] = self.ip
         sent.update(headers or {})
-        ex = Exchange(method.upper(), path, sent=dict(sent))
+        if self.traced and trace.HEADER not in sent:
+            sent[trace.HEADER] = trace.new_id()
+        ex = Exchange(method.upper(), path, sent=dict(sent), trace_id=trace.valid(sent.get(trace.HEADER)))
         if self._http.cookies:
             ex.sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         start = time.perf_counter()
@@ -143,6 +156,10 @@ class Client:
             if isinstance(ex.body, dict) and isinstance(ex.body.get("token"), str):
                 self.token = ex.body["token"]
         ex.ms = (time.perf_counter() - start) * 1000
+        if ex.trace_id:
+            trace.RECORDER.add(trace.Hop(ex.trace_id, "client", None, f"{ex.method} {path}",
+                                         ex.status if ex.status is not None else ex.error, start, ex.ms,
+                                         detail=trace.carried(ex)))
         self.history.append(ex)
         if len(self.history) > self._keep:
             del self.history[: len(self.history) - self._keep]

@@ -298,14 +298,22 @@ MERMAID = re.compile(r"^```mermaid\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
 def draw_mermaid(nb: nbformat.NotebookNode) -> int:
-    """Turn each mermaid fence of a markdown cell into ``<pre class="mermaid">``, which the vendored mermaid.js
-    draws in the reader's browser (JupyterLab draws the fences itself); return how many."""
+    """Turn each mermaid fence of a markdown cell, or of a cell's Markdown output (``sl.ui.trace``'s traces),
+    into ``<pre class="mermaid">``, which the vendored mermaid.js draws in the reader's browser (JupyterLab
+    draws the fences itself); return how many."""
+    def pre(m: re.Match) -> str:
+        return f'<pre class="mermaid">\n{html.escape(m.group(1))}</pre>'
+
     count = 0
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source, n = MERMAID.subn(lambda m: f'<pre class="mermaid">\n{html.escape(m.group(1))}</pre>',
-                                         cell.source)
+            cell.source, n = MERMAID.subn(pre, cell.source)
             count += n
+        for output in cell.get("outputs", []):
+            markdown = output.get("data", {}).get("text/markdown")
+            if isinstance(markdown, str) and MERMAID.search(markdown):
+                output.data["text/html"], n = MERMAID.subn(pre, markdown)  # the book shows the HTML version
+                count += n
     return count
 
 

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .. import trace
 from .carts import CARTS, CartStore, add_line, placement
 from .identity import BearerToken, Identity, SessionId, SignedCookie
 from .page import render as render_page
@@ -166,6 +167,7 @@ def create_app(
     _register_errors(app)
     _register_guard(app, state)
     _register_routes(app, state)
+    trace.instrument_app(app, state)  # records only requests that carry a trace id (statelab/trace.py)
     for plugin in plugins:
         plugin(app)
     return app

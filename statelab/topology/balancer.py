@@ -58,6 +58,7 @@ from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request, Response
 
+from .. import trace
 from ..service import HttpService, json_error
 from ..service.registry import register
 from ..service.relay import BadAnswer, CutAnswer, connect, forward, read_body
@@ -244,7 +245,8 @@ class LoadBalancer(HttpService):
             for backend in order:
                 if cut and not self._may_repeat(request, backend):
                     continue  # a keyed write goes again only to a server that honours the key
-                response = self._forward(backend, request, body, cut, broken)
+                response = trace.attempt(request, self.name, backend.name, self._forward,
+                                         backend, request, body, cut, broken, cut=cut, broken=broken)
                 if response is None:
                     continue  # refused (nothing was sent), or cut by a crash and safe to repeat
                 if self._strategy == "sticky" and (set_cookie or request.cookies.get(self.cookie_name) != backend.name):
@@ -291,7 +293,8 @@ class LoadBalancer(HttpService):
                                   f"connection; live: {live}", self.name)
             if cut and not self._may_repeat(request, backend):
                 return broken[-1] if broken else self._not_repeated(cut[-1])
-            response = self._forward(backend, request, body, cut, broken)
+            response = trace.attempt(request, self.name, backend.name, self._forward,
+                                     backend, request, body, cut, broken, cut=cut, broken=broken)
             if response is None:
                 refused.append(choice)  # marked down; nothing was sent (or it is safe to repeat), so ask again
                 continue

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request, Response
 
+from .. import trace
 from ..rawhttp import request_target
 from ..service import HttpService, json_error
 from ..service.registry import register
@@ -185,7 +186,10 @@ class SharedCache(HttpService):
             if isinstance(body, Response):
                 body.headers["X-Cache"] = "BYPASS"
                 return body
-            return self._handle(request, body)
+            start = time.perf_counter()
+            response = self._handle(request, body)
+            trace.verdict(request, self.name, response.headers.get("X-Cache", ""), start)
+            return response
 
         return proxy
 
@@ -315,6 +319,11 @@ class SharedCache(HttpService):
 
     def _forward(self, request: Request, body: bytes,
                  extra: dict[str, str] | None = None) -> tuple[Response, int | None]:
+        """Relay one request to the upstream, as a hop of its trace when it carries one."""
+        return trace.attempt(request, self.name, None, self._relay, request, body, extra)
+
+    def _relay(self, request: Request, body: bytes,
+               extra: dict[str, str] | None = None) -> tuple[Response, int | None]:
         """Relay one request to the upstream; (answer, upstream status or None when it failed)."""
         with self._cache_lock:
             self._stats.upstream += 1

@@ -210,6 +210,8 @@ class Cluster:
             self.links.append(link)
         kind = {"sessions": RedisStore, "carts": RedisCartStore, "idempotency": RedisIdempotencyKeys}[part]
         made = kind(url, self._prefix)
+        if self._distance is not None:
+            made.link = link  # a traced request's store hop names the distance it crossed (statelab/trace.py)
         self._owned.append(made)
         return made
 

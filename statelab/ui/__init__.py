@@ -14,7 +14,8 @@ from .prediction import Prediction, Reveal, predict, predictions, reveal
 from .quiz import Option, Question, Quiz, quiz
 from .scoreboard import RowResult, Scoreboard, scoreboard
 from .server_card import BalancerCard, ServerCard
+from .trace import TraceView, trace
 
 __all__ = ["BalancerCard", "ClientPanel", "Dashboard", "History", "Inspector", "NetworkCard", "Option", "Prediction",
            "Question", "Quiz", "Reveal", "RowResult", "Scoreboard", "ServerCard", "dashboard", "predict", "predictions",
-           "quiz", "reveal", "scoreboard", "where_state_lives"]
+           "quiz", "reveal", "scoreboard", "trace", "TraceView", "where_state_lives"]
