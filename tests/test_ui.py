@@ -449,3 +449,15 @@ def test_down_server_message_says_connection_refused_not_401(stateful, dashboard
     assert "connection refused" in story and "gets 401" not in story
     click(dash.client_panel.me_button)
     assert dash.client.last.status is None and "connection refused" in (dash.client.last.error or "")
+
+
+def test_only_the_newest_dashboards_re_render_after_each_cell(stateful, dashboards):
+    import importlib
+
+    module = importlib.import_module("statelab.ui.dashboard")  # the module (sl.ui.dashboard is the function)
+    made = [dashboards(stateful) for _ in range(module.WATCHED + 2)]
+    watched = [ref() for ref in module._watched]
+    assert made[-1] in watched and made[0] not in watched and len(watched) <= module.WATCHED
+    module._refresh_watched()  # what the kernel calls when a cell ends: no error, closed ones are dropped
+    made[-1].close()
+    module._refresh_watched()

@@ -277,22 +277,29 @@ class Dashboard(W.VBox):
         _close_tree(self)
 
 
-_watched: weakref.WeakSet[Dashboard] = weakref.WeakSet()
+#: How many of the newest dashboards re-render after each cell: re-running a dashboard's cell makes a new one, and
+#: the old ones (still alive in ipywidgets' registry) need not cost every later cell a re-render.
+WATCHED = 4
+_watched: list[weakref.ref[Dashboard]] = []
 _hooked: list[Any] = []  # the IPython shell whose post_run_cell event we listen to (once per kernel)
 
 
 def _refresh_watched(*_args: Any) -> None:
-    for dash in list(_watched):
+    for ref in list(_watched):
+        dash = ref()
         try:
+            if dash is None:
+                raise ReferenceError
             dash._after_cell()
         except Exception:  # a stale or closed dashboard must never break the learner's cell
-            _watched.discard(dash)
+            _watched.remove(ref)
 
 
 def _watch_cells(dash: Dashboard) -> None:
-    """Re-render ``dash`` after every cell (held weakly: a dashboard nobody shows any more is let go).
+    """Re-render ``dash`` after every cell (held weakly; only the ``WATCHED`` newest dashboards).
     No thread and no timer: the kernel calls us when a cell ends, so nothing is left running."""
-    _watched.add(dash)
+    _watched.append(weakref.ref(dash))
+    del _watched[:-WATCHED]
     if _hooked:
         return
     try:
