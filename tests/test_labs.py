@@ -751,10 +751,11 @@ def test_lab05_wrong_idempotency():
                 return ex
         return ex
 
-    def claim_first(answers):  # a correct server side, so the check judges only the client
+    def claim_first(path):  # a correct server side (threads of one process), so the check judges only the client
         from flask import g
 
         lock = threading.Lock()
+        answers = {}
 
         def plugin(app):
             keyring = app.extensions["statelab"]["keyring"]
@@ -863,3 +864,342 @@ def test_lab01_a_get_that_does_not_restart_the_idle_timer_is_not_yet():
 
     report = sl.labs.check_session_store(FixedExpiry)
     assert [f.behaviour for f in report.failed] == ["get() restarts the idle timer (a session in use does not expire)"]
+
+
+def _solution_namespace(notebook: str) -> dict:
+    """The solution notebook's set-up cell and answer cells, executed in one namespace (as the kernel would)."""
+    cells = nbformat.read(SOLUTIONS / notebook, as_version=4).cells
+    namespace: dict = {}
+    for cell in cells:
+        gid = nbgrader_meta(cell).get("grade_id", "")
+        if cell.cell_type == "code" and (gid == "setup" or gid.endswith("_answer")):
+            exec(compile(cell.source, f"{notebook}:{gid}", "exec"), namespace)
+    return namespace
+
+
+def test_lab05_a_claim_that_looks_then_writes_under_a_threading_lock_fails_from_two_processes():
+    """The reference claim (a unique INSERT) passes, each key won once by two OS processes; the same claim as
+    "look, then write" under a threading.Lock, or a dict under a lock, passes every other item and fails that one."""
+    sol = _solution_namespace("05_idempotent_checkout.ipynb")
+    right = sl.labs.check_claims(sol["claim"], sol["finish"])
+    assert right.passed, right
+    two = [f for f in right.findings if "two server processes" in f.behaviour]
+    assert two and two[0].happened.startswith("60 of 60 keys won by one process"), two
+    lock = threading.Lock()
+
+    def look_then_write(db, user, key, fingerprint, ttl=30):
+        with lock:
+            now = time.time()
+            db.execute("DELETE FROM keys WHERE user = ? AND key = ? AND expires < ?", (user, key, now))
+            row = db.execute("SELECT fingerprint, status, body FROM keys WHERE user = ? AND key = ?",
+                             (user, key)).fetchone()
+            if row is None:  # no NX: another process may have looked too, and both write
+                db.execute("INSERT OR REPLACE INTO keys (user, key, fingerprint, expires) VALUES (?, ?, ?, ?)",
+                           (user, key, fingerprint, now + ttl))
+            return row
+
+    rows: dict = {}
+
+    def dict_claim(db, user, key, fingerprint, ttl=30):
+        with lock:
+            row = rows.get((user, key))
+            if row is not None and row[3] < time.time():
+                row = None
+            if row is None:
+                rows[(user, key)] = (fingerprint, None, None, time.time() + ttl)
+                return None
+            return row[:3]
+
+    def dict_finish(db, user, key, status, body):
+        with lock:
+            if status >= 500:
+                rows.pop((user, key), None)
+            else:
+                rows[(user, key)] = (rows[(user, key)][0], status, body, time.time() + 86400)
+
+    for claim, finish in ((look_then_write, sol["finish"]), (dict_claim, dict_finish)):
+        wrong = sl.labs.check_claims(claim, finish)
+        assert [f.behaviour for f in wrong.failed] == [two[0].behaviour], wrong
+        assert int(wrong.failed[0].happened.split(" of ")[0]) < 60, wrong
+
+
+def test_lab05_a_5xx_that_keeps_the_claim_and_a_claim_that_never_lapses_are_not_yet():
+    sol = _solution_namespace("05_idempotent_checkout.ipynb")
+
+    def keeps_5xx(db, user, key, status, body):
+        db.execute("UPDATE keys SET status = ?, body = ? WHERE user = ? AND key = ?", (status, body, user, key))
+
+    report = sl.labs.check_claims(sol["claim"], keeps_5xx)
+    assert any(f.behaviour.startswith("6. finish() with a 5xx") for f in report.failed), report
+
+    def never_lapses(db, user, key, fingerprint, ttl=30):
+        import sqlite3
+
+        try:
+            db.execute("INSERT INTO keys (user, key, fingerprint, expires) VALUES (?, ?, ?, ?)",
+                       (user, key, fingerprint, time.time() + ttl))
+        except sqlite3.IntegrityError:
+            return db.execute("SELECT fingerprint, status, body FROM keys WHERE user = ? AND key = ?",
+                              (user, key)).fetchone()
+        return None
+
+    report = sl.labs.check_claims(never_lapses, sol["finish"])
+    lapse = "7. a claim left in progress (its server died) lapses after its ttl"
+    assert [f.behaviour for f in report.failed] == [lapse], report
+
+
+def test_lab05_a_plugin_ignoring_the_body_or_keeping_a_failed_claim_is_not_yet():
+    """The plugin check: the same key with another body must be 422; a 503 must free the key for the retry."""
+    sol = _solution_namespace("05_idempotent_checkout.ipynb")
+    real_claim = sol["claim"]
+
+    def blind(db, user, key, fingerprint, ttl=30):  # the fingerprint is never compared: any body replays
+        row = real_claim(db, user, key, fingerprint, ttl)
+        return row if row is None else (fingerprint, *row[1:])
+
+    sol["claim"] = blind
+    report = sl.labs.check_double_click(sol["idempotent_safe"])
+    assert [f.behaviour for f in report.failed] == ["4. the same key with another body is refused with 422"], report
+    sol["claim"] = real_claim
+    real_finish = sol["finish"]
+
+    def only_successes(db, user, key, status, body):  # a 5xx is left "in progress": the retry gets 409
+        if status < 500:
+            real_finish(db, user, key, status, body)
+
+    sol["finish"] = only_successes
+    report = sl.labs.check_double_click(sol["idempotent_safe"])
+    failed = [f for f in report.failed]
+    assert [f.behaviour for f in failed] == [
+        "6. a 5xx answer releases the claim: the retry with the same key places the order"], report
+    assert "503, then 409 in progress" in failed[0].happened, failed[0]
+
+
+def test_lab05_checkout_takes_the_cart_through_change_cart_in_every_design():
+    """One checkout rule: with the cart in the db, a session server and a token server both place the order and
+    empty the cart; a second checkout is 409 in both (the cart table, not the token, says it is empty)."""
+    for mode in ("stateful", "stateless"):
+        orders = sl.labs.Orders()
+        with sl.Server(mode, cart="db", plugins=[sl.labs.checkout(orders, work=0)]).start() as server:
+            alice = sl.Client(server.url)
+            alice.login("alice")
+            alice.add_to_cart("book", qty=2)
+            first = alice.post("/checkout")
+            assert first.status == 201 and first.body["order"]["items"] == [{"item": "book", "qty": 2}], first
+            assert alice.cart().body["cart"] == [], (mode, alice.last.body)
+            again = alice.post("/checkout")
+            assert again.status == 409 and "empty" in again.body["error"], (mode, again.summary())
+            assert len(orders.of("alice")) == 1
+
+
+def test_lab06_update_returning_the_pipeline_a_watch_loop_for_ever_and_a_fixed_expiry_are_not_yet():
+    """Task 3's traps, each with its own message: transaction() without value_from_callable (returns [True]); a
+    transaction function that changes the watched key itself (retried for ever); a get() that leaves the expiry."""
+    pytest.importorskip("redis")
+    sol = _solution_namespace("06_many_workers.ipynb")
+    store = sol["RedisSessionStore"]
+    right = sl.labs.check_redis_store(store)
+    assert right.passed, right
+    assert right.notes and "Flask-Session" in right.notes[-1], right.notes
+    assert "happened: []" not in repr(right)
+
+    class PipelineResults(store):
+        def update(self, sid, change):
+            key = self.prefix + sid
+
+            def apply(pipe):
+                stored = json.loads(pipe.get(key))
+                pipe.multi()
+                pipe.set(key, json.dumps({**stored, "data": change(stored["data"])}))
+                return stored
+
+            return self.r.transaction(apply, key)
+
+    report = sl.labs.check_redis_store(PipelineResults)
+    assert report.failed[0].behaviour == "update() returns the new data", report
+    assert "returned [True]" in report.failed[0].happened and "value_from_callable" in report.failed[0].happened
+
+    class ForEver(store):
+        def update(self, sid, change):
+            key = self.prefix + sid
+
+            def apply(pipe):
+                stored = json.loads(pipe.get(key))
+                pipe.set(key, json.dumps(stored))  # before multi(): runs at once, and breaks its own WATCH
+                pipe.multi()
+                pipe.set(key, json.dumps({**stored, "data": change(stored["data"])}))
+                return stored["data"]
+
+            return self.r.transaction(apply, key, value_from_callable=True)
+
+    report = sl.labs.check_redis_store(ForEver)
+    assert report.problem and "did not return" in report.problem and "retry for ever" in report.problem, report
+    assert "lock taken twice" not in report.problem
+
+    class FixedExpiry(store):
+        def get(self, sid):
+            raw = self.r.get(self.prefix + sid)
+            return None if raw is None else json.loads(raw)["data"]
+
+    report = sl.labs.check_redis_store(FixedExpiry)
+    assert [f.behaviour for f in report.failed] == ["get() restarts the idle timer (a session in use does not expire)"]
+
+
+
+def test_a_hook_that_returns_none_is_named_as_such():
+    """An after_request hook without ``return response`` makes Flask fail in its own code ('NoneType' object has no
+    attribute ...): the report says a hook returned None, and which kind must return the response."""
+    from flask import request
+
+    def idempotent(answers):
+        def plugin(app):
+            @app.after_request
+            def remember(response):
+                if request.path == "/checkout":
+                    answers[request.headers.get("Idempotency-Key")] = (response.status_code, response.get_json())
+                # no return: Flask gets None
+
+        return plugin
+
+    report = sl.labs.check_retry_once(idempotent)
+    assert "a hook returned None" in report.summary() and "return response" in report.summary(), repr(report)
+
+
+def test_lab04_issue_instead_of_renew_and_a_skipped_verify_behind_a_200_guard_are_not_yet():
+    """Re-signing with issue() mints a new login (fresh jti, auth_time, exp): NOT YET on the login's identity. A
+    plugin that skips verify() behind the natural `status == 200` guard passes every authenticated route (they refuse
+    a bad token first) and is caught on a public page, which answers 200 whatever token it is sent."""
+    from flask import request
+
+    def plugin_with(sign):
+        def resign_old_tokens(app):
+            state = app.extensions["statelab"]
+            keyring = state["keyring"]
+
+            @app.after_request
+            def resign(response):
+                body = response.get_json(silent=True)
+                auth = request.headers.get("Authorization", "")
+                if response.status_code != 200 or not isinstance(body, dict) or "token" in body:
+                    return response
+                if not auth.startswith("Bearer "):
+                    return response
+                token = auth.removeprefix("Bearer ").strip()
+                if sl.inspect_token(token).header.get("kid") == keyring.current_kid:
+                    return response
+                new = sign(keyring, state, token)
+                if new:
+                    body["token"] = new
+                    response.set_data(json.dumps(body))
+                return response
+
+            return None
+
+        return resign_old_tokens
+
+    def renews(keyring, state, token):
+        try:
+            return keyring.renew(keyring.verify(token), state["token_ttl"], max_age=state["token_max_age"])
+        except sl.TokenError:
+            return None
+
+    def issues(keyring, state, token):
+        try:
+            claims = keyring.verify(token)
+        except sl.TokenError:
+            return None
+        return keyring.issue(claims["sub"], state["token_ttl"], cart=claims.get("cart", []))
+
+    def unverified(keyring, state, token):  # trusts the 200: never calls verify
+        claims = sl.inspect_token(token).claims
+        if "sub" not in claims:
+            return None
+        return keyring.issue(claims["sub"], state["token_ttl"], cart=claims.get("cart", []))
+
+    assert sl.labs.check_resign(plugin_with(renews)).passed
+    report = sl.labs.check_resign(plugin_with(issues))
+    assert [f.behaviour for f in report.failed] == [
+        "each new token is the same login: its jti and auth_time survive (keyring.renew)"], report
+    assert "returned eyJ" in report.failed[0].happened and "jti" in report.failed[0].happened
+    report = sl.labs.check_resign(plugin_with(unverified))
+    assert "a tampered old token sent to a public page (200) gets no token back" in [
+        f.behaviour for f in report.failed], report
+    assert not any("tampered old token is refused" in f.behaviour for f in report.failed), \
+        "the status guard alone passes the authenticated-route check: only the public page catches it"
+
+
+def test_lab04_the_compromise_procedure_kills_forged_and_honest_tokens_under_the_leaked_key():
+    with sl.Cluster(2, "stateless") as cluster:
+        honest = sl.Client(cluster.url)
+        honest.login("alice")
+        leaked = cluster.keyring.current_kid
+        mallory = sl.Client(cluster.url)
+        mallory.token = sl.labs.forge_with(cluster.keyring, leaked, "mallory")
+        assert mallory.me().status == 200
+        cluster.keyring.rotate()
+        assert mallory.me().status == 200, "a grace period keeps a forged token valid"
+        cluster.keyring.retire(leaked)
+        assert mallory.me().status == 401 and honest.me().status == 401
+        honest.login("alice")
+        assert honest.me().status == 200
+
+
+def test_lab02_refresh_store_without_reuse_detection_is_not_yet():
+    """Task 4: a store that refuses the spent token but leaves its family alive (a thief who refreshed first lives
+    on): NOT YET on the family; one that never spends a token: NOT YET on the replay."""
+    import secrets
+
+    class NoFamily:
+        def __init__(self):
+            self.tokens = {}
+
+        def start(self, user):
+            token = secrets.token_urlsafe(32)
+            self.tokens[token] = [user, False]
+            return token
+
+        def rotate(self, token):
+            record = self.tokens.get(token)
+            if record is None or record[1]:
+                raise sl.TokenError("unknown or spent")
+            record[1] = True
+            return record[0], self.start(record[0])
+
+        def end(self, token):
+            self.tokens.pop(token, None)
+
+    report = sl.labs.check_refresh(NoFamily)
+    assert [f.behaviour for f in report.failed] == [
+        "reuse ends the whole family: alice's newer refresh token is refused too"], report
+
+    class NeverSpent(NoFamily):
+        def rotate(self, token):
+            record = self.tokens.get(token)
+            if record is None:
+                raise sl.TokenError("unknown")
+            return record[0], self.start(record[0])
+
+    report = sl.labs.check_refresh(NeverSpent)
+    assert "the thief replays the spent refresh token: refused" in [f.behaviour for f in report.failed], report
+    assert sl.labs.check_refresh(RefreshFamiliesForTest).passed
+
+
+class RefreshFamiliesForTest:
+    """The library's store passes task 4 (it is what notebook 02 uses): the check judges behaviour, not names."""
+
+    def __new__(cls):
+        from statelab.shop.lifecycle import RefreshFamilies
+
+        return RefreshFamilies()
+
+
+def test_lab01_a_measurement_that_crashes_nothing_says_so_not_a_question_mark():
+    def counts_without_crashing(cluster, users=9):
+        return {"kept": users, "lost": 0}
+
+    report = sl.labs.check_carts_after_crash(counts_without_crashing)
+    assert not report.passed
+    assert not any("?" in n for n in report.notes) and any("no server is down" in n for n in report.notes), report
+
+    report = sl.labs.check_carts_after_crash(lambda cluster, users=9: None)
+    assert "returned None" in report.findings[0].happened, report

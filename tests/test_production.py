@@ -235,6 +235,38 @@ def test_usl_fit_recovers_known_parameters():
     assert usl.fit([1, 2], [100, 200]).sigma == 0.0  # linear: no contention
 
 
+def test_usl_is_not_fitted_to_few_points_or_a_peak_the_cores_set():
+    n = [1, 2, 3, 4, 6, 8]
+    rps = list(usl.model(n, 500, 0.1, 0.02))  # peaks near N = 6.7: the measured peak is at 6
+    assert usl.why_not_fit(n, rps, cores=16) == ""  # enough points, more cores than the peak
+    assert "6 cores" in usl.why_not_fit(n, rps, cores=6)  # the peak is the core count: no fit
+    assert f"at least {usl.MIN_POINTS}" in usl.why_not_fit([1, 2, 3, 4], [100, 190, 200, 180], cores=2)
+    assert usl.peak_workers([1, 2, 3, 4], [100, 190, 200, 180]) == 3
+
+
+def test_scaling_summary_names_the_cores_instead_of_a_fit_on_two_cores():
+    two = ex.Scaling(2, [1, 2, 3, 4], [900.0, 1500.0, 1480.0, 1400.0], [1.0] * 4, 0,
+                     no_fit=usl.why_not_fit([1, 2, 3, 4], [900.0, 1500.0, 1480.0, 1400.0], 2))
+    text = ex.scaling_summary(two)
+    assert two.fit is None and "N = 2" in text and "the core count" in text and "No scaling law is fitted" in text
+    assert "κ" not in text and "coheren" not in text
+    assert "900" in repr(two) and "peak at 2" in repr(two) and "Scaling(" not in repr(two)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from statelab.plots import production as chart
+
+    n = [1, 2, 3, 4, 6, 8]
+    wide = ex.Scaling(16, n, list(usl.model(n, 500, 0.1, 0.02)), [1.0] * 6, 0, fit=usl.fit(n, list(usl.model(
+        n, 500, 0.1, 0.02))))
+    labels = [[t.get_text() for t in chart.plot(s).get_legend().get_texts()] for s in (two, wide)]
+    assert not any("USL" in label for label in labels[0]) and any("USL" in label for label in labels[1])
+    assert "κ = " in ex.scaling_summary(wide) and "not coherency" in ex.scaling_summary(wide)
+    matplotlib.pyplot.close("all")
+    crash = ex.Crash(1.0, 0.0)
+    assert repr(crash).startswith("found their session: 100% before") and "Crash(" not in repr(crash)
+
+
 def test_usl_refuses_too_few_points():
     with pytest.raises(ValueError):
         usl.fit([1], [100])
@@ -243,6 +275,7 @@ def test_usl_refuses_too_few_points():
 def test_scaling_measures_one_point_per_worker_count(deployments):
     s = ex.measure_scaling(deployments["shared"], max_workers=2, duration=0.3)
     assert s.workers == [1, 2] and all(r > 0 for r in s.rps) and s.errors == 0
+    assert s.fit is None and s.no_fit  # two points never carry a three-parameter fit
     assert s.cores == len(os.sched_getaffinity(0))
     assert len(deployments["shared"].worker_pids()) == 2  # put back as it was
 

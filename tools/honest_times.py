@@ -11,6 +11,7 @@ seconds, e.g. from the notebook harness's summary); without them, run time is le
 
     python tools/honest_times.py                      # a table of the notebooks (labs: not yet)
     python tools/honest_times.py --seconds runs.json  # with measured run times
+    python tools/honest_times.py --write              # write the computed minutes into the notebooks and README
 """
 
 from __future__ import annotations
@@ -114,12 +115,67 @@ def table(timings: list[Timing]) -> str:
     return "\n".join(rows)
 
 
+STATED = re.compile(r"\*\*Time:\*\* about \d+ minutes on the core path, \d+ with \*Going further\*\.")
+LAB_MINUTES = re.compile(r"Lab \d\d · [^()|]+\((\d+)\)")
+
+
+def _duration(minutes: int) -> str:
+    return f"about {minutes // 60} h {minutes % 60:02d}" if minutes >= 60 else f"about {minutes} min"
+
+
+def write(timings: list[Timing]) -> list[str]:
+    """Put the computed minutes where they are stated: each notebook's first cell (when it states a time), and the
+    README's learner path (each notebook's core minutes, each sitting's total, the hours of both paths)."""
+    changed = []
+    for t in timings:
+        path = ROOT / "notebooks" / f"{t.name}.ipynb"
+        nb = json.loads(path.read_text())
+        first = nb["cells"][0]
+        text = "".join(first["source"]) if isinstance(first["source"], list) else first["source"]
+        new = STATED.sub(f"**Time:** about {t.core_minutes} minutes on the core path, {t.full_minutes} with "
+                         "*Going further*.", text)
+        if new != text:
+            first["source"] = new.splitlines(True)
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            changed.append(str(path.relative_to(ROOT)))
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    core = {t.name[:2]: t.core_minutes for t in timings}
+    lines = []
+    for line in text.splitlines(True):
+        if line.startswith("| ") and re.search(r"\b\d\d \(\d+\)", line) and "Lab" in line:
+            line = re.sub(r"\b(\d\d) \((\d+)\)", lambda m: f"{m.group(1)} ({core.get(m.group(1), m.group(2))})", line)
+            total = sum(int(m) for m in re.findall(r"\((\d+)\)", line))
+            line = re.sub(r"\| about [^|]+\|\s*$", f"| {_duration(total)} |\n", line)
+        lines.append(line)
+    text = "".join(lines)
+    labs = sum(int(m) for m in LAB_MINUTES.findall(text))
+    up = lambda hours: math.ceil(hours * 10) / 10  # noqa: E731  (a floor is stated, so round up)
+    nb_core, nb_full = up(sum(core.values()) / 60), up(sum(t.full_minutes for t in timings) / 60)
+    both = r"about\s+[\d.]+\s+hours\s+of\s+notebooks\s+and\s+[\d.]+\s+hours\s+of\s+labs,\s+\*\*about [\d.]+ hours\*\*"
+    text = re.sub(both, f"about\n{nb_core:.1f} hours of notebooks and {labs / 60:.1f} hours of labs, "
+                  f"**about {round(nb_core + labs / 60)} hours**", text)
+    text = re.sub(r"about\s+[\d.]+\s+hours\s+of\s+notebooks,\s+\*\*about [\d.]+ hours\*\* with the labs",
+                  f"about {nb_full:.1f} hours of notebooks, **about {nb_full + labs / 60:.1f} hours** with the labs",
+                  text)
+    text = re.sub(r"suggested path \(about \d+ hours", f"suggested path (about {round(nb_core + labs / 60)} hours",
+                  text)
+    if text != readme.read_text():
+        readme.write_text(text)
+        changed.append("README.md")
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=Path, help="JSON object: notebook or lab name -> measured run seconds")
+    parser.add_argument("--write", action="store_true", help="write the computed minutes where they are stated")
     args = parser.parse_args(argv)
     seconds = json.loads(args.seconds.read_text()) if args.seconds else None
-    print(table(all_timings(seconds)))
+    timings = all_timings(seconds)
+    print(table(timings))
+    if args.write:
+        print("updated:", ", ".join(write(timings)) or "nothing")
     return 0
 
 

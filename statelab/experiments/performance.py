@@ -2,22 +2,25 @@
 
 The source text says a stateful server "may experience increased latency due to session management"
 and a stateless one has "typically faster response times due to lack of session overhead".
-Both sides work on every request to learn who is asking: a stateful server looks the session
-id up in its store; a stateless server checks the token's signature, and, because the cart
-travels inside the token here, signs a new token on every cart write. So this experiment
-measures, on the same small cart:
+Both sides work on every request to learn who is asking: a stateful server that can scale out
+looks the session id up in a *shared* store, across a network; a stateless server checks the
+token's signature where it runs, and, because the cart travels inside the token here, signs a new
+token on every cart write. So the fair comparison is the token check against the shared-store
+lookup *at a distance*, and this experiment measures:
 
-* in-process (``timeit``, short interleaved rounds, the best round): a session lookup and a
-  session write (memory, shared SQLite file); per algorithm (HS256, RS256, ES256) signing and
-  verifying a token the way the server does (PyJWT), and the cryptography alone over the same
-  signing input (``hmac`` for HS256, the ``cryptography`` package PyJWT uses for RSA and ECDSA).
-  What the PyJWT path costs beyond the cryptography is its parsing: base64, JSON, header and
-  claim checks;
-* end to end: ``GET /cart`` and ``POST /cart`` round trips over loopback sockets, requests of
-  every design interleaved so each meets the same machine noise, and the exact bytes on the wire.
+* in-process (``timeit``, short interleaved rounds, the best round): a session lookup in memory (the
+  lower bound: a design that cannot scale out) and in the shared store (Valkey over loopback, no
+  distance); per algorithm (HS256, RS256, ES256) signing and verifying a token the way the server
+  does (PyJWT), and the cryptography alone over the same signing input (``hmac`` for HS256, the
+  ``cryptography`` package PyJWT uses for RSA and ECDSA);
+* end to end, at a distance: a real Valkey behind a :class:`statelab.network.Link` whose one-way
+  delay is swept (0 to 2 ms); at each distance ``GET /cart`` and ``POST /cart`` round trips to
+  every design, interleaved so each meets the same machine noise, the store round trips each
+  request made (the link counts them) and the exact bytes on the wire. The **crossover** is the
+  nearest swept distance from which the token design answers faster at every farther one.
 
-Every check rests on large in-process ratios, on best-case ratios or on byte counts, with
-margins that survive a crowded machine; close end-to-end latencies are shown, not judged.
+Checks rest on large in-process ratios, on round trips and bytes counted, and on medians of paired
+round trips where the difference grows with distance; a close difference is shown, not judged.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import itertools
 import tempfile
 import time
 import timeit
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,39 +42,58 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..load import percentile
+from ..production import redis as valkey
 from ..rawhttp import WireExchange, WireUser
 from ..shop.carts import SqliteCartStore
-from ..shop.server import Server
 from ..shop.sessions import MemoryStore, SqliteStore
 from ..shop.tokens import ALGORITHMS, Keyring
-from . import Evidence, Judgement, check_size, judged, progress, record
+from ..topology.cluster import Cluster, valkey_available
+from . import Check, Evidence, Judgement, check_size, conditions, judged, progress, record
 
 ROW = "performance"
 CART = [("ddia", 1), ("sicp", 2), ("tcp-ip", 1)]
-SESSION_DESIGNS = ("session + memory", "session + shared store")
-TOKEN_DESIGNS = tuple(f"token + cart in token ({a})" for a in ALGORITHMS)
+MEMORY = "session + memory"
+SHARED = "session + shared store"
+SESSION_DESIGNS = (MEMORY, SHARED)
+HS, RS = "token + cart in token (HS256)", "token + cart in token (RS256)"
+TOKEN_DESIGNS = (HS, RS)
 DB_DESIGN = "token + cart in db"
 
-C_MEM_LOOKUP_CHEAP = "a memory session lookup costs under a fifth of the cheapest token check"
-C_TOKEN_CHEAPER = "a token check costs less than a memory session lookup"
-C_STORE_LOOKUP = "a shared-store lookup costs over 10x a memory lookup"
-C_PARSING = "the cryptography is under a quarter of an HS256 check: PyJWT's parsing is the rest"
-C_RESIGN = "re-signing an RS256 token is over a tenth of a best-case POST /cart round trip"
-C_SMALL_SHARE = "every lookup and token check is under a quarter of a best-case GET round trip"
-C_GET_FASTER = "end to end (p50), a token GET /cart is over 20% faster than with memory sessions"
-C_POST_FASTER = "end to end (p50), a token POST /cart is over 20% faster than with memory sessions"
-C_BIGGER = "every token request is bigger on the wire than a session request"
-C_MINTED = "with the cart in the db a cart write signs no new token; with the cart in the token every one does"
+#: One-way distances swept between the servers and the shared store, in milliseconds.
+DISTANCES_MS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
-#: The designs timed end to end, in the order they are shown: (label, Server keyword arguments).
-#: The shared SQLite files (session store, cart table) are made per run. The cart-in-db token is HS256.
+#: The designs timed end to end, in the order they are shown: (label, ``Cluster`` keyword arguments), one server
+#: each. A cluster with a ``distance`` keeps its shared part (sessions, or the cart table) in its own Valkey behind
+#: a :class:`~statelab.network.Link`, which the sweep moves; the cart-in-db token is HS256.
 DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("session + memory", {"mode": "stateful"}),
-    ("session + shared store", {"mode": "stateful", "store": "sqlite"}),
-    *((label, {"mode": "stateless", "algorithm": a}) for label, a in zip(TOKEN_DESIGNS, ALGORITHMS, strict=True)),
-    (DB_DESIGN, {"mode": "stateless", "cart": "db", "carts": "sqlite"}),
+    (MEMORY, {"mode": "stateful"}),
+    (SHARED, {"mode": "stateful", "store": "valkey", "distance": 0.0}),
+    (HS, {"mode": "stateless", "algorithm": "HS256"}),
+    (RS, {"mode": "stateless", "algorithm": "RS256"}),
+    (DB_DESIGN, {"mode": "stateless", "cart": "db", "distance": 0.0}),
 )
 
+# The checks: each threshold written once, here; the label says it and the call compares with it.
+MEMORY_LOWER_BOUND = Check("memory_lookup_cheap", "a memory session lookup (the lower bound, one process only) "
+                           "costs under {t} of the cheapest token check", 0.2, "<")
+STORE_LOOKUP = Check("store_lookup", "a shared-store lookup, with no distance, costs over {t}x a memory lookup", 10,
+                     unit="x")
+PARSING = Check("parsing", "the cryptography is under {t} of an HS256 check: PyJWT's parsing is the rest", 0.25, "<")
+ASYMMETRIC = Check("asymmetric_check", "RS256 and ES256 checks cost over {t}x an HS256 check", 1.2, unit="x")
+RS_SIGN = Check("rs256_sign", "signing an RS256 token costs over {t}x signing an HS256 one", 5, unit="x")
+CROSSOVER = Check("crossover", "a token GET /cart (HS256) answers faster than a shared-store session GET /cart "
+                  "from a store distance of at most {t} ms one way, and at every distance beyond", 2.0, "<=", " ms")
+NEAR = Check("not_faster_near", "with the store at distance 0, a token GET /cart is not faster than the "
+             "shared-store session one")
+RESIGN = Check("resign", "re-signing an RS256 token is over {t} of a best-case POST /cart round trip", 0.1)
+DB_TRIPS = Check("db_trips", "with the cart in the db, a token GET /cart makes as many store round trips as a "
+                 "session GET /cart", mechanism=True)
+TRIPS = Check("trips", "every shared-store request crossed the link, and no token + cart in token or memory "
+              "request did", mechanism=True)
+BIGGER = Check("bigger", "every token request is bigger on the wire than a session request", mechanism=True)
+FOUND = Check("found", "every session lookup and token check found alice before it was timed", mechanism=True)
+MINTED = Check("minted", "with the cart in the db a cart write signs no new token; with the cart in the token every "
+               "one does", mechanism=True)
 
 # --------------------------------------------------------------------------- in-process timing
 
@@ -130,35 +152,41 @@ def raw_crypto(keyring: Keyring, token: str) -> tuple[Callable[[], Any], Callabl
     return sign, verify
 
 
-def state_work(cart: list[dict[str, Any]], sqlite_path: Path) -> tuple[dict[str, Callable[[], Any]], Any]:
+def state_work(cart: list[dict[str, Any]], shared_at: str | Path) -> tuple[dict[str, Callable[[], Any]], Any]:
     """Every piece of per-request state work, as zero-argument callables (and a closer).
 
-    ``lookup``/``write`` are what a stateful server does on a read and on a cart write;
-    ``verify``/``sign`` what a stateless server does (PyJWT, through :class:`Keyring`: a cart write
-    renews the token with the new cart, as the server does), and ``crypto verify``/``crypto sign``
-    the cryptography alone (:func:`raw_crypto`). With the cart in a table, a token carries identity
-    only (``verify HS256 identity``) and the cart is read or written there (``lookup``/``write cart in db``).
+    ``lookup``/``write`` are what a stateful server does on a read and on a cart write, with sessions
+    in memory and in the shared store: the Valkey whose redis-py url ``shared_at`` is (no link: no
+    distance), or, when it is a ``Path`` (no Valkey here), a shared SQLite file there. ``verify``/``sign``
+    are what a stateless server does (PyJWT, through :class:`Keyring`: a cart write renews the token with
+    the new cart, as the server does), and ``crypto verify``/``crypto sign`` the cryptography alone
+    (:func:`raw_crypto`). With the cart in the shared store, a token carries identity only
+    (``verify HS256 identity``) and the cart is read or written there (``lookup``/``write cart in db``).
     """
     memory = MemoryStore()
     sid = memory.create({"user": "alice", "cart": cart}, 1800)
-    sqlite = SqliteStore(sqlite_path)
-    ssid = sqlite.create({"user": "alice", "cart": cart}, 1800)
+    if isinstance(shared_at, str):
+        shared: Any = valkey.RedisStore(shared_at)
+        carts: Any = valkey.RedisCartStore(shared_at)
+    else:
+        shared = SqliteStore(shared_at)
+        carts = SqliteCartStore(shared_at.with_name(shared_at.stem + "-carts.sqlite3"))
+    ssid = shared.create({"user": "alice", "cart": cart}, 1800)
 
     def same_cart(session: dict[str, Any]) -> dict[str, Any]:
         return {**session, "cart": [dict(line) for line in cart]}
 
-    carts = SqliteCartStore(sqlite_path.with_name(sqlite_path.stem + "-carts.sqlite3"))
     carts.update("alice", lambda _: [dict(line) for line in cart])
 
     def closer() -> None:
-        sqlite.close()
+        shared.close()
         carts.close()
 
     fns: dict[str, Callable[[], Any]] = {
-        "lookup session + memory": lambda: memory.get(sid),
-        "lookup session + shared store": lambda: sqlite.get(ssid),
-        "write session + memory": lambda: memory.update(sid, same_cart),
-        "write session + shared store": lambda: sqlite.update(ssid, same_cart),
+        f"lookup {MEMORY}": lambda: memory.get(sid),
+        f"lookup {SHARED}": lambda: shared.get(ssid),
+        f"write {MEMORY}": lambda: memory.update(sid, same_cart),
+        f"write {SHARED}": lambda: shared.update(ssid, same_cart),
         "lookup cart in db": lambda: carts.get("alice"),
         "write cart in db": lambda: carts.update("alice", lambda _: [dict(line) for line in cart]),
     }
@@ -174,177 +202,217 @@ def state_work(cart: list[dict[str, Any]], sqlite_path: Path) -> tuple[dict[str,
             fns["verify HS256 identity"] = lambda ring=ring, identity=identity: ring.verify(identity)
     for name, fn in fns.items():  # each must really succeed, or we would time a failure
         if name.startswith(("lookup", "write", "verify")) and not fn():
+            closer()
             raise RuntimeError(f"{name}: the state work did not find alice")
     return fns, closer
 
 
 # --------------------------------------------------------------------------- the experiment
 
-def _start(stack: ExitStack, label: str, options: dict[str, Any], tmp: str) -> Server:
-    options = dict(options)
-    if options.get("store") == "sqlite":  # our own files in our own folder: nothing left behind
-        store = SqliteStore(Path(tmp) / "sessions.sqlite3")
-        stack.callback(store.close)
-        options["store"] = store
-    if options.get("carts") == "sqlite":
-        carts = SqliteCartStore(Path(tmp) / "carts.sqlite3")
-        stack.callback(carts.close)
-        options["carts"] = carts
-    server = stack.enter_context(Server(name=label.replace(" ", "").replace("(", "-").rstrip(")"), **options))
-    server.start()
-    return server
+def missing() -> str:
+    """Empty when a Valkey (or Redis) server and its client are here; else one sentence saying how to get them."""
+    return "" if valkey_available() else valkey.HOW_TO_GET
 
 
 def run(*, quick: bool = False, requests: int | None = None, number: int | None = None,
-        repeat: int | None = None) -> Evidence:
-    """Time the state work in-process and ``GET``/``POST /cart`` end to end; count the bytes.
+        repeat: int | None = None, distances_ms: Iterable[float] = DISTANCES_MS) -> Evidence:
+    """Time the state work in-process, then ``GET``/``POST /cart`` end to end at each store distance.
 
-    ``requests`` round trips of each kind per design (interleaved); ``number`` x ``repeat``
-    in-process calls per piece of state work. Defaults take a few seconds; ``quick=True`` about one.
+    ``requests`` round trips of each kind per design and distance (interleaved; each point's median is
+    kept); ``number`` x ``repeat`` in-process calls per piece of state work; ``distances_ms`` the one-way
+    distances to the shared store. Defaults take a few seconds; ``quick=True`` about half that.
     """
-    requests = requests or (20 if quick else 60)
+    requests = requests or (9 if quick else 15)
     number = number or (6 if quick else 10)
-    repeat = repeat or (6 if quick else 15)
+    repeat = repeat or (6 if quick else 10)
     for name, value in (("requests", requests), ("number", number), ("repeat", repeat)):
         check_size(name, value, 1, 100_000)
+    distances = sorted({float(d) for d in distances_ms}) if not isinstance(distances_ms, (str, bytes)) else []
+    if not distances or any(not 0 <= d <= 50 for d in distances):
+        raise ValueError(f"distances_ms must be one or more one-way distances from 0 to 50 ms, not {distances_ms!r}")
+    lacking = missing()
+    if lacking:  # no network store: nothing to put at a distance; the rest is still measured
+        return record(_without_valkey(lacking, number, repeat))
     began = time.perf_counter()
     cart = [{"item": item, "qty": qty} for item, qty in CART]
     labels = [label for label, _ in DESIGNS]
-    latencies: dict[str, dict[str, list[float]]] = {"GET": {k: [] for k in labels}, "POST": {k: [] for k in labels}}
+    # per method, per distance, per design: the round trips (ms), in the order of the interleaved rounds
+    latencies: dict[str, dict[float, dict[str, list[float]]]] = {
+        m: {d: {k: [] for k in labels} for d in distances} for m in ("GET", "POST")}
+    trips: dict[str, dict[str, set[int]]] = {m: {k: set() for k in labels} for m in ("GET", "POST")}
     last: dict[str, dict[str, WireExchange]] = {"GET": {}, "POST": {}}
     minted = dict.fromkeys(labels, 0)  # cart writes whose answer carried a newly signed token
-    with tempfile.TemporaryDirectory(prefix="statelab-perf-", ignore_cleanup_errors=True) as tmp, \
-            ExitStack() as stack:  # the stack (servers, stores) closes first, then the folder goes
-        users: dict[str, WireUser] = {}
+    writes = dict.fromkeys(labels, 0)
+    with ExitStack() as stack:  # every cluster stops (servers, links, its Valkey) when the run ends, however
+        clusters: dict[str, Cluster] = {}
         for label, options in DESIGNS:
-            server = _start(stack, label, options, tmp)
-            user = users[label] = WireUser(server.url)
+            clusters[label] = Cluster(1, **options)
+            stack.callback(clusters[label].stop)
+        users: dict[str, WireUser] = {}
+        for label, cluster in clusters.items():  # straight to the server: a balancer would add a hop
+            user = users[label] = WireUser(cluster.servers[0].url)
             user.login("alice")
             for item, qty in CART:
                 user.add(item, qty)
-        bar = iter(progress(range(2 * (requests + 1) + repeat), "measuring"))
+        bar = iter(progress(range(len(distances) * requests + 1 + repeat), "measuring"))
         order = list(users.items())
-        for method in ("GET", "POST"):
-            for i, _ in enumerate(itertools.islice(bar, requests + 1)):  # the first round warms up
-                # rotate who goes first: the request after a progress-bar update (a message to the
-                # front end in a notebook) waits a little longer, and no design should always pay that
+        far = [c for c in clusters.values() if c.links]
+        for distance in distances:
+            for cluster in far:
+                cluster.distance = distance / 1000
+            warm = distance == distances[0]  # the very first round warms up (connections, caches), unrecorded
+            for i, _ in zip(range(not warm, requests + 1), bar, strict=False):
+                # rotate who goes first: the request after a progress-bar update (a message to the front
+                # end in a notebook) waits a little longer, and no design should always pay that
                 for label, user in order[i % len(order):] + order[:i % len(order)]:
-                    ex = user.send("GET", "/cart") if method == "GET" else user.add("ddia", 1)
-                    if ex.status != 200:
-                        raise RuntimeError(f"{label}: {method} /cart answered {ex.status} {ex.body[:200]!r}")
-                    if i:
-                        latencies[method][label].append(ex.ms)
-                        minted[label] += method == "POST" and isinstance(ex.json().get("token"), str)
-                    last[method][label] = ex
-            if method == "GET":  # the credential as the last GET carried it (a POST grows the token)
+                    for method in ("GET", "POST"):
+                        before = _round_trips(clusters[label])
+                        ex = user.send("GET", "/cart") if method == "GET" else user.add("ddia", 1)
+                        trips[method][label].add(_round_trips(clusters[label]) - before)
+                        last[method][label] = ex
+                        if method == "POST":
+                            writes[label] += 1
+                            minted[label] += isinstance(ex.json().get("token"), str)
+                        if i:
+                            latencies[method][distance][label].append(ex.ms)
+            if distance == distances[0]:  # the credential as a GET carried it, before the carts grow far
                 identity = {k: sum(len(n) + len(v) + 4 for n, v in u.identity().items()) for k, u in users.items()}
-        fns, close = state_work(cart, Path(tmp) / "micro.sqlite3")
+        store = clusters[SHARED].valkey
+        fns, close = state_work(cart, store.url)  # Valkey direct: no link
         stack.callback(close)
         micro = micro_times(fns, number, repeat, rounds=bar)
-    return record(_evidence(micro, latencies, last, identity, minted, requests, len(cart),
+        store_name = Path(store.binary).name
+    return record(_evidence(micro, latencies, trips, last, identity, minted, writes, requests, store_name,
                             time.perf_counter() - began))
 
 
-#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
-#: and adds to each claim the sentence of what was measured.
+#: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`): one rule for both halves. Each
+#: half needs the same check, on the same pair of designs that can both scale out (a session in the shared store,
+#: a token with the cart in it), and each is qualified by the limits it leaves out. ``_evidence()`` computes the
+#: checks and adds to each claim the sentence of what was measured.
 CLAIMS = {
-    "stateful": Judgement(supports=(C_STORE_LOOKUP,), qualifies=(C_MEM_LOOKUP_CHEAP, C_SMALL_SHARE)),
-    "stateless": Judgement(supports=(C_TOKEN_CHEAPER,), qualifies=(C_PARSING, C_RESIGN, C_MINTED)),
-    "5d": Judgement(supports=(C_GET_FASTER, C_POST_FASTER), qualifies=(C_BIGGER,)),
+    "stateful": Judgement(supports=(CROSSOVER,), qualifies=(NEAR, MEMORY_LOWER_BOUND)),
+    "stateless": Judgement(supports=(CROSSOVER,), qualifies=(NEAR, DB_TRIPS, RESIGN)),
+    "5d": Judgement(supports=(CROSSOVER,), qualifies=(NEAR, DB_TRIPS)),
 }
 
 
-def _evidence(micro: dict[str, float], latencies: dict[str, dict[str, list[float]]],
-              last: dict[str, dict[str, WireExchange]], identity: dict[str, int], minted: dict[str, int],
-              requests: int, cart_lines: int, seconds: float) -> Evidence:
-    labels = list(latencies["GET"])
+def _round_trips(cluster: Cluster) -> int:
+    """Round trips the cluster's servers have made to its shared parts so far (its links count them)."""
+    return sum(link.round_trips for link in cluster.links)
+
+
+def crossover_of(faster: dict[float, float]) -> tuple[float, float | None]:
+    """(nearest swept distance from which ``faster[d] > 0`` at every farther one, the distance before it).
+
+    ``faster`` maps a distance to how much faster the token design answered there (ms, median of paired
+    rounds). ``inf`` when it was not faster at the farthest distance; the distance before is None when it
+    was faster at the nearest (the crossover is at or below it).
+    """
+    ds = sorted(faster)
+    found, before = float("inf"), None
+    for j in range(len(ds) - 1, -1, -1):
+        if faster[ds[j]] <= 0:
+            before = ds[j]
+            break
+        found = ds[j]
+    return found, before
+
+
+def _paired_faster(latencies: dict[float, dict[str, list[float]]], token: str, session: str) -> dict[float, float]:
+    """Per distance: the median, over interleaved rounds, of (session round trip - token round trip), in ms."""
+    return {d: percentile([s - t for s, t in zip(per[session], per[token], strict=True)], 50)
+            for d, per in latencies.items()}
+
+
+def _evidence(micro: dict[str, float], latencies: dict[str, dict[float, dict[str, list[float]]]],
+              trips: dict[str, dict[str, set[int]]], last: dict[str, dict[str, WireExchange]],
+              identity: dict[str, int], minted: dict[str, int], writes: dict[str, int], requests: int,
+              store_name: str, seconds: float) -> Evidence:
+    labels = [label for label, _ in DESIGNS]
+    distances = sorted(latencies["GET"])
+    near, far = distances[0], distances[-1]
     per = {kind: {a: micro[f"{kind} {a}"] for a in ALGORITHMS}
            for kind in ("verify", "sign", "crypto verify", "crypto sign")}
     parse = {a: max(0.0, per["verify"][a] - per["crypto verify"][a]) for a in ALGORITHMS}
     encode = {a: max(0.0, per["sign"][a] - per["crypto sign"][a]) for a in ALGORITHMS}
     lookup = {d: micro[f"lookup {d}"] for d in SESSION_DESIGNS}
     write = {d: micro[f"write {d}"] for d in SESSION_DESIGNS}
-    p50 = {m: {k: percentile(v, 50) for k, v in latencies[m].items()} for m in latencies}
-    p95 = {m: {k: percentile(v, 95) for k, v in latencies[m].items()} for m in latencies}
-    best = {m: {k: min(v) for k, v in latencies[m].items()} for m in latencies}
-    bytes_ = {m: {k: last[m][k].total_bytes for k in labels} for m in last}
-    token_of = dict(zip(TOKEN_DESIGNS, ALGORITHMS, strict=True))
-    # per-request state work of each design: a read does one lookup or check; a cart write (POST)
-    # does a lookup or check, then a session write or a token signature; with the cart in the db, a check
-    # of a token that carries identity only, then a read or a write of the cart table (no signature)
     slim = micro["verify HS256 identity"]
     table = {"read": micro["lookup cart in db"], "write": micro["write cart in db"]}
-    work_get = {**lookup, **{d: per["verify"][a] for d, a in token_of.items()}, DB_DESIGN: slim + table["read"]}
-    work_post = {**{d: lookup[d] + write[d] for d in SESSION_DESIGNS},
-                 **{d: per["verify"][a] + per["sign"][a] for d, a in token_of.items()},
-                 DB_DESIGN: slim + table["write"]}
-    share_get = {d: work_get[d] / (best["GET"][d] * 1000) for d in work_get}
-    rs_sign_share = per["sign"]["RS256"] / (best["POST"][TOKEN_DESIGNS[1]] * 1000)
+    p50 = {m: {d: {k: percentile(v, 50) for k, v in latencies[m][d].items()} for d in distances} for m in latencies}
+    best = {m: {k: min(latencies[m][near][k]) for k in labels} for m in latencies}
+    bytes_ = {m: {k: last[m][k].total_bytes for k in labels} for m in last}
+    faster = {m: {t: _paired_faster(latencies[m], t, SHARED) for t in (*TOKEN_DESIGNS, DB_DESIGN)} for m in latencies}
+    cross = {m: {t: crossover_of(faster[m][t]) for t in faster[m]} for m in faster}
+    get_cross, get_before = cross["GET"][HS]
     cheapest_check = min(*per["verify"].values(), slim)
-    tokens = (*TOKEN_DESIGNS, DB_DESIGN)
-    fastest_token_get = min(p50["GET"][d] for d in tokens)
-    fastest_token_post = min(p50["POST"][d] for d in tokens)
-
-    def paired(method: str, work: dict[str, float]) -> float:
-        """Median, over the interleaved rounds, of (the token request / the memory-session one of the same round),
-        for the token design with the least state work (chosen by the best-of in-process times, not by the noisy
-        round trips: the least of four noisy medians would favour tokens by chance on a crowded machine)."""
-        design, memory = min(tokens, key=work.__getitem__), latencies[method]["session + memory"]
-        return percentile([t / m for t, m in zip(latencies[method][design], memory, strict=True)], 50)
-    checks = {
-        C_MEM_LOOKUP_CHEAP: lookup["session + memory"] * 5 < cheapest_check,
-        C_TOKEN_CHEAPER: cheapest_check < lookup["session + memory"],
-        C_STORE_LOOKUP: lookup["session + shared store"] > 10 * lookup["session + memory"],
-        C_PARSING: per["crypto verify"]["HS256"] < 0.25 * per["verify"]["HS256"],
-        "RS256 and ES256 checks cost over 1.2x an HS256 check":
-            min(per["verify"]["RS256"], per["verify"]["ES256"]) > 1.2 * per["verify"]["HS256"],
-        "signing an RS256 token costs over 5x signing an HS256 one":
-            per["sign"]["RS256"] > 5 * per["sign"]["HS256"],
-        C_RESIGN: rs_sign_share > 0.1,
-        C_SMALL_SHARE: max(share_get.values()) < 0.25,
-        C_GET_FASTER: paired("GET", work_get) < 0.8,
-        C_POST_FASTER: paired("POST", work_post) < 0.8,
-        C_BIGGER: min(bytes_["GET"][d] for d in tokens) > max(bytes_["GET"][d] for d in SESSION_DESIGNS),
-        C_MINTED: minted[DB_DESIGN] == 0 and all(minted[d] == requests for d in TOKEN_DESIGNS),
-    }
-    mem, shared = lookup["session + memory"], lookup["session + shared store"]
+    one = {m: {k: sorted(trips[m][k]) for k in labels} for m in trips}  # store round trips per request, as seen
+    no_store = (MEMORY, *TOKEN_DESIGNS)
+    rs_sign_share = per["sign"]["RS256"] / (best["POST"][RS] * 1000)
+    checks = [
+        MEMORY_LOWER_BOUND(lookup[MEMORY] / cheapest_check,
+                           shown=f"{lookup[MEMORY]:.1f} µs against {cheapest_check:.0f} µs: "
+                                 f"{lookup[MEMORY] / cheapest_check:.3f} "
+                                 f"(needs < {_ms(MEMORY_LOWER_BOUND.threshold)})"),
+        STORE_LOOKUP(lookup[SHARED] / lookup[MEMORY]),
+        PARSING(per["crypto verify"]["HS256"] / per["verify"]["HS256"]),
+        ASYMMETRIC(min(per["verify"]["RS256"], per["verify"]["ES256"]) / per["verify"]["HS256"]),
+        RS_SIGN(per["sign"]["RS256"] / per["sign"]["HS256"]),
+        CROSSOVER(get_cross, shown=(f"{_ms(get_cross)} ms (needs <= {_ms(CROSSOVER.threshold)} ms)"
+                                    if get_cross != float("inf") else
+                                    f"none up to {_ms(far)} ms (needs <= {_ms(CROSSOVER.threshold)} ms)")),
+        NEAR(ok=faster["GET"][HS][near] <= 0,
+             shown=f"at {_ms(near)} ms the token answered {faster['GET'][HS][near]:+.2f} ms faster (median of pairs)"),
+        RESIGN(rs_sign_share),
+        DB_TRIPS(ok=one["GET"][DB_DESIGN] == one["GET"][SHARED] and min(one["GET"][SHARED]) >= 1,
+                 shown=f"{_trips(one['GET'][DB_DESIGN])} and {_trips(one['GET'][SHARED])} per GET"),
+        TRIPS(ok=min(one["GET"][SHARED] + one["POST"][SHARED] + one["GET"][DB_DESIGN] + one["POST"][DB_DESIGN]) >= 1
+              and all(one[m][k] == [0] for m in one for k in no_store),
+              shown=f"session + shared store {_trips(one['GET'][SHARED])} per GET, {_trips(one['POST'][SHARED])} "
+                    f"per POST; cart in token and memory: "
+                    f"{_trips({n for m in one for k in no_store for n in one[m][k]})}"),
+        BIGGER(ok=min(bytes_["GET"][d] for d in (*TOKEN_DESIGNS, DB_DESIGN)) > max(bytes_["GET"][d]
+                                                                                for d in SESSION_DESIGNS),
+               shown=f"{min(bytes_['GET'][d] for d in (*TOKEN_DESIGNS, DB_DESIGN))} bytes at least, against "
+                     f"{max(bytes_['GET'][d] for d in SESSION_DESIGNS)} at most"),
+        MINTED(ok=minted[DB_DESIGN] == 0 and all(minted[d] == writes[d] for d in TOKEN_DESIGNS),
+               shown=f"{minted[DB_DESIGN]} of {writes[DB_DESIGN]} with the cart in the db; "
+                     + ", ".join(f"{minted[d]} of {writes[d]}" for d in TOKEN_DESIGNS) + " with it in the token"),
+    ]
+    mem, shared = lookup[MEMORY], lookup[SHARED]
     hs, rs, es = (per["verify"][a] for a in ALGORITHMS)
+    where = crossover_words(get_cross, get_before, far)
+    post_cross = {t: crossover_words(*cross["POST"][t], far) for t in TOKEN_DESIGNS}
     claims = judged(CLAIMS, {
-        "stateful": (f"Session management cost {mem:.1f} µs per request with sessions in memory and {shared:.0f} µs "
-                     f"in a shared SQLite file, {share_get['session + shared store']:.1%} of a best-case round "
-                     f"trip; a token check cost {hs:.0f} to {max(rs, es):.0f} µs. The latency comes from where "
-                     "the session lives (a store across a network adds a network round trip), not from having one."),
-        "stateless": (f"A stateless server still works on every request: a token check took {hs:.0f} µs (HS256, "
-                      f"of which {per['crypto verify']['HS256']:.1f} µs cryptography and {parse['HS256']:.0f} µs "
-                      f"parsing) to {max(rs, es):.0f} µs, against {mem:.1f} µs for a memory session lookup; with "
-                      f"the cart in the token every cart write signs a new one ({per['sign']['HS256']:.0f} µs "
-                      f"HS256 to {per['sign']['RS256']:.0f} µs RS256), and with the cart in a table each request "
-                      f"reads it ({table['read']:.0f} µs) or writes it ({table['write']:.0f} µs) instead. It moves "
-                      "the per-request work; it does not remove it."),
-        "5d": (f"End to end, GET /cart took {fastest_token_get:.2f} ms with the fastest token design against "
-               f"{p50['GET']['session + memory']:.2f} ms with memory sessions and "
-               f"{p50['GET']['session + shared store']:.2f} ms with a shared store; POST /cart "
-               f"{fastest_token_post:.2f} to {max(p50['POST'][d] for d in tokens):.2f} ms with tokens "
-               f"against {p50['POST']['session + memory']:.2f} ms (p50). No session lookup is not no work."),
+        "stateful": (f"A memory lookup took {mem:.1f} µs, {'less' if mem < hs else 'more'} than an HS256 token check "
+                     f"({hs:.0f} µs), but memory cannot be shared by servers. A shared store adds its distance to "
+                     f"every request: GET /cart took {p50['GET'][near][SHARED]:.2f} ms with the store at "
+                     f"{_ms(near)} ms and {p50['GET'][far][SHARED]:.2f} ms at {_ms(far)} ms one way, against "
+                     f"{p50['GET'][far][HS]:.2f} ms with a token. The latency comes from where the session lives."),
+        "stateless": (f"A token GET /cart answered faster than a shared-store session {where}. With the cart in the db "
+                      f"the token request crosses to the store as often as the session does, and took "
+                      f"{p50['GET'][far][DB_DESIGN]:.2f} ms at {_ms(far)} ms. Re-signing every cart write with RS256 "
+                      f"({per['sign']['RS256']:.0f} µs per cart write), a token POST /cart answered faster than a "
+                      f"session one {post_cross[RS]}."),
+        "5d": (f"No session lookup is faster where a lookup costs a network round trip: {where}. What saves the time "
+               f"is keeping the data out of the shared store, not the token itself."),
     })
-    extra_bytes = [bytes_["GET"][d] - bytes_["GET"]["session + memory"] for d in tokens]
+    extra_bytes = [bytes_["GET"][d] - bytes_["GET"][MEMORY] for d in (*TOKEN_DESIGNS, DB_DESIGN)]
     reading = (
-        f"In-process, best of short rounds: a session lookup took {mem:.1f} µs in memory and {shared:.0f} µs in a "
-        f"shared SQLite file; checking a token took {hs:.0f} µs (HS256), {rs:.0f} µs (RS256) and {es:.0f} µs "
-        f"(ES256), of which the cryptography alone was {per['crypto verify']['HS256']:.1f}, "
-        f"{per['crypto verify']['RS256']:.0f} and {per['crypto verify']['ES256']:.0f} µs; signing one took "
-        f"{per['sign']['HS256']:.0f}, {per['sign']['RS256']:.0f} and {per['sign']['ES256']:.0f} µs "
-        f"(cryptography {per['crypto sign']['HS256']:.1f}, {per['crypto sign']['RS256']:.0f} and "
-        f"{per['crypto sign']['ES256']:.0f} µs). A token carrying identity only checked in {slim:.0f} µs, and a cart "
-        f"table read took {table['read']:.0f} µs. End to end (p50 of {requests} interleaved round trips), GET /cart "
-        f"took {p50['GET']['session + memory']:.2f} ms with memory sessions, "
-        f"{p50['GET']['session + shared store']:.2f} ms with a shared store, "
-        f"{min(p50['GET'][d] for d in TOKEN_DESIGNS):.2f} to {max(p50['GET'][d] for d in TOKEN_DESIGNS):.2f} ms "
-        f"with the cart in the token and {p50['GET'][DB_DESIGN]:.2f} ms with the cart in a table; POST /cart took "
-        f"{p50['POST']['session + memory']:.2f}, {p50['POST']['session + shared store']:.2f}, "
-        f"{min(p50['POST'][d] for d in TOKEN_DESIGNS):.2f} to {max(p50['POST'][d] for d in TOKEN_DESIGNS):.2f} "
-        f"(re-signing the token) and {p50['POST'][DB_DESIGN]:.2f} ms. Each token request carried "
-        f"{min(extra_bytes)} to {max(extra_bytes)} more bytes than a session request."
+        f"In-process, best of short rounds: a session lookup took {mem:.1f} µs in memory and {shared:.0f} µs in the "
+        f"shared store ({store_name} over loopback, no distance); checking a token took {hs:.0f} µs (HS256), "
+        f"{rs:.0f} µs (RS256) and {es:.0f} µs (ES256), of which the cryptography alone was "
+        f"{per['crypto verify']['HS256']:.1f}, {per['crypto verify']['RS256']:.0f} and "
+        f"{per['crypto verify']['ES256']:.0f} µs; signing one took {per['sign']['HS256']:.0f}, "
+        f"{per['sign']['RS256']:.0f} and {per['sign']['ES256']:.0f} µs. End to end (median of {requests} interleaved "
+        f"round trips per point), GET /cart with a shared-store session took "
+        + ", ".join(f"{p50['GET'][d][SHARED]:.2f}" for d in distances)
+        + f" ms at {', '.join(_ms(d) for d in distances)} ms one way, and with the HS256 token "
+        + ", ".join(f"{p50['GET'][d][HS]:.2f}" for d in distances)
+        + f" ms; the token answered faster {where}. Each session GET made {_trips(one['GET'][SHARED])} store round "
+        f"trip(s) and each POST {_trips(one['POST'][SHARED])}. Each token request carried {min(extra_bytes)} to "
+        f"{max(extra_bytes)} more bytes than a session request."
     )
     measurements = {
         "session lookup µs": lookup, "session write µs": write,
@@ -352,38 +420,146 @@ def _evidence(micro: dict[str, float], latencies: dict[str, dict[str, list[float
         "token verify: parsing µs": parse,
         "token sign µs": per["sign"], "token sign: cryptography µs": per["crypto sign"],
         "token sign: encoding µs": encode,
-        "state work per GET µs": work_get, "state work per POST µs": work_post,
-        "state work share of best GET": share_get, "RS256 signing share of best POST": rs_sign_share,
-        "GET p50 ms": p50["GET"], "GET p95 ms": p95["GET"], "GET best ms": best["GET"],
-        "POST p50 ms": p50["POST"], "POST p95 ms": p95["POST"], "POST best ms": best["POST"],
+        "token + cart in db: identity-only token check µs": slim, "token + cart in db: cart table µs": table,
+        "distances ms": distances,
+        "GET p50 ms by distance": {_ms(d): p50["GET"][d] for d in distances},
+        "POST p50 ms by distance": {_ms(d): p50["POST"][d] for d in distances},
+        **{f"token faster than shared-store session, {m} ms by distance": {_ms(d): v for d, v in faster[m][HS].items()}
+           for m in faster},
+        "crossover ms (None: at no swept distance)": {m: {t: None if cross[m][t][0] == float("inf") else cross[m][t][0]
+                                                         for t in cross[m]} for m in cross},
+        "store round trips per GET": {k: one["GET"][k] for k in labels},
+        "store round trips per POST": {k: one["POST"][k] for k in labels},
+        "GET best ms at distance 0": best["GET"], "POST best ms at distance 0": best["POST"],
         "bytes per GET /cart": bytes_["GET"], "bytes per POST /cart": bytes_["POST"],
         "request bytes": {k: last["GET"][k].request_bytes for k in labels},
-        "response bytes": {k: last["GET"][k].response_bytes for k in labels},
-        "identity header bytes": identity,
-        "token + cart in db: identity-only token check µs": slim, "token + cart in db: cart table µs": table,
-        "tokens signed by cart writes": minted,
-        "round trips per design": requests, "cart lines": cart_lines,
+        "identity header bytes": identity, "tokens signed by cart writes": minted, "cart writes": writes,
+        "round trips per design and distance": requests,
     }
-    return Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
-                    seconds=seconds, extra={"latencies_ms": latencies, "designs": labels, "key_numbers": {
-                        "token check µs (HS256 / RS256 / ES256)": f"{hs:.0f} / {rs:.0f} / {es:.0f}",
-                        "of which cryptography µs": " / ".join(f"{per['crypto verify'][a]:.1f}" for a in ALGORITHMS),
-                        "session lookup µs (memory / SQLite)": f"{mem:.1f} / {shared:.0f}",
-                        "re-signing per cart write µs (HS256 / RS256)":
-                            f"{per['sign']['HS256']:.0f} / {per['sign']['RS256']:.0f}",
-                    }})
+    designs = [MEMORY + " (lower bound: one process only)", f"{SHARED} ({store_name})", *TOKEN_DESIGNS,
+               f"{DB_DESIGN} ({store_name})"]
+    return Evidence(
+        row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading, seconds=seconds,
+        conditions=conditions(
+            designs=designs,
+            distance=(f"swept {', '.join(_ms(d) for d in distances)} ms one way between the servers and the shared "
+                      f"store (each store design its own {store_name} behind a statelab.network.Link; even 0 crosses "
+                      "that proxy)"),
+            servers="threads of this notebook's process; each Valkey a process of its own",
+            crowd=f"one user per design, one request at a time, {requests} interleaved rounds per distance"),
+        extra={"latencies_ms": latencies, "designs": labels, "crossover": (get_cross, get_before, far),
+               "post_crossover": {t: (*cross["POST"][t], far) for t in TOKEN_DESIGNS},
+               "key_numbers": {
+                   "crossover, GET /cart (one way)": where,
+                   "token check µs (HS256 / RS256 / ES256)": f"{hs:.0f} / {rs:.0f} / {es:.0f}",
+                   f"session lookup µs (memory / {store_name}, no distance)": f"{mem:.1f} / {shared:.0f}",
+                   "re-signing per cart write µs (HS256 / RS256)":
+                       f"{per['sign']['HS256']:.0f} / {per['sign']['RS256']:.0f}"}})
 
 
-def table(ev: Evidence) -> list[dict[str, Any]]:
-    """One row per design: round trips, state work and bytes, ready for a DataFrame or printing."""
-    m = ev.measurements
-    return [{"design": k, "GET p50 ms": round(m["GET p50 ms"][k], 2), "POST p50 ms": round(m["POST p50 ms"][k], 2),
-             "GET p95 ms": round(m["GET p95 ms"][k], 2), "POST p95 ms": round(m["POST p95 ms"][k], 2),
-             "state work per GET µs": round(m["state work per GET µs"][k], 1),
-             "state work per POST µs": round(m["state work per POST µs"][k], 1),
-             "request bytes": m["request bytes"][k], "response bytes": m["response bytes"][k],
+def _ms(value: float) -> str:
+    return f"{value:g}"
+
+
+def _trips(counts: Iterable[int]) -> str:
+    counts = sorted(set(counts))
+    return " to ".join(str(c) for c in ((counts[0], counts[-1]) if len(counts) > 1 else counts)) if counts else "0"
+
+
+def crossover_words(found: float, before: float | None, far: float) -> str:
+    """Where the token design started to answer faster, in words, from :func:`crossover_of`'s answer."""
+    if found == float("inf"):
+        return f"at no swept distance up to {_ms(far)} ms one way"
+    if before is None:
+        return f"at every swept distance, from {_ms(found)} ms one way (the crossover is at or below it)"
+    return f"from {_ms(found)} ms one way (slower or equal at {_ms(before)} ms): the crossover lies between the two"
+
+
+#: The answers notebook 05 offers before the run ("how far must the shared store be before a token answers faster?").
+CHOICES = ("already with the store on this machine (distance 0)", "from a fraction of a millisecond one way",
+           "from a millisecond or more one way", "at no distance swept: a token check costs more than the lookup")
+
+
+def measured_choice(ev: Evidence) -> str:
+    """Which of :data:`CHOICES` this run measured (from the crossover, not typed in)."""
+    found, before, _ = ev.extra["crossover"]
+    if found == float("inf"):
+        return CHOICES[3]
+    return CHOICES[0] if before is None and found == 0 else CHOICES[1] if found < 1 else CHOICES[2]
+
+
+def crossover(ev: Evidence) -> str:
+    """The crossover this run measured, as one sentence to print."""
+    if ev.extra.get("missing"):
+        return f"Crossover: not measured, no store to put at a distance: {ev.extra['missing']}"
+    found, before, far = ev.extra["crossover"]
+    text = ("Crossover: a token GET /cart answered faster than a shared-store session "
+            f"{crossover_words(found, before, far)}.")
+    for design, (found, before, far) in ev.extra.get("post_crossover", {}).items():
+        text += f"\nCart writes (POST /cart), {design}: faster {crossover_words(found, before, far)}."
+    return text
+
+
+def _without_valkey(missing: str, number: int, repeat: int) -> Evidence:
+    """No network store here: the in-process work is measured (the shared store a SQLite file), nothing at a
+    distance."""
+    began = time.perf_counter()
+    cart = [{"item": item, "qty": qty} for item, qty in CART]
+    with tempfile.TemporaryDirectory(prefix="statelab-perf-", ignore_cleanup_errors=True) as tmp:
+        fns, close = state_work(cart, Path(tmp) / "micro.sqlite3")
+        try:
+            micro = micro_times(fns, number, repeat)
+        finally:
+            close()
+    per = {a: micro[f"verify {a}"] for a in ALGORITHMS}
+    mem, shared = micro[f"lookup {MEMORY}"], micro[f"lookup {SHARED}"]
+    checks = [MEMORY_LOWER_BOUND(mem / min(per.values())), STORE_LOOKUP(shared / mem),
+              CROSSOVER(ok=False, shown=f"not measured: {missing}"), NEAR(ok=False, shown="not measured"),
+              RESIGN(ok=False, shown="not measured"),
+              replace(DB_TRIPS, mechanism=False)(ok=False, shown="not measured"),
+              FOUND(ok=True, shown="every lookup and check found alice before it was timed")]
+    unmeasured = f"No store at a distance was measured here: {missing}."
+    return Evidence(row=ROW, measurements={"session lookup µs": {MEMORY: mem, SHARED: shared}, "token verify µs": per},
+                    checks=checks, claims=judged(CLAIMS, dict.fromkeys(CLAIMS, unmeasured)), reading=unmeasured,
+                    seconds=time.perf_counter() - began,
+                    conditions=conditions(designs=[MEMORY, f"{SHARED} (SQLite file)", "token checks"],
+                                          distance=f"none: {missing}"),
+                    extra={"missing": missing, "crossover": (float("inf"), None, 0.0), "designs": []})
+
+
+def table(ev: Evidence, distance: float = 0.0) -> list[dict[str, Any]]:
+    """One row per design at one swept ``distance`` (ms one way): medians, store round trips, bytes."""
+    m, d = ev.measurements, _ms(distance)
+    return [{"design": k, "GET ms": round(m["GET p50 ms by distance"][d][k], 2),
+             "POST ms": round(m["POST p50 ms by distance"][d][k], 2),
+             "store trips per GET": _trips(m["store round trips per GET"][k]),
+             "store trips per POST": _trips(m["store round trips per POST"][k]),
              "bytes per GET /cart": m["bytes per GET /cart"][k], "bytes per POST /cart": m["bytes per POST /cart"][k]}
             for k in ev.extra["designs"]]
+
+
+def sweep(ev: Evidence, method: str = "GET") -> list[dict[str, Any]]:
+    """One row per swept distance: each design's median ``method /cart`` round trip (ms)."""
+    by = ev.measurements.get(f"{method} p50 ms by distance", {})
+    return [{"one way ms": d, **{k: round(v, 2) for k, v in row.items()}} for d, row in by.items()]
+
+
+def sweep_text(ev: Evidence, method: str = "GET") -> str:
+    """The sweep as a small text table: one line per distance, one column per design (numbered in a legend)."""
+    rows = sweep(ev, method)
+    if not rows:
+        return f"not measured: {ev.extra.get('missing', 'no sweep in this run')}"
+    designs = ev.extra["designs"]
+    paired = ev.measurements.get(f"token faster than shared-store session, {method} ms by distance", {})
+    a, b = designs.index(HS) + 1, designs.index(SHARED) + 1
+    lines = [f"{method} /cart, median ms. Columns: " + "; ".join(f"({i}) {d}" for i, d in enumerate(designs, 1))
+             + f"; last: how much faster ({a}) answered than ({b}), the median of the rounds' differences"
+             + (" (it decides the crossover)" if method == "GET" else ""),
+             f"{'one way ms':>10} " + " ".join(f"{f'({i})':>7}" for i in range(1, len(designs) + 1))
+             + f" {f'({b})-({a})':>9}"]
+    lines += [f"{r['one way ms']:>10} " + " ".join(f"{r[d]:7.2f}" for d in designs)
+              + (f" {paired[r['one way ms']]:+9.2f}" if r["one way ms"] in paired else "") for r in rows]
+    return "\n".join(lines)
 
 
 def algorithms(ev: Evidence) -> list[dict[str, Any]]:

@@ -19,20 +19,20 @@ happened); it never raises at you. Under nbgrader the check cells are graded tes
 is not a pass also fails the cell there (see :mod:`statelab.labs.report`).
 """
 
-from .checkout import Orders, check_double_click, check_retries, check_retry_once, checkout
+from .checkout import Orders, check_claims, check_double_click, check_retries, check_retry_once, checkout, open_keys
 from .crash import check_carts_after_crash, check_session_store, check_survives_crash
 from .failover import check_fail_over, check_wait_policy
 from .production import check_found_share, check_redis_store, check_shared_config
 from .report import Finding, Report, server_errors
-from .revoke import check_deny_list, check_logout_revokes, check_shared_list
-from .rotation import check_prediction, check_resign, check_rotation_keeps_users
+from .revoke import check_deny_list, check_logout_revokes, check_refresh, check_shared_list
+from .rotation import check_prediction, check_resign, check_rotation_keeps_users, forge_with
 from .routing import check_draining, check_failover, check_pins_users
 
 __all__ = [
-    "Finding", "Orders", "Report", "check_carts_after_crash", "check_deny_list", "check_double_click",
+    "Finding", "Orders", "Report", "check_carts_after_crash", "check_claims", "check_deny_list", "check_double_click",
     "check_draining", "check_fail_over", "check_failover", "check_found_share", "check_logout_revokes",
-    "check_pins_users",
-    "check_prediction", "check_redis_store", "check_resign", "check_retries", "check_retry_once",
-    "check_rotation_keeps_users", "check_session_store", "check_shared_config", "check_shared_list",
-    "check_survives_crash", "check_wait_policy", "checkout", "server_errors",
+    "check_pins_users", "check_prediction", "check_redis_store", "check_refresh", "check_resign", "check_retries",
+    "check_retry_once", "check_rotation_keeps_users", "check_session_store", "check_shared_config",
+    "check_shared_list", "check_survives_crash", "check_wait_policy", "checkout", "forge_with", "open_keys",
+    "server_errors",
 ]

@@ -168,21 +168,31 @@ def describe(what: str, error: BaseException) -> str:
         return (f"{what} is not written yet{where}: it still raises NotImplementedError "
                 "(replace `raise NotImplementedError()` with your code)")
     message = str(error) or "(no message)"
+    if (isinstance(error, (AttributeError, TypeError)) and "'NoneType'" in message
+            and not _learner_frame(error)):  # Flask's own code met the None a hook of the learner's returned
+        return (f"{what}: a hook returned None where Flask needed a response ({type(error).__name__}: {message}). "
+                "An after_request hook must `return response` on every path; a before_request hook returns None "
+                "only to let the route run")
     if len(message) > 160:
         message = message[:160] + "..."
     return f"{what} raised {type(error).__name__}: {message}{_learner_frame(error)}"
 
 
-def call(what: str, fn: Any, *args: Any, limit: float | None = None, **kwargs: Any) -> Any:
+STUCK = ("is a lock taken twice (a method that holds the lock calling another that takes it too), or a loop that never "
+         "ends?")
+
+
+def call(what: str, fn: Any, *args: Any, limit: float | None = None, stuck: str = STUCK, **kwargs: Any) -> Any:
     """Run the learner's ``fn``; anything it raises becomes a :class:`LearnerError` saying so.
 
     With ``limit`` (seconds) the call runs in a helper thread, and one that does not return in time
-    (a lock taken twice, a loop that never ends) is reported instead of hanging the check cell.
+    is reported instead of hanging the check cell, with ``stuck``: the likely causes for this kind of
+    code (a lock taken twice in a store with locks; a retry loop that never ends in a WATCH transaction).
     """
     if not callable(fn):
         raise LearnerError(f"{what} should be a function (or class) you define above, not {type(fn).__name__}")
     if limit is not None:
-        return _call_within(what, fn, args, kwargs, limit)
+        return _call_within(what, fn, args, kwargs, limit, stuck)
     try:
         return fn(*args, **kwargs)
     except LearnerError:
@@ -191,7 +201,7 @@ def call(what: str, fn: Any, *args: Any, limit: float | None = None, **kwargs: A
         raise LearnerError(describe(what, error)) from None
 
 
-def _call_within(what: str, fn: Any, args: tuple, kwargs: dict, limit: float) -> Any:
+def _call_within(what: str, fn: Any, args: tuple, kwargs: dict, limit: float, stuck: str = STUCK) -> Any:
     result: list[Any] = []
     failure: list[BaseException] = []
 
@@ -205,8 +215,7 @@ def _call_within(what: str, fn: Any, args: tuple, kwargs: dict, limit: float) ->
     worker.start()
     worker.join(limit)
     if worker.is_alive():
-        raise LearnerError(f"{what} did not return within {limit:.0f} s: is a lock taken twice (a method that holds "
-                           "the lock calling another that takes it too), or a loop that never ends?")
+        raise LearnerError(f"{what} did not return within {limit:.0f} s: {stuck}")
     if failure:
         error = failure[0]
         if isinstance(error, LearnerError):
@@ -297,11 +306,13 @@ def checker(title: str) -> Callable[[Callable[..., None]], Callable[..., Report 
                 report.problem = str(e)
             except _Stop:
                 pass
-            except Exception as e:  # a failure of the check itself (or of something it could not blame on you)
-                report.problem = f"the check could not finish: {type(e).__name__}: {e}"
+            except Exception as e:  # the learner's code, reached indirectly, or a failure of the check itself
+                yours = _learner_function(e)
+                report.problem = (describe(f"your {yours}()", e) if yours else
+                                  f"the check could not finish: {type(e).__name__}: {e}")
             logged = server_errors()
             if logged and not report.passed:
-                unwritten = [line for line in logged if "not written yet" in line]
+                unwritten = [line for line in logged if "not written yet" in line or "a hook returned None" in line]
                 if unwritten and report.problem is None:
                     report.problem = unwritten[-1]
                 else:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from ..client import Client
+from ..shop.lifecycle import token_lifecycle
 from ..shop.server import Server
 from ..shop.tokens import inspect_token
 from ..topology.cluster import Cluster
@@ -197,3 +198,51 @@ def check_shared_list(report: Report, replays_accepted: Any, revoke_on_logout: A
     if per_server and shared_result:
         report.note(f"a list per server let {per_server[1]} of 3 servers accept the stolen token; "
                     f"one shared list let {shared_result[1]}")
+
+
+# --------------------------------------------------------------------------- task 4
+
+def _post(url: str, path: str, body: dict[str, Any]) -> Any:
+    return Client(url).post(path, body)
+
+
+@checker("Task 4 · refresh tokens: rotation, reuse detection, logout")
+def check_refresh(report: Report, RefreshStore: Any) -> None:  # noqa: N803  (the learner's class)
+    """The learner's store behind the shop's token-lifecycle endpoints on two servers, in this order: login, a
+    refresh (rotation), the thief's replay of the spent token (401, and the family ends: alice's newer token too),
+    another user's login untouched, logout ending its family, an unknown token."""
+    store = call("RefreshStore()", RefreshStore)
+    methods = [m for m in ("start", "rotate", "end") if not callable(getattr(store, m, None))]
+    report.require("RefreshStore() has start, rotate and end", not methods, "start(user), rotate(token), end(token)",
+                   f"missing: {methods}" if methods else "all three")
+    with blame("your RefreshStore, behind the lifecycle endpoints"), Cluster(
+            2, "stateless", balancer="round_robin", plugins=[token_lifecycle(store, access_ttl=60)]) as cluster:
+        url = cluster.url
+        first = _post(url, "/auth/login", {"user": "alice"})
+        report.require("login hands out a refresh token (your start(user))",
+                       first.status == 200 and isinstance((first.body or {}).get("refresh_token"), str),
+                       "200 with a refresh_token string", first.summary())
+        bob = _post(url, "/auth/login", {"user": "bob"}).body or {}
+        stolen = first.body["refresh_token"]
+        second = _post(url, "/auth/refresh", {"refresh_token": stolen})
+        new = (second.body or {}).get("refresh_token") if isinstance(second.body, dict) else None
+        report.require("a refresh answers a new access token and the login's next refresh token (rotation)",
+                       second.status == 200 and isinstance(new, str) and new != stolen,
+                       "200 with another refresh_token", f"{second.summary()}; same token back: {new == stolen}")
+        thief = _post(url, "/auth/refresh", {"refresh_token": stolen})
+        report.expect("the thief replays the spent refresh token: refused", thief.status == 401,
+                      "401 (raise sl.TokenError)", thief.summary())
+        after = _post(url, "/auth/refresh", {"refresh_token": new})
+        report.expect("reuse ends the whole family: alice's newer refresh token is refused too", after.status == 401,
+                      "401: the server cannot tell the thief from alice, so both log in again", after.summary())
+        other = _post(url, "/auth/refresh", {"refresh_token": bob.get("refresh_token", "")})
+        report.expect("another login (bob's family) is untouched", other.status == 200, "200", other.summary())
+        carol = _post(url, "/auth/login", {"user": "carol"}).body or {}
+        _post(url, "/auth/logout", {"refresh_token": carol.get("refresh_token", "")})
+        out = _post(url, "/auth/refresh", {"refresh_token": carol.get("refresh_token", "")})
+        report.expect("logout ends the family: its refresh token is refused", out.status == 401, "401", out.summary())
+        unknown = _post(url, "/auth/refresh", {"refresh_token": "x" * 43})
+        report.expect("a refresh token the store never issued is refused", unknown.status == 401, "401",
+                      unknown.summary())
+        report.note("access requests made no lookup in your store; each refresh made one: the state a short-lived "
+                    "access token brings back, one record per live login")

@@ -108,20 +108,25 @@ def measure_shares(servers: dict[str, Gunicorn], users: int = 8, requests: int =
     return {name: found_share(servers[where].url_for(mode), users, requests) for name, (where, mode) in DESIGNS.items()}
 
 
-@dataclass
+@dataclass(repr=False)
 class Crash:
+    """What one deployment's users found: before and after every worker crashed, and (sessions in the store)
+    while the store was down and after it came back empty. Shares of requests that found their session."""
+
     found_before: float
     found_after_worker_crash: float
     during_store_outage: Counter[Any] = field(default_factory=Counter)
     found_after_store_back: float | None = None
 
-    def __repr__(self) -> str:  # a sentence with rounded numbers, not the dataclass's fields (issue 20)
-        text = (f"<carts found: {_pct(self.found_before)} before, {_pct(self.found_after_worker_crash)} after every "
-                f"worker crashed")
-        if self.during_store_outage or self.found_after_store_back is not None:
-            text += (f"; while the store was down: {_statuses(self.during_store_outage)}; "
-                     f"{_pct(self.found_after_store_back)} after it came back")
-        return text + ">"
+    def __repr__(self) -> str:
+        text = (f"found their session: {self.found_before:.0%} before, "
+                f"{self.found_after_worker_crash:.0%} after every worker crashed")
+        if self.during_store_outage:
+            answers = ", ".join(f"{n} x {status}" for status, n in sorted(self.during_store_outage.items(), key=str))
+            text += f"; while the store was down: {answers}"
+        if self.found_after_store_back is not None:
+            text += f"; after it came back empty: {self.found_after_store_back:.0%}"
+        return text
 
 
 def measure_crashes(servers: dict[str, Gunicorn], redis: RedisServer, users: int = 6) -> dict[str, Crash]:
@@ -182,19 +187,30 @@ def measure_store_costs(redis: RedisServer, repeat: int = 300) -> dict[str, dict
     return costs
 
 
-@dataclass
+@dataclass(repr=False)
 class Scaling:
+    """Throughput per worker count, on ``cores`` cores; ``fit`` is the USL fitted only when the points can
+    carry one (:func:`usl.why_not_fit`: enough points, more cores than the peak), else None and ``no_fit`` says why."""
+
     cores: int
     workers: list[int]
     rps: list[float]
     p50_ms: list[float]
     errors: int
-    fit: usl.Fit
+    fit: usl.Fit | None = None
+    no_fit: str = ""
 
-    def __repr__(self) -> str:  # a sentence with rounded numbers, not the dataclass's fields (issue 20)
-        points = ", ".join(f"{n}: {r:.0f}" for n, r in zip(self.workers, self.rps, strict=False))
-        return (f"<requests per second by workers ({points}) on {self.cores} core(s); {self.errors} error(s); "
-                f"{self.fit!r}>")
+    @property
+    def peak(self) -> int:
+        """The measured worker count with the most requests per second."""
+        return usl.peak_workers(self.workers, self.rps)
+
+    def __repr__(self) -> str:
+        points = ", ".join(f"{n}: {r:.0f}" for n, r in zip(self.workers, self.rps, strict=True))
+        fit = (f"; USL fit: λ = {self.fit.lam:.0f} req/s, σ = {self.fit.sigma:.2f}, κ = {self.fit.kappa:.4f}"
+               if self.fit else f"; no scaling law fitted: {self.no_fit}")
+        return (f"requests per second by worker processes ({points}) on {self.cores} "
+                f"core{'s' if self.cores != 1 else ''}, peak at {self.peak}; {self.errors} errors{fit}")
 
 
 def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: float = 0.15, rounds: int = 2,
@@ -202,8 +218,8 @@ def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: 
     """Requests per second of ``GET /cart`` (a session read from the shared store) for 1..``max_workers`` workers.
 
     The running master grows and shrinks its workers (SIGTTIN/SIGTTOU), so each point costs a fork, not
-    a start. Each worker count is measured ``rounds`` times, interleaved, and its best run kept: on a shared
-    machine other programs only ever take throughput away. The load generator runs in a child process on
+    a start. Each worker count is measured ``rounds`` times (up the counts, then down), and its best run kept:
+    on a shared machine other programs only ever take throughput away. The load generator runs in a child process on
     the same cores, as the store does.
     """
     n_cores = cores()
@@ -218,8 +234,8 @@ def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: 
     best: dict[int, Any] = {}
     errors = 0
     try:
-        for _ in range(rounds):
-            for n in range(1, top + 1):
+        for i in range(rounds):  # up, then down, then up: each step forks or stops one worker, never a whole ramp
+            for n in (range(1, top + 1) if i % 2 == 0 else range(top, 0, -1)):
                 server.set_workers(n)
                 r = load.run(server, duration=duration, concurrency=concurrency, path=path, headers=cookie)
                 errors += r.errors
@@ -229,7 +245,9 @@ def measure_scaling(server: Gunicorn, max_workers: int | None = None, duration: 
         server.set_workers(before)
     workers = sorted(best)
     rps = [best[n].rps for n in workers]
-    return Scaling(n_cores, workers, rps, [best[n].p50_ms for n in workers], errors, usl.fit(workers, rps))
+    why = usl.why_not_fit(workers, rps, n_cores)
+    return Scaling(n_cores, workers, rps, [best[n].p50_ms for n in workers], errors,
+                   None if why else usl.fit(workers, rps), why)
 
 
 # --------------------------------------------------------------------------- for the notebook
@@ -262,6 +280,46 @@ def shares_table(shares: dict[str, Share], workers: int) -> str:
         rows.append(f"| {name} | {where} | {share.found}/{share.asked} = **{share.share:.0%}** "
                     f"(1/N = {1 / workers:.0%}) | {share.workers_seen} of {workers} |")
     return "\n".join(rows)
+
+
+def crashes_table(crashes: dict[str, Crash]) -> str:
+    """Markdown: per deployment, who found their session before and after the crashes (counted by status)."""
+    rows = ["| sessions kept | before | after every worker crashed | while the store was down | after it came back "
+            "empty |", "|---|---|---|---|---|"]
+    for where, c in crashes.items():
+        outage = ", ".join(f"{n} x {s}" for s, n in sorted(c.during_store_outage.items(), key=str)) or "-"
+        back = "-" if c.found_after_store_back is None else f"{c.found_after_store_back:.0%}"
+        rows.append(f"| {'in each worker' if where == 'per-worker' else 'in the shared store'} | {c.found_before:.0%} "
+                    f"| {c.found_after_worker_crash:.0%} | {outage} | {back} |")
+    return "\n".join(rows)
+
+
+def scaling_summary(scaling: Scaling) -> str:
+    """Markdown from the measured points: the peak next to the core count; the fit only when it may be made."""
+    pts = ", ".join(f"{n}: {r:.0f}" for n, r in zip(scaling.workers, scaling.rps, strict=True))
+    c, peak = scaling.cores, scaling.peak
+    cores = f"{c} core{'s' if c != 1 else ''}"
+    text = (f"Conditions: {cores} usable here, shared by the workers, the load generator and Redis; "
+            f"{len(scaling.workers)} worker counts, the best of each kept. Requests per second by workers: {pts}. "
+            f"Throughput peaked at **N = {peak}**")
+    if scaling.fit is None:
+        where = ("the core count" if peak == c else f"one worker from the {cores}" if abs(peak - c) == 1
+                 else f"with {cores}")
+        text += (f", {where}. No scaling law is fitted: {scaling.no_fit}. What these points show is the cores: "
+                 "past them, more processes only take turns.")
+        if c == 1:
+            text += " With one core every extra worker shares it: this is contention, not scaling."
+        return text
+    fit = scaling.fit
+    spread = fit.rmse / (sum(scaling.rps) / len(scaling.rps))
+    bend = (f"peaks near N = {fit.peak:.1f}" if fit.peak < 100 else
+            f"levels off near {fit.ceiling:.0f} req/s" if fit.ceiling < 1e6 else "rises in a straight line")
+    text += (f", below the {cores}, so a fit may say something about the software: λ = {fit.lam:.0f} req/s, "
+             f"σ = {fit.sigma:.2f}, κ = {fit.kappa:.4f}; the curve {bend}. The workers do not coordinate, so κ is "
+             "not coherency here: it is whatever makes throughput fall past the peak.")
+    if spread > 0.15:
+        text += f" The points scatter around the curve by {spread:.0%}: other programs took CPU during the runs."
+    return text
 
 
 def costs_table(costs: dict[str, dict[str, float]], request_ms: float) -> str:

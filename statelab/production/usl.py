@@ -3,10 +3,18 @@
     X(N) = lam * N / (1 + sigma * (N - 1) + kappa * N * (N - 1))
 
 ``lam`` is the throughput of one worker, ``sigma`` contention (the share of work that queues for
-one shared thing: a lock, a store, a core), ``kappa`` coherency (the cost of workers keeping each
-other up to date, growing with every pair). With ``kappa > 0`` throughput peaks at
+one shared thing: a lock, a store, a core), ``kappa`` a cost that grows with every *pair* of workers.
+Gunther calls it coherency: workers keeping each other's copies up to date (cache lines, replicas,
+locks passed around). Gunicorn workers do not coordinate at all, so a ``kappa`` fitted to them names
+no coherency: it soaks up whatever makes throughput fall past the peak (more processes than cores,
+context switches, a load generator on the same cores). With ``kappa > 0`` throughput peaks at
 ``N* = sqrt((1 - sigma) / kappa)`` and then falls; with ``kappa = 0`` it levels off at ``lam / sigma``
 (Amdahl's law).
+
+Three parameters need many more points than three, and a peak that the cores do not set: on a machine
+whose few cores the workers share with the load generator and the store, throughput peaks at the core
+count whatever the software does, and a fit would only redraw that. :func:`why_not_fit` says when a fit
+says nothing (fewer than :data:`MIN_POINTS` points, or no more cores than the measured peak).
 
 For fixed ``sigma`` and ``kappa`` the model is linear in ``lam``, so the fit searches a grid of
 (sigma, kappa), solves ``lam`` exactly for each, and keeps the pair with the smallest squared error.
@@ -46,6 +54,30 @@ class Fit:
         if self.kappa <= 0:
             return math.inf if self.sigma <= 0 else self.lam / self.sigma
         return float(self(self.peak))
+
+
+#: The fewest (workers, throughput) points a three-parameter fit is shown for.
+MIN_POINTS = 6
+
+
+def why_not_fit(workers: list[int], throughput: list[float], cores: int) -> str:
+    """Why a fit to these points would say nothing, in one sentence; empty when it may be fitted.
+
+    A fit needs at least :data:`MIN_POINTS` points, and more cores than the worker count where throughput
+    peaked: when the peak sits at (or past) the cores, the cores set it, not the software.
+    """
+    if len(workers) < MIN_POINTS:
+        return (f"{len(workers)} points, and a fit of three parameters needs at least {MIN_POINTS}")
+    peak = peak_workers(workers, throughput)
+    if cores <= peak:
+        return (f"throughput peaked at {peak} worker{'s' if peak != 1 else ''} with {cores} "
+                f"core{'s' if cores != 1 else ''}: the cores set that peak, so a fit needs more cores than the peak")
+    return ""
+
+
+def peak_workers(workers: list[int], throughput: list[float]) -> int:
+    """The measured worker count with the most throughput."""
+    return max(zip(throughput, workers, strict=True))[1]
 
 
 def model(n, lam: float, sigma: float, kappa: float):

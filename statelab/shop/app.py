@@ -93,6 +93,7 @@ def create_app(
     session_ttl: float = 1800,
     token_ttl: float = 900,
     token_max_age: float | None = None,
+    session_max_age: float | None = None,
     cookie_name: str = "sid",
     csrf_guard: bool = True,
     plugins: Iterable[Plugin] = (),
@@ -106,6 +107,8 @@ def create_app(
     the same one to every server of a cluster); ``keyring`` signs and checks tokens in stateless
     mode (a fresh one when omitted: pass the same keyring to every server of a cluster).
     ``session_ttl`` is a session's idle lifetime (stateful) and the signed cookie's absolute one
+    (``session_max_age``, when given, also ends a stateful session that many seconds after its login,
+    however busy: the absolute timeout OWASP asks for beside the idle one)
     (cookie); ``token_ttl`` a token's, and ``token_max_age`` (default ``token_ttl``) caps how long a
     renewed token may outlive the login. ``csrf_guard=False`` switches off the JSON content-type and
     same-origin checks, to show first what they defend against.
@@ -141,7 +144,7 @@ def create_app(
         keyring = Keyring()
     identity: Identity
     if mode == "stateful":
-        identity = SessionId(store, cookie_name, float(session_ttl))
+        identity = SessionId(store, cookie_name, float(session_ttl), session_max_age)
     elif mode == "stateless":
         identity = BearerToken(keyring, float(token_ttl), token_max_age)
     else:
@@ -156,6 +159,7 @@ def create_app(
         "keyring": keyring if mode == "stateless" else None,
         "session_ttl": float(session_ttl),
         "token_ttl": float(token_ttl),
+        "token_max_age": float(token_ttl if token_max_age is None else token_max_age),
         "cookie_name": cookie_name,
         "csrf_guard": bool(csrf_guard),
         "identity": identity,

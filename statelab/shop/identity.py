@@ -70,14 +70,22 @@ class Identity:
 
 
 class SessionId(Identity):
-    """A random session id in a cookie; the session itself in ``store``, idle for at most ``ttl`` seconds."""
+    """A random session id in a cookie; the session itself in ``store``, idle for at most ``ttl`` seconds.
+
+    With ``max_age``, a session also ends ``max_age`` seconds after its login however busy it is (an
+    absolute timeout, beside the idle one): a stolen session id that the thief keeps using does not live
+    for ever. The login time is kept in the session (``auth_time``) only when ``max_age`` is set.
+    """
 
     mode, home, carrier = "stateful", "session", "session"
 
-    def __init__(self, store: SessionStore, cookie_name: str, ttl: float) -> None:
+    def __init__(self, store: SessionStore, cookie_name: str, ttl: float, max_age: float | None = None) -> None:
+        if max_age is not None and not max_age > 0:  # "not >": NaN is refused too
+            raise ValueError("session_max_age must be a number of seconds above 0 (or None: no absolute timeout)")
         self.store = store
         self.cookie_name = cookie_name
         self.ttl = ttl
+        self.max_age = max_age
 
     def _sid(self) -> str:
         sid = request.cookies.get(self.cookie_name, "")
@@ -87,7 +95,10 @@ class SessionId(Identity):
         old = self._sid()
         if old:
             self.store.delete(old)  # fixation: never keep an id that existed before login
-        sid = self.store.create({"user": user, **fresh}, self.ttl)
+        data = {"user": user, **fresh}
+        if self.max_age is not None:
+            data["auth_time"] = time.time()
+        sid = self.store.create(data, self.ttl)
         response = jsonify(user=user)
         response.set_cookie(self.cookie_name, sid, httponly=True, samesite="Lax", path=cookie_path(request.headers))
         return response
@@ -97,6 +108,12 @@ class SessionId(Identity):
         data = self.store.get(sid) if sid else None
         if data is None:
             raise ApiError(401, "not logged in: no valid session cookie (log in first)")
+        if self.max_age is not None:
+            age = time.time() - data.get("auth_time", 0.0) if isinstance(data.get("auth_time"), float) else math.inf
+            if age > self.max_age:
+                self.store.delete(sid)
+                raise ApiError(401, f"your session reached its maximum age ({self.max_age:g} s since login, however "
+                                    "busy): log in again")
         g.sid = sid
         return Who(data["user"], data, sid)
 

@@ -428,6 +428,27 @@ class OrderBook:
         return f"<{type(self).__name__} {len(self)} placed>"
 
 
+def place_order(state: dict[str, Any], orders: OrderBook, checkout: str | None = None) -> tuple[int, dict[str, Any]]:
+    """Take the asking user's cart, in one atomic change wherever it lives, and turn it into an order: ``(201, body)``.
+
+    Every checkout goes through here, so every design gets the same rule: the cart is taken by the
+    app's ``change_cart`` (a session update, a cart-table row, or a new token with an empty cart),
+    never read in one step and emptied in another. A cart already taken (empty) is a JSON 409.
+    ``body`` holds the order and what the reply must carry (a new token when the cart is in it).
+    """
+    user, _ = state["current"]()
+    taken: list[list[dict[str, Any]]] = []
+
+    def take(cart: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        taken.append(cart)
+        return []
+
+    _, reply = state["change_cart"](take)  # one atomic change, wherever the cart lives
+    if not taken or not taken[-1]:
+        raise ApiError(409, "nothing to check out: the cart is empty (already checked out?)")
+    return 201, {"order": orders.place(user, taken[-1], checkout), **reply}
+
+
 def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> Callable[[Any], None]:
     """A plugin adding ``POST /checkout/start``, ``POST /checkout/confirm`` and ``GET /orders``, in any design.
 
@@ -457,20 +478,11 @@ def checkout(orders: OrderBook, idempotency: IdempotencyKeys | None = None) -> C
             return jsonify(checkout=snapshot, **reply)
 
         def confirm() -> tuple[int, dict[str, Any]]:
-            user, data = state["current"]()
+            _, data = state["current"]()
             snapshot = data.get("checkout")
             if not isinstance(snapshot, dict):
                 raise ApiError(409, "nothing to confirm: no checkout in progress (start one first)")
-            taken: list[list[dict[str, Any]]] = []
-
-            def take(cart: list[dict[str, Any]]) -> list[dict[str, Any]]:
-                taken.append(cart)
-                return []
-
-            _, reply = state["change_cart"](take)  # one atomic change, wherever the cart lives
-            if not taken or not taken[-1]:
-                raise ApiError(409, "nothing to confirm: the cart is empty (already confirmed?)")
-            return 201, {"order": orders.place(user, taken[-1], str(snapshot.get("id"))), **reply}
+            return place_order(state, orders, str(snapshot.get("id")))
 
         @app.post("/checkout/confirm")
         def checkout_confirm():

@@ -59,6 +59,7 @@ class Server(HttpService):
         session_ttl: float = 1800,
         token_ttl: float = 900,
         token_max_age: float | None = None,
+        session_max_age: float | None = None,
         cookie_name: str | None = None,
         csrf_guard: bool = True,
         plugins: Iterable[Plugin] = (),
@@ -84,7 +85,8 @@ class Server(HttpService):
         self._app_options = dict(
             mode=mode, cart=self.cart, carts=self.carts, keyring=keyring,
             secret_key=secret_key or secrets.token_bytes(32), session_ttl=session_ttl, token_ttl=token_ttl,
-            token_max_age=token_max_age, csrf_guard=csrf_guard, plugins=tuple(plugins),
+            token_max_age=token_max_age, session_max_age=session_max_age, csrf_guard=csrf_guard,
+            plugins=tuple(plugins),
         )
         self.app: Any = None
         self.store: SessionStore | None = None

@@ -138,8 +138,29 @@ class Keyring:
         return self.issue(claims["sub"], ttl, **{**kept, **changes, "jti": claims.get("jti") or secrets.token_hex(8),
                                                  "auth_time": auth_time, "exp": exp})
 
-    def verify(self, token: object) -> dict[str, Any]:
-        """Return the claims of a valid token, or raise :class:`TokenError` saying why not."""
+    def jwks(self) -> dict[str, Any]:
+        """The public verification keys as a JWKS document (RFC 7517), one entry per ``kid`` still accepted.
+
+        A verifier that fetches this document picks the key by the ``kid`` in a token's header, so keys can
+        rotate without anyone copying them by hand. HS256 keys are secrets that verify *and* sign: they are
+        never published, so an HS256 keyring has no JWKS (a ``ValueError`` says so).
+        """
+        if self.algorithm == "HS256":
+            raise ValueError("HS256 keys sign as well as verify: they are never published (use RS256 or ES256)")
+        algorithm = jwt.algorithms.get_default_algorithms()[self.algorithm]
+        keys = []
+        for kid, (_, public) in list(self._keys.items()):
+            jwk = json.loads(algorithm.to_jwk(public))
+            keys.append({**jwk, "kid": kid, "use": "sig", "alg": self.algorithm})
+        return {"keys": keys}
+
+    def verify(self, token: object, *, audience: str | None = None, issuer: str | None = None) -> dict[str, Any]:
+        """Return the claims of a valid token, or raise :class:`TokenError` saying why not.
+
+        With ``audience`` and ``issuer`` (RFC 8725, sections 3.8-3.10), a token must also name this service in
+        ``aud`` and its issuer in ``iss``: a token that another service of the same key holder was given, or
+        that another issuer signed with a key this one also trusts, is refused though its signature is good.
+        """
         if not isinstance(token, str) or not token:
             raise TokenError("no token")
         if len(token) > MAX_TOKEN:
@@ -154,10 +175,16 @@ class Keyring:
         if key is None:
             raise TokenError("token was signed with an unknown or retired key (kid)")
         try:
-            claims = jwt.decode(token, key, algorithms=[self.algorithm],
-                                options={"require": ["sub", "iat", "exp", "jti"]})
+            required = ["sub", "iat", "exp", "jti"] + (["aud"] if audience else []) + (["iss"] if issuer else [])
+            claims = jwt.decode(token, key, algorithms=[self.algorithm], audience=audience, issuer=issuer,
+                                options={"require": required})
         except jwt.ExpiredSignatureError:
             raise TokenError("token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise TokenError(f"token is for another audience (aud), not {audience!r}" if audience else
+                             "token names an audience (aud), and this server expects none") from None
+        except jwt.InvalidIssuerError:
+            raise TokenError(f"token was issued by another issuer (iss), not {issuer!r}") from None
         except jwt.InvalidSignatureError:
             raise TokenError("token signature is invalid: it was altered or signed with another key") from None
         except jwt.PyJWTError as e:

@@ -111,7 +111,8 @@ class Cluster:
     def __init__(self, servers: int = 3, mode: str = "stateful", store: str | SessionStore = "memory",
                  balancer: str = "round_robin", *, cart: str | None = None, algorithm: str = "HS256",
                  session_ttl: float = 1800, token_ttl: float = 900, token_max_age: float | None = None,
-                 carts: CartStore | None = None, csrf_guard: bool = True, plugins: Any = (),
+                 session_max_age: float | None = None, carts: CartStore | None = None, csrf_guard: bool = True,
+                 plugins: Any = (),
                  distance: float | None = None, idempotency: bool = False) -> None:
         if not isinstance(servers, int) or not 1 <= servers <= 32:
             raise ValueError("servers must be a whole number from 1 to 32")
@@ -173,8 +174,8 @@ class Cluster:
                 plugins = (store_errors_as_503, *plugins)
             self._options = dict(mode=mode, cart=self.cart, store=store, carts=self.carts, keyring=self.keyring,
                                  secret_key=secrets.token_bytes(32), session_ttl=session_ttl, token_ttl=token_ttl,
-                                 token_max_age=token_max_age, cookie_name=self._cookie_base, csrf_guard=csrf_guard,
-                                 plugins=plugins)
+                                 token_max_age=token_max_age, session_max_age=session_max_age,
+                                 cookie_name=self._cookie_base, csrf_guard=csrf_guard, plugins=plugins)
             for _ in range(servers):
                 self.add_server()
             self.balancer.start()
