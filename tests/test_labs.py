@@ -375,7 +375,7 @@ def test_a_measurement_that_crashes_nothing_gets_a_note_in_words_not_a_question_
     report = sl.labs.check_carts_after_crash(no_crash)
     assert not report.passed
     assert report.notes and all("?" not in note for note in report.notes), report.notes
-    assert any("no server left down" in note for note in report.notes), report.notes
+    assert any("no server is down" in note for note in report.notes), report.notes
 
 
 def test_hook_errors_inside_servers_are_reported_not_printed(capfd):
