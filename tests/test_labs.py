@@ -367,17 +367,6 @@ def test_a_checker_never_raises_at_the_learner(capsys):
     assert "not written yet" in report.problem
 
 
-def test_a_measurement_that_crashes_nothing_gets_a_note_in_words_not_a_question_mark():
-    """Issue 20: the note read "lost when ? crashed" when no server was left down."""
-    def no_crash(cluster, users=9):
-        return {"kept": users, "lost": 0}
-
-    report = sl.labs.check_carts_after_crash(no_crash)
-    assert not report.passed
-    assert report.notes and all("?" not in note for note in report.notes), report.notes
-    assert any("no server is down" in note for note in report.notes), report.notes
-
-
 def test_hook_errors_inside_servers_are_reported_not_printed(capfd):
     from flask import request
 
