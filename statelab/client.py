@@ -89,6 +89,8 @@ class Client:
         self.token: str | None = None
         self.history: list[Exchange] = []
         self._keep = keep
+        #: Called with each new Exchange after it is recorded (a dashboard listens, to keep its view current).
+        self.listeners: list[Any] = []
         self._http = requests.Session()
         self._http.trust_env = False  # loopback only: never route through a proxy from the environment
 
@@ -161,6 +163,11 @@ class Client:
         self.history.append(ex)
         if len(self.history) > self._keep:
             del self.history[: len(self.history) - self._keep]
+        for listener in list(self.listeners):
+            try:
+                listener(ex)
+            except Exception:  # a view that cannot update must never break the request it watched
+                pass
         return ex
 
     def get(self, path: str, **kw: Any) -> Exchange:

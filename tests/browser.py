@@ -135,7 +135,7 @@ def jupyter_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -151,7 +151,7 @@ def jupyter_lab(root: Path, home: Path, startup_timeout: float = 60) -> Iterator
     token = secrets.token_hex(16)
     log = home / "jupyterlab.log"
     for _attempt in range(3):  # another program may grab the free port before the server binds it
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                    f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",

@@ -107,10 +107,45 @@ def execute(path: Path, workdir: Path) -> nbformat.NotebookNode:
     return nb
 
 
+#: The row notebooks whose runs notebook 12's scoreboard reads back from the journal: executed before 12, in order.
+ROW_NOTEBOOKS = tuple(f"{n:02d}_" for n in range(3, 12))
+CAPSTONE = "12_"
+
+
+def _phase(path: Path) -> int:
+    """0: the rows (03-11), 1: everything else but 12, 2: notebook 12, which reads what the rows recorded."""
+    if path.parent.name == "notebooks" and path.name.startswith(ROW_NOTEBOOKS):
+        return 0
+    return 2 if path.parent.name == "notebooks" and path.name.startswith(CAPSTONE) else 1
+
+
 def execute_all(paths: list[Path], workers: int = 2) -> dict[str, nbformat.NotebookNode]:
-    """Every notebook in ``paths`` executed, ``workers`` kernels at a time; keys are paths from the root."""
+    """Every notebook in ``paths`` executed, ``workers`` kernels at a time; keys are paths from the root.
+
+    One evidence journal for the whole build (``STATELAB_EVIDENCE_DIR``, a folder of this build's own): the rows
+    (03-11) run first, in order, and record their runs there; notebook 12 runs after them all, so its scoreboard
+    and corrected table on the page are filled from this build's runs, not "not measured yet"."""
     with tempfile.TemporaryDirectory(prefix="statelab-book-") as tmp, ThreadPoolExecutor(workers) as pool:
-        futures = {p: pool.submit(execute, p, Path(tmp) / f"{i:02d}-{p.stem}") for i, p in enumerate(paths)}
+        journal = Path(tmp) / "journal"
+        journal.mkdir()
+        before = os.environ.get("STATELAB_EVIDENCE_DIR")
+        os.environ["STATELAB_EVIDENCE_DIR"] = str(journal)  # the kernels started below inherit it
+        try:
+            futures = {}
+            for phase in (0, 1, 2):
+                batch = {p: pool.submit(execute, p, Path(tmp) / f"{i:02d}-{p.stem}")
+                         for i, p in enumerate(paths) if _phase(p) == phase}
+                futures.update(batch)
+                if phase == 0:
+                    for future in batch.values():  # 12 must find every row's run
+                        future.exception()
+            for future in futures.values():  # every kernel started while the journal is set
+                future.exception()
+        finally:
+            if before is None:
+                os.environ.pop("STATELAB_EVIDENCE_DIR", None)
+            else:
+                os.environ["STATELAB_EVIDENCE_DIR"] = before
         executed, failed = {}, []
         for path, future in futures.items():
             name = path.relative_to(ROOT).as_posix()
@@ -123,6 +158,25 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict[str, nbformat.Noteb
             raise BookError("these notebooks failed, so the book would show a broken run:\n  " + "\n  ".join(failed))
         return executed
 
+def execute_capstone(journals: list[Path], workdir: Path) -> nbformat.NotebookNode:
+    """Notebook 12 executed again with one journal holding the runs recorded in ``journals`` (the rows' own
+    ``.statelab-evidence`` folders, in row order): for a book built from notebooks someone else executed, each in
+    its own copy (the test suite's harness), so that 12's page shows those runs instead of "not measured yet"."""
+    journal = workdir / "journal"
+    journal.mkdir(parents=True, exist_ok=True)
+    for folder in journals:
+        for saved in sorted(Path(folder).glob("*.json")):
+            shutil.copyfile(saved, journal / saved.name)
+    capstone = next(p for p in NOTEBOOKS if p.name.startswith(CAPSTONE))
+    before = os.environ.get("STATELAB_EVIDENCE_DIR")
+    os.environ["STATELAB_EVIDENCE_DIR"] = str(journal)
+    try:
+        return execute(capstone, workdir / capstone.stem)
+    finally:
+        if before is None:
+            os.environ.pop("STATELAB_EVIDENCE_DIR", None)
+        else:
+            os.environ["STATELAB_EVIDENCE_DIR"] = before
 
 
 def save_executed(executed: dict[str, nbformat.NotebookNode], folder: Path) -> None:
@@ -169,6 +223,10 @@ def header_cell(name: str, nb: nbformat.NotebookNode | None, ref: str, where: st
         text = (f"**Measured {measured_at(nb)} on {where}.** Every number, chart and verdict on this page was "
                 f"computed when the notebook ran there; on your machine they will differ, and the verdicts are "
                 f"computed again from your numbers. To change the experiments, {live}.")
+    if nb is not None and Path(name).name.startswith(CAPSTONE) and Path(name).parent.name == "notebooks":
+        text += (" The scoreboard and the corrected table on this page were filled by the build, from its own runs "
+                 "of notebooks 03 to 11 (executed in that order, just before this one); no reader made them, and the "
+                 "build answers no prediction: in your own copy they fill from your runs and your predictions.")
     cell = nbformat.v4.new_markdown_cell(f"```{{note}}\n{text}\n```")
     cell.metadata["tags"] = [HEADER_TAG]
     return cell
@@ -198,15 +256,42 @@ def rewrite_links(nb: nbformat.NotebookNode, name: str, staged: set[str], ref: s
         if cell.cell_type == "markdown":
             cell.source = LINK.sub(fix, cell.source)
         for output in cell.get("outputs", []):
-            for mime in ("text/markdown", "text/html"):
-                if mime in output.get("data", {}):
-                    output.data[mime] = OUTPUT_LINK.sub(page_link, output.data[mime])
+            data = output.get("data", {})
+            if "text/markdown" in data:  # rendered as MyST, like a markdown cell: its .ipynb links resolve as pages
+                data["text/markdown"] = LINK.sub(fix, data["text/markdown"])
+            if "text/html" in data:
+                data["text/html"] = OUTPUT_LINK.sub(page_link, data["text/html"])
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for model in state.values():  # the dashboards' and scoreboards' HTML widgets link to notebooks too
         values = model.get("state", {})
         for key, value in values.items():
             if isinstance(value, str) and ".ipynb" in value:
                 values[key] = OUTPUT_LINK.sub(page_link, value)
+
+
+LOOPBACK_LINK = re.compile(r'<a\s[^>]*href="https?://127\.0\.0\.1[:/][^"]*"[^>]*>(.*?)</a>', re.S)
+SNAPSHOT_NOTE = ('<div style="font-size:12px; font-style:italic; margin:2px 0 6px 0">A snapshot of this dashboard '
+                 'as the run left it: its buttons answer only in a live notebook. <a href="{binder}">Interactive on '
+                 'Binder</a>.</div>')
+
+
+def freeze_dashboards(nb: nbformat.NotebookNode, binder: str) -> int:
+    """Make the saved dashboards honest snapshots: links to the run's 127.0.0.1 servers (dead on a book page)
+    become plain text, and each dashboard's title says it is a snapshot, interactive on Binder. Returns how many
+    dashboards it marked."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    marked = 0
+    for model in state.values():
+        values = model.get("state", {})
+        value = values.get("value")
+        if not isinstance(value, str):
+            continue
+        value = LOOPBACK_LINK.sub(lambda m: f"<span>{m.group(1)}</span>", value)
+        if "statelab dashboard" in value and "Interactive on Binder" not in value:
+            value += SNAPSHOT_NOTE.format(binder=html.escape(binder, quote=True))
+            marked += 1
+        values["value"] = value
+    return marked
 
 
 MERMAID = re.compile(r"^```mermaid\n(.*?)^```[ \t]*$", re.S | re.M)
@@ -263,6 +348,7 @@ def stage(source: Path, executed: dict[str, nbformat.NotebookNode], ref: str, wh
             nbformat.read(ROOT / name, as_version=4)
         page.cells.insert(1, header_cell(name, nb, ref, where))  # after the title: the page keeps its name
         rewrite_links(page, name, staged, ref)
+        freeze_dashboards(page, binder_url(name, ref))
         draw_mermaid(page)
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(page, source / name)

@@ -2,7 +2,7 @@
 
 Each module has ``run(...) -> Evidence``: it starts the servers it needs, drives them,
 measures, stops them, and *computes* from the numbers a verdict on each half of its row (the
-stateful claim and the stateless claim, each a :class:`Judgement`) and on each benefit of the seed
+stateful claim and the stateless claim, each a :class:`Judgement`) and on each benefit of the source text
 the row tests. Nothing here types a verdict in by hand, and every default is sized to finish in a
 few seconds on one busy CPU (Binder), with verdicts that stay the same from run to run.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import journal, kernel
 
-#: The verdicts an experiment can reach about one claim of the seed (a half-row or a benefit).
+#: The verdicts an experiment can reach about one claim of the source text (a half-row or a benefit).
 VERDICTS = ("holds", "holds with nuance", "does not hold")
 
 #: The four designs the rows compare: two choices, who you are (session id or token) and where the cart
@@ -33,7 +33,7 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "token + cart in db": {"mode": "stateless", "cart": "db"},
 }
 
-#: The halves of a row, in the seed's order.
+#: The halves of a row, in the source text's order.
 HALVES = ("stateful", "stateless")
 
 
@@ -144,7 +144,7 @@ def conditions(*, designs: Iterable[str], distance: str = "none: every part on o
 
 @dataclass(frozen=True)
 class Judgement:
-    """How one claim of the seed is judged: from named checks, never typed in.
+    """How one claim of the source text is judged: from named checks, never typed in.
 
     ``supports`` are the checks the claim needs: if any is false, the claim does not hold.
     ``qualifies`` are checks that, when true, show a limit the claim leaves out: the claim
@@ -232,7 +232,7 @@ class Evidence:
 
     @property
     def benefits(self) -> dict[str, str]:
-        """Benefit code -> verdict, for the benefits of the seed this row tests."""
+        """Benefit code -> verdict, for the benefits of the source text this row tests."""
         return {k: j.verdict(self.checks) for k, j in self.claims.items() if k not in HALVES}
 
     def label(self, check: str) -> str:
@@ -262,6 +262,17 @@ class Evidence:
     def conclusion(self) -> Conclusion:
         """The measured conclusion as Markdown: display it (``display(ev.conclusion())``)."""
         return Conclusion(self)
+
+    def answer(self) -> Any:
+        """What this run measured, in the words of its notebook's prediction choices: the row module's
+        ``answer(ev)``, so a "you predicted; you measured" cell is one line:
+        ``sl.ui.reveal(row, ev.answer(), why=module.WHY)``."""
+        import importlib
+
+        module = importlib.import_module(f"statelab.experiments.{self.row}")
+        if not hasattr(module, "answer"):
+            raise AttributeError(f"the {self.row} experiment has no answer(ev) for a prediction")
+        return module.answer(self)
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
@@ -304,7 +315,7 @@ def _claim_name(key: str) -> str:
 
 
 def _seed_words(row: str, key: str) -> str:
-    """The seed's own words for a half-row or a benefit (empty when the row is not in the table)."""
+    """The source text's own words for a half-row or a benefit (empty when the row is not in the table)."""
     from ..table import BENEFITS, CHOOSING, ROWS
 
     if key in BENEFITS:
@@ -315,8 +326,21 @@ def _seed_words(row: str, key: str) -> str:
     return ""
 
 
+#: The plain sentence each verdict opens with, before the corrected sentence and the checks behind it: a learner
+#: reads what the verdict means before reading how it was reached.
+PLAIN = {
+    "holds": "What the source text says is what you measured.",
+    "holds with nuance": "What the source text says happened, with a limit it does not mention (the limit checks "
+                         "below).",
+    "does not hold": "Not what you measured: a check this claim needs came out false (below).",
+}
+
+
 class Conclusion:
-    """An Evidence's conclusion, rendered from its checks: Markdown in a notebook, text elsewhere."""
+    """An Evidence's conclusion, rendered from its checks: Markdown in a notebook, text elsewhere.
+
+    Per claim: the verdict and one plain sentence first (``PLAIN``), then the sentence the numbers wrote, then the
+    checks ("needs" and "limit") it was computed from."""
 
     def __init__(self, evidence: Evidence) -> None:
         self.evidence = evidence
@@ -332,7 +356,8 @@ class Conclusion:
             who = f"The **{key}** half" if key in HALVES else f"Benefit **{key}**"
             words = _seed_words(ev.row, key)
             quoted = f' ("{_md(words)}")' if words else ""
-            lines.append(f"- {who}{quoted}: **{verdict}**. {_md(judgement.corrected)}".rstrip())
+            plain = PLAIN.get(verdict, "")
+            lines.append(f"- {who}{quoted}: **{verdict}**. {plain} {_md(judgement.corrected)}".rstrip())
             for name in (*judgement.supports, *judgement.qualifies):
                 role = "needs" if name in judgement.supports else "limit"
                 outcome = "yes" if ev.checks[name] else "no"

@@ -1,6 +1,6 @@
 """Caching strategies: is response caching simpler when the server keeps no session?
 
-The seed says stateful caching "may be complex due to session data" and stateless caching is
+The source text says stateful caching "may be complex due to session data" and stateless caching is
 "simplified ... without session state". This experiment puts a shared HTTP cache
 (:class:`statelab.topology.cache.SharedCache`, which follows RFC 9111) in front of a server of each design
 and lets a few users shop through it, under five set-ups:
@@ -345,3 +345,16 @@ def summary(ev: Evidence) -> str:
 
 def _cell(value: Any) -> str:
     return f"{value:.0%}" if isinstance(value, float) else str(value)
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 07 shows it.
+WHY = ("a shared cache may keep an answer with max-age, unless the request carried Authorization (RFC 9111 section "
+       "3.5); a Cookie gets no such rule.")
+_WHOSE = {(True, True): "alice's, from both shops", (False, False): "his own, from both shops",
+          (True, False): "alice's from the cookie shop, his own from the token shop",
+          (False, True): "his own from the cookie shop, alice's from the token shop"}
+
+
+def answer(ev: Evidence) -> str:
+    """Which of notebook 07's prediction choices this run measured: whose cart bob got from each shop's cache."""
+    return _WHOSE[(ev.checks[MAX_AGE_LEAKS.id], not ev.checks[MAX_AGE_SAFE.id])]   # (cookie shop, token shop)

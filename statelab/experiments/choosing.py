@@ -1,4 +1,4 @@
-"""Choosing: the four designs on the same axes, and the seed's two definitions judged against them.
+"""Choosing: the four designs on the same axes, and the source text's two definitions judged against them.
 
 A design is two choices (see ``statelab.experiments.DESIGNS``): *who you are* (a session id the
 server looks up, or a token the server checks) and *where the data lives* (in the session, in the
@@ -13,7 +13,7 @@ axes:
 * the bytes of credential every request carries, with one line in the cart and with six;
 * the median ``GET /cart`` and the trips it makes to a shared store.
 
-The verdicts are on the seed's definitions (``statelab.table.CHOOSING``): the stateful one says
+The verdicts are on the source text's definitions (``statelab.table.CHOOSING``): the stateful one says
 "the server keeps track of the client's data", the stateless one says stateless designs are more
 scalable and fault tolerant *because* they keep no client state on the server.
 """

@@ -1,6 +1,6 @@
 """Row "Deployment Complexity": a rolling restart under load, drained or not, and the token side's own chore.
 
-The seed says: stateful, "Deployment may be more complex due to session synchronization";
+The source text says: stateful, "Deployment may be more complex due to session synchronization";
 stateless, "Easier deployment and maintenance due to statelessness". A deploy replaces every
 server, one at a time, while users shop. :func:`redeploy` does it the way a deploy tool does:
 take the server out of the balancer, let the requests it is answering finish (*connection

@@ -1,6 +1,6 @@
 """Row "Development Focus": which concerns land on the developer's desk, on each side?
 
-The seed says: stateful, "Developers need to manage session-related issues"; stateless,
+The source text says: stateful, "Developers need to manage session-related issues"; stateless,
 "Developers can focus more on business logic without session concerns". This experiment asks
 the *same* list of concerns of both sides (:data:`CONCERNS`) and observes each answer against
 local servers, so neither side is counted on a question the other was never asked:
@@ -63,7 +63,7 @@ CONCERNS = ("clean up expired state", "renew the credential at login", "reach st
             "revoke a stolen credential at logout", "refuse cross-site forged writes (CSRF)",
             "keep the credential from page scripts (XSS)", "manage and rotate signing keys",
             "keep the credential small")
-#: The concerns the seed's two sentences are about: the session-related ones.
+#: The concerns the source text's two sentences are about: the session-related ones.
 SESSION_CONCERNS = CONCERNS[:3]
 FORGED = '{"item": "forged", "qty": 1}'  # what a form with enctype="text/plain" can post, JSON-shaped
 
@@ -551,7 +551,7 @@ def _concerns(m: dict[str, Any]) -> list[dict[str, Any]]:
 
 #: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_judge()`` computes those checks
 #: and adds to each claim the sentence of what was measured. One rule for both halves: the session concerns the
-#: seed's sentence names, observed as it says (supports); concerns it leaves out, observed on its side (nuance).
+#: source text's sentence names, observed as it says (supports); concerns it leaves out, observed on its side (nuance).
 CLAIMS = {
     "stateful": Judgement(supports=(SESSION_CONCERNS_NEEDED,), qualifies=(STATEFUL_OTHERS,)),
     "stateless": Judgement(supports=(SESSION_CONCERNS_GONE,), qualifies=(STATELESS_OTHERS,)),
@@ -674,7 +674,7 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
                  "a stateless signed cookie (CSRF only)"],
         servers="threads of one process (the notebook's); 2-server clusters behind round robin",
         crowd=f"{m['idle_users']} idle sessions and token holders, {n} replays of a stolen credential",
-        concerns=f"{len(CONCERNS)}, our own list ({len(SESSION_CONCERNS)} of them the session concerns the seed "
+        concerns=f"{len(CONCERNS)}, our own list ({len(SESSION_CONCERNS)} of them the session concerns the source text "
                  "names); counted per design, never judged by the count")
     return Evidence(row=ROW, measurements=m, checks=outcomes, claims=claims, reading=reading, seconds=seconds,
                     conditions=conds, extra={"concerns": concerns, "quick": quick, "key_numbers": {
@@ -711,3 +711,17 @@ def concerns_html(ev: Evidence) -> str:
                     for side in SIDES)
     return (f"<table><thead><tr><th style='text-align:left'>concern (asked of all three)</th>{heads}</tr></thead>"
             f"<tbody>{rows}{total}</tbody></table>")
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 11 shows it.
+WHY = ("logout deletes the session every server looks up; a token is checked by its signature alone, so nothing the "
+       "server deletes can stop it before its exp.")
+
+
+def answer(ev: Evidence) -> str:
+    """Which of notebook 11's prediction choices this run measured: which stolen credential still worked after
+    logout."""
+    sid_works = not ev.checks[LOGOUT_REVOKES.id]
+    token_works = ev.checks[LOGOUT_KEEPS["token + cart in token"].id]
+    return {(True, True): "both", (True, False): "the stolen session id", (False, True): "the stolen token",
+            (False, False): "neither: logout ends both"}[(sid_works, token_works)]

@@ -1,6 +1,6 @@
 """Row "Fault Tolerance": crash one of three servers while users shop, then take the shared store down.
 
-The seed says: stateful, "Failure in one server affects sessions stored on others"; stateless,
+The source text says: stateful, "Failure in one server affects sessions stored on others"; stateless,
 "Failures are isolated, impacting only individual requests". It also credits stateless designs
 with fault tolerance (benefit 5b) and stateful ones with session persistence (benefit 4a).
 

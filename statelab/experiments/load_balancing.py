@@ -1,6 +1,6 @@
 """Row "Load Balancing": does the balancer have to care where a user's session and cart live?
 
-The seed says stateful load balancing "may require consideration of session affinity" and
+The source text says stateful load balancing "may require consideration of session affinity" and
 stateless gives "simplified load balancing without session considerations" (benefit 5c).
 
 The same traffic goes through each balancer strategy, to each of the four designs of
@@ -505,3 +505,16 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
                                       f"sticky's load CV, {users} / {big['users']} users":
                                           f"{unevenness[MEMORY]['sticky']:.2f} / {large_cv['sticky']:.2f}",
                                       "ip_hash: share of requests at the NAT's server": f"{hot:.0%}"}}))
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 10 shows it.
+WHY = ("a request needs the server that holds its state only when the state lives on one server: a shared store, a "
+       "token or a cart table lets any server answer.")
+
+
+def answer(ev: Evidence) -> str:
+    """Which of notebook 10's prediction choices this run measured: which designs lost sessions under round robin."""
+    lost = [d for d in DESIGNS if ev.measurements[f"share of users who lost their session, {d}"]["round_robin"] > 0]
+    return {(): "none of them", ("session + memory",): "only session + memory",
+            ("session + memory", "session + shared store"): "both session designs",
+            tuple(DESIGNS): "every design"}.get(tuple(lost), ", ".join(lost))

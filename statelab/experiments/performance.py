@@ -1,6 +1,6 @@
 """Performance: is a stateless request faster because it has no session to look up?
 
-The seed says a stateful server "may experience increased latency due to session management"
+The source text says a stateful server "may experience increased latency due to session management"
 and a stateless one has "typically faster response times due to lack of session overhead".
 Both sides work on every request to learn who is asking: a stateful server that can scale out
 looks the session id up in a *shared* store, across a network; a stateless server checks the
@@ -571,3 +571,11 @@ def algorithms(ev: Evidence) -> list[dict[str, Any]]:
              "sign µs": round(m["token sign µs"][a], 1),
              "sign: cryptography µs": round(m["token sign: cryptography µs"][a], 1),
              "sign: encoding µs": round(m["token sign: encoding µs"][a], 1)} for a in ALGORITHMS]
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 05 shows it.
+WHY = ("a token check is tens of microseconds of work where the server runs; a shared-store lookup is a network round "
+       "trip, and a round trip grows with the distance. Near the store, the two are close.")
+
+#: ``ev.answer()`` for this row (see :meth:`statelab.experiments.Evidence.answer`).
+answer = measured_choice

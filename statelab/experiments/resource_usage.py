@@ -1,6 +1,6 @@
 """Resource usage: where each design keeps a user's state, and what that costs in memory, storage and bytes.
 
-The seed says a stateful server "requires more resources for session state management" and
+The source text says a stateful server "requires more resources for session state management" and
 a stateless one "utilizes resources efficiently". Its own benefit 4b says the opposite about
 one resource: keeping state on the server is efficient because it is not re-sent with every
 request. State costs something wherever it lives, so this experiment follows it through the four
@@ -477,3 +477,16 @@ def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
                                       "cart lines until a cart-carrying token would outgrow a cookie":
                                           too_big if too_big is not None else "more than measured",
                                       "identity-only token (cart in db), header bytes": db_token}}))
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 06 shows it.
+WHY = ("the server keeps nothing per user, so the cart travels in the token, and the browser sends the token with "
+       "every request: the state moved onto the wire.")
+
+
+def answer(ev: Evidence) -> list[str]:
+    """Which of notebook 06's prediction choices this run measured: what grows with the cart when it is in the token."""
+    c = ev.checks
+    grows = [what for what, yes in [("the server's memory", not c[C_TOKEN_FLAT.id]),
+                                    ("the bytes of every request", c[C_TOKEN_BYTES.id])] if yes]
+    return grows or ["nothing: a stateless server uses no resources"]

@@ -1,6 +1,6 @@
 """Row "Scalability": add servers behind a balancer; who still finds their session, and what does not scale?
 
-The seed says stateful "scaling requires synchronization of session data" and stateless
+The source text says stateful "scaling requires synchronization of session data" and stateless
 "horizontal scaling is straightforward" (benefit 5a: "high scalability"). Two different things
 hide in "scaling", and this experiment measures both, honestly about what one process can show:
 
@@ -474,3 +474,17 @@ def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[s
                                       "one session read behind a writer / one cart read (ms)":
                                           f"{session['behind']['behind a writer ms']:.1f} / "
                                           f"{table['behind']['behind a writer ms']:.2f}"}}))
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 03 shows it.
+WHY = ("round robin sends each request to the next server in turn, and only one of them holds the session: a request "
+       "finds it about once in N.")
+_SHARES = {"all of them": 1.0, "about 3 in 4": 0.75, "about 1 in 4": 0.25, "none after the login": 0.0}
+
+
+def answer(ev: Evidence) -> str:
+    """Which of notebook 03's prediction choices this run measured: the share of requests that found their session
+    on memory sessions under round robin, at the largest cluster size, rounded to the nearest choice."""
+    n = max(ev.measurements["servers"])
+    share = ev.extra["found"][BROKEN][n]
+    return min(_SHARES, key=lambda choice: abs(_SHARES[choice] - share))

@@ -1,6 +1,6 @@
 """Transaction integrity: does either design keep a multi-step purchase correct by itself?
 
-The seed says a stateful design "ensures transaction integrity by maintaining session context",
+The source text says a stateful design "ensures transaction integrity by maintaining session context",
 and a stateless one keeps transactions "isolated, ensuring integrity at request level". A shop
 adds a checkout (plugin :func:`~statelab.shop.plugins.checkout`): add items,
 ``POST /checkout/start`` (a snapshot of the cart), ``POST /checkout/confirm`` (an order). Orders
@@ -360,3 +360,17 @@ def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]],
     return Evidence(row=ROW, measurements=measurements, checks=checks, claims=claims, reading=reading,
                     seconds=seconds, conditions=where,
                     extra={"lost": lost, "retry": retry, "double": double, "trials": n_trials})
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 09 shows it.
+WHY = ("each tab's answer is a token holding the old cart plus its own book; the browser keeps one token, so the last "
+       "answer wins.")
+
+
+def answer(ev: Evidence) -> str:
+    """Which of notebook 09's prediction choices this run measured: how many of eight concurrent adds a cart in the
+    token kept."""
+    token = ev.extra["lost"]["token + cart in token"]
+    if token["books in cart"] == 0:
+        return "none"
+    return "all eight" if token["lost"] == 0 else "fewer than eight"

@@ -48,6 +48,19 @@ class Share:
     def share(self) -> float:
         return self.found / self.asked if self.asked else 0.0
 
+    def __repr__(self) -> str:  # a sentence with rounded numbers, not the dataclass's fields (issue 20)
+        return (f"<{self.share:.0%} found their login ({self.found} of {self.asked}; answers "
+                f"{_statuses(self.statuses)}), {self.workers_seen} worker(s) seen>")
+
+
+def _statuses(counts: Counter[Any]) -> str:
+    """``{200: 3, 503: 9}`` as "200 ×3, 503 ×9"."""
+    return ", ".join(f"{status} \u00d7{n}" for status, n in sorted(counts.items(), key=str)) or "none"
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
 
 def found_share(url: str, users: int = 8, requests: int = 8, concurrency: int = 4) -> Share:
     """``users`` log in at ``url``, then each asks for its cart ``requests`` times, ``concurrency`` users at a time."""
@@ -336,6 +349,11 @@ class Front:
     found_after: dict[str, float] = field(default_factory=dict)  # first server's name -> share found
     server_errors: int = 0  # 5xx answers and failed connections, in all
 
+    def __repr__(self) -> str:  # a sentence with rounded numbers, not the dataclass's fields (issue 20)
+        after = ", ".join(f"{name}: {_pct(v)}" for name, v in self.found_after.items()) or "-"
+        return (f"<logins found: {_pct(self.found_before)} before a server was taken out; after, by first server: "
+                f"{after}; {self.server_errors} server error(s)>")
+
 
 def measure_balancers(users: int = 6, requests: int = 4) -> dict[str, Front]:
     """HAProxy and statelab's own balancer, round robin and sticky, in front of the same two memory-session
@@ -395,3 +413,21 @@ def balancers_table(fronts: dict[str, Front], dead: str = "server-0") -> str:
         rows.append(f"| {name} | {f.found_before:.0%} | {'-' if dead_share is None else f'{dead_share:.0%}'} | "
                     f"{'-' if not live else f'{min(live):.0%}'} | {f.server_errors} |")
     return "\n".join(rows)
+
+
+#: Why the measured answer is what it is: the "you predicted; you measured" cell of notebook 13 shows it.
+WHY = ("each worker is a process with its own memory and its own key, and the operating system hands each connection "
+       "to whichever worker takes it: only the worker that made your session, or signed your token or cookie, can read "
+       "it.")
+
+
+def answer(shares: dict[str, Share]) -> str:
+    """Which of notebook 13's prediction choices ``measure_shares`` measured: the share of a crowd's requests that
+    found their login with per-worker state, for sessions, tokens and signed cookies, in words."""
+    per_worker = {DESIGNS[n][1]: s.share for n, s in shares.items() if DESIGNS[n][0] == "per-worker"}
+    kinds = tuple("all" if v >= 0.99 else "none" if v <= 0.01 else "about half" if 0.2 <= v <= 0.8 else f"{v:.0%}"
+                  for v in (per_worker.get(mode, 0.0) for mode in MODES))   # sessions, tokens, signed cookies
+    return {("all",) * 3: "all of them: each user keeps coming back to the worker that logged them in",
+            ("about half", "all", "all"): "about 1 in 2 for sessions; all of them for tokens and signed cookies",
+            ("about half",) * 3: "about 1 in 2 for sessions, tokens and signed cookies alike",
+            ("none",) * 3: "none of them"}.get(kinds, "sessions, tokens, signed cookies: " + ", ".join(kinds))

@@ -39,6 +39,10 @@ class Fit:
     def __call__(self, n: float | np.ndarray) -> float | np.ndarray:
         return model(n, self.lam, self.sigma, self.kappa)
 
+    def __repr__(self) -> str:  # rounded, and named in words (issue 20)
+        return (f"<USL fit over {self.points} points: {self.lam:.0f} req/s for one worker, contention sigma "
+                f"{self.sigma:.3f}, coherency kappa {self.kappa:.4f}, error {self.rmse:.0f} req/s>")
+
     @property
     def peak(self) -> float:
         """Worker count where throughput peaks (``inf`` when ``kappa`` is 0)."""

@@ -220,6 +220,12 @@ class Cluster:
         return made
 
     @property
+    def store_kind(self) -> str:
+        """Where this cluster's sessions live, in a word: ``"memory"`` (each server its own), ``"sqlite"``,
+        ``"valkey"``, or the kind of a store passed in."""
+        return self._store_name
+
+    @property
     def cookie_name(self) -> str | None:
         """The cookie every server of this cluster carries the login in (None when stateless)."""
         return cookie_name_for(self.mode, self._cookie_base)

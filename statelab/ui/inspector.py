@@ -121,7 +121,23 @@ def _session_home(sid: str, target: Any) -> str:
     if holders:
         return f"on {', '.join(holders)} (in its memory)"
     return ("on no server any more: the server that held it crashed or restarted, or you logged out; "
-            "the next request gets 401")
+            + next_answer(target))
+
+
+def next_answer(target: Any) -> str:
+    """What the next request really gets when no live server holds the session: a server that is down
+    refuses the connection; a balancer with no live server answers 503; a live server answers 401."""
+    if isinstance(getattr(target, "servers", None), list):  # a cluster: its balancer routes to a live server
+        balancer = getattr(target, "balancer", None)
+        if balancer is not None and not getattr(balancer, "alive", True):
+            return "the next request gets no answer (connection refused): the balancer is down"
+        if not any(s.alive for s in target.servers):
+            return "the next request gets 503 from the balancer: every server is down"
+        return "the next request gets 401 from a live server"
+    if not getattr(target, "alive", True):
+        return ("the next request gets no answer (connection refused) while this server is down, "
+                "then 401 once it restarts")
+    return "the next request gets 401"
 
 
 def _lookup(store: Any, sid: str) -> str:

@@ -2,13 +2,16 @@
 
 Each question is a set of labelled radio buttons; choosing an option shows its feedback at once: why
 it is right, or which misconception a wrong option stands for. Feedback is words and a symbol, never
-colour alone. Nothing is sent anywhere and nothing is graded: the quiz is for the learner. It works
-in JupyterLab, Notebook 7 and headless (a test sets ``quiz.items[0].choice.value``).
+colour alone. Each question also carries every option's feedback folded under a "show the answers" line,
+plain HTML a click opens: the quiz answers in the book and in a saved notebook, with no kernel.
+Nothing is sent anywhere and nothing is graded: the quiz is for the learner.
+It works in JupyterLab, Notebook 7 and headless (a test sets ``quiz.items[0].choice.value``).
 """
 
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from collections.abc import Sequence
 
@@ -21,6 +24,28 @@ __all__ = ["Option", "Question", "Quiz", "QuizItem", "quiz"]
 
 
 RIGHT, WRONG = "\u2713 Right.", "\u2717 Not quite."
+_SAID = re.compile(r"^\s*(right|correct|yes|not quite|wrong|no)\s*[:.,!]\s*", re.I)
+
+
+def said_once(feedback: str, correct: bool) -> str:
+    """The feedback without an opening "Right:" (or "Not quite."): the mark before it already says so, and
+    "\u2713 Right. Right: ..." reads as a stutter. Only a word that agrees with the mark is dropped."""
+    m = _SAID.match(feedback)
+    if m and (m.group(1).lower() in ("right", "correct", "yes")) == correct:
+        rest = feedback[m.end():]
+        return rest[:1].upper() + rest[1:]
+    return feedback
+
+
+def answers_html(question: Question, shown: Sequence[Option]) -> str:
+    """Every option's feedback, folded under a "show the answers" line that a click opens: plain HTML, so it
+    works where no kernel answers the radio buttons (the book, a saved notebook)."""
+    items = "".join(
+        f'<li style="margin:2px 0"><b>{RIGHT if o.correct else WRONG}</b> <i>{esc(o.text)}</i>: '
+        f"{esc(said_once(o.feedback, o.correct))}</li>" for o in shown)
+    return box(f'<details class="statelab-quiz-answers"><summary style="cursor:pointer">Show the answers and why '
+               f'(works without a running kernel)</summary><ul style="margin:4px 0 2px 0">{items}</ul></details>',
+               font_size="12.5px")
 
 
 class QuizItem(W.VBox):
@@ -35,8 +60,9 @@ class QuizItem(W.VBox):
                                      description=f"Answer {number}:", style={"description_width": "initial"},
                                      layout=W.Layout(width="auto"))
         self.feedback = W.HTML(box("Choose an answer to see feedback.", font_style="italic"))
+        self.answers = W.HTML(answers_html(question, shown))
         self.choice.observe(self._chosen, names="value")
-        super().__init__([self.prompt, self.choice, self.feedback], layout=W.Layout(margin="0 0 8px 0"))
+        super().__init__([self.prompt, self.choice, self.feedback, self.answers], layout=W.Layout(margin="0 0 8px 0"))
 
     @property
     def chosen(self) -> Option | None:
@@ -51,7 +77,8 @@ class QuizItem(W.VBox):
         if option is None:
             return
         mark, tint = (RIGHT, GREEN) if option.correct else (WRONG, RED)
-        self.feedback.value = box(f"{pill(mark, tint)} {esc(option.feedback)}", padding="2px 0")
+        self.feedback.value = box(f"{pill(mark, tint)} {esc(said_once(option.feedback, option.correct))}",
+                                  padding="2px 0")
 
 
 class Quiz(W.VBox):

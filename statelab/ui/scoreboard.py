@@ -1,8 +1,8 @@
-"""The evidence scoreboard: the seed's nine-row table, corrected from your own measurements.
+"""The evidence scoreboard: the source text's nine-row table, corrected from your own measurements.
 
 Each row has two claims, so each row gets two verdicts: the stateful half's and the stateless
 half's (``ev.verdicts``), each with the sentence its experiment rendered from the numbers to say
-what was measured instead (``Judgement.corrected``). Each of the seed's eight benefits gets the
+what was measured instead (``Judgement.corrected``). Each of the source text's eight benefits gets the
 verdict of the one row that judges it (``statelab.table.benefit_row``).
 
 The evidence comes from an experiment run earlier in this kernel (``statelab.experiments.latest()``),
@@ -177,6 +177,7 @@ class Scoreboard(W.VBox):
         self.rerun_button = button("Re-measure all nine (quick)", "re-run every row's experiment with quick=True")
         self.rerun_button.on_click(self._guarded(self.rerun))
         self._shown_in: int | None = None
+        self._shown_tables: list[Any] = []  # display handles of corrected tables shown: refresh() updates them
         super().__init__([W.HBox([self.fill_button, self.rerun_button, self.bar],
                                  layout=W.Layout(align_items="center", flex_flow="row wrap")),
                           self.status, self.message, self.table, self.benefit_table, self.prediction_table],
@@ -307,6 +308,21 @@ class Scoreboard(W.VBox):
         self.status.value = box(f"<b>{measured} of {len(self.results)} rows measured.</b> "
                                 f"Half-row verdicts: {counts(halves)} &nbsp; Benefit verdicts: {counts(benefits)}",
                                 padding="2px 0")
+        self._update_tables()
+
+    def _update_tables(self) -> None:
+        """Re-render every corrected table this board displayed (in its own output, by display id): a table shown
+        in a cell below keeps up when the board measures, without running that cell again."""
+        if not getattr(self, "_shown_tables", None):
+            return
+        from IPython.display import Markdown
+
+        text = CorrectedTable(self)._repr_markdown_()
+        for handle in list(self._shown_tables):
+            try:
+                handle.update(Markdown(text))
+            except Exception:  # no kernel to send it to any more: forget that display
+                self._shown_tables.remove(handle)
 
     def _verdict_html(self, verdict: str, corrected: str, tint: str | None = None) -> str:
         if verdict in VERDICTS:
@@ -319,8 +335,8 @@ class Scoreboard(W.VBox):
     def _table_html(self) -> str:
         cell = CELL
         head = "".join(f'<th style="{cell}">{h}</th>' for h in
-                       ("row", "stateful architecture: the seed, then your verdict",
-                        "stateless architecture: the seed, then your verdict", "numbers and source"))
+                       ("row", "stateful architecture: the source text, then your verdict",
+                        "stateless architecture: the source text, then your verdict", "numbers and source"))
         body = "".join(self._row_html(r, cell) for r in self.results.values())
         return box("<b>The nine rows</b>"
                    f'<table style="border-collapse:collapse; width:100%"><thead><tr>{head}</tr></thead>'
@@ -355,7 +371,7 @@ class Scoreboard(W.VBox):
     def _benefits_html(self) -> str:
         cell = CELL
         head = "".join(f'<th style="{cell}">{h}</th>'
-                       for h in ("benefit", "the seed says", "judged in", "your verdict"))
+                       for h in ("benefit", "the source text says", "judged in", "your verdict"))
         body = ""
         for code, (side, words) in BENEFITS.items():
             verdict, r = self._benefit(code)
@@ -430,15 +446,23 @@ def _md(text: str) -> str:
 
 
 class CorrectedTable:
-    """A scoreboard's corrected table: Markdown in a notebook (the seed's own three columns), text elsewhere.
+    """A scoreboard's corrected table: Markdown in a notebook (the source text's own three columns), text elsewhere.
 
-    Per row: the seed's two claims, your two verdicts, and the corrected sentence each experiment
+    Per row: the source text's two claims, your two verdicts, and the corrected sentence each experiment
     rendered from your numbers; then each benefit with its verdict. Rendered when displayed, so
     displaying it again after measuring more rows shows them.
     """
 
     def __init__(self, board: Scoreboard) -> None:
         self.board = board
+
+    def _ipython_display_(self) -> None:
+        """Shown as Markdown with a display id, which the board updates each time it measures."""
+        from IPython.display import Markdown, display
+
+        handle = display(Markdown(self._repr_markdown_()), display_id=True)
+        if handle is not None:
+            self.board._shown_tables.append(handle)
 
     def _half(self, r: RowResult, half: str, markdown: bool) -> str:
         verdict, seed, corrected = r.verdicts[half], getattr(r.row, half), r.corrected(half)
@@ -453,7 +477,7 @@ class CorrectedTable:
         for r in b.results.values():
             title = f"[{_md(r.row.title)}]({r.row.notebook})"
             lines.append(f"| {title} | {self._half(r, 'stateful', True)} | {self._half(r, 'stateless', True)} |")
-        lines += ["", "| Benefit | The seed says | Judged in | Your verdict |", "|---|---|---|---|"]
+        lines += ["", "| Benefit | The source text says | Judged in | Your verdict |", "|---|---|---|---|"]
         for code, (side, words) in BENEFITS.items():
             verdict, r = b._benefit(code)
             corrected = r.corrected(code) if r is not None else ""
@@ -463,7 +487,7 @@ class CorrectedTable:
         measured = sum(r.measured for r in b.results.values())
         lines += ["", f"{measured} of {len(b.results)} rows measured: "
                   + ("every row." if measured == len(b.results) else
-                     "press *Measure the rows not measured yet (quick)* above, then run this cell again.")]
+                     "press *Measure the rows not measured yet (quick)* above: this table updates itself.")]
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -71,7 +71,22 @@ def test_all_four_designs_and_the_naive_store_are_measured(ev):
 
 def test_plot_draws_both_panels(ev):
     fig = plots.plot(ev)
-    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "orders created"
+    assert len(fig.axes) == 2 and fig.axes[1].get_xlabel().startswith("orders created")
+
+
+def test_plot_labels_are_readable_and_do_not_collide(ev):
+    """Issue 20: the right-hand chart's case names collided on its x axis, in a 6-point font."""
+    fig = plots.plot(ev)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            shown = [t for t in labels if t.get_text()]
+            assert all(t.get_fontsize() >= 7 for t in shown), [(t.get_text(), t.get_fontsize()) for t in shown]
+            boxes = [t.get_window_extent(renderer) for t in shown]
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    assert not a.overlaps(b), "two tick labels overlap"
 
 
 def test_run_refuses_silly_sizes():

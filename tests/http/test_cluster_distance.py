@@ -227,7 +227,7 @@ def test_the_dashboard_sets_the_distance_and_names_each_link_state_in_words(clus
     dash = sl.ui.dashboard(far)
     try:
         (card,) = dash.network_cards
-        assert card in dash.cards_box.children
+        assert card in dash.shown_cards()
         assert card.distance_box.value == 1.0 and "ms, one way" in card.distance_box.description
         card.distance_box.value = 2.5
         assert far.distance == 0.0025 and {link.delay for link in far.links} == {0.0025}

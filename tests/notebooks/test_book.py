@@ -56,6 +56,12 @@ def built(request, tmp_path_factory):
         if failed:
             pytest.fail(f"not executed, so no book: {failed}")
         executed = {name: run.executed for name, run in runs.items()}
+        # Each notebook ran in its own copy, with its own journal: 12 again, reading the rows' runs (03-11), as
+        # the tool's own build does (issue 20: the capstone page said "0 of 9 rows measured").
+        rows = [runs[name].workdir / ".statelab-evidence" for name in sorted(runs)
+                if Path(name).name.startswith(tool.ROW_NOTEBOOKS) and runs[name].workdir is not None]
+        capstone = next(name for name in runs if Path(name).name.startswith(tool.CAPSTONE))
+        executed[capstone] = tool.execute_capstone(rows, tmp_path_factory.mktemp("capstone"))
     html_dir = tool.build(tmp_path_factory.mktemp("book"), executed=executed, ref=REF)
     return tool, html_dir, executed
 
@@ -197,6 +203,56 @@ def test_the_pages_load_nothing_from_another_host(built):
     assert outside == set(), outside
 
 
+def test_the_capstone_page_shows_every_row_measured_by_this_build(built):
+    """Issue 20: 12's page said "0 of 9 rows measured" and every verdict "not measured yet"."""
+    _, html_dir, _ = built
+    text = " ".join("".join(parse(page_of(html_dir, "notebooks/12_choosing")).text).split())
+    source = page_of(html_dir, "notebooks/12_choosing").read_text()
+    assert "9 of 9 rows measured" in source, re.findall(r"\d of 9 rows measured", source)
+    corrected = text.split("table once more", 1)[1].split("Self-check", 1)[0]  # the section, not the contents
+    assert "9 of 9 rows measured" in corrected and "not measured yet" not in corrected, corrected[:600]
+    assert "filled by the build, from its own runs of notebooks 03 to 11" in text  # marked as the build's
+
+
+def test_a_saved_dashboard_is_a_snapshot_with_no_dead_loopback_link(built):
+    """Issue 20: saved dashboards linked to the run's 127.0.0.1 ports, dead on a book page."""
+    _, html_dir, _ = built
+    source = page_of(html_dir, "notebooks/00_start_here").read_text()
+    assert "statelab dashboard" in source and "Interactive on Binder" in source
+    assert not re.search(r'href=\\?"https?://127\.0\.0\.1', source)
+
+
+def test_freeze_dashboards_unlinks_loopback_and_says_interactive_on_binder():
+    import nbformat
+
+    tool = _tool()
+    nb = nbformat.v4.new_notebook()
+    card = '<b>server-0</b> <a href="http://127.0.0.1:4567/" target="_blank">http://127.0.0.1:4567/ &#8599;</a>'
+    title = "<b>statelab dashboard</b> 4 designs"
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {
+        "a": {"state": {"value": card}}, "b": {"state": {"value": title}}, "c": {"state": {"value": 3}}}}}
+    assert tool.freeze_dashboards(nb, "https://mybinder.org/v2/gh/x/y/HEAD") == 1
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert "127.0.0.1:4567/ &#8599;" in state["a"]["state"]["value"] and "href" not in state["a"]["state"]["value"]
+    assert "Interactive on Binder" in state["b"]["state"]["value"] and state["c"]["state"]["value"] == 3
+
+
+RAW_TABLE_ROW = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*\|", re.M)
+
+
+def test_no_page_shows_a_raw_markdown_table_row(built):
+    """Issue 20: Markdown tables printed by cells showed as raw pipes (``|---|``) unless MyST renders them."""
+    _, html_dir, _ = built
+    raw = {}
+    for path in sorted(html_dir.rglob("*.html")):
+        text = "".join(parse(path).text)
+        rows = RAW_TABLE_ROW.findall(text)
+        if rows or "|---|" in text:
+            raw[path.relative_to(html_dir).as_posix()] = rows[:2] or ["|---|"]
+    assert raw == {}, f"raw Markdown table rows on {raw}"
+    assert "<table" in page_of(html_dir, "notebooks/00_start_here").read_text()
+
+
 # --- in a real browser ---------------------------------------------------------------------------------------------
 
 
@@ -244,6 +300,37 @@ def test_a_page_opens_in_chromium_with_no_console_error(served, built, page, nam
     assert problems == [], problems
     results = axe(page, "main")  # the page's own content: the theme's navigation is the theme's
     assert axe_blocking(results) == [], axe_blocking(results)
+
+
+@pytest.mark.browser
+def test_a_quiz_on_a_book_page_answers_a_click_without_a_kernel(served, page):
+    """Issue 20: on the book's pages a click on a quiz did nothing; the answers are in the saved HTML now."""
+    from playwright.sync_api import expect
+
+    from browser import screenshot
+
+    page.goto(f"{served}/notebooks/00_start_here.html", wait_until="networkidle")
+    answers = page.locator("details.statelab-quiz-answers").first
+    answers.wait_for(state="attached", timeout=30_000)
+    answers.scroll_into_view_if_needed()
+    right = answers.locator("li").filter(has_text="\u2713 Right.")
+    expect(right).to_be_hidden()
+    answers.locator("summary").click()
+    expect(right).to_be_visible(timeout=5_000)
+    expect(answers.locator("li")).to_have_count(answers.locator("li").count())
+    screenshot(answers, "book-00-quiz-answered")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", ["notebooks/12_choosing", "notebooks/13_into_production"])
+def test_capstone_pages_screenshots(served, built, page, name):
+    """Evidence for a person: 12's and 13's pages as a reader sees them (tables rendered, not pipes)."""
+    from browser import screenshot
+
+    page.goto(f"{served}/{name}.html", wait_until="networkidle")
+    page.wait_for_timeout(1000)
+    screenshot(page, f"book-{name.replace('/', '-')}-full", full_page=True)
+    assert "|---|" not in page.locator("main").inner_text()
 
 
 def test_the_readme_links_the_published_book_and_shows_the_dashboard():

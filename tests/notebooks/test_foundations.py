@@ -38,7 +38,8 @@ def test_start_here_draws_the_two_axes_and_names_the_four_designs():
         assert design in diagram, f"the diagram does not name the design {design!r}"
         assert text.count(design) >= 2, f"the grid table does not name {design!r}"
     source = "\n".join(c.source for c in nbformat.read(FOUNDATIONS[0], as_version=4).cells if c.cell_type == "code")
-    assert "DESIGNS" in source and "benefit_row" in source, "00 builds its servers and its benefit map from data"
+    assert "DESIGNS" in source and "sl.table.benefits_markdown()" in source, \
+        "00 builds its servers and its benefit map from data"
 
 
 #: The seed's own name for each benefit (its sections 4 and 5; statelab/table.json keeps them).

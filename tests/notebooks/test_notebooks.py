@@ -117,6 +117,45 @@ def test_runs_within_budget(notebook_runs, notebook):
         assert peak / 1024 < MEMORY_LIMIT_MB, f"peak kernel memory {peak / 1024:.0f} MiB: over {MEMORY_LIMIT_MB}"
 
 
+#: A bare dataclass repr, as Python prints one: ``Crash(found_before=0.5833333333333334, ...)``.
+DATACLASS_REPR = re.compile(r"\b[A-Z][A-Za-z0-9]*\((?:[a-z_][a-z0-9_]*)=")
+RICH = ("text/html", "text/markdown", "image/png", "image/svg+xml", "application/vnd.jupyter.widget-view+json")
+
+
+def plain_outputs(nb) -> list[tuple[int, str]]:
+    """(cell index, text) of what a learner reads as plain text: streams, and results with no richer form."""
+    out = []
+    for i, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                out.append((i, o.get("text", "")))
+            elif o.output_type in ("execute_result", "display_data") and not any(k in o.data for k in RICH):
+                out.append((i, o.data.get("text/plain", "")))
+    return out
+
+
+@pytest.mark.parametrize("notebook", NAMES)
+def test_no_output_is_a_bare_dataclass_repr(notebook_runs, notebook):
+    """Issue 20: 13 printed ``Crash(found_before=0.5833333333333334, ...)``: every object a notebook shows reads
+    as a table or a sentence with rounded numbers."""
+    run = notebook_runs.result(notebook)
+    _completed(run, "run 1")
+    raw = [(i, m.group(0), text[max(0, m.start() - 40):m.start() + 80]) for i, text in plain_outputs(run.executed)
+           for m in DATACLASS_REPR.finditer(text)]
+    assert raw == [], f"raw object reprs in the outputs: {raw[:5]}"
+
+
+def test_the_dataclass_repr_scan_catches_a_raw_repr():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Crash:
+        found_before: float
+
+    assert DATACLASS_REPR.search(repr({"shared": Crash(0.5833333333333334)}))
+    assert not DATACLASS_REPR.search("<Exchange GET /cart -> 200 by server-0 in 1.2 ms>")
+
+
 @pytest.mark.parametrize("notebook", NAMES)
 def test_second_run_all_in_the_same_kernel_leaves_what_the_first_left(notebook_runs, notebook):
     """A learner presses Run All again: no error, and no growth: as many threads, listening sockets and child

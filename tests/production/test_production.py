@@ -251,9 +251,6 @@ def test_scaling_summary_names_the_cores_instead_of_a_fit_on_two_cores():
     assert two.fit is None and "N = 2" in text and "the core count" in text and "No scaling law is fitted" in text
     assert "κ" not in text and "coheren" not in text
     assert "900" in repr(two) and "peak at 2" in repr(two) and "Scaling(" not in repr(two)
-    import matplotlib
-
-    matplotlib.use("Agg")
     from statelab.plots import production as chart
 
     n = [1, 2, 3, 4, 6, 8]
@@ -262,7 +259,9 @@ def test_scaling_summary_names_the_cores_instead_of_a_fit_on_two_cores():
     labels = [[t.get_text() for t in chart.plot(s).get_legend().get_texts()] for s in (two, wide)]
     assert not any("USL" in label for label in labels[0]) and any("USL" in label for label in labels[1])
     assert "κ = " in ex.scaling_summary(wide) and "not coherency" in ex.scaling_summary(wide)
-    matplotlib.pyplot.close("all")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
     crash = ex.Crash(1.0, 0.0)
     assert repr(crash).startswith("found their session: 100% before") and "Crash(" not in repr(crash)
 

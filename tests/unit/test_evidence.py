@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -179,3 +180,21 @@ def test_the_conclusion_escapes_what_it_renders():
     md = ev.conclusion()._repr_markdown_()
     assert "<img" not in md and "<b>" not in md and "&lt;img" in md and "\\[a](b)" in md
     assert "<img src=x onerror=alert(1)> [a](b)" in str(ev.conclusion())
+
+
+def test_each_verdict_opens_with_one_plain_sentence_before_its_checks():
+    """Issue 20: verdicts were needs/limit checklists with no plain first sentence."""
+    from statelab.experiments import PLAIN, VERDICTS
+
+    assert set(PLAIN) == set(VERDICTS)
+    assert all(s.count(". ") == 0 and s.endswith(".") for s in PLAIN.values())  # one sentence each
+    from statelab.experiments import transaction_integrity as ti
+
+    ev = ti.run(quick=True)
+    lines = ev.conclusion()._repr_markdown_().splitlines()
+    verdict_lines = [line for line in lines if line.startswith("- ")]
+    assert verdict_lines
+    for line in verdict_lines:
+        verdict = re.search(r": \*\*(holds with nuance|does not hold|holds)\*\*\. ", line).group(1)
+        after = line.split(f"**{verdict}**. ", 1)[1]
+        assert after.startswith(PLAIN[verdict]), line

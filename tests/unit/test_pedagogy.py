@@ -21,7 +21,8 @@ from statelab.ui import prediction as predict_module
 from statelab.ui.quiz import Question
 from statelab.ui.quizzes import QUIZZES
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("[01][0-9]_*.ipynb"))
 #: Notebooks that ask for a prediction before their experiment (00's crash, every row 03-11, and 13's workers).
 PREDICTING = ("00", "03", "04", "05", "06", "07", "08", "09", "10", "11", "13", "14")
@@ -147,6 +148,28 @@ def test_clicking_an_option_changes_the_feedback():
     assert f"0 of {total} right, 1 answered" in quiz.score.value
     item.choice.value = item.question.answer.text                    # then on the right one
     assert "Right." in item.feedback.value and f"1 of {total} right, 1 answered" in quiz.score.value
+
+
+def test_feedback_never_says_right_twice():
+    """Issue 20: "\u2713 Right. Right: ..." on a right answer; the mark already says it."""
+    for number in QUIZZES:
+        quiz = sl.ui.quiz(number)
+        for item in quiz.items:
+            item.choice.value = item.question.answer.text
+            text = re.sub(r"<[^>]+>", " ", html.unescape(item.feedback.value))
+            assert not re.search(r"Right\.\s+Right\b", text), (number, text[:120])
+            answers = re.sub(r"<[^>]+>", " ", html.unescape(item.answers.value))
+            assert not re.search(r"Right\.\s+\S+:\s+Right\b", answers), (number, answers[:200])
+
+
+def test_every_question_carries_its_answers_in_plain_html_for_a_page_without_kernel():
+    quiz = sl.ui.quiz("04")
+    for item in quiz.items:
+        value = item.answers.value
+        assert "<details" in value and "<summary" in value
+        for option in item.question.options:  # every option's feedback is in the saved HTML, marked in words
+            assert html.escape(option.text) in value
+        assert value.count("\u2713 Right.") == 1 and value.count("\u2717 Not quite.") == len(item.question.options) - 1
 
 
 def test_a_quiz_of_ones_own_and_bad_input():
@@ -306,3 +329,84 @@ def test_answers_that_state_an_outcome_are_what_the_exercise_shows():
     finally:
         for s in servers:
             s.stop()
+
+
+# --- one name for the source text (issue 20) -------------------------------------------------------------------
+def test_start_here_introduces_the_source_text_its_nine_rows_and_eight_benefit_codes():
+    nb = json.loads((ROOT / "notebooks" / "00_start_here.ipynb").read_text())
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "**The source text** is" in markdown and "4a-4d" in markdown and "5a-5d" in markdown
+    assert "sl.table.rows_markdown()" in code and "sl.table.benefits_markdown()" in code
+    rows, benefits = sl.table.rows_markdown(), sl.table.benefits_markdown()
+    assert all(f'"{r.stateful}"' in rows and f'"{r.stateless}"' in rows for r in sl.table.ROWS)
+    assert all(f"**{code}**" in benefits for code in ("4a", "4b", "4c", "4d", "5a", "5b", "5c", "5d"))
+
+
+UNEXPLAINED = re.compile(r"\bthe seed\b", re.I)
+#: Notebooks another branch (rows-b) was still changing when these checks came in: fixed there or right after it
+#: merges; remove a name once its notebook passes.
+NOT_YET_RENAMED: set[str] = set()
+
+
+def test_no_learner_facing_text_says_the_seed():
+    """Issue 20: "the seed" was never explained; the course calls it "the source text", introduced in 00."""
+    found = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        if path.name in NOT_YET_RENAMED:
+            continue
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if UNEXPLAINED.search("".join(cell["source"])):
+                found.append(f"{path.name} cell {i}")
+    for path in [*sorted((ROOT / "statelab" / "ui").glob("*.py")), ROOT / "statelab" / "ui" / "quizzes.json",
+                 *sorted((ROOT / "statelab" / "experiments").glob("*.py"))]:
+        if UNEXPLAINED.search(path.read_text()):
+            found.append(path.relative_to(ROOT).as_posix())
+    assert found == [], found
+
+
+def test_every_you_predicted_you_measured_cell_is_one_line_and_the_mapping_lives_in_the_library():
+    """Issue 20: the cells mapping a measurement to a prediction's choice were 4-12 lines of plumbing."""
+    long = []
+    rows = {r.notebook for r in sl.table.ROWS} - NOT_YET_RENAMED   # the row notebooks, each with its experiment
+    for path in ALL:
+        if path.name not in rows:
+            continue
+        for i, cell in enumerate(cells(path)):
+            source = "".join(cell["source"]).strip()
+            if cell["cell_type"] == "code" and "sl.ui.reveal(" in source:
+                if len(source.splitlines()) > 1 or "answer(ev)" not in source and "ev.answer()" not in source:
+                    long.append(f"{path.name} cell {i}")
+    assert long == [], long
+    for row in ("scalability", "fault_tolerance", "performance", "resource_usage", "caching", "deployment",
+                "transaction_integrity",
+                "load_balancing", "development_focus"):
+        module = __import__(f"statelab.experiments.{row}", fromlist=["answer"])
+        assert callable(module.answer) and module.WHY.strip(), row
+
+
+def test_answer_headings_keep_the_exercises_brackets_and_quotes():
+    """Issue 20: 00's fourth answer heading read ``browsers"token + cart in token".token`` (brackets lost)."""
+    bad = []
+    for path in ALL:
+        if path.name in NOT_YET_RENAMED:
+            continue
+        for cell in cells(path):
+            for summary in re.findall(r"<summary>(.*?)</summary>", "".join(cell["source"])):
+                if re.search(r'[A-Za-z0-9]"[A-Za-z]|"\.[a-z]', summary) or summary.count("[") != summary.count("]"):
+                    bad.append(f"{path.name}: {summary}")
+    assert bad == [], bad
+
+
+def test_production_answer_names_the_prediction_choice_from_the_shares():
+    from collections import Counter
+
+    from statelab.production import experiment as ex
+
+    def shares(found_per_worker: int) -> dict:
+        return {n: ex.Share(Counter({200: found_per_worker, 401: 10 - found_per_worker}) if where == "per-worker"
+                            else Counter({200: 10})) for n, (where, _mode) in ex.DESIGNS.items()}
+
+    assert ex.answer(shares(5)) == "about 1 in 2 for sessions, tokens and signed cookies alike"
+    assert ex.answer(shares(10)).startswith("all of them") and ex.answer(shares(0)) == "none of them"
+    assert ex.WHY.strip()

@@ -141,3 +141,25 @@ def test_bad_input_gets_a_clear_error():
     with pytest.raises(KeyError, match="no row 'speed'"):
         scoreboard({}).rerun(["speed"])
 
+
+
+def test_a_shown_corrected_table_updates_when_the_board_measures(monkeypatch):
+    """Issue 20: 12's corrected table still said 7 rows "not measured yet" after the scoreboard measured all 9."""
+    import IPython.display
+
+    shown = []
+
+    class Handle:
+        def __init__(self, obj):
+            self.text = obj.data
+            shown.append(self)
+
+        def update(self, obj):
+            self.text = obj.data
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id=None, **kw: Handle(obj))
+    board = scoreboard({k: judged(k) for k in [r.key for r in ROWS] if k != FASTEST})
+    board.corrected_table()._ipython_display_()
+    assert "8 of 9 rows measured" in shown[0].text
+    board.fill_button.click()                       # the board measures the missing row...
+    assert "9 of 9 rows measured" in shown[0].text  # ...and the table shown below it says so, with no re-run

@@ -197,7 +197,7 @@ def test_new_server_gets_a_card(cluster, dashboards):
     c.add_server()
     dash.refresh()
     assert [card.server.name for card in dash.cards] == ["server-0", "server-1", "server-2"]
-    assert dash.cards[2] in dash.cards_box.children
+    assert dash.cards[2] in dash.shown_cards()
 
 
 # --------------------------------------------------------------------------- a pair of servers
@@ -382,3 +382,82 @@ def test_a_store_outage_is_not_reported_as_a_logout(dashboards):
         dash.inspector.refresh()
         story = dash.inspector.story.value
         assert "did not answer" in story and "logged out" not in story
+
+
+# --------------------------------------------------------------------------- designs named everywhere (issue 20)
+def test_four_clusters_are_named_by_design_with_unique_toggle_labels(cluster, dashboards):
+    from statelab.experiments import DESIGNS
+
+    clusters = [cluster(2, **options) for options in DESIGNS.values()]
+    dash = dashboards(clusters)
+    labels = [label for label, _value in dash.client_panel.target_toggle.options]
+    assert labels == list(DESIGNS)  # named by design, each once: duplicate labels made the toggle highlight wrong
+    assert len(set(labels)) == len(labels)
+    # one group per cluster, under a header with its design's name, holding exactly that cluster's cards
+    for name, t, header, row in zip(dash.names, clusters, dash.group_headers, dash.group_rows, strict=True):
+        assert name in header.value
+        servers = [card.server for card in row.children if isinstance(card, ui.ServerCard)]
+        assert servers == t.servers
+    # the picker is above the cards
+    assert dash.children.index(dash.client_panel) < dash.children.index(dash.cards_box)
+    # picking the third sends the buttons' requests there, and its header says so
+    dash.client_panel.target_toggle.value = 2
+    click(dash.client_panel.login_button)
+    assert dash.client.url == clusters[2].url and dash.client.last.status == 200
+    assert "talk to this one" in dash.group_headers[2].value
+    assert all("talk to this one" not in h.value for i, h in enumerate(dash.group_headers) if i != 2)
+
+
+def test_named_targets_and_repeated_names_stay_unique(stateful, stateless, dashboards):
+    dash = dashboards({"mine": stateful, "yours": stateless})
+    assert dash.names == ["mine", "yours"]
+    assert [label for label, _ in dash.client_panel.target_toggle.options] == ["mine", "yours"]
+    twice = dashboards([stateful, stateful])
+    assert len(set(twice.names)) == 2
+
+
+def test_requests_from_code_refresh_the_view_throttled(stateful, dashboards, monkeypatch):
+    dash = dashboards(stateful)
+    calls = []
+    real = dash.refresh
+    monkeypatch.setattr(dash, "refresh", lambda: (calls.append(1), real()))
+    dash._last_refresh = 0.0
+    dash.client.login("alice")  # from a cell, not a button
+    assert calls and "POST /login" in history_html(dash)
+    assert "requests served: <b>1</b>" in dash.cards[0].info.value
+    for _ in range(20):  # a burst: at most a few re-renders a second
+        dash.client.me()
+    assert len(calls) <= 3
+    dash._after_cell()  # the end of the cell shows the final state
+    assert f"requests served: <b>{stateful.requests}</b>" in dash.cards[0].info.value
+
+
+def test_a_closed_dashboard_stops_listening(stateful, dashboards):
+    dash = dashboards(stateful)
+    client = dash.client
+    assert dash._on_exchange in client.listeners
+    dash.close()
+    assert dash._on_exchange not in client.listeners
+
+
+def test_down_server_message_says_connection_refused_not_401(stateful, dashboards):
+    dash = dashboards(stateful)
+    click(dash.client_panel.login_button)
+    stateful.kill()
+    dash.refresh()
+    story = inspector_html(dash)
+    assert "connection refused" in story and "gets 401" not in story
+    click(dash.client_panel.me_button)
+    assert dash.client.last.status is None and "connection refused" in (dash.client.last.error or "")
+
+
+def test_only_the_newest_dashboards_re_render_after_each_cell(stateful, dashboards):
+    import importlib
+
+    module = importlib.import_module("statelab.ui.dashboard")  # the module (sl.ui.dashboard is the function)
+    made = [dashboards(stateful) for _ in range(module.WATCHED + 2)]
+    watched = [ref() for ref in module._watched]
+    assert made[-1] in watched and made[0] not in watched and len(watched) <= module.WATCHED
+    module._refresh_watched()  # what the kernel calls when a cell ends: no error, closed ones are dropped
+    made[-1].close()
+    module._refresh_watched()
