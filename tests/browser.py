@@ -37,12 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 # The notebooks opened in a real browser (JupyterLab, Run All): the start page with its dashboard clicked through
 # (test_browser.py); notebook 01 (the only one with a checkbox), one row notebook with a cluster dashboard and
-# plots, and one lab solution (test_browser_all.py). Every notebook is executed in a kernel by tests/kernels.py;
+# plots, notebook 05 (the distance control of a cluster whose store is behind a network link), and one lab
+# solution (test_browser_all.py). Every notebook is executed in a kernel by tests/kernels.py;
 # test_notebooks.py checks that these few show every kind of output (MIME type, widget model) that any notebook
 # shows, so what a browser could get wrong about the rest is rendered here too.
 START_HERE = "notebooks/00_start_here.ipynb"
 BROWSER_NOTEBOOKS = (START_HERE, "notebooks/01_stateful_sessions.ipynb", "notebooks/04_fault_tolerance.ipynb",
-                     "labs/solutions/01_survive_a_crash.ipynb")
+                     "notebooks/05_performance.ipynb", "labs/solutions/01_survive_a_crash.ipynb")
 ARTIFACTS = ROOT / "test-artifacts"  # gitignored: screenshots and logs a failing CI run leaves behind
 CHROMIUM = Path(os.environ.get("STATELAB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
