@@ -27,6 +27,7 @@ from typing import Any
 
 from flask import Flask
 
+from ..service.httpd import drop_foreign_forwarding
 from ..shop.app import create_app
 from ..shop.carts import MemoryCartStore
 from ..shop.config import ShopConfig
@@ -53,11 +54,21 @@ def build() -> Any:
     modes = os.environ.get("STATELAB_MODE", "stateful").split(",")
     secret, key_kind = _secret()  # one per worker (or the shared one), for every app the worker serves
     if len(modes) == 1:
-        return build_one(modes[0], secret, key_kind)
+        return _own_forwarding_only(build_one(modes[0], secret, key_kind))
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
     apps = {f"/{mode}": build_one(mode, secret, key_kind) for mode in modes}
-    return DispatcherMiddleware(apps[f"/{modes[0]}"], apps)
+    return _own_forwarding_only(DispatcherMiddleware(apps[f"/{modes[0]}"], apps))
+
+
+def _own_forwarding_only(app: Any) -> Any:
+    """X-Forwarded-Host/-Prefix count only when a process of this Unix user sent them, as on every statelab server
+    (:func:`statelab.service.httpd.drop_foreign_forwarding`): gunicorn listens on 127.0.0.1, where another user of
+    a shared machine can connect too."""
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        drop_foreign_forwarding(environ)
+        return app(environ, start_response)
+    return wsgi
 
 
 def config_from_environ(mode: str, secret: bytes, key_kind: str, env: Mapping[str, str] = os.environ) -> ShopConfig:

@@ -288,25 +288,31 @@ class Handler(WSGIRequestHandler):
 
 
     def _drop_foreign_forwarding(self, environ: dict[str, Any]) -> None:
-        """Ignore X-Forwarded-Host and X-Forwarded-Prefix unless a process of this Unix user sent them.
+        drop_foreign_forwarding(environ)
 
-        They say how a browser reached us through a proxy (the Host it saw, for the same-origin check; the
-        path jupyter-server-proxy mounts us under, for cookie paths). The proxies that set them are ours:
-        statelab's balancer and cache, and jupyter-server-proxy inside your own Jupyter server, all running
-        as you. A browser cannot send them to another site without asking first (CORS), so the one sender to
-        refuse is another user of a shared machine. Where the owner cannot be asked (not Linux: macOS, usually
-        a machine of one user) they are kept; a connection the kernel cannot name an owner for is not ours.
-        """
-        present = [h for h in FORWARDING_HEADERS if "HTTP_" + h.upper().replace("-", "_") in environ]
-        if not present:
-            return
-        try:
-            uid = _uid_of_peer(int(environ["SERVER_PORT"]), int(environ["REMOTE_PORT"]))
-        except (KeyError, ValueError):
-            uid = None
-        if uid is not None and uid != os.getuid():
-            for h in present:
-                environ.pop("HTTP_" + h.upper().replace("-", "_"), None)
+
+def drop_foreign_forwarding(environ: dict[str, Any]) -> None:
+    """Ignore X-Forwarded-Host and X-Forwarded-Prefix unless a process of this Unix user sent them.
+
+    They say how a browser reached us through a proxy (the Host it saw, for the same-origin check; the
+    path jupyter-server-proxy mounts us under, for cookie paths). The proxies that set them are ours:
+    statelab's balancer and cache, and jupyter-server-proxy inside your own Jupyter server, all running
+    as you. A browser cannot send them to another site without asking first (CORS), so the one sender to
+    refuse is another user of a shared machine. Every server statelab runs calls it: the thread-based one
+    here, and gunicorn's workers (:func:`statelab.production.wsgi.build`). Where the owner cannot be asked
+    (not Linux: macOS, usually a machine of one user) they are kept; a connection the kernel cannot name an
+    owner for is not ours.
+    """
+    present = [h for h in FORWARDING_HEADERS if "HTTP_" + h.upper().replace("-", "_") in environ]
+    if not present:
+        return
+    try:
+        uid = _uid_of_peer(int(environ["SERVER_PORT"]), int(environ["REMOTE_PORT"]))
+    except (KeyError, ValueError):
+        uid = None
+    if uid is not None and uid != os.getuid():
+        for h in present:
+            environ.pop("HTTP_" + h.upper().replace("-", "_"), None)
 
 
 class _TimedInput:

@@ -402,3 +402,20 @@ def test_forwarding_headers_count_only_from_a_process_of_this_user(cluster, wher
     assert own.startswith("HTTP/1.1 200") and "Path=/user/x/proxy/1/" in own, own
     other = login_as(port, nobody=True)  # another user of the machine may not
     assert other.startswith("HTTP/1.1 403"), other
+
+
+def test_gunicorn_workers_count_forwarding_headers_only_from_a_process_of_this_user():
+    """The same rule under gunicorn (notebook 13, lab 06): its port on 127.0.0.1 is open to every user too."""
+    from statelab.production import Gunicorn
+    from statelab.production import gunicorn as gunicorn_module
+
+    if not gunicorn_module.available():
+        pytest.skip(gunicorn_module.HOW_TO_GET)
+    shop = Gunicorn(1, "stateful")
+    try:
+        own = login_as(shop.port, nobody=False)
+        assert own.startswith("HTTP/1.1 200") and "Path=/user/x/proxy/1/" in own, own
+        other = login_as(shop.port, nobody=True)
+        assert other.startswith("HTTP/1.1 403"), other
+    finally:
+        shop.stop()
