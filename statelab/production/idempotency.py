@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..shop.plugins import OnceByKey
 from ..shop.rules import ApiError
 from ..shop.sessions import StoreUnavailable
 from .redis import connect
@@ -91,7 +92,7 @@ def _reachable(call: Callable[[], Any]) -> Any:
         raise StoreUnavailable(f"the idempotency keys' Valkey server is unreachable ({type(e).__name__})") from None
 
 
-class RedisIdempotencyKeys:
+class RedisIdempotencyKeys(OnceByKey):
     """Idempotency keys in the Valkey/Redis server at ``url`` (a ``redis://`` or ``unix://`` address, password
     included), under ``prefix`` (the same url and prefix in every process that shares them)."""
 
@@ -143,19 +144,6 @@ class RedisIdempotencyKeys:
         """Let the next attempt in: an attempt that remembered no answer gives its key back unused."""
         if claim.token:
             _reachable(lambda: self._release(keys=[self._key(claim.scope)], args=[claim.token]))
-
-    def once(self, scope: tuple[str, str], act: Callable[[], tuple[int, Any]],
-             fingerprint: str | None = None) -> tuple[int, Any, bool]:
-        """Run ``act`` once per ``scope`` (user, key); later calls get the stored answer and ``True``."""
-        claim = self.acquire(scope, fingerprint)
-        try:
-            if claim.answer is not None:
-                return claim.answer[0], claim.answer[1], True
-            status, body = act()
-            self.remember(claim, (status, body))
-            return status, body, False
-        finally:
-            self.release(claim)
 
     def __len__(self) -> int:
         """Answers remembered now (expired ones and claims still running are not counted)."""

@@ -228,7 +228,34 @@ class _Record:
     answer: tuple[int, Any] | None = None
 
 
-class IdempotencyKeys:
+class OnceByKey:
+    """``once()`` built on a key store's ``acquire``/``remember``/``release``: the part every idempotency-key store
+    shares (:class:`IdempotencyKeys` in memory, ``statelab.production.idempotency.RedisIdempotencyKeys`` on Valkey)."""
+
+    def acquire(self, scope: tuple[str, str], fingerprint: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def remember(self, claim: Any, answer: tuple[int, Any]) -> None:
+        raise NotImplementedError
+
+    def release(self, claim: Any) -> None:
+        raise NotImplementedError
+
+    def once(self, scope: tuple[str, str], act: Callable[[], tuple[int, Any]],
+             fingerprint: str | None = None) -> tuple[int, Any, bool]:
+        """Run ``act`` once per ``scope`` (user, key); later calls get the stored answer and ``True``."""
+        claim = self.acquire(scope, fingerprint)
+        try:
+            if claim.answer is not None:
+                return claim.answer[0], claim.answer[1], True
+            status, body = act()
+            self.remember(claim, (status, body))
+            return status, body, False
+        finally:
+            self.release(claim)
+
+
+class IdempotencyKeys(OnceByKey):
     """What the servers remember per ``Idempotency-Key``: the request it came with, and the first answer.
 
     Shared by every server of a cluster (Redis or a table, in real life). Keys are scoped by user,
@@ -318,19 +345,6 @@ class IdempotencyKeys:
             if record is not None and record.owner is claim.token:
                 del self._records[claim.scope]
             self._changed.notify_all()
-
-    def once(self, scope: tuple[str, str], act: Callable[[], tuple[int, Any]],
-             fingerprint: str | None = None) -> tuple[int, Any, bool]:
-        """Run ``act`` once per ``scope`` (user, key); later calls get the stored answer and ``True``."""
-        claim = self.acquire(scope, fingerprint)
-        try:
-            if claim.answer is not None:
-                return claim.answer[0], claim.answer[1], True
-            status, body = act()
-            self.remember(claim, (status, body))
-            return status, body, False
-        finally:
-            self.release(claim)
 
     def __len__(self) -> int:
         """Answers remembered now (expired ones are not counted)."""
