@@ -18,8 +18,12 @@ import pytest
 # The helpers every room imports by name (kernels, browser, prose, and this conftest's own functions): found from
 # tests/<room>/ as from tests/, whatever import mode pytest uses.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-# Charts draw off screen in every test (and in the kernels tests start): set once, here.
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Charts draw off screen in every test: set once, here, for this process only. Not through MPLBACKEND: kernels the
+# tests start inherit the environment, and a kernel with MPLBACKEND=Agg shows no chart at all (ipykernel sets its
+# inline backend only when MPLBACKEND is unset), which the book and the browser tests would then miss.
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
 
 # Tests must never read or write the user's own Jupyter and IPython settings. Set at import time,
 # before anything imports jupyter_core, so kernels started by nbclient/nbval inherit it too.

@@ -11,6 +11,7 @@ solution the same way, on the pages it runs anyway).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,14 @@ def test_the_quiz_answers_clicks_in_notebook_7(lab, page):
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     quiz = page.locator(".jp-OutputArea-output").filter(has_text="Quick quiz on notebook 01").first
-    quiz.wait_for(state="attached", timeout=90_000)
+    # Notebook 7 may keep off-screen cells out of the page (windowing): scroll down until the quiz's output is in
+    # it (waiting alone timed out twice in CI, with the output made but never scrolled into the page)
+    page.locator(".jp-Notebook").first.hover()
+    deadline = time.monotonic() + 90
+    while quiz.count() == 0 and time.monotonic() < deadline:
+        page.mouse.wheel(0, 1500)
+        page.wait_for_timeout(300)
+    quiz.wait_for(state="attached", timeout=5_000)
     quiz.scroll_into_view_if_needed()
     feedback = quiz.locator(".widget-html").filter(has_not=page.locator("details")).filter(has_text="Not quite.")
     quiz.get_by_role("radio", name="A hash of the password", exact=True).check()
