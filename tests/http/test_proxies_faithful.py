@@ -103,6 +103,8 @@ BROKEN = {
     "101-without-upgrade": head("101 Switching Protocols"),
     "bad-chunk-size": head("200 OK", "Transfer-Encoding: chunked") + b"zz\r\nhello\r\n0\r\n\r\n",
     "cut-chunked-body": head("200 OK", "Transfer-Encoding: chunked") + b"10\r\nonly-part",
+    "folded-header": head("200 OK", "Content-Type: application/json", "X-Folded: a\r\n b", "Content-Length: 2")
+    + b"{}",
 }
 
 
