@@ -268,7 +268,7 @@ class Evidence:
     """What one experiment measured and what that says about its row of the table.
 
     ``checks`` are named facts, each a bool computed from ``measurements``: pass a list of
-    :class:`Outcome` (``[STORE_LOOKUP(ratio), MINTED(ok=..., shown=...)]``) and each is kept by its
+    :class:`Outcome` (``[CHECKS.store_lookup(ratio), CHECKS.minted(ok=..., shown=...)]``) and each is kept by its
     check's id, with its label (``labels``) and what was measured (``shown``). ``conditions`` says
     what the run was measured under (:func:`conditions`); the conclusion opens with it. ``claims`` judges
     each half of the row (``"stateful"``, ``"stateless"``) and each benefit the row tests
