@@ -1,27 +1,14 @@
-"""A class on a real JupyterHub: N learners' servers started from ``classroom/jupyterhub_config.py``, each running
-notebook 00 and lab 01 through the hub, with their spawn times, memory, failures, and what is left afterwards.
+"""A class on a real JupyterHub, measured: N learners at once through the hub, each running notebook 00 and lab 01,
+with their spawn times, memory, failures, and what is left afterwards, written as Markdown.
 
-What it does, as an instructor's class would: creates N Unix accounts (learners), starts JupyterHub from the
-classroom config (its LocalProcessSpawner, copy hook, culler and limits) with a test authenticator, and, for every
-learner at once, through the hub's REST API and the proxy (``/user/<name>/...``) only:
-
-1. starts the learner's server and times it (the hub's API, as the login page would);
-2. reads notebook 00 from the learner's own copy (Jupyter's contents API), uploads the solved lab 01 as the
-   learner's work (``labs/solutions/01_...``: the copy the hub gives learners has no solutions), and runs both in
-   a kernel of the learner's server (sessions API, then every code cell over the kernel's websocket, Jupyter's
-   messaging protocol), checking that no cell failed and that lab 01's three checks print PASS;
-3. samples the memory (RSS) of the hub, its proxy, and each learner's processes, split into the JupyterLab server,
-   kernels, and the rest (statelab's servers);
-4. stops the hub and lists every process it or a learner started that is still alive (goal: none).
-
-It runs as root on Linux (it creates accounts, as a hub's admin would), needs ``jupyterhub`` and
-``jupyterhub-idle-culler`` (pip) and ``configurable-http-proxy`` (npm), and removes the accounts and their homes
-afterwards. The class itself is :mod:`classroom.rehearsal` (``tests/production/test_hub.py`` runs the same class
-with 4 learners); this script runs it and writes the report.
+The class itself (accounts, the hub from ``classroom/jupyterhub_config.py``, each learner's runs, the memory sampler,
+what it needs and why) is :mod:`classroom.rehearsal`, which ``tests/production/test_hub.py`` runs too; this script
+runs it and writes the report.
 
     python benchmarks/class_on_a_hub.py --learners 8 --out benchmarks/CLASS.md   # the figures in CLASS.md
 
-Run it from the repository's root with ``PYTHONPATH=$PWD``. Nothing listens on anything but 127.0.0.1.
+Run it from the repository's root with ``PYTHONPATH=$PWD``, as root on Linux. Nothing listens on anything but
+127.0.0.1.
 """
 
 from __future__ import annotations
