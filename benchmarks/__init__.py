@@ -1,5 +1,6 @@
 """Benchmarks: scripts that measure statelab on this machine (``python benchmarks/bench.py``), not part of the package.
 
-A package only because tests/production/test_hub.py drives a real JupyterHub with ``class_on_a_hub``'s machinery
-(the wrk comparison the load-generator test needs lives in :mod:`statelab.load`).
+No test imports them (``tests/unit/test_import_rules.py``): what a benchmark shares with a test lives in the package
+(the wrk comparison in :mod:`statelab.load`) or beside the classroom config (the hub class in
+``classroom/rehearsal.py``).
 """

@@ -79,13 +79,21 @@ _HELD_PER_DIRECTION = 4 * 1024 * 1024  # bytes held in flight per direction befo
 _LOOPBACK = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1"}
 
 
+def seconds_one_way(name: str, value: Any, most: float, *, hint: str = "") -> float:
+    """``value`` as a distance between two parts: seconds one way, a finite number from 0 to ``most``.
+
+    A ``ValueError`` in words otherwise, naming ``name`` and ending with ``hint`` (how to read the number, or what
+    to use instead). One rule for every distance a learner sets: a :class:`Link`'s delay, a ``Cluster``'s distance.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number of seconds one way{hint}, not {value!r}")
+    if not 0 <= value <= most:
+        raise ValueError(f"{name} must be from 0 to {most:g} seconds one way{hint}, not {value!r}")
+    return float(value)
+
+
 def _check_delay(delay: Any) -> float:
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay):
-        raise ValueError(f"delay must be a number of seconds (one way), not {delay!r}")
-    if not 0 <= delay <= MAX_DELAY:
-        raise ValueError(f"delay must be from 0 to {MAX_DELAY:g} seconds one way, not {delay!r} "
-                         f"(for a link that never answers, use .hang())")
-    return float(delay)
+    return seconds_one_way("delay", delay, MAX_DELAY, hint=" (for a link that never answers, use .hang())")
 
 
 def _check_upstream(upstream: Any) -> tuple[str, int] | str:

@@ -14,7 +14,8 @@ import html
 import importlib.util
 import operator
 import os
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,87 @@ class Check:
         return Outcome(self, bool(ok), shown)
 
 
+class Checks(Mapping[str, Check]):
+    """A row's checks by id, declared once as a table (:func:`checks`): ``CHECKS.store_kept(ok=...)``.
+
+    A mapping too, for ids built at run time (``CHECKS[f"{design}_catalog_hits"]``) and for going through them all.
+    """
+
+    def __init__(self, found: Iterable[Check]) -> None:
+        self._by_id: dict[str, Check] = {}
+        for check in found:
+            if check.id in self._by_id:
+                raise ValueError(f"check {check.id!r} is declared twice")
+            self._by_id[check.id] = check
+
+    def __getitem__(self, key: str) -> Check:
+        return self._by_id[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __getattr__(self, name: str) -> Check:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._by_id[name]
+        except KeyError:
+            raise AttributeError(f"no check {name!r}; the checks are {sorted(self._by_id)}") from None
+
+
+_ROW = re.compile(r"(?P<id>[a-z0-9_{}]+)"
+                  r"(?:\s+(?P<op>[<>]=?|==)\s*(?P<threshold>\d+(?:\.\d+)?|[A-Za-z_]\w*)(?P<unit>[^,]*))?"
+                  r"(?P<mechanism>,\s*mechanism)?")
+
+
+def checks(table: str, *, each: Iterable[str] = (), **thresholds: float) -> Checks:
+    """A row's :class:`Check` declarations, one row of ``table`` each, in the words of the labels they make::
+
+        store_lookup > 10x: a shared-store lookup, with no distance, costs over {t}x a memory lookup
+        hung_unchecked >= HANG_TIMEOUT s, mechanism: a hung new version put back unchecked: every request sent
+            to it waited the balancer's timeout ({t} s) and failed
+        store_kept, mechanism: session + shared store: no deploy logged out anyone
+
+    A row is the check's id, then (when a measured value is compared) the comparison, its threshold (a number, or
+    the name of one of ``thresholds``) and its unit as the label prints it (``10x``, ``25%``, `` ms``); then
+    ``mechanism`` when it is a count or a status any machine must reproduce; after the colon, the label, ``{t}``
+    where the threshold goes. An indented line goes on with the label above it. A row whose id holds ``{each}``
+    stands for one check per item of ``each``, the item written in for ``{each}`` in the id and the label.
+
+    Why a table: an experiment's checks are data; a row says each fact once, with no Python around it to copy
+    from the row before, and the whole list reads as what the row measures.
+    """
+    rows: list[str] = []
+    for line in table.strip("\n").splitlines():
+        if line[:1].isspace() and rows:
+            rows[-1] += " " + line.strip()
+        elif line.strip():
+            rows.append(line.strip())
+    found = []
+    for row in rows:
+        head, colon, text = row.partition(": ")
+        match = _ROW.fullmatch(head)
+        if not colon or not match:
+            raise ValueError(f"a check row reads 'id [op threshold unit][, mechanism]: label', not {row!r}")
+        options: dict[str, Any] = {"mechanism": bool(match["mechanism"])}
+        if match["threshold"]:
+            name = match["threshold"]
+            if name[0].isdigit():
+                threshold: float = float(name) if "." in name else int(name)
+            elif name in thresholds:
+                threshold = thresholds[name]
+            else:
+                raise ValueError(f"check row {match['id']!r} names a threshold {name!r} that was not given")
+            options.update(threshold=threshold, op=match["op"], unit=match["unit"].rstrip())
+        items = each if "{each}" in match["id"] else ("",)
+        found += [Check(match["id"].replace("{each}", item), text.replace("{each}", item), **options)
+                  for item in items]
+    return Checks(found)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A :class:`Check` judged on one run: whether it held, and what was measured (in words)."""
@@ -186,7 +268,7 @@ class Evidence:
     """What one experiment measured and what that says about its row of the table.
 
     ``checks`` are named facts, each a bool computed from ``measurements``: pass a list of
-    :class:`Outcome` (``[STORE_LOOKUP(ratio), MINTED(ok=..., shown=...)]``) and each is kept by its
+    :class:`Outcome` (``[CHECKS.store_lookup(ratio), CHECKS.minted(ok=..., shown=...)]``) and each is kept by its
     check's id, with its label (``labels``) and what was measured (``shown``). ``conditions`` says
     what the run was measured under (:func:`conditions`); the conclusion opens with it. ``claims`` judges
     each half of the row (``"stateful"``, ``"stateless"``) and each benefit the row tests

@@ -33,7 +33,7 @@ from typing import Any
 from .. import Client, Server
 from ..shop.plugins import personal_headers
 from ..topology.cache import SharedCache
-from . import Check, Evidence, Judgement, conditions, judged, progress, record
+from . import Evidence, Judgement, checks, conditions, judged, progress, record
 
 ROW = "caching"
 DESIGNS = ("stateful", "stateless")
@@ -56,36 +56,27 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 CATALOG_HITS = 0.7
 
 
-def _each(id_: str, text: str, **options: Any) -> dict[str, Check]:
-    """One check per design: ids ``stateful_<id>`` and ``stateless_<id>``, the design named in the label."""
-    return {d: Check(f"{d}_{id_}", f"{d}: {text}", **options) for d in DESIGNS}
-
-
-CATALOG = _each("catalog_hits", "a correct shared cache serves the public catalog (hit ratio at least {t})",
-                threshold=CATALOG_HITS, op=">=", mechanism=True)
-REVALIDATES = _each("revalidates", "a stale catalog is revalidated with If-None-Match (the server answers 304)",
-                    mechanism=True)
-PERSONAL = _each("personal_own", "through a correct cache, with per-user answers marked private, each user's "
-                                 "/me and /cart are their own and current", mechanism=True)
-MISCONFIGURED = _each("misconfigured_leaks", "a cache that ignores the headers serves one user's identity or "
-                                             "cart to another", mechanism=True)
-NO_VARY = _each("public_no_vary_leaks", "per-user answers marked public without Vary leak even through a correct "
-                                        "cache", mechanism=True)
-VARY = _each("vary_per_credential", "marked public with Vary, per-user answers stay per user (one stored copy "
-                                    "per credential)", mechanism=True)
-MAX_AGE_LEAKS = Check("stateful_max_age_leaks",
-                      "stateful: sent with max-age=60 and no private, no Vary, per-user answers are stored by a "
-                      "correct shared cache and served to other users (a Cookie gets no protection in RFC 9111)",
-                      mechanism=True)
-MAX_AGE_SAFE = Check("stateless_max_age_safe",
-                     "stateless: with the same headers the correct cache steps aside for every per-user request "
-                     "carrying Authorization (RFC 9111 section 3.5): nothing stored, no leak", mechanism=True)
-SIGNED_COOKIE_LEAKS = Check("signed_cookie_max_age_leaks",
-                            "a stateless signed cookie leaks under the same headers: the cache sees which header "
-                            "carries the credential, not whether the server keeps a session", mechanism=True)
-MORE_COPIES = Check("more_copies_with_vary",
-                    "marked public with Vary, the token shop stores more copies of /me (a new token, so a new "
-                    "cache key, at every cart change)")
+CHECKS = checks("""
+{each}_catalog_hits >= CATALOG_HITS, mechanism: {each}: a correct shared cache serves the public catalog (hit ratio at
+    least {t})
+{each}_revalidates, mechanism: {each}: a stale catalog is revalidated with If-None-Match (the server answers 304)
+{each}_personal_own, mechanism: {each}: through a correct cache, with per-user answers marked private, each user's /me
+    and /cart are their own and current
+{each}_misconfigured_leaks, mechanism: {each}: a cache that ignores the headers serves one user's identity or cart to
+    another
+{each}_public_no_vary_leaks, mechanism: {each}: per-user answers marked public without Vary leak even through a
+    correct cache
+{each}_vary_per_credential, mechanism: {each}: marked public with Vary, per-user answers stay per user (one stored
+    copy per credential)
+stateful_max_age_leaks, mechanism: stateful: sent with max-age=60 and no private, no Vary, per-user answers are stored
+    by a correct shared cache and served to other users (a Cookie gets no protection in RFC 9111)
+stateless_max_age_safe, mechanism: stateless: with the same headers the correct cache steps aside for every per-user
+    request carrying Authorization (RFC 9111 section 3.5): nothing stored, no leak
+signed_cookie_max_age_leaks, mechanism: a stateless signed cookie leaks under the same headers: the cache sees which
+    header carries the credential, not whether the server keeps a session
+more_copies_with_vary: marked public with Vary, the token shop stores more copies of /me (a new token, so a new cache
+    key, at every cart change)
+""", each=DESIGNS, CATALOG_HITS=CATALOG_HITS)
 
 
 def _shop(users: list[str], url: str, rounds: int) -> dict[str, Any]:
@@ -207,11 +198,12 @@ def run(*, quick: bool = False, users: int | None = None, rounds: int | None = N
 #: the same set-up (``max-age only``, through a correct cache) did to its own design's per-user answers, and
 #: both are qualified by the same three facts: a stateless signed cookie leaks like a session cookie, and a
 #: cache that ignores the headers, or answers marked public without Vary, leak the token shop's answers too.
-SHARED_LIMITS = (SIGNED_COOKIE_LEAKS, MISCONFIGURED["stateless"], NO_VARY["stateless"])
+SHARED_LIMITS = (CHECKS.signed_cookie_max_age_leaks, CHECKS.stateless_misconfigured_leaks,
+                 CHECKS.stateless_public_no_vary_leaks)
 CLAIMS = {
-    "stateful": Judgement(supports=(MAX_AGE_LEAKS,), qualifies=SHARED_LIMITS),
-    "stateless": Judgement(supports=(MAX_AGE_SAFE,), qualifies=SHARED_LIMITS),
-    "4c": Judgement(supports=(PERSONAL["stateful"],), qualifies=(PERSONAL["stateless"],)),
+    "stateful": Judgement(supports=(CHECKS.stateful_max_age_leaks,), qualifies=SHARED_LIMITS),
+    "stateless": Judgement(supports=(CHECKS.stateless_max_age_safe,), qualifies=SHARED_LIMITS),
+    "4c": Judgement(supports=(CHECKS.stateful_personal_own,), qualifies=(CHECKS.stateless_personal_own,)),
 }
 
 
@@ -235,29 +227,34 @@ def _evidence(table: dict[str, dict[str, dict[str, Any]]], n_users: int, n_round
     for d in DESIGNS:
         c, v = table[d]["correct"], table[d]["public+vary"]
         outcomes += [
-            CATALOG[d](cat[d], shown=f"{cat[d]:.0%} of {c['catalog requests']} catalog requests "
+            CHECKS[f"{d}_catalog_hits"](cat[d], shown=f"{cat[d]:.0%} of {c['catalog requests']} catalog requests "
                                      f"(needs at least {CATALOG_HITS:.0%})"),
-            REVALIDATES[d](ok=bool(c["revalidated with 304"]), shown=f"{c['revalidated with 304']} revalidated"),
-            PERSONAL[d](ok=right[d] == pairs[d] and correct[d] == 0 and private_hits[d] == 0,
+            CHECKS[f"{d}_revalidates"](ok=bool(c["revalidated with 304"]),
+                                       shown=f"{c['revalidated with 304']} revalidated"),
+            CHECKS[f"{d}_personal_own"](ok=right[d] == pairs[d] and correct[d] == 0 and private_hits[d] == 0,
                         shown=f"{right[d]} of {pairs[d]} pairs own and current, {correct[d]} leaks, "
                               f"{private_hits[d]:.0%} hits"),
-            MISCONFIGURED[d](ok=bad[d] > 0, shown=f"{bad[d]} leaks in {table[d]['misconfigured']['per-user answers']} "
+            CHECKS[f"{d}_misconfigured_leaks"](ok=bad[d] > 0,
+                                               shown=f"{bad[d]} leaks in "
+                                                     f"{table[d]['misconfigured']['per-user answers']} "
                                                   "per-user answers"),
-            NO_VARY[d](ok=no_vary[d] > 0, shown=f"{no_vary[d]} leaks"),
-            VARY[d](ok=v["leaks"] == 0 and vary_copies[d] >= n_users,
+            CHECKS[f"{d}_public_no_vary_leaks"](ok=no_vary[d] > 0, shown=f"{no_vary[d]} leaks"),
+            CHECKS[f"{d}_vary_per_credential"](ok=v["leaks"] == 0 and vary_copies[d] >= n_users,
                     shown=f"{v['leaks']} leaks, {vary_copies[d]} copies of /me for {n_users} users"),
         ]
     outcomes += [
-        MAX_AGE_LEAKS(ok=aged["stateful"] > 0 and max_age["stateful"]["personal hit ratio"] > 0,
-                      shown=f"{aged['stateful']} leaks, {max_age['stateful']['personal hit ratio']:.0%} of "
-                            f"per-user answers served by the cache"),
-        MAX_AGE_SAFE(ok=aged["stateless"] == 0 and aside == asked
-                     and max_age["stateless"]["stored per-user copies"] == 0,
-                     shown=f"{aged['stateless']} leaks, stepped aside for {aside} of {asked} per-user requests, "
-                           f"{max_age['stateless']['stored per-user copies']} stored"),
-        SIGNED_COOKIE_LEAKS(ok=aged[SIGNED_COOKIE] > 0, shown=f"{aged[SIGNED_COOKIE]} leaks"),
-        MORE_COPIES(ok=vary_copies["stateless"] > vary_copies["stateful"],
-                    shown=f"{vary_copies['stateless']} against {vary_copies['stateful']}"),
+        CHECKS.stateful_max_age_leaks(ok=aged["stateful"] > 0 and max_age["stateful"]["personal hit ratio"] > 0,
+                                      shown=f"{aged['stateful']} leaks, "
+                                            f"{max_age['stateful']['personal hit ratio']:.0%} of "
+                                            f"per-user answers served by the cache"),
+        CHECKS.stateless_max_age_safe(ok=aged["stateless"] == 0 and aside == asked
+                                      and max_age["stateless"]["stored per-user copies"] == 0,
+                                      shown=f"{aged['stateless']} leaks, stepped aside for {aside} of {asked} per-user "
+                                            "requests, "
+                                            f"{max_age['stateless']['stored per-user copies']} stored"),
+        CHECKS.signed_cookie_max_age_leaks(ok=aged[SIGNED_COOKIE] > 0, shown=f"{aged[SIGNED_COOKIE]} leaks"),
+        CHECKS.more_copies_with_vary(ok=vary_copies["stateless"] > vary_copies["stateful"],
+                                     shown=f"{vary_copies['stateless']} against {vary_copies['stateful']}"),
     ]
     claims = judged(CLAIMS, {
         "stateful": (f"With the commonest header bug (max-age=60 on per-user answers, no private, no Vary) a correct "
@@ -357,4 +354,5 @@ _WHOSE = {(True, True): "alice's, from both shops", (False, False): "his own, fr
 
 def answer(ev: Evidence) -> str:
     """Which of notebook 07's prediction choices this run measured: whose cart bob got from each shop's cache."""
-    return _WHOSE[(ev.checks[MAX_AGE_LEAKS.id], not ev.checks[MAX_AGE_SAFE.id])]   # (cookie shop, token shop)
+    return _WHOSE[(ev.checks[CHECKS.stateful_max_age_leaks.id],
+                   not ev.checks[CHECKS.stateless_max_age_safe.id])]   # (cookie shop, token shop)

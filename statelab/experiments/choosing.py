@@ -31,7 +31,7 @@ from typing import Any
 from ..client import Client
 from ..shop.app import CATALOG
 from ..topology.cluster import Cluster, shared_store
-from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, design_options, judged, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, checks, conditions, design_options, judged, progress, record
 
 ROW = "choosing"
 CRASHED = 1  # server-1 crashes
@@ -40,22 +40,19 @@ TOKENS = ("token + cart in token", "token + cart in db")
 SHARED = ("session + shared store", "token + cart in db")   # the data lives in one store every server reads
 TRIPS = ("create", "get", "update", "delete")                 # the calls that go to the store
 
-CONTROL = Check("control", "both session designs: logout stopped a stolen session id at once", mechanism=True)
-MEM_CRASH = Check("mem_crash", "session + memory: a crash lost the carts kept on the dead server", mechanism=True)
-MEM_MISSED = Check("mem_missed", "session + memory: without affinity, reads missed their cart", mechanism=True)
-STORE_SURVIVES = Check("store_survives", "session + shared store: no cart lost, every read found its cart under "
-                       "round robin", mechanism=True)
-TOKEN_SURVIVES = Check("token_survives", "token + cart in token: no cart lost, every read found its cart under "
-                       "round robin", mechanism=True)
-DB_SURVIVES = Check("db_survives", "token + cart in db: no cart lost, every read found its cart under round robin",
-                    mechanism=True)
-STOLEN_TOKEN = Check("stolen_token", "both token designs: a stolen token still worked after logout", mechanism=True)
-DB_FOLLOWS = Check("db_follows", "token + cart in db: the cart followed the user to a second device", mechanism=True)
-DB_SAME_SIZE = Check("db_same_size", "token + cart in db: the token stayed the same size as the cart grew",
-                     mechanism=True)
-TOKEN_GREW = Check("token_grew", "token + cart in token: the token grew with the cart", mechanism=True)
-SHARED_TRIPS = Check("shared_trips", "every cart read of the shared-store designs made at least {t} trip to the "
-                     "shared store", 1, op=">=", mechanism=True)
+CHECKS = checks("""
+control, mechanism: both session designs: logout stopped a stolen session id at once
+mem_crash, mechanism: session + memory: a crash lost the carts kept on the dead server
+mem_missed, mechanism: session + memory: without affinity, reads missed their cart
+store_survives, mechanism: session + shared store: no cart lost, every read found its cart under round robin
+token_survives, mechanism: token + cart in token: no cart lost, every read found its cart under round robin
+db_survives, mechanism: token + cart in db: no cart lost, every read found its cart under round robin
+stolen_token, mechanism: both token designs: a stolen token still worked after logout
+db_follows, mechanism: token + cart in db: the cart followed the user to a second device
+db_same_size, mechanism: token + cart in db: the token stayed the same size as the cart grew
+token_grew, mechanism: token + cart in token: the token grew with the cart
+shared_trips >= 1, mechanism: every cart read of the shared-store designs made at least {t} trip to the shared store
+""")
 
 
 class TripCounter:
@@ -218,8 +215,9 @@ def run(*, quick: bool = False, users: int | None = None, reads: int | None = No
 #: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_judge()`` computes those checks
 #: and adds to each claim the sentence of what was measured.
 CLAIMS = {
-    "stateful": Judgement(supports=(CONTROL,), qualifies=(MEM_CRASH, DB_FOLLOWS)),
-    "stateless": Judgement(supports=(TOKEN_SURVIVES, DB_SURVIVES), qualifies=(STORE_SURVIVES, SHARED_TRIPS)),
+    "stateful": Judgement(supports=(CHECKS.control,), qualifies=(CHECKS.mem_crash, CHECKS.db_follows)),
+    "stateless": Judgement(supports=(CHECKS.token_survives, CHECKS.db_survives), qualifies=(CHECKS.store_survives,
+                                                                                            CHECKS.shared_trips)),
 }
 
 
@@ -246,26 +244,28 @@ def _judge(r: dict[str, dict[str, Any]], users: int, replays: int, timed: int, l
     size1, sizen, trips = m["credential_bytes_1_line"], m["credential_bytes_n_lines"], m["store_trips_per_request"]
 
     def survives(d: str) -> Any:
-        return (TOKEN_SURVIVES if d == "token + cart in token" else DB_SURVIVES if d == "token + cart in db"
-                else STORE_SURVIVES)(ok=lost[d] == 0 and found[d] == 1.0, shown=f"{lost[d]} lost, {found[d]:.0%} found")
+        return (CHECKS.token_survives if d == "token + cart in token" else CHECKS.db_survives if d == "token + cart in "
+                                                                                                      "db"
+                else CHECKS.store_survives)(ok=lost[d] == 0 and found[d] == 1.0,
+                                            shown=f"{lost[d]} lost, {found[d]:.0%} found")
 
     outcomes = [
-        MEM_CRASH(ok=0 < lost["session + memory"] < users, shown=f"{lost['session + memory']} of {users} lost"),
-        MEM_MISSED(ok=found["session + memory"] < 1.0, shown=f"{found['session + memory']:.0%} found"),
+        CHECKS.mem_crash(ok=0 < lost["session + memory"] < users, shown=f"{lost['session + memory']} of {users} lost"),
+        CHECKS.mem_missed(ok=found["session + memory"] < 1.0, shown=f"{found['session + memory']:.0%} found"),
         survives("session + shared store"), survives("token + cart in token"), survives("token + cart in db"),
-        CONTROL(ok=all(r[d]["stolen_worked"] and accepted[d] == 0 for d in SESSIONS),
-                shown=" and ".join(f"{accepted[d]} of {replays}" for d in SESSIONS) + " replays accepted"),
-        STOLEN_TOKEN(ok=all(r[d]["stolen_worked"] and accepted[d] == replays for d in TOKENS),
-                     shown=" and ".join(f"{accepted[d]} of {replays}" for d in TOKENS) + " replays accepted"),
-        DB_FOLLOWS(ok=follows["token + cart in db"]),
-        DB_SAME_SIZE(ok=sizen["token + cart in db"] == size1["token + cart in db"],
-                     shown=f"{size1['token + cart in db']} -> {sizen['token + cart in db']} bytes"),
-        TOKEN_GREW(ok=sizen["token + cart in token"] > size1["token + cart in token"],
-                   shown=f"{size1['token + cart in token']} -> {sizen['token + cart in token']} bytes"),
-        SHARED_TRIPS(min(trips[d] for d in SHARED)),
+        CHECKS.control(ok=all(r[d]["stolen_worked"] and accepted[d] == 0 for d in SESSIONS),
+                       shown=" and ".join(f"{accepted[d]} of {replays}" for d in SESSIONS) + " replays accepted"),
+        CHECKS.stolen_token(ok=all(r[d]["stolen_worked"] and accepted[d] == replays for d in TOKENS),
+                            shown=" and ".join(f"{accepted[d]} of {replays}" for d in TOKENS) + " replays accepted"),
+        CHECKS.db_follows(ok=follows["token + cart in db"]),
+        CHECKS.db_same_size(ok=sizen["token + cart in db"] == size1["token + cart in db"],
+                            shown=f"{size1['token + cart in db']} -> {sizen['token + cart in db']} bytes"),
+        CHECKS.token_grew(ok=sizen["token + cart in token"] > size1["token + cart in token"],
+                          shown=f"{size1['token + cart in token']} -> {sizen['token + cart in token']} bytes"),
+        CHECKS.shared_trips(min(trips[d] for d in SHARED)),
     ]
-    control = next(o.ok for o in outcomes if o.check is CONTROL)
-    shared_survives = next(o.ok for o in outcomes if o.check is STORE_SURVIVES)
+    control = next(o.ok for o in outcomes if o.check is CHECKS.control)
+    shared_survives = next(o.ok for o in outcomes if o.check is CHECKS.store_survives)
     claims = judged(CLAIMS, {
         "stateful": _corrected_stateful(m, control),
         "stateless": _corrected_stateless(m, shared_survives),

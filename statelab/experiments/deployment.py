@@ -51,7 +51,7 @@ from ..network import Link
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes
 from ..shop.tokens import inspect_token
 from ..topology.cluster import Cluster, shared_store
-from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, design_options, judged, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, checks, conditions, design_options, judged, progress, record
 from .crowd import OPS, Shopper, close, landed, log_in, lost_carts, shop_while, when_writing
 from .fault_tolerance import timed_reads
 
@@ -63,30 +63,26 @@ TOKEN_DESIGNS = ("token + cart in token", "token + cart in db")
 
 HANG_TIMEOUT = 0.5  # seconds the balancer waits for an answer in the hung-new-version deploy
 
-MEM_LOGGED_OUT = Check("mem_logged_out", "session + memory: every deploy logged out every user, with or without "
-                       "connection draining", mechanism=True)
-STORE_KEPT = Check("store_kept", "session + shared store: no deploy logged out anyone", mechanism=True)
-TOKEN_KEPT = Check("token_kept", "token designs: no deploy logged out anyone", mechanism=True)
-UNDRAINED_FAILED = Check("undrained_failed", "without connection draining, plain writes in flight failed (502) in "
-                         "every design", mechanism=True)
-DRAINED_FEWER = Check("drained_fewer", "connection draining failed fewer plain writes than not draining")
-DRAINED_NONE = Check("drained_none", "the deploy with connection draining failed at most {t} requests", 0, op="<=")
-RESENT = Check("resent", "no read and no keyed write failed in either deploy (this balancer re-sent them)",
-               mechanism=True)
-KEYED_ONCE = Check("keyed_once", "no keyed write was applied twice or lost", mechanism=True)
-HELD_AT_STOP = Check("held_at_stop", "session + memory: the replaced servers still held every user's session when "
-                     "they stopped (what session draining would have to wait out)", mechanism=True)
-HUNG_UNCHECKED = Check("hung_unchecked", "a hung new version put back unchecked: every request sent to it waited the "
-                       "balancer's timeout ({t} s) and failed", HANG_TIMEOUT, unit=" s", mechanism=True)
-HUNG_CHECKED = Check("hung_checked", "a readiness check kept the hung new version out: no request failed",
-                     mechanism=True)
-STORE_RESTART = Check("store_restart", "restarting the shared Valkey without persistence logged out every session "
-                      "user and emptied every cart in the db")
-ROTATION_DROPS = Check("rotation_drops", "rotating the key without keeping the old one logged out every token user",
-                       mechanism=True)
-ROTATION_GRACE = Check("rotation_grace", "rotating with a kid and a grace period logged out nobody", mechanism=True)
-ROTATION_RETIRE = Check("rotation_retire", "retiring the old key logged out exactly the users whose token was not "
-                        "re-signed", mechanism=True)
+CHECKS = checks("""
+mem_logged_out, mechanism: session + memory: every deploy logged out every user, with or without connection draining
+store_kept, mechanism: session + shared store: no deploy logged out anyone
+token_kept, mechanism: token designs: no deploy logged out anyone
+undrained_failed, mechanism: without connection draining, plain writes in flight failed (502) in every design
+drained_fewer: connection draining failed fewer plain writes than not draining
+drained_none <= 0: the deploy with connection draining failed at most {t} requests
+resent, mechanism: no read and no keyed write failed in either deploy (this balancer re-sent them)
+keyed_once, mechanism: no keyed write was applied twice or lost
+held_at_stop, mechanism: session + memory: the replaced servers still held every user's session when they stopped
+    (what session draining would have to wait out)
+hung_unchecked > HANG_TIMEOUT s, mechanism: a hung new version put back unchecked: every request sent to it waited the
+    balancer's timeout ({t} s) and failed
+hung_checked, mechanism: a readiness check kept the hung new version out: no request failed
+store_restart: restarting the shared Valkey without persistence logged out every session user and emptied every cart
+    in the db
+rotation_drops, mechanism: rotating the key without keeping the old one logged out every token user
+rotation_grace, mechanism: rotating with a kid and a grace period logged out nobody
+rotation_retire, mechanism: retiring the old key logged out exactly the users whose token was not re-signed
+""", HANG_TIMEOUT=HANG_TIMEOUT)
 
 
 def redeploy(cluster: Cluster, index: int, *, drain: float = 0.02, in_flight: InFlight | None = None) -> None:
@@ -335,10 +331,12 @@ def answer(ev: Evidence, design: str = "token + cart in db") -> list[str]:
 #: and adds to each claim the sentence of what was measured. Each half is judged on both of its designs; the hung new
 #: version and the need for connection draining limit both halves alike.
 CLAIMS = {
-    "stateful": Judgement(supports=(MEM_LOGGED_OUT,),
-                          qualifies=(STORE_KEPT, UNDRAINED_FAILED, HUNG_UNCHECKED, STORE_RESTART)),
-    "stateless": Judgement(supports=(TOKEN_KEPT,),
-                           qualifies=(UNDRAINED_FAILED, HUNG_UNCHECKED, STORE_RESTART, ROTATION_DROPS)),
+    "stateful": Judgement(supports=(CHECKS.mem_logged_out,),
+                          qualifies=(CHECKS.store_kept, CHECKS.undrained_failed, CHECKS.hung_unchecked,
+                                     CHECKS.store_restart)),
+    "stateless": Judgement(supports=(CHECKS.token_kept,),
+                           qualifies=(CHECKS.undrained_failed, CHECKS.hung_unchecked, CHECKS.store_restart,
+                                      CHECKS.rotation_drops)),
 }
 
 
@@ -388,41 +386,43 @@ def _evidence(deploys: dict[str, dict[str, dict[str, Any]]], rotation: dict[str,
     mem, shared = lost["drained"]["session + memory"], lost["drained"]["session + shared store"]
     doubled = sum(measurements["keyed writes applied twice or missing"].values())
     outcomes = [
-        UNDRAINED_FAILED(ok=all(v >= 1 for v in failed_writes["undrained"].values()),
-                         shown=", ".join(f"{d} {v}" for d, v in failed_writes["undrained"].items())),
-        DRAINED_FEWER(ok=total_drained < total_cut, shown=f"{total_drained} against {total_cut}"),
-        DRAINED_NONE(total_drained + others["drained"]),
-        RESENT(ok=others["undrained"] == 0 and others["drained"] == 0,
-               shown=f"{others['undrained'] + others['drained']} failed"),
-        KEYED_ONCE(ok=doubled == 0, shown=f"{doubled} doubled or missing"),
-        MEM_LOGGED_OUT(ok=all(lost[k]["session + memory"] == n for k in both),
-                       shown=f"{lost['undrained']['session + memory']} and {mem} of {n}"),
-        HELD_AT_STOP(ok=all(held[k] == n for k in both), shown=f"{held['undrained']} and {held['drained']} of {n}"),
-        STORE_KEPT(ok=all(lost[k]["session + shared store"] == 0 for k in both),
-                   shown=f"{lost['undrained']['session + shared store']} and {shared}"),
-        TOKEN_KEPT(ok=all(lost[k][d] == 0 for k in both for d in TOKEN_DESIGNS),
-                   shown=f"{sum(lost[k][d] for k in both for d in TOKEN_DESIGNS)}"),
-        HUNG_UNCHECKED(ok=unchecked["put back"] and unchecked["failed"] == unchecked["routed"] >= 1
-                       and unchecked["failed_min_s"] >= HANG_TIMEOUT,
-                       shown=f"{unchecked['failed']} of {unchecked['routed']} sent to it failed, the quickest after "
-                             f"{unchecked['failed_min_s']:.2f} s"),
-        HUNG_CHECKED(ok=not checked["put back"] and checked["failed"] == 0,
-                     shown=f"put back: {'yes' if checked['put back'] else 'no'}, {checked['failed']} of "
-                           f"{checked['reads']} reads failed"),
-        (replace(STORE_RESTART, mechanism=True)(
+        CHECKS.undrained_failed(ok=all(v >= 1 for v in failed_writes["undrained"].values()),
+                                shown=", ".join(f"{d} {v}" for d, v in failed_writes["undrained"].items())),
+        CHECKS.drained_fewer(ok=total_drained < total_cut, shown=f"{total_drained} against {total_cut}"),
+        CHECKS.drained_none(total_drained + others["drained"]),
+        CHECKS.resent(ok=others["undrained"] == 0 and others["drained"] == 0,
+                      shown=f"{others['undrained'] + others['drained']} failed"),
+        CHECKS.keyed_once(ok=doubled == 0, shown=f"{doubled} doubled or missing"),
+        CHECKS.mem_logged_out(ok=all(lost[k]["session + memory"] == n for k in both),
+                              shown=f"{lost['undrained']['session + memory']} and {mem} of {n}"),
+        CHECKS.held_at_stop(ok=all(held[k] == n for k in both),
+                            shown=f"{held['undrained']} and {held['drained']} of {n}"),
+        CHECKS.store_kept(ok=all(lost[k]["session + shared store"] == 0 for k in both),
+                          shown=f"{lost['undrained']['session + shared store']} and {shared}"),
+        CHECKS.token_kept(ok=all(lost[k][d] == 0 for k in both for d in TOKEN_DESIGNS),
+                          shown=f"{sum(lost[k][d] for k in both for d in TOKEN_DESIGNS)}"),
+        CHECKS.hung_unchecked(ok=unchecked["put back"] and unchecked["failed"] == unchecked["routed"] >= 1
+                              and unchecked["failed_min_s"] >= HANG_TIMEOUT,
+                              shown=f"{unchecked['failed']} of {unchecked['routed']} sent to it failed, the quickest "
+                                    "after "
+                                    f"{unchecked['failed_min_s']:.2f} s"),
+        CHECKS.hung_checked(ok=not checked["put back"] and checked["failed"] == 0,
+                            shown=f"put back: {'yes' if checked['put back'] else 'no'}, {checked['failed']} of "
+                                  f"{checked['reads']} reads failed"),
+        (replace(CHECKS.store_restart, mechanism=True)(
             ok=restarted["session + shared store"]["logged out"] == n
             and restarted["token + cart in db"]["cart gone"] == n
             and restarted["token + cart in db"]["logged out"] == 0,
             shown=f"session users logged out {restarted['session + shared store']['logged out']} of {n}; token + cart "
                   f"in db: carts gone {restarted['token + cart in db']['cart gone']} of {n}, logged out "
                   f"{restarted['token + cart in db']['logged out']}")
-         if restarted else STORE_RESTART(ok=False, shown="not measured: no Valkey here")),
-        ROTATION_DROPS(ok=rotation["drop"] == n, shown=f"{rotation['drop']} of {n}"),
-        ROTATION_GRACE(ok=rotation["grace"] == 0, shown=f"{rotation['grace']} of {n}"),
-        ROTATION_RETIRE(ok=rotation["resigned"] == rotation["active"] and rotation["retire_refreshed"] == 0
-                        and rotation["retire_idle"] == rotation["idle"],
-                        shown=f"idle {rotation['retire_idle']} of {rotation['idle']}, re-signed "
-                              f"{rotation['retire_refreshed']} of {rotation['active']}"),
+         if restarted else CHECKS.store_restart(ok=False, shown="not measured: no Valkey here")),
+        CHECKS.rotation_drops(ok=rotation["drop"] == n, shown=f"{rotation['drop']} of {n}"),
+        CHECKS.rotation_grace(ok=rotation["grace"] == 0, shown=f"{rotation['grace']} of {n}"),
+        CHECKS.rotation_retire(ok=rotation["resigned"] == rotation["active"] and rotation["retire_refreshed"] == 0
+                               and rotation["retire_idle"] == rotation["idle"],
+                               shown=f"idle {rotation['retire_idle']} of {rotation['idle']}, re-signed "
+                                     f"{rotation['retire_refreshed']} of {rotation['active']}"),
     ]
     restart_words = (f" Restarting the shared Valkey itself, which keeps nothing on disk, logged out "
                      f"{restarted['session + shared store']['logged out']} of {n} session users and emptied "

@@ -50,7 +50,7 @@ from ..shop.sessions import SqliteStore
 from ..shop.tokens import inspect_token
 from ..topology.cache import SharedCache
 from ..topology.cluster import Cluster, shared_store
-from . import Check, Evidence, Judgement, check_size, conditions, judged, progress, record
+from . import Check, Evidence, Judgement, check_size, checks, conditions, judged, progress, record
 
 ROW = "development_focus"
 #: The designs each concern is asked of: the stateful one and both stateless ones.
@@ -67,27 +67,23 @@ CONCERNS = ("clean up expired state", "renew the credential at login", "reach st
 SESSION_CONCERNS = CONCERNS[:3]
 FORGED = '{"item": "forged", "qty": 1}'  # what a form with enctype="text/plain" can post, JSON-shaped
 
-EXPIRED_STORED = Check("expired_stored", "stateful: expired sessions stay stored until a clean-up job purges them",
-                       mechanism=True)
-FIXATION = Check("fixation", "stateful: a login that keeps a planted id lets the attacker in; a new id at login "
-                             "does not", mechanism=True)
-MEMORY_MISSED = Check("memory_missed", "stateful: sessions in each server's memory are missed under round robin",
-                      mechanism=True)
-CSRF_GUARD = Check("csrf_guard", "stateful: with the CSRF guard off a cross-site form post rides on the cookie; "
-                                 "with it on it is refused", mechanism=True)
-COOKIE_FORGED = Check("signed_cookie_forged", "a stateless signed cookie is forged cross-site just like a session "
-                                              "cookie (guard off)", mechanism=True)
-HTTPONLY = Check("httponly", "stateful: the session cookie is HttpOnly: page scripts cannot read it", mechanism=True)
-LOGOUT_REVOKES = Check("logout_revokes", "stateful: logout revokes a stolen session id on every server sharing the "
-                                         "store", mechanism=True)
-CACHE_SERVES = Check("cache_serves_after_logout", "stateful: a shared cache keeping per-user answers still serves "
-                                                  "them to a stolen cookie after logout", mechanism=True)
-SHORT_TOKEN = Check("short_token", "stateless: a short token lifetime bounds it: a stolen token is refused once it "
-                                   "expired")  # not a mechanism: "accepted before exp" races a busy machine's clock
-TOKEN_GROWS = Check("token_grows", "token + cart in token: the token grows with the cart; the session id does not",
-                    mechanism=True)
-DB_TOKEN_SAME_SIZE = Check("db_token_same_size", "token + cart in db: the token stays the same size (it says only "
-                                                 "who you are)", mechanism=True)
+CHECKS = checks("""
+expired_stored, mechanism: stateful: expired sessions stay stored until a clean-up job purges them
+fixation, mechanism: stateful: a login that keeps a planted id lets the attacker in; a new id at login does not
+memory_missed, mechanism: stateful: sessions in each server's memory are missed under round robin
+csrf_guard, mechanism: stateful: with the CSRF guard off a cross-site form post rides on the cookie; with it on it is
+    refused
+signed_cookie_forged, mechanism: a stateless signed cookie is forged cross-site just like a session cookie (guard off)
+httponly, mechanism: stateful: the session cookie is HttpOnly: page scripts cannot read it
+logout_revokes, mechanism: stateful: logout revokes a stolen session id on every server sharing the store
+cache_serves_after_logout, mechanism: stateful: a shared cache keeping per-user answers still serves them to a stolen
+    cookie after logout
+short_token: stateless: a short token lifetime bounds it: a stolen token is refused once it expired
+token_grows, mechanism: token + cart in token: the token grows with the cart; the session id does not
+db_token_same_size, mechanism: token + cart in db: the token stays the same size (it says only who you are)
+stateful_other_concerns: stateful: other concerns of the list needed the developer too
+stateless_other_concerns: stateless: concerns of their own needed the developer, in both token designs
+""")
 
 
 def _both(id_: str, text: str) -> dict[str, Check]:
@@ -111,9 +107,6 @@ SESSION_CONCERNS_NEEDED = Check(
 SESSION_CONCERNS_GONE = Check(
     "session_concerns_gone", "stateless: none of those {t} session concerns needed the developer, in both token "
     "designs", threshold=len(SESSION_CONCERNS))
-STATEFUL_OTHERS = Check("stateful_other_concerns", "stateful: other concerns of the list needed the developer too")
-STATELESS_OTHERS = Check("stateless_other_concerns", "stateless: concerns of their own needed the developer, in both "
-                                                     "token designs")
 
 
 # --------------------------------------------------------------------------- measuring helpers
@@ -553,10 +546,11 @@ def _concerns(m: dict[str, Any]) -> list[dict[str, Any]]:
 #: and adds to each claim the sentence of what was measured. One rule for both halves: the session concerns the
 #: source text's sentence names, observed as it says (supports); concerns it leaves out, observed on its side (nuance).
 CLAIMS = {
-    "stateful": Judgement(supports=(SESSION_CONCERNS_NEEDED,), qualifies=(STATEFUL_OTHERS,)),
-    "stateless": Judgement(supports=(SESSION_CONCERNS_GONE,), qualifies=(STATELESS_OTHERS,)),
-    "4d": Judgement(supports=(LOGOUT_REVOKES,),
-                    qualifies=(CACHE_SERVES, SHORT_TOKEN, KEY_RETIRED["token + cart in token"])),
+    "stateful": Judgement(supports=(SESSION_CONCERNS_NEEDED,), qualifies=(CHECKS.stateful_other_concerns,)),
+    "stateless": Judgement(supports=(SESSION_CONCERNS_GONE,), qualifies=(CHECKS.stateless_other_concerns,)),
+    "4d": Judgement(supports=(CHECKS.logout_revokes,),
+                    qualifies=(CHECKS.cache_serves_after_logout, CHECKS.short_token,
+                               KEY_RETIRED["token + cart in token"])),
 }
 
 
@@ -570,36 +564,40 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
     session_on = {side: [c for c in on[side] if c in SESSION_CONCERNS] for side in SIDES}
     others = {side: [c for c in on[side] if c not in SESSION_CONCERNS] for side in SIDES}
     outcomes = [
-        EXPIRED_STORED(ok=m["expired_live_sessions"] == 0 and m["expired_rows_before_purge"] >= m["idle_users"]
-                       and m["expired_purged"] == m["expired_rows_before_purge"] and m["expired_rows_after_purge"] == 0,
-                       shown=f"{m['expired_rows_before_purge']} rows stored, {m['expired_live_sessions']} live, "
-                             f"{m['expired_purged']} purged"),
-        FIXATION(ok=m["fixation_naive_id_kept"] and m["fixation_naive_mallory_sees"] == "alice"
-                 and not m["fixation_safe_id_kept"] and m["fixation_safe_mallory_sees"] == "401",
-                 shown=f"mallory saw {m['fixation_naive_mallory_sees']}, then {m['fixation_safe_mallory_sees']}"),
-        MEMORY_MISSED(ok=m["memory_round_robin_found_share"] < 1,
-                      shown=f"{m['memory_round_robin_found_share']:.0%} found"),
-        CSRF_GUARD(ok=m["csrf_stateful_accepted"] and m["csrf_guarded_status"] == 403
-                   and m["csrf_guarded_no_origin_status"] == 415 and not m["csrf_guarded_accepted"],
-                   shown=f"guard off {m['csrf_stateful_status']}, on {m['csrf_guarded_status']} and "
-                         f"{m['csrf_guarded_no_origin_status']}"),
-        COOKIE_FORGED(ok=m["csrf_cookie_accepted"], shown=f"answered {m['csrf_cookie_status']}"),
-        HTTPONLY(ok=m["stateful_cookie_httponly"]),
-        LOGOUT_REVOKES(ok=m["stateful_copy_worked_before_logout"] and m["stateful_replays_accepted_after_logout"] == 0
-                       and m["stateful_replay_servers"] >= 2,
-                       shown=f"{m['stateful_replays_accepted_after_logout']}/{n} replays accepted on "
-                             f"{m['stateful_replay_servers']} servers"),
-        CACHE_SERVES(ok=m["cache_replays_served_after_logout"] == n == m["cache_replays_hits"]
-                     and m["cache_direct_refused_after_logout"],
-                     shown=f"{m['cache_replays_served_after_logout']}/{n} served"),
-        SHORT_TOKEN(ok=m["short_token_accepted_before_exp"] and m["short_token_refused_after_exp"]),
-        TOKEN_GROWS(ok=m["token_bytes_after"] > 2 * m["token_bytes_before"]
-                    and m["sid_bytes_after"] == m["sid_bytes_before"]
-                    and m["cart_lines_kept"] == m["cart_lines"] and m["sid_cart_lines_kept"] == m["sid_cart_lines"],
-                    shown=f"{m['token_bytes_before']} to {m['token_bytes_after']} bytes"),
-        DB_TOKEN_SAME_SIZE(ok=m["db_token_bytes_after"] == m["db_token_bytes_before"]
-                           and m["db_cart_lines_kept"] == m["cart_lines"],
-                           shown=f"{m['db_token_bytes_before']} to {m['db_token_bytes_after']} bytes"),
+        CHECKS.expired_stored(ok=m["expired_live_sessions"] == 0 and m["expired_rows_before_purge"] >= m["idle_users"]
+                              and m["expired_purged"] == m["expired_rows_before_purge"]
+                              and m["expired_rows_after_purge"] == 0,
+                              shown=f"{m['expired_rows_before_purge']} rows stored, {m['expired_live_sessions']} live, "
+                                    f"{m['expired_purged']} purged"),
+        CHECKS.fixation(ok=m["fixation_naive_id_kept"] and m["fixation_naive_mallory_sees"] == "alice"
+                        and not m["fixation_safe_id_kept"] and m["fixation_safe_mallory_sees"] == "401",
+                        shown=f"mallory saw {m['fixation_naive_mallory_sees']}, "
+                              f"then {m['fixation_safe_mallory_sees']}"),
+        CHECKS.memory_missed(ok=m["memory_round_robin_found_share"] < 1,
+                             shown=f"{m['memory_round_robin_found_share']:.0%} found"),
+        CHECKS.csrf_guard(ok=m["csrf_stateful_accepted"] and m["csrf_guarded_status"] == 403
+                          and m["csrf_guarded_no_origin_status"] == 415 and not m["csrf_guarded_accepted"],
+                          shown=f"guard off {m['csrf_stateful_status']}, on {m['csrf_guarded_status']} and "
+                                f"{m['csrf_guarded_no_origin_status']}"),
+        CHECKS.signed_cookie_forged(ok=m["csrf_cookie_accepted"], shown=f"answered {m['csrf_cookie_status']}"),
+        CHECKS.httponly(ok=m["stateful_cookie_httponly"]),
+        CHECKS.logout_revokes(ok=m["stateful_copy_worked_before_logout"]
+                              and m["stateful_replays_accepted_after_logout"] == 0
+                              and m["stateful_replay_servers"] >= 2,
+                              shown=f"{m['stateful_replays_accepted_after_logout']}/{n} replays accepted on "
+                                    f"{m['stateful_replay_servers']} servers"),
+        CHECKS.cache_serves_after_logout(ok=m["cache_replays_served_after_logout"] == n == m["cache_replays_hits"]
+                                         and m["cache_direct_refused_after_logout"],
+                                         shown=f"{m['cache_replays_served_after_logout']}/{n} served"),
+        CHECKS.short_token(ok=m["short_token_accepted_before_exp"] and m["short_token_refused_after_exp"]),
+        CHECKS.token_grows(ok=m["token_bytes_after"] > 2 * m["token_bytes_before"]
+                           and m["sid_bytes_after"] == m["sid_bytes_before"]
+                           and m["cart_lines_kept"] == m["cart_lines"]
+                           and m["sid_cart_lines_kept"] == m["sid_cart_lines"],
+                           shown=f"{m['token_bytes_before']} to {m['token_bytes_after']} bytes"),
+        CHECKS.db_token_same_size(ok=m["db_token_bytes_after"] == m["db_token_bytes_before"]
+                                  and m["db_cart_lines_kept"] == m["cart_lines"],
+                                  shown=f"{m['db_token_bytes_before']} to {m['db_token_bytes_after']} bytes"),
     ]
     for side in STATELESS_SIDES:
         p = PREFIX[side]
@@ -632,9 +630,10 @@ def _judge(m: dict[str, Any], quick: bool, seconds: float) -> Evidence:
         SESSION_CONCERNS_GONE(ok=not any(session_on[side] for side in STATELESS_SIDES),
                               shown="; ".join(f"{gone[side]} of {len(SESSION_CONCERNS)} gone with {side}"
                                               for side in STATELESS_SIDES)),
-        STATEFUL_OTHERS(ok=bool(others["stateful"]), shown=", ".join(others["stateful"]) or "none"),
-        STATELESS_OTHERS(ok=all(others[side] for side in STATELESS_SIDES),
-                         shown="; ".join(f"{side}: {', '.join(others[side]) or 'none'}" for side in STATELESS_SIDES)),
+        CHECKS.stateful_other_concerns(ok=bool(others["stateful"]), shown=", ".join(others["stateful"]) or "none"),
+        CHECKS.stateless_other_concerns(ok=all(others[side] for side in STATELESS_SIDES),
+                                        shown="; ".join(f"{side}: {', '.join(others[side]) or 'none'}"
+                                                        for side in STATELESS_SIDES)),
     ]
     counts = ", ".join(f"{len(on[side])} for {side}" for side in SIDES)
     claims = judged(CLAIMS, {
@@ -721,7 +720,7 @@ WHY = ("logout deletes the session every server looks up; a token is checked by 
 def answer(ev: Evidence) -> str:
     """Which of notebook 11's prediction choices this run measured: which stolen credential still worked after
     logout."""
-    sid_works = not ev.checks[LOGOUT_REVOKES.id]
+    sid_works = not ev.checks[CHECKS.logout_revokes.id]
     token_works = ev.checks[LOGOUT_KEEPS["token + cart in token"].id]
     return {(True, True): "both", (True, False): "the stolen session id", (False, True): "the stolen token",
             (False, False): "neither: logout ends both"}[(sid_works, token_works)]

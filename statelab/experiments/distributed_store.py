@@ -37,7 +37,7 @@ from typing import Any
 from ..production.redis import PERSISTENCE, RedisCartStore, RedisServer, RedisStore, server_binary
 from ..production.replication import ReplicaSet, acknowledged_write, offset
 from ..shop.sessions import StoreUnavailable
-from . import Check, Evidence, Judgement, check_size, conditions, record
+from . import Evidence, Judgement, check_size, checks, conditions, record
 
 ROW = "distributed_store"
 DELAY = 0.01  # seconds one way between the primary and each replica: two data centres close by
@@ -45,27 +45,26 @@ WAIT_FOR = (1, 200)  # WAIT 1 replica, at most 200 ms: a write no replica confir
 SETTINGS = tuple(PERSISTENCE)  # none, rdb, aof-everysec, aof-always
 
 # The checks: each threshold written once, here. Mechanisms are counts every machine must reproduce.
-LOGOUT_ON_PRIMARY = Check("logout_on_primary", "after a logout, the primary refused the session at once",
-                          mechanism=True)
-REPLICA_LAG = Check("replica_lag", "a replica still let the logged-out session in for over {t} ms", 0, unit=" ms")
-WAIT_KEPT = Check("wait_kept", "with WAIT on every write, no acknowledged write was lost at failover",
-                  mechanism=True)
-LOSS_COUNTED = Check("loss_counted", "without WAIT, the acknowledged writes missing after failover were counted "
-                     "(0 or more) on the most up-to-date replica", mechanism=True)
-ASYNC_LOST = Check("async_lost", "without WAIT, failover lost over {t} acknowledged writes", 0)
-WAIT_COST = Check("wait_cost", "WAIT made a write over {t}x slower", 2, unit="x")
-PERSISTED = Check("persisted", "after a crash, no persistence kept nothing, the RDB kept exactly its snapshot, "
-                  "appendfsync always kept every write", mechanism=True)
-SHARD_ISOLATED = Check("shard_isolated", "a shard's failure logged out exactly the users on that shard",
-                       mechanism=True)
-SHARD_LOGOUT = Check("shard_logout", "a shard's failure logged out over {t} users", 0)
+CHECKS = checks("""
+logout_on_primary, mechanism: after a logout, the primary refused the session at once
+replica_lag > 0 ms: a replica still let the logged-out session in for over {t} ms
+wait_kept, mechanism: with WAIT on every write, no acknowledged write was lost at failover
+loss_counted, mechanism: without WAIT, the acknowledged writes missing after failover were counted (0 or more) on the
+    most up-to-date replica
+async_lost > 0: without WAIT, failover lost over {t} acknowledged writes
+wait_cost > 2x: WAIT made a write over {t}x slower
+persisted, mechanism: after a crash, no persistence kept nothing, the RDB kept exactly its snapshot, appendfsync
+    always kept every write
+shard_isolated, mechanism: a shard's failure logged out exactly the users on that shard
+shard_logout > 0: a shard's failure logged out over {t} users
+""")
 
 CLAIMS = {
     # 04 (benefit 5b): a failed server does not take user state with it, because the state is in the store.
     # Here the server that fails is the store's own primary.
-    "5b": Judgement(supports=(WAIT_KEPT,), qualifies=(ASYNC_LOST, WAIT_COST, SHARD_LOGOUT)),
+    "5b": Judgement(supports=(CHECKS.wait_kept,), qualifies=(CHECKS.async_lost, CHECKS.wait_cost, CHECKS.shard_logout)),
     # 08 and 11 (benefit 4d): central session management, so a logout ends the session everywhere at once.
-    "4d": Judgement(supports=(LOGOUT_ON_PRIMARY,), qualifies=(REPLICA_LAG,)),
+    "4d": Judgement(supports=(CHECKS.logout_on_primary,), qualifies=(CHECKS.replica_lag,)),
 }
 
 
@@ -380,18 +379,19 @@ def judge(lag: Lag, failovers: dict[bool, Failover], restarts: dict[str, Restart
     ratio = waited.write_ms / plain.write_ms if plain.write_ms else float("inf")
     failed_users = shards.users[shards.failed]
     checks = [
-        LOGOUT_ON_PRIMARY(ok=lag.refused_on_primary == lag.trials, shown=f"{lag.refused_on_primary}/{lag.trials}"),
-        REPLICA_LAG(round(lag.window_ms, 1)),
-        WAIT_KEPT(ok=waited.lost == 0 and waited.best_promoted,
-                  shown=f"{waited.lost} of {waited.acknowledged} acknowledged writes lost"),
-        LOSS_COUNTED(ok=0 <= plain.lost <= plain.acknowledged and plain.best_promoted,
-                     shown=f"{plain.lost} of {plain.acknowledged}"),
-        ASYNC_LOST(plain.lost),
-        WAIT_COST(round(ratio, 1)),
-        PERSISTED(ok=persisted, shown=f"sessions kept after a crash: {kept}"),
-        SHARD_ISOLATED(ok=sorted(shards.logged_out) == sorted(failed_users),
-                       shown=f"{len(shards.logged_out)} logged out, {len(failed_users)} on the failed shard"),
-        SHARD_LOGOUT(len(shards.logged_out)),
+        CHECKS.logout_on_primary(ok=lag.refused_on_primary == lag.trials,
+                                 shown=f"{lag.refused_on_primary}/{lag.trials}"),
+        CHECKS.replica_lag(round(lag.window_ms, 1)),
+        CHECKS.wait_kept(ok=waited.lost == 0 and waited.best_promoted,
+                         shown=f"{waited.lost} of {waited.acknowledged} acknowledged writes lost"),
+        CHECKS.loss_counted(ok=0 <= plain.lost <= plain.acknowledged and plain.best_promoted,
+                            shown=f"{plain.lost} of {plain.acknowledged}"),
+        CHECKS.async_lost(plain.lost),
+        CHECKS.wait_cost(round(ratio, 1)),
+        CHECKS.persisted(ok=persisted, shown=f"sessions kept after a crash: {kept}"),
+        CHECKS.shard_isolated(ok=sorted(shards.logged_out) == sorted(failed_users),
+                              shown=f"{len(shards.logged_out)} logged out, {len(failed_users)} on the failed shard"),
+        CHECKS.shard_logout(len(shards.logged_out)),
     ]
     measurements = {
         "replica lag window, logout (median ms)": round(lag.window_ms, 1),

@@ -42,7 +42,7 @@ from ..shop.carts import SqliteCartStore
 from ..shop.plugins import IdempotencyKeys, InFlight, idempotent_writes, slow_writes, store_errors_as_503
 from ..shop.sessions import OutageStore, SqliteStore
 from ..topology.cluster import Cluster, valkey_available
-from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, judged, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, checks, conditions, judged, progress, record
 from .crowd import OPS, Shopper, by_home, cart_of, close, landed, log_in, lost_carts, shop_while, when_writing
 
 ROW = "fault_tolerance"
@@ -53,37 +53,32 @@ TOKEN_DESIGNS = ("token + cart in token", "token + cart in db")
 
 HANG_TIMEOUT = 0.5  # seconds the balancer waits for a server's answer before giving up (short: the run stays quick)
 
-MEM_LOST_CRASHED = Check("mem_lost_crashed", "session + memory: the crash lost every cart whose session was on the "
-                         "crashed server", mechanism=True)
-MEM_LOST_OTHERS = Check("mem_lost_others", "session + memory: the crash reached sessions stored on other servers")
-STORE_KEPT = Check("store_kept", "session + shared store: no user lost the cart in the crash", mechanism=True)
-TOKEN_KEPT = Check("token_kept", "token designs: no user lost the cart in the crash", mechanism=True)
-UNKEYED_FAILED = Check("unkeyed_failed", "in every design some unkeyed writes in flight on the crashed server "
-                       "failed (502)", mechanism=True)
-UNKEYED_ONLY = Check("unkeyed_only", "only unkeyed writes failed in the crash: no read and no keyed write (this "
-                     "balancer re-sent those)", mechanism=True)
-INDIVIDUAL = Check("individual", "failures stayed individual: failed plain writes beyond the writes in flight at "
-                   "the crash and the threads shopping, at most {t}", 0, op="<=")
-ACTED_ON = Check("acted_on", "with a shared store, failed unkeyed writes had been acted on (a blind re-send would "
-                 "add twice)")
-KEYED_ONCE = Check("keyed_once", "no keyed write was applied twice or lost", mechanism=True)
-STORE_OUTAGE = Check("store_outage", "shared session store outage: every user affected, on every server",
-                     mechanism=True)
-TABLE_OUTAGE = Check("table_outage", "shared cart table outage: every token + cart in db user affected",
-                     mechanism=True)
-TOKEN_NO_OUTAGE = Check("token_no_outage", "token + cart in token: no user noticed the outages", mechanism=True)
-OUTAGE_KEPT = Check("outage_kept", "after the outages every cart was back (unavailable, not lost)", mechanism=True)
-HANG_WAITED = Check("hang_waited", "a hung server: every request routed to it waited the balancer's timeout "
-                    "({t} s) and failed (502), reads included", HANG_TIMEOUT, unit=" s", mechanism=True)
-KILL_INSTANT = Check("kill_instant", "a killed server: the balancer re-sent every read at once, none failed",
-                     mechanism=True)
-STORE_HANG_WAITED = Check("store_hang_waited", "a hung store: every user of both shared-store designs waited the "
-                          "store client's timeout and got 503")
-STORE_RESTART_LOST = Check("store_restart_lost", "a store restarted without persistence came back empty: every "
-                           "session user logged out, every cart in the db gone")
-STEPS = Check("steps", "a session kept the cart across steps", mechanism=True)
-TOKEN_STEPS = Check("token_steps", "token designs kept the cart across steps too", mechanism=True)
-SECOND_DEVICE = Check("second_device", "a second device saw the cart only when it lived in the db", mechanism=True)
+CHECKS = checks("""
+mem_lost_crashed, mechanism: session + memory: the crash lost every cart whose session was on the crashed server
+mem_lost_others: session + memory: the crash reached sessions stored on other servers
+store_kept, mechanism: session + shared store: no user lost the cart in the crash
+token_kept, mechanism: token designs: no user lost the cart in the crash
+unkeyed_failed, mechanism: in every design some unkeyed writes in flight on the crashed server failed (502)
+unkeyed_only, mechanism: only unkeyed writes failed in the crash: no read and no keyed write (this balancer re-sent
+    those)
+individual <= 0: failures stayed individual: failed plain writes beyond the writes in flight at the crash and the
+    threads shopping, at most {t}
+acted_on: with a shared store, failed unkeyed writes had been acted on (a blind re-send would add twice)
+keyed_once, mechanism: no keyed write was applied twice or lost
+store_outage, mechanism: shared session store outage: every user affected, on every server
+table_outage, mechanism: shared cart table outage: every token + cart in db user affected
+token_no_outage, mechanism: token + cart in token: no user noticed the outages
+outage_kept, mechanism: after the outages every cart was back (unavailable, not lost)
+hang_waited > HANG_TIMEOUT s, mechanism: a hung server: every request routed to it waited the balancer's timeout ({t}
+    s) and failed (502), reads included
+kill_instant, mechanism: a killed server: the balancer re-sent every read at once, none failed
+store_hang_waited: a hung store: every user of both shared-store designs waited the store client's timeout and got 503
+store_restart_lost: a store restarted without persistence came back empty: every session user logged out, every cart
+    in the db gone
+steps, mechanism: a session kept the cart across steps
+token_steps, mechanism: token designs kept the cart across steps too
+second_device, mechanism: a second device saw the cart only when it lived in the db
+""", HANG_TIMEOUT=HANG_TIMEOUT)
 
 
 def _cluster(design: str, store: Any, carts: Any, plugins: list[Any]) -> Cluster:
@@ -374,11 +369,16 @@ def _side_by_side(call: Any, designs: Any) -> None:
 #: and adds to each claim the sentence of what was measured. Both halves meet the same hang and the same store
 #: restart: they are run on the production design of each (session + shared store, token + cart in db).
 CLAIMS = {
-    "stateful": Judgement(supports=(MEM_LOST_OTHERS,), qualifies=(STORE_OUTAGE, STORE_RESTART_LOST, HANG_WAITED)),
-    "stateless": Judgement(supports=(TOKEN_KEPT, UNKEYED_ONLY, INDIVIDUAL),
-                           qualifies=(TABLE_OUTAGE, STORE_KEPT, STORE_RESTART_LOST, HANG_WAITED)),
-    "5b": Judgement(supports=(TOKEN_KEPT,), qualifies=(STORE_KEPT, TABLE_OUTAGE, STORE_RESTART_LOST)),
-    "4a": Judgement(supports=(STEPS,), qualifies=(SECOND_DEVICE, TOKEN_STEPS, MEM_LOST_CRASHED)),
+    "stateful": Judgement(supports=(CHECKS.mem_lost_others,), qualifies=(CHECKS.store_outage,
+                                                                         CHECKS.store_restart_lost,
+                                                                         CHECKS.hang_waited)),
+    "stateless": Judgement(supports=(CHECKS.token_kept, CHECKS.unkeyed_only, CHECKS.individual),
+                           qualifies=(CHECKS.table_outage, CHECKS.store_kept, CHECKS.store_restart_lost,
+                                      CHECKS.hang_waited)),
+    "5b": Judgement(supports=(CHECKS.token_kept,), qualifies=(CHECKS.store_kept, CHECKS.table_outage,
+                                                              CHECKS.store_restart_lost)),
+    "4a": Judgement(supports=(CHECKS.steps,), qualifies=(CHECKS.second_device, CHECKS.token_steps,
+                                                         CHECKS.mem_lost_crashed)),
 }
 
 
@@ -460,37 +460,40 @@ def _evidence(results: dict[str, dict[str, Any]], devices: dict[str, dict[str, b
     excess = max(f["write"] - met[d] - workers for d, f in failed.items())
     hang_ok = all(hung[d]["failed"] == routed[d] >= 1 and hung[d]["failed_min_s"] >= HANG_TIMEOUT for d in SHARED)
     outcomes = [
-        MEM_LOST_CRASHED(ok=on_crashed > 0 and lost_on_crashed == on_crashed,
-                         shown=f"{lost_on_crashed} of {on_crashed}"),
-        MEM_LOST_OTHERS(ok=lost_on_others > 0, shown=f"{lost_on_others} of {on_others}"),
-        STORE_KEPT(ok=lost["session + shared store"] == 0, shown=f"{lost['session + shared store']} of {n} lost"),
-        TOKEN_KEPT(ok=token_lost == 0, shown=f"{token_lost} of {2 * n} lost"),
-        UNKEYED_FAILED(ok=all(f["write"] >= 1 for f in failed.values()),
-                       shown=", ".join(f"{d} {f['write']}" for d, f in failed.items())),
-        UNKEYED_ONLY(ok=all(f["read"] == 0 and f["keyed write"] == 0 for f in failed.values()),
-                     shown=f"{sum(f['read'] + f['keyed write'] for f in failed.values())} reads and keyed writes "
-                           "failed"),
-        INDIVIDUAL(excess, shown=f"{excess} (needs <= 0)" if excess > 0 else "none beyond them (needs <= 0)"),
-        ACTED_ON(ok=sum(acted[d] for d in SHARED) >= 1, shown=f"{sum(acted[d] for d in SHARED)} acted on"),
-        KEYED_ONCE(ok=not any(doubled.values()), shown=f"{sum(doubled.values())} doubled or missing"),
-        STORE_OUTAGE(ok=outage["session + shared store"][0] == n and outage["session + shared store"][1] == all_servers,
-                     shown=f"{outage['session + shared store'][0]} of {n} users, "
-                           f"{len(outage['session + shared store'][1])} of 3 servers"),
-        TABLE_OUTAGE(ok=outage["token + cart in db"][0] == n, shown=f"{outage['token + cart in db'][0]} of {n}"),
-        TOKEN_NO_OUTAGE(ok=outage["token + cart in token"][0] == 0,
-                        shown=f"{outage['token + cart in token'][0]} of {n}"),
-        OUTAGE_KEPT(ok=all(b == n for b in back.values()),
-                    shown=", ".join(f"{d} {b} of {n}" for d, b in back.items())),
-        HANG_WAITED(ok=hang_ok, shown="; ".join(
+        CHECKS.mem_lost_crashed(ok=on_crashed > 0 and lost_on_crashed == on_crashed,
+                                shown=f"{lost_on_crashed} of {on_crashed}"),
+        CHECKS.mem_lost_others(ok=lost_on_others > 0, shown=f"{lost_on_others} of {on_others}"),
+        CHECKS.store_kept(ok=lost["session + shared store"] == 0,
+                          shown=f"{lost['session + shared store']} of {n} lost"),
+        CHECKS.token_kept(ok=token_lost == 0, shown=f"{token_lost} of {2 * n} lost"),
+        CHECKS.unkeyed_failed(ok=all(f["write"] >= 1 for f in failed.values()),
+                              shown=", ".join(f"{d} {f['write']}" for d, f in failed.items())),
+        CHECKS.unkeyed_only(ok=all(f["read"] == 0 and f["keyed write"] == 0 for f in failed.values()),
+                            shown=f"{sum(f['read'] + f['keyed write'] for f in failed.values())} reads and keyed "
+                                  "writes "
+                                  "failed"),
+        CHECKS.individual(excess, shown=f"{excess} (needs <= 0)" if excess > 0 else "none beyond them (needs <= 0)"),
+        CHECKS.acted_on(ok=sum(acted[d] for d in SHARED) >= 1, shown=f"{sum(acted[d] for d in SHARED)} acted on"),
+        CHECKS.keyed_once(ok=not any(doubled.values()), shown=f"{sum(doubled.values())} doubled or missing"),
+        CHECKS.store_outage(ok=outage["session + shared store"][0] == n
+                            and outage["session + shared store"][1] == all_servers,
+                            shown=f"{outage['session + shared store'][0]} of {n} users, "
+                                  f"{len(outage['session + shared store'][1])} of 3 servers"),
+        CHECKS.table_outage(ok=outage["token + cart in db"][0] == n, shown=f"{outage['token + cart in db'][0]} of {n}"),
+        CHECKS.token_no_outage(ok=outage["token + cart in token"][0] == 0,
+                               shown=f"{outage['token + cart in token'][0]} of {n}"),
+        CHECKS.outage_kept(ok=all(b == n for b in back.values()),
+                           shown=", ".join(f"{d} {b} of {n}" for d, b in back.items())),
+        CHECKS.hang_waited(ok=hang_ok, shown="; ".join(
             f"{d}: {hung[d]['failed']} of {routed[d]} routed to it failed, the quickest after "
             f"{hung[d]['failed_min_s']:.2f} s" for d in SHARED)),
-        KILL_INSTANT(ok=all(k["failed"] == 0 for k in killed.values()),
-                     shown="; ".join(f"{d}: {k['failed']} failed, slowest {1000 * k['slowest_s']:.0f} ms"
-                                     for d, k in killed.items())),
-        STEPS(ok=all(devices[d]["steps"] for d in sessions)),
-        TOKEN_STEPS(ok=all(devices[d]["steps"] for d in TOKEN_DESIGNS)),
-        SECOND_DEVICE(ok=devices["token + cart in db"]["second device"]
-                      and not any(devices[d]["second device"] for d in DESIGNS if d != "token + cart in db")),
+        CHECKS.kill_instant(ok=all(k["failed"] == 0 for k in killed.values()),
+                            shown="; ".join(f"{d}: {k['failed']} failed, slowest {1000 * k['slowest_s']:.0f} ms"
+                                            for d, k in killed.items())),
+        CHECKS.steps(ok=all(devices[d]["steps"] for d in sessions)),
+        CHECKS.token_steps(ok=all(devices[d]["steps"] for d in TOKEN_DESIGNS)),
+        CHECKS.second_device(ok=devices["token + cart in db"]["second device"]
+                             and not any(devices[d]["second device"] for d in DESIGNS if d != "token + cart in db")),
     ]
     if measured_valkey:
         statuses = [status for status, _ in valkey["hung"]]
@@ -500,17 +503,17 @@ def _evidence(results: dict[str, dict[str, Any]], devices: dict[str, dict[str, b
                     and all(b == n for b in valkey["back after the hang"].values()))
         # mechanisms only when measured: a machine without Valkey is not a failed self-check
         outcomes += [
-            replace(STORE_HANG_WAITED, mechanism=True)(
+            replace(CHECKS.store_hang_waited, mechanism=True)(
                 ok=vk_ok, shown=f"{statuses.count(503)} of {len(statuses)} got 503, the quickest after "
                                 f"{vk_hung['failed_min_s']:.2f} s (store client timeout {valkey['timeout']:g} s)"),
-            replace(STORE_RESTART_LOST, mechanism=True)(
+            replace(CHECKS.store_restart_lost, mechanism=True)(
                 ok=lost_all, shown=f"session users logged out {after['session + shared store']['logged out']} of {n}; "
                                    f"token + cart in db: carts gone {after['token + cart in db']['cart gone']} of "
                                    f"{n}, logged out {after['token + cart in db']['logged out']}"),
         ]
     else:
-        outcomes += [STORE_HANG_WAITED(ok=False, shown="not measured: no Valkey here"),
-                     STORE_RESTART_LOST(ok=False, shown="not measured: no Valkey here")]
+        outcomes += [CHECKS.store_hang_waited(ok=False, shown="not measured: no Valkey here"),
+                     CHECKS.store_restart_lost(ok=False, shown="not measured: no Valkey here")]
     failed_writes = sum(f["write"] for f in failed.values())
     token_failed = sum(failed[d]["write"] for d in TOKEN_DESIGNS)
     per_design = ", ".join(f"{hung[d]['failed']} of {n} reads in {d}" for d in SHARED)

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..client import Client, Exchange
 from ..topology.cluster import Cluster, shared_store
-from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, judged, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, checks, conditions, judged, progress, record
 
 ROW = "load_balancing"
 STRATEGIES = ("round_robin", "least_connections", "sticky", "ip_hash")  # affinity ones last: they change the pool
@@ -50,42 +50,29 @@ ADD_EVERY = 3  # every third request of a user adds a book; the others view the 
 MEAN = 2.5  # requests a user makes after logging in, on average (see demand())
 NAT_ADDRESS = "203.0.113.10"  # a documentation address (RFC 5737), never contacted: one office's NAT
 
-C_RR_EVEN = Check("round_robin_even", "round robin sent every server the same number of requests, give or take "
-                  "{t}", 1, "<=", mechanism=True)
-C_LC_EVEN = Check("least_connections_even", "least connections spread the requests with a load CV of at most {t}",
-                  0.3, "<=")
-C_SMALL_UNEVEN = Check("small_crowd_uneven", "with the small crowd, affinity (sticky, ip_hash) spread the load with "
-                       "a CV of at least {t}", 0.15, ">=")
-C_CROWD_EVENS = Check("crowd_evens_sticky", "with the large crowd, sticky spread the load with a CV of at most {t}",
-                      0.25, "<=")
-C_MEM_NO_AFFINITY = Check("memory_needs_affinity", "session + memory: without affinity (round robin, least "
-                          "connections) at least {t}% of users lost their session", 25, ">=", unit="%")
-C_MEM_AFFINITY = Check("memory_with_affinity", "session + memory: with affinity no user lost their session or cart",
-                       mechanism=True)
-C_STORE_ANY = Check("store_any_strategy", "session + shared store: no user lost their session or cart under any "
-                    "strategy", mechanism=True)
-C_TOKEN_ANY = Check("token_any_strategy", "token + cart in token: no user lost their session or cart under any "
-                    "strategy", mechanism=True)
-C_DB_ANY = Check("db_any_strategy", "token + cart in db: no user lost their session or cart under any strategy, "
-                 "round robin included", mechanism=True)
-C_REMAP = Check("ip_hash_remaps", "adding a server sent at least {t}% of ip_hash addresses elsewhere", 50, ">=",
-                unit="%")
-C_MOVED_LOST = Check("moved_lost", "session + memory: every user moved by a crash or a new server lost their "
-                     "session", mechanism=True)
-C_MOVED_KEPT = Check("moved_kept", "the other three designs: users moved by a crash or a new server kept their "
-                     "session and cart", mechanism=True)
-C_NAT_ONE = Check("nat_one_server", "ip_hash sent every user behind the one NAT address to one server",
-                  mechanism=True)
-C_NAT_HOT = Check("nat_hot", "under ip_hash the NAT's server took at least {t}x an even share of the requests", 1.5,
-                  ">=", mechanism=True)
-C_NAT_STICKY = Check("nat_sticky_spreads", "sticky cookies spread the users behind the NAT over at least {t} "
-                     "servers", 2, ">=", mechanism=True)
-C_MOBILE_LOST = Check("mobile_lost", "session + memory under ip_hash: every phone whose new address led to another "
-                      "server lost its session (and at least one did)", mechanism=True)
-C_MOBILE_STICKY = Check("mobile_sticky", "session + memory under sticky: no phone changed server when its address "
-                        "changed", mechanism=True)
-C_MOBILE_KEPT = Check("mobile_kept", "token + cart in db under ip_hash: phones led to another server kept their "
-                      "session and cart", mechanism=True)
+CHECKS = checks("""
+round_robin_even <= 1, mechanism: round robin sent every server the same number of requests, give or take {t}
+least_connections_even <= 0.3: least connections spread the requests with a load CV of at most {t}
+small_crowd_uneven >= 0.15: with the small crowd, affinity (sticky, ip_hash) spread the load with a CV of at least {t}
+crowd_evens_sticky <= 0.25: with the large crowd, sticky spread the load with a CV of at most {t}
+memory_needs_affinity >= 25%: session + memory: without affinity (round robin, least connections) at least {t}% of
+    users lost their session
+memory_with_affinity, mechanism: session + memory: with affinity no user lost their session or cart
+store_any_strategy, mechanism: session + shared store: no user lost their session or cart under any strategy
+token_any_strategy, mechanism: token + cart in token: no user lost their session or cart under any strategy
+db_any_strategy, mechanism: token + cart in db: no user lost their session or cart under any strategy, round robin
+    included
+ip_hash_remaps >= 50%: adding a server sent at least {t}% of ip_hash addresses elsewhere
+moved_lost, mechanism: session + memory: every user moved by a crash or a new server lost their session
+moved_kept, mechanism: the other three designs: users moved by a crash or a new server kept their session and cart
+nat_one_server, mechanism: ip_hash sent every user behind the one NAT address to one server
+nat_hot >= 1.5, mechanism: under ip_hash the NAT's server took at least {t}x an even share of the requests
+nat_sticky_spreads >= 2, mechanism: sticky cookies spread the users behind the NAT over at least {t} servers
+mobile_lost, mechanism: session + memory under ip_hash: every phone whose new address led to another server lost its
+    session (and at least one did)
+mobile_sticky, mechanism: session + memory under sticky: no phone changed server when its address changed
+mobile_kept, mechanism: token + cart in db under ip_hash: phones led to another server kept their session and cart
+""")
 
 
 def demand(users: int, mean: float, rng: random.Random, tail: float = 2.5) -> list[int]:
@@ -352,10 +339,11 @@ def _add_under_ip_hash(cluster: Cluster, clients: list[Client], traffic: Traffic
 #: and adds to each claim the sentence of what was measured. Affinity's limits are its real costs (users moved and
 #: what they lose, NAT, changing addresses), not the small crowd's unevenness, which a larger crowd evens out.
 CLAIMS = {
-    "stateful": Judgement(supports=(C_MEM_NO_AFFINITY, C_MEM_AFFINITY),
-                          qualifies=(C_STORE_ANY, C_MOVED_LOST, C_NAT_HOT, C_MOBILE_LOST)),
-    "stateless": Judgement(supports=(C_TOKEN_ANY, C_DB_ANY, C_MOVED_KEPT, C_MOBILE_KEPT), qualifies=(C_STORE_ANY,)),
-    "5c": Judgement(supports=(C_RR_EVEN, C_DB_ANY), qualifies=(C_STORE_ANY,)),
+    "stateful": Judgement(supports=(CHECKS.memory_needs_affinity, CHECKS.memory_with_affinity),
+                          qualifies=(CHECKS.store_any_strategy, CHECKS.moved_lost, CHECKS.nat_hot, CHECKS.mobile_lost)),
+    "stateless": Judgement(supports=(CHECKS.token_any_strategy, CHECKS.db_any_strategy, CHECKS.moved_kept,
+                                     CHECKS.mobile_kept), qualifies=(CHECKS.store_any_strategy,)),
+    "5c": Judgement(supports=(CHECKS.round_robin_even, CHECKS.db_any_strategy), qualifies=(CHECKS.store_any_strategy,)),
 }
 
 
@@ -395,37 +383,41 @@ def _evidence(servers: int, crowds: dict[str, dict[str, Any]], loads: dict[str, 
     # a lost session shows as a lost cart too (a 401 holds no cart), so the carts count who lost anything
     token_moved_lost = moved_lost(IN_TOKEN, "cart") + moved_lost(IN_DB, "cart") + phone_db["of those, lost their cart"]
     checks = [
-        C_RR_EVEN(spread, shown=f"{spread} request(s) between the busiest and the idlest server (needs <= 1)"),
-        C_LC_EVEN(lc),
-        C_SMALL_UNEVEN(small_affinity, shown=f"CV {small_affinity:.2f} with {users} users "
-                                             f"(needs >= {C_SMALL_UNEVEN.threshold})"),
-        C_CROWD_EVENS(large_cv["sticky"], shown=f"CV {large_cv['sticky']:.2f} with {crowds['large']['users']} "
-                                                f"users (needs <= {C_CROWD_EVENS.threshold})"),
-        C_MEM_NO_AFFINITY(round(no_affinity * 100)),
-        C_MEM_AFFINITY(ok=worst(MEMORY, AFFINITY) == 0, shown=f"{worst(MEMORY, AFFINITY):.0%} lost"),
-        C_STORE_ANY(ok=worst(STORE) == 0, shown=f"{worst(STORE):.0%} lost"),
-        C_TOKEN_ANY(ok=worst(IN_TOKEN) == 0, shown=f"{worst(IN_TOKEN):.0%} lost"),
-        C_DB_ANY(ok=worst(IN_DB) == 0, shown=f"{worst(IN_DB):.0%} lost"),
-        C_REMAP(round(remapped_share * 100)),
-        C_MOVED_LOST(ok=moved(MEMORY) >= 1 and moved_lost(MEMORY, "session") == moved(MEMORY),
-                     shown=f"{moved_lost(MEMORY, 'session')} of {moved(MEMORY)} moved"),
-        C_MOVED_KEPT(ok=all(moved(d) >= 1 and moved_lost(d, "session") == moved_lost(d, "cart") == 0 for d in others),
-                     shown=", ".join(f"{d}: {moved_lost(d, 'cart')} of {moved(d)} lost" for d in others)),
-        C_NAT_ONE(ok=behind["ip_hash"]["servers the office reached"] == 1,
-                  shown=f"{office} users reached {behind['ip_hash']['servers the office reached']} server(s)"),
-        C_NAT_HOT(hot / even, shown=f"{hot:.0%} of the requests against an even {even:.0%}: {hot / even:.2f}x "
-                                    f"(needs >= {C_NAT_HOT.threshold}x)"),
-        C_NAT_STICKY(behind["sticky"]["servers the office reached"]),
-        C_MOBILE_LOST(ok=phone_mem["sent to another server"] >= 1
-                      and phone_mem["of those, lost their session"] == phone_mem["sent to another server"],
-                      shown=f"{phone_mem['of those, lost their session']} of {phone_mem['sent to another server']} "
-                            f"moved phones (of {phone_mem['phones']})"),
-        C_MOBILE_STICKY(ok=phone_sticky["sent to another server"] == 0,
-                        shown=f"{phone_sticky['sent to another server']} of {phone_sticky['phones']} moved"),
-        C_MOBILE_KEPT(ok=phone_db["sent to another server"] >= 1 and phone_db["of those, lost their session"]
-                      == phone_db["of those, lost their cart"] == 0,
-                      shown=f"{phone_db['of those, lost their cart']} of {phone_db['sent to another server']} moved "
-                            f"phones lost anything"),
+        CHECKS.round_robin_even(spread,
+                                shown=f"{spread} request(s) between the busiest and the idlest server (needs <= 1)"),
+        CHECKS.least_connections_even(lc),
+        CHECKS.small_crowd_uneven(small_affinity, shown=f"CV {small_affinity:.2f} with {users} users "
+                                                        f"(needs >= {CHECKS.small_crowd_uneven.threshold})"),
+        CHECKS.crowd_evens_sticky(large_cv["sticky"],
+                                  shown=f"CV {large_cv['sticky']:.2f} with {crowds['large']['users']} "
+                                                            f"users (needs <= {CHECKS.crowd_evens_sticky.threshold})"),
+        CHECKS.memory_needs_affinity(round(no_affinity * 100)),
+        CHECKS.memory_with_affinity(ok=worst(MEMORY, AFFINITY) == 0, shown=f"{worst(MEMORY, AFFINITY):.0%} lost"),
+        CHECKS.store_any_strategy(ok=worst(STORE) == 0, shown=f"{worst(STORE):.0%} lost"),
+        CHECKS.token_any_strategy(ok=worst(IN_TOKEN) == 0, shown=f"{worst(IN_TOKEN):.0%} lost"),
+        CHECKS.db_any_strategy(ok=worst(IN_DB) == 0, shown=f"{worst(IN_DB):.0%} lost"),
+        CHECKS.ip_hash_remaps(round(remapped_share * 100)),
+        CHECKS.moved_lost(ok=moved(MEMORY) >= 1 and moved_lost(MEMORY, "session") == moved(MEMORY),
+                          shown=f"{moved_lost(MEMORY, 'session')} of {moved(MEMORY)} moved"),
+        CHECKS.moved_kept(ok=all(moved(d) >= 1 and moved_lost(d, "session") == moved_lost(d, "cart") == 0
+                                 for d in others),
+                          shown=", ".join(f"{d}: {moved_lost(d, 'cart')} of {moved(d)} lost" for d in others)),
+        CHECKS.nat_one_server(ok=behind["ip_hash"]["servers the office reached"] == 1,
+                              shown=f"{office} users reached "
+                                    f"{behind['ip_hash']['servers the office reached']} server(s)"),
+        CHECKS.nat_hot(hot / even, shown=f"{hot:.0%} of the requests against an even {even:.0%}: {hot / even:.2f}x "
+                                         f"(needs >= {CHECKS.nat_hot.threshold}x)"),
+        CHECKS.nat_sticky_spreads(behind["sticky"]["servers the office reached"]),
+        CHECKS.mobile_lost(ok=phone_mem["sent to another server"] >= 1
+                           and phone_mem["of those, lost their session"] == phone_mem["sent to another server"],
+                           shown=f"{phone_mem['of those, lost their session']} of "
+                                 f"{phone_mem['sent to another server']} moved phones (of {phone_mem['phones']})"),
+        CHECKS.mobile_sticky(ok=phone_sticky["sent to another server"] == 0,
+                             shown=f"{phone_sticky['sent to another server']} of {phone_sticky['phones']} moved"),
+        CHECKS.mobile_kept(ok=phone_db["sent to another server"] >= 1 and phone_db["of those, lost their session"]
+                           == phone_db["of those, lost their cart"] == 0,
+                           shown=f"{phone_db['of those, lost their cart']} of "
+                                 f"{phone_db['sent to another server']} moved phones lost anything"),
     ]
     claims = judged(CLAIMS, {
         "stateful": (f"With sessions in each server's memory the balancer must keep affinity: round robin lost "

@@ -48,7 +48,7 @@ from ..shop.carts import SqliteCartStore
 from ..shop.sessions import MemoryStore, SqliteStore
 from ..shop.tokens import ALGORITHMS, Keyring
 from ..topology.cluster import Cluster, valkey_available
-from . import Check, Evidence, Judgement, check_size, conditions, judged, progress, record
+from . import Evidence, Judgement, check_size, checks, conditions, judged, progress, record
 
 ROW = "performance"
 CART = [("ddia", 1), ("sicp", 2), ("tcp-ip", 1)]
@@ -74,26 +74,23 @@ DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 # The checks: each threshold written once, here; the label says it and the call compares with it.
-MEMORY_LOWER_BOUND = Check("memory_lookup_cheap", "a memory session lookup (the lower bound, one process only) "
-                           "costs under {t} of the cheapest token check", 0.2, "<")
-STORE_LOOKUP = Check("store_lookup", "a shared-store lookup, with no distance, costs over {t}x a memory lookup", 10,
-                     unit="x")
-PARSING = Check("parsing", "the cryptography is under {t} of an HS256 check: PyJWT's parsing is the rest", 0.25, "<")
-ASYMMETRIC = Check("asymmetric_check", "RS256 and ES256 checks cost over {t}x an HS256 check", 1.2, unit="x")
-RS_SIGN = Check("rs256_sign", "signing an RS256 token costs over {t}x signing an HS256 one", 5, unit="x")
-CROSSOVER = Check("crossover", "a token GET /cart (HS256) answers faster than a shared-store session GET /cart "
-                  "from a store distance of at most {t} ms one way, and at every distance beyond", 2.0, "<=", " ms")
-NEAR = Check("not_faster_near", "with the store at distance 0, a token GET /cart is not faster than the "
-             "shared-store session one")
-RESIGN = Check("resign", "re-signing an RS256 token is over {t} of a best-case POST /cart round trip", 0.1)
-DB_TRIPS = Check("db_trips", "with the cart in the db, a token GET /cart makes as many store round trips as a "
-                 "session GET /cart", mechanism=True)
-TRIPS = Check("trips", "every shared-store request crossed the link, and no token + cart in token or memory "
-              "request did", mechanism=True)
-BIGGER = Check("bigger", "every token request is bigger on the wire than a session request", mechanism=True)
-FOUND = Check("found", "every session lookup and token check found alice before it was timed", mechanism=True)
-MINTED = Check("minted", "with the cart in the db a cart write signs no new token; with the cart in the token every "
-               "one does", mechanism=True)
+CHECKS = checks("""
+memory_lookup_cheap < 0.2: a memory session lookup (the lower bound, one process only) costs under {t} of the cheapest
+    token check
+store_lookup > 10x: a shared-store lookup, with no distance, costs over {t}x a memory lookup
+parsing < 0.25: the cryptography is under {t} of an HS256 check: PyJWT's parsing is the rest
+asymmetric_check > 1.2x: RS256 and ES256 checks cost over {t}x an HS256 check
+rs256_sign > 5x: signing an RS256 token costs over {t}x signing an HS256 one
+crossover <= 2.0 ms: a token GET /cart (HS256) answers faster than a shared-store session GET /cart from a store
+    distance of at most {t} ms one way, and at every distance beyond
+not_faster_near: with the store at distance 0, a token GET /cart is not faster than the shared-store session one
+resign > 0.1: re-signing an RS256 token is over {t} of a best-case POST /cart round trip
+db_trips, mechanism: with the cart in the db, a token GET /cart makes as many store round trips as a session GET /cart
+trips, mechanism: every shared-store request crossed the link, and no token + cart in token or memory request did
+bigger, mechanism: every token request is bigger on the wire than a session request
+found, mechanism: every session lookup and token check found alice before it was timed
+minted, mechanism: with the cart in the db a cart write signs no new token; with the cart in the token every one does
+""")
 
 # --------------------------------------------------------------------------- in-process timing
 
@@ -291,9 +288,10 @@ def run(*, quick: bool = False, requests: int | None = None, number: int | None 
 #: a token with the cart in it), and each is qualified by the limits it leaves out. ``_evidence()`` computes the
 #: checks and adds to each claim the sentence of what was measured.
 CLAIMS = {
-    "stateful": Judgement(supports=(CROSSOVER,), qualifies=(NEAR, MEMORY_LOWER_BOUND)),
-    "stateless": Judgement(supports=(CROSSOVER,), qualifies=(NEAR, DB_TRIPS, RESIGN)),
-    "5d": Judgement(supports=(CROSSOVER,), qualifies=(NEAR, DB_TRIPS)),
+    "stateful": Judgement(supports=(CHECKS.crossover,), qualifies=(CHECKS.not_faster_near, CHECKS.memory_lookup_cheap)),
+    "stateless": Judgement(supports=(CHECKS.crossover,), qualifies=(CHECKS.not_faster_near, CHECKS.db_trips,
+                                                                    CHECKS.resign)),
+    "5d": Judgement(supports=(CHECKS.crossover,), qualifies=(CHECKS.not_faster_near, CHECKS.db_trips)),
 }
 
 
@@ -351,34 +349,37 @@ def _evidence(micro: dict[str, float], latencies: dict[str, dict[float, dict[str
     no_store = (MEMORY, *TOKEN_DESIGNS)
     rs_sign_share = per["sign"]["RS256"] / (best["POST"][RS] * 1000)
     checks = [
-        MEMORY_LOWER_BOUND(lookup[MEMORY] / cheapest_check,
-                           shown=f"{lookup[MEMORY]:.1f} µs against {cheapest_check:.0f} µs: "
-                                 f"{lookup[MEMORY] / cheapest_check:.3f} "
-                                 f"(needs < {_ms(MEMORY_LOWER_BOUND.threshold)})"),
-        STORE_LOOKUP(lookup[SHARED] / lookup[MEMORY]),
-        PARSING(per["crypto verify"]["HS256"] / per["verify"]["HS256"]),
-        ASYMMETRIC(min(per["verify"]["RS256"], per["verify"]["ES256"]) / per["verify"]["HS256"]),
-        RS_SIGN(per["sign"]["RS256"] / per["sign"]["HS256"]),
-        CROSSOVER(get_cross, shown=(f"{_ms(get_cross)} ms (needs <= {_ms(CROSSOVER.threshold)} ms)"
-                                    if get_cross != float("inf") else
-                                    f"none up to {_ms(far)} ms (needs <= {_ms(CROSSOVER.threshold)} ms)")),
-        NEAR(ok=faster["GET"][HS][near] <= 0,
-             shown=f"at {_ms(near)} ms the token answered {faster['GET'][HS][near]:+.2f} ms faster (median of pairs)"),
-        RESIGN(rs_sign_share),
-        DB_TRIPS(ok=one["GET"][DB_DESIGN] == one["GET"][SHARED] and min(one["GET"][SHARED]) >= 1,
-                 shown=f"{_trips(one['GET'][DB_DESIGN])} and {_trips(one['GET'][SHARED])} per GET"),
-        TRIPS(ok=min(one["GET"][SHARED] + one["POST"][SHARED] + one["GET"][DB_DESIGN] + one["POST"][DB_DESIGN]) >= 1
-              and all(one[m][k] == [0] for m in one for k in no_store),
-              shown=f"session + shared store {_trips(one['GET'][SHARED])} per GET, {_trips(one['POST'][SHARED])} "
-                    f"per POST; cart in token and memory: "
-                    f"{_trips({n for m in one for k in no_store for n in one[m][k]})}"),
-        BIGGER(ok=min(bytes_["GET"][d] for d in (*TOKEN_DESIGNS, DB_DESIGN)) > max(bytes_["GET"][d]
+        CHECKS.memory_lookup_cheap(lookup[MEMORY] / cheapest_check,
+                                   shown=f"{lookup[MEMORY]:.1f} µs against {cheapest_check:.0f} µs: "
+                                         f"{lookup[MEMORY] / cheapest_check:.3f} "
+                                         f"(needs < {_ms(CHECKS.memory_lookup_cheap.threshold)})"),
+        CHECKS.store_lookup(lookup[SHARED] / lookup[MEMORY]),
+        CHECKS.parsing(per["crypto verify"]["HS256"] / per["verify"]["HS256"]),
+        CHECKS.asymmetric_check(min(per["verify"]["RS256"], per["verify"]["ES256"]) / per["verify"]["HS256"]),
+        CHECKS.rs256_sign(per["sign"]["RS256"] / per["sign"]["HS256"]),
+        CHECKS.crossover(get_cross, shown=(f"{_ms(get_cross)} ms" if get_cross != float("inf") else
+                                           f"none up to {_ms(far)} ms")
+                         + f" (needs <= {_ms(CHECKS.crossover.threshold)} ms)"),
+        CHECKS.not_faster_near(ok=faster["GET"][HS][near] <= 0,
+                               shown=f"at {_ms(near)} ms the token answered {faster['GET'][HS][near]:+.2f} ms "
+                                     "faster (median of pairs)"),
+        CHECKS.resign(rs_sign_share),
+        CHECKS.db_trips(ok=one["GET"][DB_DESIGN] == one["GET"][SHARED] and min(one["GET"][SHARED]) >= 1,
+                        shown=f"{_trips(one['GET'][DB_DESIGN])} and {_trips(one['GET'][SHARED])} per GET"),
+        CHECKS.trips(ok=min(one["GET"][SHARED] + one["POST"][SHARED]
+                            + one["GET"][DB_DESIGN] + one["POST"][DB_DESIGN]) >= 1
+                     and all(one[m][k] == [0] for m in one for k in no_store),
+                     shown=f"session + shared store {_trips(one['GET'][SHARED])} per GET, "
+                           f"{_trips(one['POST'][SHARED])} per POST; cart in token and memory: "
+                           f"{_trips({n for m in one for k in no_store for n in one[m][k]})}"),
+        CHECKS.bigger(ok=min(bytes_["GET"][d] for d in (*TOKEN_DESIGNS, DB_DESIGN)) > max(bytes_["GET"][d]
                                                                                 for d in SESSION_DESIGNS),
-               shown=f"{min(bytes_['GET'][d] for d in (*TOKEN_DESIGNS, DB_DESIGN))} bytes at least, against "
-                     f"{max(bytes_['GET'][d] for d in SESSION_DESIGNS)} at most"),
-        MINTED(ok=minted[DB_DESIGN] == 0 and all(minted[d] == writes[d] for d in TOKEN_DESIGNS),
-               shown=f"{minted[DB_DESIGN]} of {writes[DB_DESIGN]} with the cart in the db; "
-                     + ", ".join(f"{minted[d]} of {writes[d]}" for d in TOKEN_DESIGNS) + " with it in the token"),
+                      shown=f"{min(bytes_['GET'][d] for d in (*TOKEN_DESIGNS, DB_DESIGN))} bytes at least, against "
+                            f"{max(bytes_['GET'][d] for d in SESSION_DESIGNS)} at most"),
+        CHECKS.minted(ok=minted[DB_DESIGN] == 0 and all(minted[d] == writes[d] for d in TOKEN_DESIGNS),
+                      shown=f"{minted[DB_DESIGN]} of {writes[DB_DESIGN]} with the cart in the db; "
+                            + ", ".join(f"{minted[d]} of {writes[d]}" for d in TOKEN_DESIGNS)
+                            + " with it in the token"),
     ]
     mem, shared = lookup[MEMORY], lookup[SHARED]
     hs, rs, es = (per["verify"][a] for a in ALGORITHMS)
@@ -513,11 +514,12 @@ def _without_valkey(missing: str, number: int, repeat: int) -> Evidence:
             close()
     per = {a: micro[f"verify {a}"] for a in ALGORITHMS}
     mem, shared = micro[f"lookup {MEMORY}"], micro[f"lookup {SHARED}"]
-    checks = [MEMORY_LOWER_BOUND(mem / min(per.values())), STORE_LOOKUP(shared / mem),
-              CROSSOVER(ok=False, shown=f"not measured: {missing}"), NEAR(ok=False, shown="not measured"),
-              RESIGN(ok=False, shown="not measured"),
-              replace(DB_TRIPS, mechanism=False)(ok=False, shown="not measured"),
-              FOUND(ok=True, shown="every lookup and check found alice before it was timed")]
+    checks = [CHECKS.memory_lookup_cheap(mem / min(per.values())), CHECKS.store_lookup(shared / mem),
+              CHECKS.crossover(ok=False, shown=f"not measured: {missing}"),
+              CHECKS.not_faster_near(ok=False, shown="not measured"),
+              CHECKS.resign(ok=False, shown="not measured"),
+              replace(CHECKS.db_trips, mechanism=False)(ok=False, shown="not measured"),
+              CHECKS.found(ok=True, shown="every lookup and check found alice before it was timed")]
     unmeasured = f"No store at a distance was measured here: {missing}."
     return Evidence(row=ROW, measurements={"session lookup µs": {MEMORY: mem, SHARED: shared}, "token verify µs": per},
                     checks=checks, claims=judged(CLAIMS, dict.fromkeys(CLAIMS, unmeasured)), reading=unmeasured,

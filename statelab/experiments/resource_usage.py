@@ -39,7 +39,7 @@ from ..rawhttp import WireUser, build_request, wire_exchange
 from ..shop.app import MAX_CART_LINES
 from ..shop.tokens import MAX_TOKEN
 from ..topology.cluster import Cluster, shared_store
-from . import DESIGNS, Check, Evidence, Judgement, conditions, judged, progress, record
+from . import DESIGNS, Evidence, Judgement, checks, conditions, judged, progress, record
 
 ROW = "resource_usage"
 MEMORY, STORE, IN_TOKEN, IN_DB = DESIGNS  # the four designs, in the collection's order
@@ -63,28 +63,25 @@ STORE_WORDS = {"valkey": "Valkey (one server per design, a process on this machi
 #: Cart lines the designs whose credential cannot grow are measured to (enough to see it stay flat).
 FLAT_LINES = 30
 
-C_MEM_GROWS = Check("memory_grows", "session + memory: the server's memory grows with every session (over {t} bytes "
-                                    "each)", MIN_SESSION_BYTES, unit=" bytes")
-C_HEALTH = Check("health_counts", "session + memory: the server counts every session it holds (GET /health)",
-                 mechanism=True)
-C_STORE_MOVES = Check("store_moves", "session + shared store: the server's memory stays flat (under {t}% of a memory "
-                                     "session per user); the sessions fill the shared store instead", FLAT_PERCENT)
-C_TOKEN_FLAT = Check("token_flat", "token + cart in token: the server holds nothing per user (under {t}% of a memory "
-                                   "session)", FLAT_PERCENT)
-C_DB_FLAT = Check("db_flat", "token + cart in db: the server's memory stays flat (under {t}% of a memory session per "
-                             "user)", FLAT_PERCENT)
-C_DB_TABLE = Check("db_table", "token + cart in db: the carts fill the shared table instead", mechanism=True)
-C_SID_FLAT = Check("sid_flat", "the sid cookie stays the same size whatever the cart holds", mechanism=True)
-C_DB_TOKEN_FLAT = Check("db_token_flat", "with the cart in db, the token stays the same size whatever the cart holds",
-                        mechanism=True)
-C_TOKEN_BYTES = Check("token_bytes", "every cart-in-token request carries more bytes than the session one",
-                      mechanism=True)
-C_HEADER_LIMIT = Check("header_limit", "token + cart in token: sent in Authorization, the token reached a server's "
-                                       "header limit (statelab's own, or gunicorn's) within the app's cart cap")
-C_SERVER_REFUSES = Check("server_refuses_cleanly", "the shop refused the add past its limits with a 4xx and kept "
-                                                   "the cart and the token working", mechanism=True)
-C_TOKEN_COOKIE = Check("token_in_cookie", "kept in a cookie instead, a token carrying the cart would outgrow a "
-                                          "browser's {t}-byte cookie within the app's cart cap", COOKIE_LIMIT)
+CHECKS = checks("""
+memory_grows > MIN_SESSION_BYTES bytes: session + memory: the server's memory grows with every session (over {t} bytes
+    each)
+health_counts, mechanism: session + memory: the server counts every session it holds (GET /health)
+store_moves > FLAT_PERCENT: session + shared store: the server's memory stays flat (under {t}% of a memory session per
+    user); the sessions fill the shared store instead
+token_flat > FLAT_PERCENT: token + cart in token: the server holds nothing per user (under {t}% of a memory session)
+db_flat > FLAT_PERCENT: token + cart in db: the server's memory stays flat (under {t}% of a memory session per user)
+db_table, mechanism: token + cart in db: the carts fill the shared table instead
+sid_flat, mechanism: the sid cookie stays the same size whatever the cart holds
+db_token_flat, mechanism: with the cart in db, the token stays the same size whatever the cart holds
+token_bytes, mechanism: every cart-in-token request carries more bytes than the session one
+header_limit: token + cart in token: sent in Authorization, the token reached a server's header limit (statelab's own,
+    or gunicorn's) within the app's cart cap
+server_refuses_cleanly, mechanism: the shop refused the add past its limits with a 4xx and kept the cart and the token
+    working
+token_in_cookie > COOKIE_LIMIT: kept in a cookie instead, a token carrying the cart would outgrow a browser's {t}-byte
+    cookie within the app's cart cap
+""", MIN_SESSION_BYTES=MIN_SESSION_BYTES, FLAT_PERCENT=FLAT_PERCENT, COOKIE_LIMIT=COOKIE_LIMIT)
 
 
 OWN_LIMIT = "statelab's MAX_TOKEN"
@@ -345,9 +342,11 @@ def run(*, quick: bool = False, sessions: tuple[int, ...] | None = None, http_us
 #: Which checks judge each claim (see :class:`~statelab.experiments.Judgement`); ``_evidence()`` computes those checks
 #: and adds to each claim the sentence of what was measured.
 CLAIMS = {
-    "stateful": Judgement(supports=(C_MEM_GROWS,), qualifies=(C_STORE_MOVES,)),
-    "stateless": Judgement(supports=(C_TOKEN_FLAT, C_DB_FLAT), qualifies=(C_TOKEN_BYTES, C_HEADER_LIMIT, C_DB_TABLE)),
-    "4b": Judgement(supports=(C_SID_FLAT, C_TOKEN_BYTES), qualifies=(C_DB_TOKEN_FLAT,)),
+    "stateful": Judgement(supports=(CHECKS.memory_grows,), qualifies=(CHECKS.store_moves,)),
+    "stateless": Judgement(supports=(CHECKS.token_flat, CHECKS.db_flat), qualifies=(CHECKS.token_bytes,
+                                                                                    CHECKS.header_limit,
+                                                                                    CHECKS.db_table)),
+    "4b": Judgement(supports=(CHECKS.sid_flat, CHECKS.token_bytes), qualifies=(CHECKS.db_token_flat,)),
 }
 
 
@@ -372,7 +371,7 @@ def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
     past = {name: next((k for k, size in zip(lines, auth, strict=True) if size > limit), None)
             for name, limit in limits.items()}
     binding = growth[IN_TOKEN]["refused"]  # [line tried, status, error, cart and token kept] or [] when nothing refused
-    # the session request was measured to fewer lines (it cannot grow: see C_SID_FLAT); past them, its last size
+    # the session request was measured to fewer lines (it cannot grow: see CHECKS.sid_flat); past them, its last size
     sid_request = growth[MEMORY]["request"]
     extra_per_request = [size - sid_request[min(i, len(sid_request) - 1)]
                          for i, size in enumerate(growth[IN_TOKEN]["request"])]
@@ -384,30 +383,33 @@ def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
         return f"{share[design]:.1f}% of a memory session per user (needs < {FLAT_PERCENT}%)"
 
     outcomes = [
-        C_MEM_GROWS(ok=per_session > MIN_SESSION_BYTES and held[MEMORY][-1] > 0.5 * per_session * n,
-                    shown=f"{per_session:.0f} bytes a session (needs > {MIN_SESSION_BYTES})"),
-        C_HEALTH(ok=health[MEMORY] == n, shown=f"{health[MEMORY]:,} of {n:,}"),
-        C_STORE_MOVES(ok=share[STORE] < FLAT_PERCENT and per_stored[STORE] > 50,
-                      shown=f"{flat_shown(STORE)}; the store grew {per_stored[STORE]:.0f} bytes a session"),
-        C_TOKEN_FLAT(ok=share[IN_TOKEN] < FLAT_PERCENT and stored[IN_TOKEN][-1] == 0, shown=flat_shown(IN_TOKEN)),
-        C_DB_FLAT(ok=share[IN_DB] < FLAT_PERCENT, shown=flat_shown(IN_DB)),
-        C_DB_TABLE(ok=per_stored[IN_DB] > 20, shown=f"{per_stored[IN_DB]:.0f} bytes a user"),
-        C_SID_FLAT(ok=len(set(growth[MEMORY]["credential"])) == 1 and len(set(growth[MEMORY]["request"])) == 1,
-                   shown=f"{growth[MEMORY]['credential'][0]} bytes from 1 to {growth[MEMORY]['lines'][-1]} lines"),
-        C_DB_TOKEN_FLAT(ok=len(set(growth[IN_DB]["credential"])) == 1 and len(set(growth[IN_DB]["request"])) == 1,
-                        shown=f"{growth[IN_DB]['credential'][0]} bytes from 1 to {growth[IN_DB]['lines'][-1]} lines"),
-        C_TOKEN_BYTES(ok=min(extra_per_request) > 0,
-                      shown=f"{min(extra_per_request)} to {max(extra_per_request):,} more bytes a request"),
-        C_HEADER_LIMIT(ok=bool(held_header),
-                       shown="; ".join(f"{name} ({limits[name]:,} bytes): "
-                                       + (f"passed at {k} lines" if k is not None else f"not reached in {lines[-1]}")
-                                       for name, k in past.items())),
-        C_SERVER_REFUSES(ok=(400 <= binding[1] < 500 and binding[3]) if binding else max_lines < MAX_CART_LINES,
-                         shown=(f"{binding[1]} at line {binding[0]} ({binding[2]}), cart "
-                                + ("and token kept" if binding[3] else "lost")) if binding
-                         else f"no refusal within {lines[-1]} lines"),
-        C_TOKEN_COOKIE(ok=too_big is not None, shown=(f"from {too_big} lines" if too_big is not None
-                                                     else f"not within {lines[-1]} lines")),
+        CHECKS.memory_grows(ok=per_session > MIN_SESSION_BYTES and held[MEMORY][-1] > 0.5 * per_session * n,
+                            shown=f"{per_session:.0f} bytes a session (needs > {MIN_SESSION_BYTES})"),
+        CHECKS.health_counts(ok=health[MEMORY] == n, shown=f"{health[MEMORY]:,} of {n:,}"),
+        CHECKS.store_moves(ok=share[STORE] < FLAT_PERCENT and per_stored[STORE] > 50,
+                           shown=f"{flat_shown(STORE)}; the store grew {per_stored[STORE]:.0f} bytes a session"),
+        CHECKS.token_flat(ok=share[IN_TOKEN] < FLAT_PERCENT and stored[IN_TOKEN][-1] == 0, shown=flat_shown(IN_TOKEN)),
+        CHECKS.db_flat(ok=share[IN_DB] < FLAT_PERCENT, shown=flat_shown(IN_DB)),
+        CHECKS.db_table(ok=per_stored[IN_DB] > 20, shown=f"{per_stored[IN_DB]:.0f} bytes a user"),
+        CHECKS.sid_flat(ok=len(set(growth[MEMORY]["credential"])) == 1 and len(set(growth[MEMORY]["request"])) == 1,
+                        shown=f"{growth[MEMORY]['credential'][0]} bytes from 1 to {growth[MEMORY]['lines'][-1]} lines"),
+        CHECKS.db_token_flat(ok=len(set(growth[IN_DB]["credential"])) == 1 and len(set(growth[IN_DB]["request"])) == 1,
+                             shown=f"{growth[IN_DB]['credential'][0]} bytes from 1 to {growth[IN_DB]['lines'][-1]} "
+                                   "lines"),
+        CHECKS.token_bytes(ok=min(extra_per_request) > 0,
+                           shown=f"{min(extra_per_request)} to {max(extra_per_request):,} more bytes a request"),
+        CHECKS.header_limit(ok=bool(held_header),
+                            shown="; ".join(f"{name} ({limits[name]:,} bytes): "
+                                            + (f"passed at {k} lines" if k is not None else "not reached in "
+                                                                                            f"{lines[-1]}")
+                                            for name, k in past.items())),
+        CHECKS.server_refuses_cleanly(ok=(400 <= binding[1] < 500 and binding[3]) if binding
+                                      else max_lines < MAX_CART_LINES,
+                                      shown=(f"{binding[1]} at line {binding[0]} ({binding[2]}), cart "
+                                             + ("and token kept" if binding[3] else "lost")) if binding
+                                      else f"no refusal within {lines[-1]} lines"),
+        CHECKS.token_in_cookie(ok=too_big is not None, shown=(f"from {too_big} lines" if too_big is not None
+                                                             else f"not within {lines[-1]} lines")),
     ]
     sid = growth[MEMORY]["credential"][0]
     db_token = growth[IN_DB]["credential"][0]
@@ -487,6 +489,6 @@ WHY = ("the server keeps nothing per user, so the cart travels in the token, and
 def answer(ev: Evidence) -> list[str]:
     """Which of notebook 06's prediction choices this run measured: what grows with the cart when it is in the token."""
     c = ev.checks
-    grows = [what for what, yes in [("the server's memory", not c[C_TOKEN_FLAT.id]),
-                                    ("the bytes of every request", c[C_TOKEN_BYTES.id])] if yes]
+    grows = [what for what, yes in [("the server's memory", not c[CHECKS.token_flat.id]),
+                                    ("the bytes of every request", c[CHECKS.token_bytes.id])] if yes]
     return grows or ["nothing: a stateless server uses no resources"]

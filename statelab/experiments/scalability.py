@@ -36,7 +36,7 @@ from ..service import cleanup
 from ..shop.server import Server
 from ..shop.sessions import SqliteStore
 from ..topology.cluster import Cluster, shared_store
-from . import DESIGNS, Check, Evidence, Judgement, check_size, conditions, judged, progress, record
+from . import DESIGNS, Evidence, Judgement, check_size, checks, conditions, judged, progress, record
 
 ROW = "scalability"
 
@@ -63,29 +63,23 @@ TIERS = ("session store", "cart table")
 #: A knob of :func:`run` (``hold=``): the one-writer ceiling is 1/hold writes per second.
 HOLD = 0.01
 
-C_FALLS = Check("memory_rr_falls", "with sessions in each server's memory and round robin, the share of requests "
-                "that find their session falls by at least {t} percentage points from 1 server to N", 30, ">=",
-                mechanism=True)
-C_ONE_IN_N = Check("one_in_n", "that share stays within {t} percentage points of 1/N on average", 15, "<=")
-C_STICKY = Check("sticky_keeps", "sticky routing keeps every session in per-server memory, with no "
-                 "synchronization", mechanism=True)
-C_STORE = Check("store_keeps", "a shared session store keeps every session and cart at every size", mechanism=True)
-C_TOKEN = Check("token_keeps", "tokens with the cart inside keep every session and cart at every size",
-                mechanism=True)
-C_DB = Check("db_keeps", "tokens with the cart in a shared table keep every session and cart at every size",
-             mechanism=True)
-C_KEY = Check("own_key_refused", "a server started with its own signing key refuses every token: the key must be "
-              "shared", mechanism=True)
-C_WRITER = Check("table_writes_queue", "cart-table writes from N servers stay under {t}x one writer's ceiling "
-                 "(1/hold): one writer at a time", 1.15, "<=")
-C_READS = Check("table_reads_grow", "cart-table reads from N servers reach at least {t} of N times one "
-                "server's: they do not queue", 0.5, ">=")
-C_SESSION_WRITER = Check("session_writes_queue", "session-store writes from N servers stay under {t}x one "
-                         "writer's ceiling (1/hold): one writer at a time", 1.15, "<=")
-C_READ_IS_WRITE = Check("session_read_writes", "reading a session moved its expiry: with sliding expiry a "
-                        "session read is a write", mechanism=True)
-C_READ_WAITS = Check("session_read_waits", "behind one writer, a session read took over {t}x as long as a "
-                     "cart-table read", 10)
+CHECKS = checks("""
+memory_rr_falls >= 30, mechanism: with sessions in each server's memory and round robin, the share of requests that
+    find their session falls by at least {t} percentage points from 1 server to N
+one_in_n <= 15: that share stays within {t} percentage points of 1/N on average
+sticky_keeps, mechanism: sticky routing keeps every session in per-server memory, with no synchronization
+store_keeps, mechanism: a shared session store keeps every session and cart at every size
+token_keeps, mechanism: tokens with the cart inside keep every session and cart at every size
+db_keeps, mechanism: tokens with the cart in a shared table keep every session and cart at every size
+own_key_refused, mechanism: a server started with its own signing key refuses every token: the key must be shared
+table_writes_queue <= 1.15: cart-table writes from N servers stay under {t}x one writer's ceiling (1/hold): one writer
+    at a time
+table_reads_grow >= 0.5: cart-table reads from N servers reach at least {t} of N times one server's: they do not queue
+session_writes_queue <= 1.15: session-store writes from N servers stay under {t}x one writer's ceiling (1/hold): one
+    writer at a time
+session_read_writes, mechanism: reading a session moved its expiry: with sliding expiry a session read is a write
+session_read_waits > 10: behind one writer, a session read took over {t}x as long as a cart-table read
+""")
 
 
 def shop(url: str, users: int, requests: int, rng: random.Random,
@@ -343,9 +337,11 @@ def _own_key(c: Cluster) -> tuple[int, int]:
 #: the session store's writer for session + shared store, the cart table's for token + cart in db.
 #: ``_evidence()`` computes those checks and adds to each claim the sentence of what was measured.
 CLAIMS = {
-    "stateful": Judgement(supports=(C_FALLS, C_STORE), qualifies=(C_STICKY, C_SESSION_WRITER, C_READ_WAITS)),
-    "stateless": Judgement(supports=(C_TOKEN, C_DB), qualifies=(C_KEY, C_WRITER)),
-    "5a": Judgement(supports=(C_TOKEN, C_DB), qualifies=(C_WRITER,)),
+    "stateful": Judgement(supports=(CHECKS.memory_rr_falls, CHECKS.store_keeps),
+                          qualifies=(CHECKS.sticky_keeps, CHECKS.session_writes_queue, CHECKS.session_read_waits)),
+    "stateless": Judgement(supports=(CHECKS.token_keeps, CHECKS.db_keeps),
+                           qualifies=(CHECKS.own_key_refused, CHECKS.table_writes_queue)),
+    "5a": Judgement(supports=(CHECKS.token_keeps, CHECKS.db_keeps), qualifies=(CHECKS.table_writes_queue,)),
 }
 
 
@@ -376,29 +372,35 @@ def _evidence(sizes: list[int], found: dict[str, dict[int, float]], kept: dict[s
                 f"{min(kept[label].values()):.0%}")
 
     checks = [
-        C_FALLS(round((broken[1] - broken[top]) * 100), shown=f"{broken[1]:.0%} on 1 server, {broken[top]:.0%} on "
-                f"{top}: {(broken[1] - broken[top]) * 100:.0f} points (needs >= {C_FALLS.threshold})"),
-        C_ONE_IN_N(round(deviation * 100, 1), shown=f"{deviation * 100:.1f} points (needs <= {C_ONE_IN_N.threshold})"),
-        C_STICKY(ok=sticky >= 0.99, shown=f"{share(sticky)} found its session"),
-        C_STORE(ok=always(STORE) >= 0.99, shown=kept_shown(STORE)),
-        C_TOKEN(ok=always(CAPACITY) >= 0.99, shown=kept_shown(CAPACITY)),
-        C_DB(ok=always(SHARED) >= 0.99, shown=kept_shown(SHARED)),
-        C_KEY(ok=sent >= 1 and refused == sent, shown=f"{refused} of {sent} refused"),
+        CHECKS.memory_rr_falls(round((broken[1] - broken[top]) * 100),
+                               shown=f"{broken[1]:.0%} on 1 server, {broken[top]:.0%} on {top}: "
+                                     f"{(broken[1] - broken[top]) * 100:.0f} points "
+                                     f"(needs >= {CHECKS.memory_rr_falls.threshold})"),
+        CHECKS.one_in_n(round(deviation * 100, 1),
+                        shown=f"{deviation * 100:.1f} points (needs <= {CHECKS.one_in_n.threshold})"),
+        CHECKS.sticky_keeps(ok=sticky >= 0.99, shown=f"{share(sticky)} found its session"),
+        CHECKS.store_keeps(ok=always(STORE) >= 0.99, shown=kept_shown(STORE)),
+        CHECKS.token_keeps(ok=always(CAPACITY) >= 0.99, shown=kept_shown(CAPACITY)),
+        CHECKS.db_keeps(ok=always(SHARED) >= 0.99, shown=kept_shown(SHARED)),
+        CHECKS.own_key_refused(ok=sent >= 1 and refused == sent, shown=f"{refused} of {sent} refused"),
         # one writer at a time: N writers stay under one writer's ceiling (concurrent writers would reach N times it)
-        C_WRITER(table["writes"][top] / ceiling,
-                 shown=f"{table['writes'][top]:,.0f} writes/s from {top} servers, ceiling {ceiling:,.0f}/s: "
-                       f"{table['writes'][top] / ceiling:.2f}x (needs <= {C_WRITER.threshold}x)"),
-        C_READS(read_growth, shown=f"{table['reads'][top]:,.0f} reads/s from {top} servers, {table['reads'][1]:,.0f} "
-                                   f"from 1: {read_growth:.2f} of {top}x (needs >= {C_READS.threshold})"),
-        C_SESSION_WRITER(session["writes"][top] / ceiling,
-                         shown=f"{session['writes'][top]:,.0f} writes/s from {top} servers, ceiling "
-                               f"{ceiling:,.0f}/s: {session['writes'][top] / ceiling:.2f}x "
-                               f"(needs <= {C_SESSION_WRITER.threshold}x)"),
-        C_READ_IS_WRITE(ok=expiry[1] > expiry[0], shown=f"{expiry[0]:.3f} s to expiry before the read, "
-                                                          f"{expiry[1]:.3f} s after"),
-        C_READ_WAITS(wait, shown=f"{session['behind']['behind a writer ms']:.2f} ms against "
-                                 f"{table['behind']['behind a writer ms']:.2f} ms: {wait:,.0f}x "
-                                 f"(needs > {C_READ_WAITS.threshold:g}x)"),
+        CHECKS.table_writes_queue(table["writes"][top] / ceiling,
+                                  shown=f"{table['writes'][top]:,.0f} writes/s from {top} servers, ceiling "
+                                        f"{ceiling:,.0f}/s: {table['writes'][top] / ceiling:.2f}x "
+                                        f"(needs <= {CHECKS.table_writes_queue.threshold}x)"),
+        CHECKS.table_reads_grow(read_growth,
+                                shown=f"{table['reads'][top]:,.0f} reads/s from {top} servers, "
+                                      f"{table['reads'][1]:,.0f} from 1: {read_growth:.2f} of {top}x "
+                                      f"(needs >= {CHECKS.table_reads_grow.threshold})"),
+        CHECKS.session_writes_queue(session["writes"][top] / ceiling,
+                                    shown=f"{session['writes'][top]:,.0f} writes/s from {top} servers, ceiling "
+                                          f"{ceiling:,.0f}/s: {session['writes'][top] / ceiling:.2f}x "
+                                          f"(needs <= {CHECKS.session_writes_queue.threshold}x)"),
+        CHECKS.session_read_writes(ok=expiry[1] > expiry[0], shown=f"{expiry[0]:.3f} s to expiry before the read, "
+                                                                     f"{expiry[1]:.3f} s after"),
+        CHECKS.session_read_waits(wait, shown=f"{session['behind']['behind a writer ms']:.2f} ms against "
+                                              f"{table['behind']['behind a writer ms']:.2f} ms: {wait:,.0f}x "
+                                              f"(needs > {CHECKS.session_read_waits.threshold:g}x)"),
     ]
     queue = (f"{table['writes'][1]:,.0f} cart writes per second from 1 server and {table['writes'][top]:,.0f} from "
              f"{top} (reads: {table['reads'][1]:,.0f} and {table['reads'][top]:,.0f})")

@@ -45,7 +45,7 @@ from ..shop.plugins import IdempotencyKeys, OrderBook, checkout
 from ..shop.server import Server
 from ..shop.sessions import MemoryStore, NaiveStore, SqliteStore
 from ..topology.cluster import shared_store
-from . import DESIGNS, Check, Evidence, Judgement, conditions, judged, progress, record
+from . import DESIGNS, Evidence, Judgement, checks, conditions, judged, progress, record
 
 ROW = "transaction_integrity"
 TABS = 8  # concurrent requests on one cart
@@ -60,28 +60,19 @@ STORE, IN_TOKEN, IN_DB = "session + shared store", "token + cart in token", "tok
 PRODUCTION = {"stateful": STORE, "stateless": IN_DB}
 WORST = {"stateful": NAIVE, "stateless": IN_TOKEN}
 
-STORE_KEPT = Check("store_kept", "session + shared store (an atomic update): no concurrent add was lost",
-                   mechanism=True)
-STORE_ONE_ORDER = Check("store_one_order", "session + shared store: a retried or double-clicked confirm made "
-                        "one order", mechanism=True)
-DB_KEPT = Check("db_kept", "token + cart in db (one transaction per change): no concurrent add was lost",
-                mechanism=True)
-DB_ONE_ORDER = Check("db_one_order", "token + cart in db: a retried or double-clicked confirm made one order",
-                     mechanism=True)
-NAIVE_LOST = Check("naive_lost", "session + naive store (read, work, write back): at least {t} concurrent add "
-                   "was lost", 1, ">=")
-NAIVE_DUPLICATED = Check("naive_duplicated", "session + naive store: at least {t} double-clicked confirm made "
-                         "two orders", 1, ">=")
-TOKEN_LOST = Check("token_lost", "token + cart in token: at least {t} concurrent add was lost (the browser keeps "
-                   "one token)", 1, ">=", mechanism=True)
-TOKEN_OWN_ONLY = Check("token_own_only", "token + cart in token: each concurrent add got a token holding only "
-                       "its own add", mechanism=True)
-TOKEN_DUPLICATED = Check("token_duplicated", "token + cart in token: a retried confirm made {t} orders", 2, "==",
-                         mechanism=True)
-MEMORY_KEPT = Check("memory_kept", "session + memory (a lock): no concurrent add lost, one order per checkout",
-                    mechanism=True)
-KEYED_ONCE = Check("keyed_once", "an Idempotency-Key remembered on the server made one order (retry and "
-                   "double-click)", mechanism=True)
+CHECKS = checks("""
+store_kept, mechanism: session + shared store (an atomic update): no concurrent add was lost
+store_one_order, mechanism: session + shared store: a retried or double-clicked confirm made one order
+db_kept, mechanism: token + cart in db (one transaction per change): no concurrent add was lost
+db_one_order, mechanism: token + cart in db: a retried or double-clicked confirm made one order
+naive_lost >= 1: session + naive store (read, work, write back): at least {t} concurrent add was lost
+naive_duplicated >= 1: session + naive store: at least {t} double-clicked confirm made two orders
+token_lost >= 1, mechanism: token + cart in token: at least {t} concurrent add was lost (the browser keeps one token)
+token_own_only, mechanism: token + cart in token: each concurrent add got a token holding only its own add
+token_duplicated == 2, mechanism: token + cart in token: a retried confirm made {t} orders
+memory_kept, mechanism: session + memory (a lock): no concurrent add lost, one order per checkout
+keyed_once, mechanism: an Idempotency-Key remembered on the server made one order (retry and double-click)
+""")
 
 
 # --------------------------------------------------------------------------- a lean browser
@@ -277,8 +268,10 @@ def run(*, quick: bool = False, adds: int | None = None, trials: int | None = No
 #: common variant losing adds or duplicating an order is the limit (``limit``). ``_evidence()`` computes the checks
 #: and adds to each claim the sentence of what was measured.
 CLAIMS = {
-    "stateful": Judgement(supports=(STORE_KEPT, STORE_ONE_ORDER), qualifies=(NAIVE_LOST, NAIVE_DUPLICATED)),
-    "stateless": Judgement(supports=(DB_KEPT, DB_ONE_ORDER), qualifies=(TOKEN_LOST, TOKEN_DUPLICATED)),
+    "stateful": Judgement(supports=(CHECKS.store_kept, CHECKS.store_one_order), qualifies=(CHECKS.naive_lost,
+                                                                                           CHECKS.naive_duplicated)),
+    "stateless": Judgement(supports=(CHECKS.db_kept, CHECKS.db_one_order), qualifies=(CHECKS.token_lost,
+                                                                                      CHECKS.token_duplicated)),
 }
 
 
@@ -304,19 +297,19 @@ def _evidence(lost: dict[str, dict[str, int]], retry: dict[str, dict[str, Any]],
 
     token = lost[IN_TOKEN]
     checks = [
-        STORE_KEPT(ok=kept(STORE), shown=adds(STORE)),
-        STORE_ONE_ORDER(ok=one_order(STORE), shown=orders(STORE)),
-        DB_KEPT(ok=kept(IN_DB), shown=adds(IN_DB)),
-        DB_ONE_ORDER(ok=one_order(IN_DB), shown=orders(IN_DB)),
-        NAIVE_LOST(lost[NAIVE]["lost"], shown=f"{lost[NAIVE]['lost']} lost, {adds(NAIVE)} (needs >= 1)"),
-        NAIVE_DUPLICATED(dup_trials[NAIVE], shown=f"{dup_trials[NAIVE]} of {n_trials} (needs >= 1)"),
-        TOKEN_LOST(token["lost"], shown=f"{token['lost']} lost, {adds(IN_TOKEN)} (needs >= 1)"),
-        TOKEN_OWN_ONLY(ok=token["answers holding only their own add"] == token["adds answered 200"] > 0,
-                       shown=f"{token['answers holding only their own add']} of {token['adds answered 200']}"),
-        TOKEN_DUPLICATED(retry_orders[IN_TOKEN]),
-        MEMORY_KEPT(ok=kept("session + memory") and one_order("session + memory"),
-                    shown=f"{adds('session + memory')}; {orders('session + memory')}"),
-        KEYED_ONCE(ok=one_order(KEYED) and retry[KEYED]["distinct order ids"] == 1, shown=orders(KEYED)),
+        CHECKS.store_kept(ok=kept(STORE), shown=adds(STORE)),
+        CHECKS.store_one_order(ok=one_order(STORE), shown=orders(STORE)),
+        CHECKS.db_kept(ok=kept(IN_DB), shown=adds(IN_DB)),
+        CHECKS.db_one_order(ok=one_order(IN_DB), shown=orders(IN_DB)),
+        CHECKS.naive_lost(lost[NAIVE]["lost"], shown=f"{lost[NAIVE]['lost']} lost, {adds(NAIVE)} (needs >= 1)"),
+        CHECKS.naive_duplicated(dup_trials[NAIVE], shown=f"{dup_trials[NAIVE]} of {n_trials} (needs >= 1)"),
+        CHECKS.token_lost(token["lost"], shown=f"{token['lost']} lost, {adds(IN_TOKEN)} (needs >= 1)"),
+        CHECKS.token_own_only(ok=token["answers holding only their own add"] == token["adds answered 200"] > 0,
+                              shown=f"{token['answers holding only their own add']} of {token['adds answered 200']}"),
+        CHECKS.token_duplicated(retry_orders[IN_TOKEN]),
+        CHECKS.memory_kept(ok=kept("session + memory") and one_order("session + memory"),
+                           shown=f"{adds('session + memory')}; {orders('session + memory')}"),
+        CHECKS.keyed_once(ok=one_order(KEYED) and retry[KEYED]["distinct order ids"] == 1, shown=orders(KEYED)),
     ]
     total = lost[NAIVE]["adds answered 200"]
     claims = judged(CLAIMS, {

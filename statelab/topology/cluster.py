@@ -15,14 +15,13 @@ The shared parts can be network services at a distance the learner sets::
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..network import Link
+from ..network import Link, seconds_one_way
 from ..service import HOST, PortInUseError, cleanup
 from ..service.registry import register
 from ..shop.carts import CartStore, SqliteCartStore
@@ -56,12 +55,7 @@ def shared_store() -> str:
 def _check_distance(distance: Any) -> float | None:
     if distance is None:
         return None
-    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not math.isfinite(distance):
-        raise ValueError(f"distance must be seconds one way (0.001 is 1 ms), or None for no network; not {distance!r}")
-    if not 0 <= distance <= MAX_DISTANCE:
-        raise ValueError(f"distance must be from 0 to {MAX_DISTANCE:g} seconds one way (0.001 is 1 ms), "
-                         f"not {distance!r}")
-    return float(distance)
+    return seconds_one_way("distance", distance, MAX_DISTANCE, hint=" (0.001 is 1 ms; None for no network)")
 
 
 class Cluster:

@@ -21,9 +21,10 @@ def test_each_half_and_benefit_4c_get_their_own_verdict(ev):
         assert table["correct"]["leaks"] == 0
         assert table["correct"]["personal hit ratio"] == 0
         assert table["correct"]["catalog hit ratio"] >= caching.CATALOG_HITS
-        ev.require(caching.MISCONFIGURED[design], caching.NO_VARY[design], caching.PERSONAL[design])
+        ev.require(caching.CHECKS[f"{design}_misconfigured_leaks"], caching.CHECKS[f"{design}_public_no_vary_leaks"],
+                   caching.CHECKS[f"{design}_personal_own"])
     # one copy of /me per token: every cart change mints a new one
-    assert ev.checks[caching.MORE_COPIES.id]
+    assert ev.checks[caching.CHECKS.more_copies_with_vary.id]
     # CI's machine: the commonest bug leaks the cookie shops and not the bearer shop, and every half
     # keeps the same three limits, so both halves hold with nuance
     assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "holds with nuance"}
@@ -39,12 +40,13 @@ def test_the_commonest_bug_leaks_cookies_and_the_cache_steps_aside_for_authoriza
     assert signed["leaks"] > 0                                          # a stateless cookie leaks the same way
     assert token["leaks"] == 0 and token["personal hit ratio"] == 0 and token["stored per-user copies"] == 0
     assert token["per-user answers the cache stepped aside for"] == token["per-user answers"]
-    ev.require(caching.MAX_AGE_LEAKS, caching.MAX_AGE_SAFE, caching.SIGNED_COOKIE_LEAKS)
-    assert set(ev.mechanisms) >= {caching.MAX_AGE_LEAKS.id, caching.MAX_AGE_SAFE.id}
+    ev.require(caching.CHECKS.stateful_max_age_leaks, caching.CHECKS.stateless_max_age_safe,
+               caching.CHECKS.signed_cookie_max_age_leaks)
+    assert set(ev.mechanisms) >= {caching.CHECKS.stateful_max_age_leaks.id, caching.CHECKS.stateless_max_age_safe.id}
     assert ev.require_mechanisms()
     # the halves are decided by this set-up, one rule for both
-    assert caching.CLAIMS["stateful"].supports == (caching.MAX_AGE_LEAKS.id,)
-    assert caching.CLAIMS["stateless"].supports == (caching.MAX_AGE_SAFE.id,)
+    assert caching.CLAIMS["stateful"].supports == (caching.CHECKS.stateful_max_age_leaks.id,)
+    assert caching.CLAIMS["stateless"].supports == (caching.CHECKS.stateless_max_age_safe.id,)
     assert caching.CLAIMS["stateful"].qualifies == caching.CLAIMS["stateless"].qualifies
 
 

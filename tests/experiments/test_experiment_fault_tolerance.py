@@ -29,7 +29,7 @@ def test_each_half_and_benefit_is_judged_from_named_checks(ev):
     assert ev.row == "fault_tolerance"
     assert ev.verdicts == {"stateful": "does not hold", "stateless": "holds with nuance"}
     assert ev.benefits == {"5b": "holds with nuance", "4a": "holds with nuance"}
-    wrong = {k: v for k, v in ev.checks.items() if v != (k != fault_tolerance.MEM_LOST_OTHERS.id)}
+    wrong = {k: v for k, v in ev.checks.items() if v != (k != fault_tolerance.CHECKS.mem_lost_others.id)}
     assert not wrong, wrong
     md = ev.conclusion()._repr_markdown_()
     assert "Failure in one server affects sessions stored on others" in md and "**does not hold**" in md
@@ -39,7 +39,7 @@ def test_each_half_and_benefit_is_judged_from_named_checks(ev):
 
 def test_the_self_check_asserts_mechanisms_only(ev):
     ids = ev.require_mechanisms()
-    assert fault_tolerance.MEM_LOST_OTHERS.id not in ids and fault_tolerance.INDIVIDUAL.id not in ids
+    assert fault_tolerance.CHECKS.mem_lost_others.id not in ids and fault_tolerance.CHECKS.individual.id not in ids
     assert {"hang_waited", "kill_instant", "store_outage", "outage_kept"} <= set(ids)
     assert fault_tolerance.answer(ev) == fault_tolerance.CHOICES[0]
 

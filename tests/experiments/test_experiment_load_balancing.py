@@ -54,7 +54,7 @@ def test_who_moves_and_what_they_lose(ev):
 def test_a_large_crowd_evens_sticky_out_and_the_nat_and_the_phones_show_affinity_s_real_costs(ev):
     crowds = ev.extra["crowds"]
     assert crowds["large"]["users"] >= 5 * crowds["small"]["users"]
-    assert ev.extra["large_cv"]["sticky"] <= load_balancing.C_CROWD_EVENS.threshold
+    assert ev.extra["large_cv"]["sticky"] <= load_balancing.CHECKS.crowd_evens_sticky.threshold
     nat = ev.extra["nat"]
     assert nat["ip_hash"]["servers the office reached"] == 1 and nat["sticky"]["servers the office reached"] >= 2
     assert nat["ip_hash"]["share of requests at the office's busiest server"] >= 0.5  # half the users are the office
@@ -68,10 +68,12 @@ def test_a_large_crowd_evens_sticky_out_and_the_nat_and_the_phones_show_affinity
 
 def test_the_self_check_asserts_mechanisms_not_evenness(ev):
     mechanisms = set(ev.require_mechanisms())
-    for statistic in (load_balancing.C_LC_EVEN, load_balancing.C_SMALL_UNEVEN, load_balancing.C_CROWD_EVENS,
-                      load_balancing.C_MEM_NO_AFFINITY, load_balancing.C_REMAP):
+    for statistic in (load_balancing.CHECKS.least_connections_even, load_balancing.CHECKS.small_crowd_uneven,
+                      load_balancing.CHECKS.crowd_evens_sticky,
+                      load_balancing.CHECKS.memory_needs_affinity, load_balancing.CHECKS.ip_hash_remaps):
         assert statistic.id not in mechanisms
-    assert {load_balancing.C_NAT_ONE.id, load_balancing.C_MOBILE_LOST.id, load_balancing.C_RR_EVEN.id} <= mechanisms
+    assert {load_balancing.CHECKS.nat_one_server.id, load_balancing.CHECKS.mobile_lost.id,
+            load_balancing.CHECKS.round_robin_even.id} <= mechanisms
     assert "X-Forwarded-For" in ev.conditions["client addresses"]
 
 

@@ -25,8 +25,9 @@ def test_quick_run_judges_each_half_and_benefit_5d_from_named_checks(ev):
     assert set(ev.verdicts) == {"stateful", "stateless"} and set(ev.benefits) == {"5d"}
     assert set(ev.verdicts.values()) | set(ev.benefits.values()) <= set(VERDICTS)
     # what this machine shows, with margins that hold on a crowded one (a test may assert a verdict; a notebook not)
-    ev.require(performance.MEMORY_LOWER_BOUND, performance.STORE_LOOKUP, performance.PARSING, performance.RS_SIGN)
-    ev.require(performance.CROSSOVER)  # at 2 ms one way a store round trip is 4 ms: far more than a token check
+    ev.require(performance.CHECKS.memory_lookup_cheap, performance.CHECKS.store_lookup, performance.CHECKS.parsing,
+               performance.CHECKS.rs256_sign)
+    ev.require(performance.CHECKS.crossover)  # at 2 ms one way a store round trip is 4 ms: far more than a token check
     assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "holds with nuance"}
     assert ev.benefits["5d"] == "holds with nuance"
     designs = [label for label, _ in performance.DESIGNS]

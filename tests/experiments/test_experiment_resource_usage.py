@@ -20,7 +20,7 @@ def test_quick_run_judges_each_half_and_benefit_4b(ev):
     assert ev.row == "resource_usage" and latest()["resource_usage"] is ev
     failed = {k for k, ok in ev.checks.items() if not ok}
     # with short item names a 200-line cart's token stays under every server's header limit (CI's machine)
-    assert failed <= {resource_usage.C_HEADER_LIMIT.id}, failed
+    assert failed <= {resource_usage.CHECKS.header_limit.id}, failed
     assert ev.require_mechanisms()
     assert set(ev.verdicts.values()) | set(ev.benefits.values()) <= set(VERDICTS)
     # memory sessions cost memory, but a shared store moves it; tokens keep none, but re-send or move it;
@@ -68,7 +68,8 @@ def test_a_bearer_token_is_held_to_the_servers_header_limits_not_a_cookies():
     as_header = resource_usage.lines_to_outgrow(keyring, limits[resource_usage.GUNICORN_LIMIT], header=True)
     assert as_cookie is not None and (as_header is None or as_header > 1.5 * as_cookie)
     # the label names the cookie limit for what it is: a cookie's, not the token's
-    assert "kept in a cookie" in resource_usage.C_TOKEN_COOKIE.label and "4,096" in resource_usage.C_TOKEN_COOKIE.label
+    label = resource_usage.CHECKS.token_in_cookie.label
+    assert "kept in a cookie" in label and "4,096" in label
 
 
 def test_the_full_run_grows_the_token_to_the_cap_and_finds_what_refuses_it():
@@ -83,10 +84,10 @@ def test_the_full_run_grows_the_token_to_the_cap_and_finds_what_refuses_it():
         assert line == resource_usage.MAX_CART_LINES + 1 and "full" in error
     else:                                                           # MAX_TOKEN bit first (a 413, cart unchanged)
         assert status == 413 and "unchanged" in error
-    assert ev.checks[resource_usage.C_SERVER_REFUSES.id]
+    assert ev.checks[resource_usage.CHECKS.server_refuses_cleanly.id]
     header = top["credential"][-1]
     assert header == len(f"Authorization: Bearer {'x' * top['token chars'][-1]}\r\n")
-    assert ev.checks[resource_usage.C_HEADER_LIMIT.id] == any(
+    assert ev.checks[resource_usage.CHECKS.header_limit.id] == any(
         header > size for size in m["header limits (bytes of the Authorization field)"].values())
 
 
@@ -137,7 +138,7 @@ def test_a_trace_the_learner_started_is_left_running():
     try:
         ev = resource_usage.run(sessions=(200,), http_users=10, max_lines=5)
         assert tracemalloc.is_tracing()
-        assert ev.checks[resource_usage.C_MEM_GROWS.id]
+        assert ev.checks[resource_usage.CHECKS.memory_grows.id]
         assert ev.measurements["cart lines when the token outgrows a cookie"] is None  # 5 lines are not enough
     finally:
         tracemalloc.stop()

@@ -51,26 +51,25 @@ def test_each_half_s_data_tier_takes_one_writer_at_a_time(ev):
     # sliding expiry: a session read is an UPDATE under BEGIN IMMEDIATE, so it waits for the writer
     behind = {t: tiers[t]["behind"]["behind a writer ms"] for t in tiers}
     assert behind["session store"] > 10 * behind["cart table"], behind
-    assert ev.checks[scalability.C_READ_IS_WRITE.id] and scalability.C_READ_IS_WRITE.id in ev.mechanisms
+    assert ev.checks["session_read_writes"] and "session_read_writes" in ev.mechanisms
     assert ev.measurements["one real cart write (us)"] > 0
     assert set(ev.extra["capacity"]) == {1, 4} and min(ev.extra["capacity"].values()) > 0
     assert ev.conditions["work inside each write's transaction"] == "10 ms (run(hold=...))"
 
 
 def test_the_self_check_names_mechanisms_only(ev):
-    assert set(ev.require_mechanisms()) == {c.id for c in (
-        scalability.C_FALLS, scalability.C_STICKY, scalability.C_STORE, scalability.C_TOKEN, scalability.C_DB,
-        scalability.C_KEY, scalability.C_READ_IS_WRITE)}
-    for timing in (scalability.C_WRITER, scalability.C_READS, scalability.C_SESSION_WRITER,
-                   scalability.C_READ_WAITS, scalability.C_ONE_IN_N):
+    assert set(ev.require_mechanisms()) == {"memory_rr_falls", "sticky_keeps", "store_keeps", "token_keeps", "db_keeps",
+                                            "own_key_refused", "session_read_writes"}
+    for name in ("table_writes_queue", "table_reads_grow", "session_writes_queue", "session_read_waits", "one_in_n"):
+        timing = scalability.CHECKS[name]
         assert timing.id not in ev.mechanisms and str(timing.threshold).rstrip("0").rstrip(".") in timing.label
     assert "every request found it" in ev.reading and "at least 100%" not in ev.reading
 
 
 def test_both_halves_are_limited_by_their_own_data_tier():
-    assert scalability.C_SESSION_WRITER.id in scalability.CLAIMS["stateful"].qualifies
-    assert scalability.C_READ_WAITS.id in scalability.CLAIMS["stateful"].qualifies
-    assert scalability.C_WRITER.id in scalability.CLAIMS["stateless"].qualifies
+    assert scalability.CHECKS.session_writes_queue.id in scalability.CLAIMS["stateful"].qualifies
+    assert scalability.CHECKS.session_read_waits.id in scalability.CLAIMS["stateful"].qualifies
+    assert scalability.CHECKS.table_writes_queue.id in scalability.CLAIMS["stateless"].qualifies
 
 
 def test_a_session_read_waits_for_the_writer_and_a_cart_read_does_not():

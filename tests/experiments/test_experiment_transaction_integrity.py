@@ -24,10 +24,12 @@ def test_each_half_is_judged_from_named_checks(ev):
     # one rule: each half's production design keeps the purchase, its worst variant shows the limit
     assert ev.verdicts == {"stateful": "holds with nuance", "stateless": "holds with nuance"}
     assert all(ev.checks.values()), {k: v for k, v in ev.checks.items() if not v}
-    assert ev.require_mechanisms() == [c.id for c in (ti.STORE_KEPT, ti.STORE_ONE_ORDER, ti.DB_KEPT, ti.DB_ONE_ORDER,
-                                                      ti.TOKEN_LOST, ti.TOKEN_OWN_ONLY, ti.TOKEN_DUPLICATED,
-                                                      ti.MEMORY_KEPT, ti.KEYED_ONCE)]
-    assert ti.NAIVE_LOST.id not in ev.mechanisms  # a race: another machine may lose none, a finding not an error
+    assert ev.require_mechanisms() == [c.id for c in (ti.CHECKS.store_kept, ti.CHECKS.store_one_order,
+                                                      ti.CHECKS.db_kept, ti.CHECKS.db_one_order,
+                                                      ti.CHECKS.token_lost, ti.CHECKS.token_own_only,
+                                                      ti.CHECKS.token_duplicated,
+                                                      ti.CHECKS.memory_kept, ti.CHECKS.keyed_once)]
+    assert ti.CHECKS.naive_lost.id not in ev.mechanisms  # a race: another machine may lose none, a finding not an error
     assert "production design" in ev.conditions["rule"] and "crowd" in ev.conditions
     assert "framework session middleware" in ev.claims["stateful"].corrected
 
@@ -36,10 +38,10 @@ def test_one_rule_judges_both_halves_like_for_like():
     """Each half needs the same two facts of its production design, and is limited by the same two of its worst."""
     assert ti.PRODUCTION == {"stateful": "session + shared store", "stateless": "token + cart in db"}
     assert ti.WORST == {"stateful": ti.NAIVE, "stateless": "token + cart in token"}
-    assert ti.CLAIMS["stateful"].supports == (ti.STORE_KEPT.id, ti.STORE_ONE_ORDER.id)
-    assert ti.CLAIMS["stateless"].supports == (ti.DB_KEPT.id, ti.DB_ONE_ORDER.id)
-    assert ti.CLAIMS["stateful"].qualifies == (ti.NAIVE_LOST.id, ti.NAIVE_DUPLICATED.id)
-    assert ti.CLAIMS["stateless"].qualifies == (ti.TOKEN_LOST.id, ti.TOKEN_DUPLICATED.id)
+    assert ti.CLAIMS["stateful"].supports == (ti.CHECKS.store_kept.id, ti.CHECKS.store_one_order.id)
+    assert ti.CLAIMS["stateless"].supports == (ti.CHECKS.db_kept.id, ti.CHECKS.db_one_order.id)
+    assert ti.CLAIMS["stateful"].qualifies == (ti.CHECKS.naive_lost.id, ti.CHECKS.naive_duplicated.id)
+    assert ti.CLAIMS["stateless"].qualifies == (ti.CHECKS.token_lost.id, ti.CHECKS.token_duplicated.id)
 
 
 def _synthetic(db_lost: int, naive_lost: int = 6, evidence: bool = False):
@@ -167,6 +169,6 @@ def test_a_machine_where_the_naive_race_is_not_lost_gets_another_verdict_and_a_p
     """The naive store's race is timing: losing none is a finding (the stateful half then simply holds), and the
     notebook's self-check, which asserts mechanisms only, still passes."""
     ev = _synthetic(db_lost=0, naive_lost=0, evidence=True)
-    assert ev.verdicts["stateful"] == "holds" and not ev.checks[ti.NAIVE_LOST.id]
+    assert ev.verdicts["stateful"] == "holds" and not ev.checks[ti.CHECKS.naive_lost.id]
     ev.require_mechanisms()
 

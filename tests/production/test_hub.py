@@ -1,13 +1,13 @@
-"""A class on a real JupyterHub, started from classroom/jupyterhub_config.py (benchmarks/class_on_a_hub.py does the
-work): 4 learners with Unix accounts of their own run notebook 00 and lab 01 through the hub to PASS, each in their
-own copy, as themselves; a second learner cannot read the first one's temporary files, Valkey password, journal or
-home, nor take over a port of theirs, nor open their pages through the hub; what one machine does not isolate
-(loopback traffic) is asserted too, so the README stays true; a learner the config refuses gets its reason; and
-nothing the hub or a learner started is running after the hub stops.
+"""A class on a real JupyterHub, started from classroom/jupyterhub_config.py (classroom/rehearsal.py does the work, as
+for benchmarks/class_on_a_hub.py): 4 learners with Unix accounts of their own run notebook 00 and lab 01 through the
+hub to PASS, each in their own copy, as themselves; a second learner cannot read the first one's temporary files,
+Valkey password, journal or home, nor take over a port of theirs, nor open their pages through the hub; what one
+machine does not isolate (loopback traffic) is asserted too, so the README stays true; a learner the config refuses
+gets its reason; and nothing the hub or a learner started is running after the hub stops.
 
-Needs root on Linux (it creates the accounts, as a hub's admin does, and removes them), a repository other users
-can read, jupyterhub and jupyterhub-idle-culler (requirements-test.txt) and configurable-http-proxy (npm; .ci/run
-installs it). One to two minutes on 2 cores. Skipped with the reason where it cannot run, a failure in CI.
+Needs root on Linux (it creates the accounts, as a hub's admin does, and removes them), a repository other users can
+read, jupyterhub and jupyterhub-idle-culler (requirements-test.txt) and configurable-http-proxy (npm; .ci/run installs
+it). One to two minutes on 2 cores. Skipped with the reason where it cannot run, a failure in CI.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import stat
 
 import pytest
 
-from benchmarks import class_on_a_hub as hub_run
+from classroom import rehearsal as hub_run
 
 LEARNERS = 4
 REASON = hub_run.missing()

@@ -70,3 +70,25 @@ def test_the_packages_top_level_imports_form_no_cycle():
         if not state.get(module):
             visit(module, [])
     assert cycles == [], " ; ".join(" -> ".join(c) for c in cycles)
+
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _imported_roots(path: Path) -> set[str]:
+    """The top-level names every ``import`` and ``from ... import`` of ``path`` reaches (absolute imports only)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_no_test_imports_the_benchmarks():
+    """A benchmark is a script that measures, free to change its numbers and its output; what a test needs of one
+    lives in the package or in a helper beside the tests (the hub class: ``classroom/rehearsal.py``)."""
+    importing = sorted(str(p.relative_to(TESTS)) for p in TESTS.rglob("*.py") if "benchmarks" in _imported_roots(p))
+    assert importing == []
