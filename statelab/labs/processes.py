@@ -100,7 +100,8 @@ class Meeting:
     """A meeting point for the two processes of a :func:`race`: ``meet(i)`` in process ``i`` (0 or 1) returns once
     the other process has reached its ``meet`` too, so both take their next step at the same moment (a
     double-click's two requests, a revoke that the other process looks for). A process that waited ``wait`` seconds
-    goes on alone (the other is slow, or gone): ``meet`` then returns False.
+    goes on alone (the other is slow, or gone: crashed in the learner's code), and from then on waits no more:
+    ``meet`` returns False.
 
     Make it before :func:`race` (both children inherit its pipes), close it after (``with Meeting() as meeting:``).
     """
@@ -108,11 +109,15 @@ class Meeting:
     def __init__(self, wait: float = 2.0) -> None:
         self.wait = wait
         self._pipes = [os.pipe(), os.pipe()]  # _pipes[i]: process i writes, the other reads
+        self._alone = False  # in a child (each has its own copy): the other stayed away once
 
     def meet(self, i: int) -> bool:
+        if self._alone:
+            return False
         os.write(self._pipes[i][1], b"m")
         theirs = self._pipes[1 - i][0]
         if not select.select([theirs], [], [], self.wait)[0]:
+            self._alone = True
             return False
         os.read(theirs, 1)
         return True
