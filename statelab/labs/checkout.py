@@ -323,8 +323,9 @@ def check_double_click(report: Report, idempotent_safe: Any) -> None:
         report.expect("7. two server processes, each with your plugin on the same file, get both clicks of a "
                       "double-click at once: one order each", placed == keys and once == keys and not problems,
                       f"{keys} orders for {keys} double-clicks",
-                      "; ".join(problems) or f"{placed} orders for {keys} double-clicks ({keys - once} placed twice "
-                      f"or never; per process: {per_process})")
+                      "; ".join(problems) or f"{placed} orders for {keys} double-clicks ("
+                      + (f"{keys - once} placed twice or never; " if once != keys else "")
+                      + f"per process: {'; '.join(per_process)})")
         report.note(f"two OS processes, {keys} double-clicks, one click to each: {placed} orders placed for "
                     f"{keys} double-clicks. A dict and a threading.Lock live inside one process; each server "
                     "process has its own, so each claims the key and places the order. Only the shared store's "

@@ -123,8 +123,8 @@ def _check_deny_list(report: Report, DenyList: Any, base: Path) -> None:  # noqa
     made, seen, problems, per_process = _revocations_from_processes(DenyList, str(base / "shared.sqlite3"))
     report.expect("two server processes on one file: a token revoked in one is refused by the other",
                   seen == made and not problems, f"{made} of {made} revocations seen by the other process",
-                  "; ".join(problems) or f"{seen} of {made} seen by the other process (per process, the other's "
-                  f"seen / its own seen: {per_process})")
+                  "; ".join(problems) or f"{seen} of {made} seen by the other process (each process saw "
+                  f"{'; '.join(per_process)})")
     report.note(f"two OS processes, each revoking {REVOKES} token ids in its own DenyList(path) on one file: the "
                 f"other process saw {seen} of {made}. A set or dict (and its threading.Lock) lives inside one "
                 "process: gunicorn's workers and servers on other machines would each keep a list of their own.")
@@ -139,7 +139,7 @@ TRIES = 3          # runs in which the two processes never overlapped prove noth
 def _revocations_from_processes(DenyList: Any, path: str) -> tuple[int, int, list[str], list[str]]:  # noqa: N803
     """Two OS processes, each with its own ``DenyList(path)``, each revoke ``REVOKES`` token ids; once both are
     done (they meet), each looks for the other's ids and its own. Returns (revocations made, revocations seen by
-    the other process, what went wrong, per process "the other's seen / its own seen")."""
+    the other process, what went wrong, what each process saw of the other's and of its own)."""
     exp = time.time() + 600
     with Meeting(MEET) as meeting:
 
@@ -153,8 +153,10 @@ def _revocations_from_processes(DenyList: Any, path: str) -> tuple[int, int, lis
             return f"{theirs}/{own}"
 
         outcome = race(work, 2, what=f"its {REVOKES} revocations")
-    seen = sum(int(r.split("/")[0]) for r in outcome.results)
-    return 2 * REVOKES, seen, outcome.problems, [f"{r} of {REVOKES}" for r in outcome.results]
+    counts = [r.split("/") for r in outcome.results]
+    seen = sum(int(theirs) for theirs, _ in counts)
+    return 2 * REVOKES, seen, outcome.problems, [f"{theirs} of the other's {REVOKES} and {own} of its own"
+                                                 for theirs, own in counts]
 
 
 # --------------------------------------------------------------------------- task 2
