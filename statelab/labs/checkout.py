@@ -7,15 +7,14 @@ factory ``idempotent(answers)`` that remembers the first answer per key (task 1)
 ``claim(db, user, key, fingerprint, ttl)`` and ``finish(...)`` on a SQLite table every server
 *process* opens (:func:`open_keys`, task 2a, raced from two OS processes); the plugin
 ``idempotent_safe(path)`` built on them (task 2b: a double-click, keys per user, 400 for a bad key,
-422 for another body, a 5xx that releases the key); then a client ``checkout_with_retries(send)``
-that retries a lost answer safely (task 3). The checkers count orders placed over real HTTP.
+422 for another body, a 5xx that releases the key, a double-click split between two server
+processes); then a client ``checkout_with_retries(send)`` that retries a lost answer safely (task 3).
+The checkers count orders placed over real HTTP.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import select
 import sqlite3
 import threading
 import time
@@ -30,8 +29,9 @@ from ..service import cleanup
 from ..shop.app import ApiError
 from ..shop.plugins import OrderBook as Orders
 from ..shop.plugins import place_order
+from ..shop.server import Server
 from ..topology.cluster import Cluster
-from .processes import race
+from .processes import Meeting, race
 from .report import Report, blame, call, checker
 
 
@@ -207,25 +207,18 @@ def _claims_from_processes(claim: Any, path: str) -> tuple[int, int, list[str], 
     exactly once, what went wrong, how many each process won).
     """
     for attempt in range(TRIES):
-        pipes = [os.pipe(), os.pipe()]  # pipes[i]: process i writes, the other reads
+        with Meeting(MEET) as meeting:
 
-        def work(i: int, attempt: int = attempt, pipes: list[tuple[int, int]] = pipes) -> str:  # in each child
-            mine, theirs = pipes[i][1], pipes[1 - i][0]
-            db = _Distant(open_keys(path))
-            won = []
-            for k in range(RACE_KEYS):
-                os.write(mine, b"k")
-                if select.select([theirs], [], [], MEET)[0]:  # the other is ready for key k too (or gone: go on)
-                    os.read(theirs, 1)
-                if claim(db, "alice", f"race{attempt}-{k}", "fp", 30) is None:
-                    won.append(k)
-            return ",".join(map(str, won))
+            def work(i: int, attempt: int = attempt, meeting: Meeting = meeting) -> str:  # in each child
+                db = _Distant(open_keys(path))
+                won = []
+                for k in range(RACE_KEYS):
+                    meeting.meet(i)  # the other is ready for key k too (or gone: go on)
+                    if claim(db, "alice", f"race{attempt}-{k}", "fp", 30) is None:
+                        won.append(k)
+                return ",".join(map(str, won))
 
-        try:
             outcome = race(work, 2, what=f"its {RACE_KEYS} claims")
-        finally:
-            for fd in (fd for pair in pipes for fd in pair):
-                os.close(fd)
         wins = [{int(k) for k in r.split(",") if k} for r in outcome.results]
         once = sum(1 for k in range(RACE_KEYS) if sum(k in w for w in wins) == 1)
         if outcome.overlapped or outcome.problems or once != RACE_KEYS:
@@ -314,7 +307,8 @@ def _label(ex: Exchange) -> str:
 def check_double_click(report: Report, idempotent_safe: Any) -> None:
     """Over three servers, in this order: malformed keys (400); eight identical checkouts at once (one order);
     a later retry (replayed); the same key with another body (422); bob reusing alice's key (his own order);
-    a checkout that fails with 503, retried with its key (one order)."""
+    a checkout that fails with 503, retried with its key (one order). Then two OS processes, each a server with
+    the plugin on the same file, get the two requests of each double-click at the same moment (one order each)."""
     with cleanup.folder("statelab-lab05-") as tmp:
         path = str(Path(tmp) / "keys.sqlite3")
         plugin = _plugin(report, "idempotent_safe", idempotent_safe, path)
@@ -322,6 +316,60 @@ def check_double_click(report: Report, idempotent_safe: Any) -> None:
         shop = checkout(orders, work=0.15)
         with _cluster([shop, plugin], "the plugin idempotent_safe(path) returned") as cluster:
             _double_click(report, cluster, orders, shop)
+            _, token = _shopper(cluster.url, "dora")
+            keyring = cluster.keyring
+        keys, placed, once, problems, per_process = _double_clicks_from_processes(idempotent_safe, path, keyring,
+                                                                                  token)
+        report.expect("7. two server processes, each with your plugin on the same file, get both clicks of a "
+                      "double-click at once: one order each", placed == keys and once == keys and not problems,
+                      f"{keys} orders for {keys} double-clicks",
+                      "; ".join(problems) or f"{placed} orders for {keys} double-clicks ("
+                      + (f"{keys - once} placed twice or never; " if once != keys else "")
+                      + f"per process: {'; '.join(per_process)})")
+        report.note(f"two OS processes, {keys} double-clicks, one click to each: {placed} orders placed for "
+                    f"{keys} double-clicks. A dict and a threading.Lock live inside one process; each server "
+                    "process has its own, so each claims the key and places the order. Only the shared store's "
+                    "atomic step (a unique INSERT, SET NX PX on Valkey) makes one of them wait.")
+
+
+PROCESS_CLICKS = 6    # double-clicks split between two server processes: one click to each
+PROCESS_WORK = 0.05   # seconds each of those checkouts takes (the loser's claim comes while the winner's runs)
+
+
+def _double_clicks_from_processes(idempotent_safe: Any, path: str, keyring: Any,
+                                  token: str) -> tuple[int, int, int, list[str], list[str]]:
+    """Two OS processes, each a stateless server with the learner's plugin on ``path`` (the cluster's keys, so
+    both accept ``token``), each send one click of every double-click to their own server at the same moment.
+
+    Returns (double-clicks, orders placed in all, double-clicks that placed exactly one order, what went wrong,
+    what each process answered). Orders are counted in each process's own order book, and per key from the
+    answers: a ``201`` that is not replayed is an order placed.
+    """
+    for attempt in range(TRIES):
+        with Meeting(MEET) as meeting:
+
+            def work(i: int, attempt: int = attempt, meeting: Meeting = meeting) -> str:  # in each child
+                orders = Orders()
+                server = Server("stateless", name=f"process-{i}", keyring=keyring,
+                                plugins=[checkout(orders, work=PROCESS_WORK), idempotent_safe(path)]).start()
+                try:
+                    labels = []
+                    for k in range(PROCESS_CLICKS):
+                        meeting.meet(i)  # the other process's click is leaving now too
+                        labels.append(_label(_post_checkout(server.url, token, f"twice{attempt}-{k}")))
+                finally:
+                    server.stop()
+                return f"{len(orders)}|{','.join(labels)}"
+
+            outcome = race(work, 2, what=f"its {PROCESS_CLICKS} checkouts")
+        placed = sum(int(r.split("|")[0]) for r in outcome.results)
+        answers = [r.split("|")[1].split(",") for r in outcome.results]
+        once = sum(1 for k in range(PROCESS_CLICKS)
+                   if sum(len(a) > k and a[k] == "201" for a in answers) == 1) if len(answers) == 2 else 0
+        if outcome.overlapped or outcome.problems or once != PROCESS_CLICKS:
+            break
+    per_process = [f"{r.split('|')[0]} orders, answers {r.split('|')[1].replace(',', ', ')}" for r in outcome.results]
+    return PROCESS_CLICKS, placed, once, outcome.problems, per_process
 
 
 def _double_click(report: Report, cluster: Cluster, orders: Orders, shop: Any) -> None:
@@ -383,8 +431,8 @@ def _double_click(report: Report, cluster: Cluster, orders: Orders, shop: Any) -
                   "503, then 201 (not replayed) and 1 order",
                   f"{_label(down)}, then {_label(again)}; {len(orders.of('carol'))} order(s) for carol")
     report.note(f"orders placed in all: {len(orders)} (alice {len(orders.of('alice'))}, bob "
-                f"{len(orders.of('bob'))}, carol {len(orders.of('carol'))}); these servers are threads of one "
-                "process: task 2a raced your claim across two processes")
+                f"{len(orders.of('bob'))}, carol {len(orders.of('carol'))}) by three servers that are threads of "
+                "one process; item 7 splits double-clicks between two server processes")
 
 
 # --------------------------------------------------------------------------- task 3

@@ -4,7 +4,8 @@ Threads of one process share memory, so a ``threading.Lock`` or a module-level d
 check-then-act atomic. Two processes share only what is outside them (a file, a database, Valkey):
 each has its own lock object and its own dict, and nothing stops them interleaving. That is the
 situation of gunicorn's workers and of servers on several machines, so the lab checks (lab 01's
-store, lab 05's claim on a key) make it with :func:`race`.
+store, lab 02's deny list and refresh tokens, lab 05's claim on a key and its plugin) make it with
+:func:`race`; :class:`Meeting` lets the two processes act at the same moment, whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -93,3 +94,41 @@ def race(work: Callable[[int], str], processes: int = 2, seconds: float = SECOND
         os.close(fd)
     outcome.overlapped = len(spans) == processes and max(b for b, _ in spans) < min(e for _, e in spans)
     return outcome
+
+
+class Meeting:
+    """A meeting point for the two processes of a :func:`race`: ``meet(i)`` in process ``i`` (0 or 1) returns once
+    the other process has reached its ``meet`` too, so both take their next step at the same moment (a
+    double-click's two requests, a revoke that the other process looks for). A process that waited ``wait`` seconds
+    goes on alone (the other is slow, or gone: crashed in the learner's code), and from then on waits no more:
+    ``meet`` returns False.
+
+    Make it before :func:`race` (both children inherit its pipes), close it after (``with Meeting() as meeting:``).
+    """
+
+    def __init__(self, wait: float = 2.0) -> None:
+        self.wait = wait
+        self._pipes = [os.pipe(), os.pipe()]  # _pipes[i]: process i writes, the other reads
+        self._alone = False  # in a child (each has its own copy): the other stayed away once
+
+    def meet(self, i: int) -> bool:
+        if self._alone:
+            return False
+        os.write(self._pipes[i][1], b"m")
+        theirs = self._pipes[1 - i][0]
+        if not select.select([theirs], [], [], self.wait)[0]:
+            self._alone = True
+            return False
+        os.read(theirs, 1)
+        return True
+
+    def close(self) -> None:
+        for fd in (fd for pair in self._pipes for fd in pair):
+            os.close(fd)
+        self._pipes = []
+
+    def __enter__(self) -> Meeting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,21 +1,29 @@
 """Lab 02 · Log out for real: checkers for a ``jti`` deny list on stateless servers.
 
-The learner writes ``DenyList`` (token ids revoked until their token expires), a plugin factory
-``revoke_on_logout(denied)`` (a ``before_request`` hook on every server), and a measurement
-``replays_accepted(servers, token)``. The checkers log users out and replay their tokens against
-every server of a real cluster.
+The learner writes ``DenyList(path)`` (token ids revoked until their token expires, in the SQLite
+file ``path`` that every server process opens), a plugin factory ``revoke_on_logout(denied)`` (a
+``before_request`` hook on every server), a measurement ``replays_accepted(servers, token)``, and
+``RefreshStore(path)`` (refresh tokens rotated once, reuse ending the login's family). The checkers
+log users out and replay their tokens against every server of a real cluster, and run the list and
+the store from two OS processes on one file (:func:`~statelab.labs.processes.race`): a revocation
+made in one process must be seen by the other, and of two processes refreshing one token at once,
+exactly one must win. A ``threading.Lock`` around a dict passes every check made with servers that
+are threads of one process, and fails those two.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from ..client import Client
+from ..service import cleanup
 from ..shop.lifecycle import token_lifecycle
 from ..shop.server import Server
-from ..shop.tokens import inspect_token
+from ..shop.tokens import TokenError, inspect_token
 from ..topology.cluster import Cluster
+from .processes import Meeting, race
 from .report import LearnerError, Report, blame, call, checker
 
 UNSIGNED = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSJ9."  # {"alg":"none"}.{"sub":"alice"}.
@@ -27,8 +35,8 @@ def _replay(url: str, token: str) -> Any:
     return thief.me()
 
 
-def _deny_list(DenyList: Any) -> Any:  # noqa: N803  (the learner's class)
-    denied = call("DenyList()", DenyList)
+def _deny_list(DenyList: Any, path: str) -> Any:  # noqa: N803  (the learner's class)
+    denied = call("DenyList(path)", DenyList, path)
     for method in ("add", "__contains__", "__len__"):
         if not callable(getattr(denied, method, None)):
             raise _missing(method)
@@ -47,7 +55,7 @@ class _Remembers:
     3's measurement on their own, so that a learner gets credit for each task separately.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "") -> None:
         self.ids: set[object] = set()
 
     def add(self, jti: object, exp: object) -> None:
@@ -60,10 +68,10 @@ class _Remembers:
         return len(self.ids)
 
 
-def _deny_list_or_stand_in(DenyList: Any, report: Report) -> Any:  # noqa: N803
+def _deny_list_or_stand_in(DenyList: Any, report: Report, path: str) -> Any:  # noqa: N803
     """The learner's DenyList class if it can be made, else a stand-in (so task 2 does not wait for task 1)."""
     try:
-        _deny_list(DenyList)
+        _deny_list(DenyList, path)
         return DenyList
     except LearnerError as e:
         report.note(f"your DenyList is not ready ({e}); this check used a stand-in that never forgets an entry")
@@ -72,9 +80,16 @@ def _deny_list_or_stand_in(DenyList: Any, report: Report) -> Any:  # noqa: N803
 
 # --------------------------------------------------------------------------- task 1
 
-@checker("Task 1 · a deny list of token ids")
+@checker("Task 1 · a deny list of token ids, in a file every server process opens")
 def check_deny_list(report: Report, DenyList: Any) -> None:  # noqa: N803
-    """The list's behaviour, fed with real tokens from a real stateless server."""
+    """The list's behaviour, fed with real tokens from a real stateless server, in this order: a revoked id, one
+    never revoked, things that are not ids, an expired entry, len(), purge_expired(); then two OS processes, each
+    with its own DenyList on one file, each revoking ids and looking for the other's."""
+    with cleanup.folder("statelab-lab02-") as tmp:
+        _check_deny_list(report, DenyList, Path(tmp))
+
+
+def _check_deny_list(report: Report, DenyList: Any, base: Path) -> None:  # noqa: N803
     with Server("stateless") as shop:
         shop.start()
         tokens = []
@@ -84,7 +99,7 @@ def check_deny_list(report: Report, DenyList: Any) -> None:  # noqa: N803
             tokens.append(c.token)
     claims = [inspect_token(t, shop.keyring).claims for t in tokens]
     alice, bob = claims
-    denied = _deny_list(DenyList)
+    denied = _deny_list(DenyList, str(base / "denied.sqlite3"))
     call("denied.add(jti, exp)", denied.add, alice["jti"], alice["exp"])
     has_alice = call("jti in denied", denied.__contains__, alice["jti"])
     has_bob = call("jti in denied", denied.__contains__, bob["jti"])
@@ -105,6 +120,43 @@ def check_deny_list(report: Report, DenyList: Any) -> None:  # noqa: N803
                   "1 purged, 1 left", f"{purged} purged, {left} left")
     still = call("jti in denied", denied.__contains__, alice["jti"])
     report.expect("purging keeps entries whose token is still valid", still is True, "True", still)
+    made, seen, problems, per_process = _revocations_from_processes(DenyList, str(base / "shared.sqlite3"))
+    report.expect("two server processes on one file: a token revoked in one is refused by the other",
+                  seen == made and not problems, f"{made} of {made} revocations seen by the other process",
+                  "; ".join(problems) or f"{seen} of {made} seen by the other process (each process saw "
+                  f"{'; '.join(per_process)})")
+    report.note(f"two OS processes, each revoking {REVOKES} token ids in its own DenyList(path) on one file: the "
+                f"other process saw {seen} of {made}. A set or dict (and its threading.Lock) lives inside one "
+                "process: gunicorn's workers and servers on other machines would each keep a list of their own.")
+
+
+REVOKES = 20       # token ids each of two processes revokes, then looks for in the other's list
+REFRESHES = 12     # refresh tokens two processes refresh at the same moment
+MEET = 5.0         # seconds a process waits for the other at a meeting point (then it goes on alone)
+TRIES = 3          # runs in which the two processes never overlapped prove nothing: run again
+
+
+def _revocations_from_processes(DenyList: Any, path: str) -> tuple[int, int, list[str], list[str]]:  # noqa: N803
+    """Two OS processes, each with its own ``DenyList(path)``, each revoke ``REVOKES`` token ids; once both are
+    done (they meet), each looks for the other's ids and its own. Returns (revocations made, revocations seen by
+    the other process, what went wrong, what each process saw of the other's and of its own)."""
+    exp = time.time() + 600
+    with Meeting(MEET) as meeting:
+
+        def work(i: int) -> str:  # in each child: another server process on the same file
+            mine = DenyList(path)
+            for k in range(REVOKES):
+                mine.add(f"process{i}-{k}", exp)
+            meeting.meet(i)  # the other process has made its revocations too
+            theirs = sum(f"process{1 - i}-{k}" in mine for k in range(REVOKES))
+            own = sum(f"process{i}-{k}" in mine for k in range(REVOKES))
+            return f"{theirs}/{own}"
+
+        outcome = race(work, 2, what=f"its {REVOKES} revocations")
+    counts = [r.split("/") for r in outcome.results]
+    seen = sum(int(theirs) for theirs, _ in counts)
+    return 2 * REVOKES, seen, outcome.problems, [f"{theirs} of the other's {REVOKES} and {own} of its own"
+                                                 for theirs, own in counts]
 
 
 # --------------------------------------------------------------------------- task 2
@@ -112,7 +164,13 @@ def check_deny_list(report: Report, DenyList: Any) -> None:  # noqa: N803
 @checker("Task 2 · logout revokes the token on every server")
 def check_logout_revokes(report: Report, revoke_on_logout: Any, DenyList: Any) -> None:  # noqa: N803
     """Three stateless servers share one deny list; a stolen token replayed after logout must get 401 everywhere."""
-    denied = _deny_list(_deny_list_or_stand_in(DenyList, report))
+    with cleanup.folder("statelab-lab02-") as tmp:
+        path = str(Path(tmp) / "denied.sqlite3")
+        _check_logout_revokes(report, revoke_on_logout, _deny_list(_deny_list_or_stand_in(DenyList, report, path),
+                                                                   path))
+
+
+def _check_logout_revokes(report: Report, revoke_on_logout: Any, denied: Any) -> None:
     plugin = call("revoke_on_logout(denied)", revoke_on_logout, denied)
     report.require("revoke_on_logout(denied) returns a plugin", callable(plugin),
                    "a function plugin(app) that adds the hook", f"{plugin!r}"[:80])
@@ -156,12 +214,19 @@ def check_logout_revokes(report: Report, revoke_on_logout: Any, DenyList: Any) -
 def check_shared_list(report: Report, replays_accepted: Any, revoke_on_logout: Any,
                       DenyList: Any) -> None:  # noqa: N803
     """The learner's measurement must tell a list per server from one shared list; then count the state."""
-    DenyList = _deny_list_or_stand_in(DenyList, report)  # noqa: N806
+    with cleanup.folder("statelab-lab02-") as tmp:
+        _check_shared_list(report, replays_accepted, revoke_on_logout, DenyList, Path(tmp))
 
-    def own_list(app: Any) -> None:  # each server its own list: what happens without a shared store
-        revoke_on_logout(DenyList())(app)
 
-    shared = _deny_list(DenyList)
+def _check_shared_list(report: Report, replays_accepted: Any, revoke_on_logout: Any, DenyList: Any,  # noqa: N803
+                       base: Path) -> None:
+    DenyList = _deny_list_or_stand_in(DenyList, report, str(base / "probe.sqlite3"))  # noqa: N806
+    files = iter(range(1_000_000))
+
+    def own_list(app: Any) -> None:  # each server its own list (a file of its own): no shared store
+        revoke_on_logout(DenyList(str(base / f"own{next(files)}.sqlite3")))(app)
+
+    shared = _deny_list(DenyList, str(base / "shared.sqlite3"))
     results = {}
     for label, plugin in (("a list per server", own_list), ("one shared list", None)):
         with blame("revoke_on_logout(denied)"):
@@ -206,14 +271,21 @@ def _post(url: str, path: str, body: dict[str, Any]) -> Any:
     return Client(url).post(path, body)
 
 
-@checker("Task 4 · refresh tokens: rotation, reuse detection, logout")
+@checker("Task 4 · refresh tokens: rotation, reuse detection, logout, from two processes")
 def check_refresh(report: Report, RefreshStore: Any) -> None:  # noqa: N803  (the learner's class)
     """The learner's store behind the shop's token-lifecycle endpoints on two servers, in this order: login, a
     refresh (rotation), the thief's replay of the spent token (401, and the family ends: alice's newer token too),
-    another user's login untouched, logout ending its family, an unknown token."""
-    store = call("RefreshStore()", RefreshStore)
+    another user's login untouched, logout ending its family, an unknown token; then two OS processes, each with
+    its own RefreshStore on one file, refreshing the same tokens at the same moments."""
+    with cleanup.folder("statelab-lab02-") as tmp:
+        _check_refresh(report, RefreshStore, Path(tmp))
+
+
+def _check_refresh(report: Report, RefreshStore: Any, base: Path) -> None:  # noqa: N803
+    store = call("RefreshStore(path)", RefreshStore, str(base / "refresh.sqlite3"))
     methods = [m for m in ("start", "rotate", "end") if not callable(getattr(store, m, None))]
-    report.require("RefreshStore() has start, rotate and end", not methods, "start(user), rotate(token), end(token)",
+    report.require("RefreshStore(path) has start, rotate and end", not methods,
+                   "start(user), rotate(token), end(token)",
                    f"missing: {methods}" if methods else "all three")
     with blame("your RefreshStore, behind the lifecycle endpoints"), Cluster(
             2, "stateless", balancer="round_robin", plugins=[token_lifecycle(store, access_ttl=60)]) as cluster:
@@ -246,3 +318,45 @@ def check_refresh(report: Report, RefreshStore: Any) -> None:  # noqa: N803  (th
                       unknown.summary())
         report.note("access requests made no lookup in your store; each refresh made one: the state a short-lived "
                     "access token brings back, one record per live login")
+    raced, once, problems, detail = _refreshes_from_processes(RefreshStore, str(base / "shared.sqlite3"))
+    report.expect("two server processes on one file refresh the same token at once: exactly one wins",
+                  once == raced and not problems, f"{raced} of {raced} tokens refreshed by exactly one process",
+                  "; ".join(problems) or f"{once} of {raced} ({detail})")
+    report.note(f"two OS processes, each with its own RefreshStore(path) on one file, refreshed each of {raced} "
+                f"tokens at the same moment: {once} of {raced} had exactly one winner ({detail}). \"Spend it once\" "
+                "must be one atomic step in the shared store (UPDATE ... WHERE spent = 0, and count the rows): a "
+                "threading.Lock orders the threads of one process only.")
+
+
+def _refreshes_from_processes(RefreshStore: Any, path: str) -> tuple[int, int, list[str], str]:  # noqa: N803
+    """Logins made through one ``RefreshStore(path)``; then two OS processes, each with its own
+    ``RefreshStore(path)``, meet before each token and refresh it at the same moment. Returns (tokens raced,
+    tokens refreshed by exactly one process, what went wrong, the wins per process and the tokens refreshed by
+    both or by neither)."""
+    for attempt in range(TRIES):
+        issuer = call("RefreshStore(path)", RefreshStore, path)
+        tokens = [call("start(user)", issuer.start, f"racer{attempt}-{k}") for k in range(REFRESHES)]
+        with Meeting(MEET) as meeting:
+
+            def work(i: int, meeting: Meeting = meeting, tokens: list[str] = tokens) -> str:  # in each child
+                mine = RefreshStore(path)
+                won = []
+                for k, token in enumerate(tokens):
+                    meeting.meet(i)  # both refresh token k now
+                    try:
+                        mine.rotate(token)
+                        won.append(k)
+                    except TokenError:
+                        pass
+                return ",".join(map(str, won))
+
+            outcome = race(work, 2, what=f"its {REFRESHES} refreshes")
+        wins = [{int(k) for k in r.split(",") if k} for r in outcome.results]
+        counts = [sum(k in w for w in wins) for k in range(REFRESHES)]
+        once = counts.count(1) if len(wins) == 2 else 0
+        if outcome.overlapped or outcome.problems or once != REFRESHES:
+            break
+    detail = (f"wins per process: {[len(w) for w in wins]}; refreshed by both: {counts.count(2)}, by neither: "
+              f"{counts.count(0)}" + (": a store that never saw the login refuses its token" if counts.count(0)
+                                      else ""))
+    return REFRESHES, once, outcome.problems, detail

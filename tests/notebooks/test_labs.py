@@ -965,6 +965,43 @@ def test_lab05_a_plugin_ignoring_the_body_or_keeping_a_failed_claim_is_not_yet()
     assert "503, then 409 in progress" in failed[0].happened, failed[0]
 
 
+def test_lab05_a_double_click_plugin_claiming_in_a_dict_behind_a_threading_lock_fails_from_two_processes():
+    """Task 2b's item 7: the reference plugin (a unique INSERT in the shared file) places one order per double-click
+    split between two server processes; the same plugin on a claim in a dict behind a threading.Lock passes every
+    item judged by servers that are threads of one process, and places two orders per double-click there."""
+    sol = _solution_namespace("05_idempotent_checkout.ipynb")
+    seven = "7. two server processes, each with your plugin on the same file, get both clicks of a double-click at " \
+            "once: one order each"
+    right = sl.labs.check_double_click(sol["idempotent_safe"])
+    assert right.passed, right
+    (two,) = [f for f in right.findings if f.behaviour == seven]
+    assert two.happened.startswith("6 orders for 6 double-clicks"), two
+    lock = threading.Lock()
+    rows: dict = {}
+
+    def dict_claim(db, user, key, fingerprint, ttl=30):
+        with lock:
+            row = rows.get((user, key))
+            if row is not None and row[3] < time.time():
+                row = None
+            if row is None:
+                rows[(user, key)] = (fingerprint, None, None, time.time() + ttl)
+                return None
+            return row[:3]
+
+    def dict_finish(db, user, key, status, body):
+        with lock:
+            if status >= 500:
+                rows.pop((user, key), None)
+            else:
+                rows[(user, key)] = (rows[(user, key)][0], status, body, time.time() + 86400)
+
+    sol["claim"], sol["finish"] = dict_claim, dict_finish
+    wrong = sl.labs.check_double_click(sol["idempotent_safe"])
+    assert [f.behaviour for f in wrong.failed] == [seven], wrong
+    assert wrong.failed[0].happened.startswith("12 orders for 6 double-clicks"), wrong.failed[0]
+
+
 def test_lab05_checkout_takes_the_cart_through_change_cart_in_every_design():
     """One checkout rule: with the cart in the db, a session server and a token server both place the order and
     empty the cart; a second checkout is 409 in both (the cart table, not the token, says it is empty)."""
@@ -1140,7 +1177,7 @@ def test_lab02_refresh_store_without_reuse_detection_is_not_yet():
     import secrets
 
     class NoFamily:
-        def __init__(self):
+        def __init__(self, path):
             self.tokens = {}
 
         def start(self, user):
@@ -1160,7 +1197,7 @@ def test_lab02_refresh_store_without_reuse_detection_is_not_yet():
 
     report = sl.labs.check_refresh(NoFamily)
     assert [f.behaviour for f in report.failed] == [
-        "reuse ends the whole family: alice's newer refresh token is refused too"], report
+        "reuse ends the whole family: alice's newer refresh token is refused too", TWO_REFRESHES], report
 
     class NeverSpent(NoFamily):
         def rotate(self, token):
@@ -1171,16 +1208,126 @@ def test_lab02_refresh_store_without_reuse_detection_is_not_yet():
 
     report = sl.labs.check_refresh(NeverSpent)
     assert "the thief replays the spent refresh token: refused" in [f.behaviour for f in report.failed], report
-    assert sl.labs.check_refresh(RefreshFamiliesForTest).passed
+    library = sl.labs.check_refresh(RefreshFamiliesForTest)
+    assert [f.behaviour for f in library.failed] == [TWO_REFRESHES], library
+
+
+TWO_REVOKES = "two server processes on one file: a token revoked in one is refused by the other"
+TWO_REFRESHES = "two server processes on one file refresh the same token at once: exactly one wins"
 
 
 class RefreshFamiliesForTest:
-    """The library's store passes task 4 (it is what notebook 02 uses): the check judges behaviour, not names."""
+    """The library's store (notebook 02's, in one process's memory) passes every item of task 4 that servers made
+    of threads can judge, and fails the two-process one: the check judges behaviour, not names."""
 
-    def __new__(cls):
+    def __new__(cls, path):
         from statelab.shop.lifecycle import RefreshFamilies
 
         return RefreshFamilies()
+
+
+class ThreadOnlyDenyList:
+    """Lab 02's task 1 as it used to be taught: a dict behind a threading.Lock (``path`` ignored)."""
+
+    def __init__(self, path):
+        self._until = {}
+        self._lock = threading.Lock()
+
+    def add(self, jti, exp):
+        with self._lock:
+            self._until[jti] = float(exp)
+
+    def __contains__(self, jti):
+        with self._lock:
+            return isinstance(jti, str) and self._until.get(jti, 0.0) > time.time()
+
+    def __len__(self):
+        with self._lock:
+            return len(self._until)
+
+    def purge_expired(self):
+        now = time.time()
+        with self._lock:
+            gone = [jti for jti, exp in self._until.items() if exp <= now]
+            for jti in gone:
+                del self._until[jti]
+        return len(gone)
+
+
+class ThreadOnlyRefreshStore:
+    """Lab 02's task 4 as it used to be taught: dicts behind a threading.Lock, each instance its own (``path``
+    ignored). ``shared`` makes them one class-wide dict, as a module-level dict would be: each forked process
+    then holds a copy of the same tokens."""
+
+    shared: dict | None = None
+
+    def __init__(self, path):
+        import secrets
+
+        self._secrets = secrets
+        self._tokens = self.shared if self.shared is not None else {}
+        self._ended = set()
+        self._lock = threading.Lock()
+
+    def start(self, user):
+        with self._lock:
+            return self._next(user, self._secrets.token_hex(8))
+
+    def _next(self, user, family):
+        token = self._secrets.token_urlsafe(32)
+        self._tokens[token] = [user, family, False]
+        return token
+
+    def rotate(self, token):
+        with self._lock:
+            record = self._tokens.get(token)
+            if record is None or record[1] in self._ended:
+                raise sl.TokenError("unknown or revoked refresh token")
+            if record[2]:
+                self._ended.add(record[1])
+                raise sl.TokenError("refresh token reused")
+            record[2] = True
+            return record[0], self._next(record[0], record[1])
+
+    def end(self, token):
+        with self._lock:
+            record = self._tokens.get(token)
+            if record is not None:
+                self._ended.add(record[1])
+
+
+def test_lab02_a_deny_list_and_a_refresh_store_behind_a_threading_lock_fail_from_two_processes_and_a_file_passes():
+    """The reference list and store (a SQLite file every process opens) pass, every revocation seen by the other
+    process and every raced refresh won once; the same classes as a dict behind a threading.Lock pass every item
+    that servers made of threads judge and fail the two-process one: the other process saw no revocation, and a
+    raced token was refreshed by neither process (instance dicts: the other store never saw the login) or by both
+    (one module-wide dict, copied into each process)."""
+    sol = _solution_namespace("02_logout_for_real.ipynb")
+    right = sl.labs.check_deny_list(sol["DenyList"])
+    assert right.passed, right
+    (two,) = [f for f in right.findings if f.behaviour == TWO_REVOKES]
+    assert two.happened.startswith("40 of 40 seen by the other process"), two
+    wrong = sl.labs.check_deny_list(ThreadOnlyDenyList)
+    assert [f.behaviour for f in wrong.failed] == [TWO_REVOKES], wrong
+    assert wrong.failed[0].happened.startswith("0 of 40 seen by the other process"), wrong.failed[0]
+    # task 2 and 3 take the file-backed list from the servers' threads as before
+    assert sl.labs.check_logout_revokes(sol["revoke_on_logout"], sol["DenyList"]).passed
+    assert sl.labs.check_shared_list(sol["replays_accepted"], sol["revoke_on_logout"], sol["DenyList"]).passed
+
+    right = sl.labs.check_refresh(sol["RefreshStore"])
+    assert right.passed, right
+    (two,) = [f for f in right.findings if f.behaviour == TWO_REFRESHES]
+    assert two.happened.startswith("12 of 12 (") and "refreshed by both: 0, by neither: 0" in two.happened, two
+    wrong = sl.labs.check_refresh(ThreadOnlyRefreshStore)
+    assert [f.behaviour for f in wrong.failed] == [TWO_REFRESHES], wrong
+    assert wrong.failed[0].happened.startswith("0 of 12 (") and "by neither: 12" in wrong.failed[0].happened, wrong
+
+    class ModuleWide(ThreadOnlyRefreshStore):
+        shared = {}
+
+    wrong = sl.labs.check_refresh(ModuleWide)
+    assert [f.behaviour for f in wrong.failed] == [TWO_REFRESHES], wrong
+    assert wrong.failed[0].happened.startswith("0 of 12 (") and "refreshed by both: 12" in wrong.failed[0].happened
 
 
 def test_lab01_a_measurement_that_crashes_nothing_says_so_not_a_question_mark():
