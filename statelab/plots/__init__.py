@@ -21,6 +21,26 @@ from typing import Any
 
 from .. import kernel
 
+HATCHES = ("", "//", "..", "xx")  # one per design: bars told apart by pattern too, never by colour alone
+
+
+def panels(ax: Any, widths: tuple[float, ...], figsize: tuple[float, float], gap: float = 0.15) -> tuple[Any, list]:
+    """A chart's row of panels, ``widths`` in proportion: ``(figure, [axes...])``.
+
+    Alone (``ax`` None) it is a new figure of ``figsize``; inside a dashboard that hands the chart one ``ax``, the
+    first panel is ``ax`` and the others are inset to its right, ``gap`` (of the first's width) apart.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, axes = plt.subplots(1, len(widths), figsize=figsize, gridspec_kw={"width_ratios": list(widths)})
+        return fig, list(axes)
+    axes, left = [ax], 0.0
+    for i, width in enumerate(widths[1:], start=1):
+        left += widths[i - 1] / widths[0] + gap
+        axes.append(ax.inset_axes([left, 0, width / widths[0], 1]))
+    return ax.figure, axes
+
 
 def describe(fig: Any) -> str:
     """A text description of a matplotlib figure, from what it shows: titles, axes, legend, written values."""

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import show_alt_text
-
-#: One hatch per design, so the bars are told apart without colour (and in greyscale print).
-HATCHES = ("", "//", "..", "xx")
+from . import HATCHES, show_alt_text
 
 
 def plot(ev: Any, ax: Any = None) -> Any:

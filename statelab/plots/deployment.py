@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import show_alt_text
-
-HATCHES = ("", "//", "..", "xx")
+from . import HATCHES, panels, show_alt_text
 
 
 def plot(ev: Any, ax: Any = None) -> Any:
     """Left: plain writes failed (502) per design, without and with connection draining. Middle: users logged
     out by the deploy. Right: users logged out by each step of a signing-key rotation."""
-    import matplotlib.pyplot as plt
     show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
-    if ax is None:
-        fig, (left, mid, right) = plt.subplots(1, 3, figsize=(11, 3.4), gridspec_kw={"width_ratios": [3, 3, 2.4]})
-    else:
-        fig, left = ax.figure, ax
-        mid, right = ax.inset_axes([1.15, 0, 1, 1]), ax.inset_axes([2.3, 0, 0.8, 1])
+    fig, (left, mid, right) = panels(ax, widths=(3, 3, 2.4), figsize=(11, 3.4))
     failed = ev.extra["failed_writes"]
     designs = list(failed["undrained"])
     n = ev.extra["users"]

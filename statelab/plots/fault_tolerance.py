@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import show_alt_text
-
-HATCHES = ("", "//", "..", "xx")
+from . import HATCHES, panels, show_alt_text
 
 
 def plot(ev: Any, ax: Any = None) -> Any:
@@ -15,14 +13,9 @@ def plot(ev: Any, ax: Any = None) -> Any:
     Middle: failed requests during the crash, by kind (read, plain write, keyed write), per design.
     Right: the longest a read waited when server-1 was killed, against the shortest wait of a read that
     failed when it hung, beside the balancer's timeout (the production design of each half)."""
-    import matplotlib.pyplot as plt
     show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
-    if ax is None:
-        fig, (left, right, waits) = plt.subplots(1, 3, figsize=(12.5, 3.4), gridspec_kw={"width_ratios": [3, 3, 2]})
-    else:
-        fig, left = ax.figure, ax
-        right, waits = ax.inset_axes([1.2, 0, 1, 1]), ax.inset_axes([2.4, 0, 0.7, 1])
+    fig, (left, right, waits) = panels(ax, widths=(3, 3, 2), figsize=(12.5, 3.4), gap=0.2)
     n = ev.extra["users"]
     designs = list(ev.extra["lost"])
     groups = ["lost in the crash", "store outage"]

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import show_alt_text
+from . import panels, show_alt_text
 
 
 def plot(ev: Any, ax: Any = None) -> Any:
     """Left: concurrent adds kept vs lost, per case. Right: orders made by a retry and by a double-click."""
-    import matplotlib.pyplot as plt
     show_alt_text()  # a chart of ours in a notebook is described to a screen reader
 
-    if ax is None:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-    else:
-        fig, left, right = ax.figure, ax, ax.inset_axes([1.3, 0, 1, 1])
+    fig, (left, right) = panels(ax, widths=(1, 1), figsize=(11, 3.6), gap=0.3)
     lost = ev.extra["lost"]
     names = list(lost)
     kept = [lost[n]["books in cart"] for n in names]
