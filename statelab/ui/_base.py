@@ -132,3 +132,47 @@ class Runner:
 def button(description: str, tooltip: str, style: str = "", width: str = "auto") -> W.Button:
     return W.Button(description=description, tooltip=tooltip, button_style=style,
                     layout=W.Layout(width=width, min_width="72px"))
+
+
+class SettingCard(W.VBox):
+    """A card that shows what one part of a cluster is doing (``info``) and one control that sets one setting.
+
+    A learner's change of the control is applied through a :class:`Runner` (an error becomes a red line, never a
+    traceback); a value set from a cell is put back in the control by :meth:`show`, without being applied again.
+    A subclass gives ``apply(value)``, which sets the value and returns the sentence to show, and ``refresh()``.
+    With no ``runner`` of the dashboard's, the card shows its own message line.
+    """
+
+    def __init__(self, cluster: Any, control: W.ValueWidget, runner: Runner | None, layout: W.Layout) -> None:
+        self.cluster = cluster
+        self.info = W.HTML()
+        self.control = control
+        own_message = runner is None
+        self.runner = runner or Runner(self.refresh)
+        self._syncing = False
+        control.observe(self._on_change, names="value")
+        super().__init__([self.info, control, *([self.runner.message] if own_message else [])], layout=layout)
+        self.refresh()
+
+    def apply(self, value: Any) -> str:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        raise NotImplementedError
+
+    def show(self, value: Any, **traits: Any) -> None:
+        """Put ``value`` (and ``traits``, e.g. new options first) in the control when it was changed from a cell."""
+        if self.control.value == value:
+            return
+        self._syncing = True
+        try:
+            for name, trait in traits.items():
+                setattr(self.control, name, trait)
+            self.control.value = value
+        finally:
+            self._syncing = False
+
+    def _on_change(self, change: dict[str, Any]) -> None:
+        if not self._syncing:
+            value = change["new"]
+            self.runner.run(lambda: self.apply(value), str)

@@ -14,7 +14,7 @@ import ipywidgets as W
 
 from ..shop.proxy import page_url
 from ..topology.balancer import STRATEGIES
-from ._base import BORDER, FG_DIM, GREEN, GREY, RED, SOLID, Runner, box, button, esc, pill, server_hue
+from ._base import BORDER, FG_DIM, GREEN, GREY, RED, SOLID, Runner, SettingCard, box, button, esc, pill, server_hue
 
 CARD_WIDTH = "225px"
 
@@ -101,35 +101,20 @@ class ServerCard(W.VBox):
         self.kill_button.disabled = not alive
 
 
-class BalancerCard(W.VBox):
+class BalancerCard(SettingCard):
     """A cluster's load balancer: the strategy (a dropdown that sets ``cluster.strategy``) and
     the number of requests it routed to each server (``cluster.balancer.counts``)."""
 
     def __init__(self, cluster: Any, runner: Runner | None = None, palette: dict[str, int] | None = None) -> None:
-        self.cluster = cluster
         self.palette = palette
-        self.info = W.HTML()
         self.strategy_dropdown = W.Dropdown(options=_strategy_options(cluster.strategy), value=cluster.strategy,
                                             description="strategy", layout=W.Layout(width="195px"),
                                             style={"description_width": "56px"})
-        own_message = runner is None
-        self.runner = runner or Runner(self.refresh)
-        self._syncing = False
-        self.strategy_dropdown.observe(self._on_strategy, names="value")
-        children: list[W.Widget] = [self.info, self.strategy_dropdown]
-        if own_message:
-            children.append(self.runner.message)
-        super().__init__(children, layout=_card_layout())
-        self.refresh()
+        super().__init__(cluster, self.strategy_dropdown, runner, _card_layout())
 
-    def _on_strategy(self, change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        value = change["new"]
-
-        def apply() -> None:
-            self.cluster.strategy = value
-        self.runner.run(apply, lambda _: f"balancer strategy is now {esc(_strategy_label(value))}")
+    def apply(self, strategy: Any) -> str:
+        self.cluster.strategy = strategy
+        return f"balancer strategy is now {esc(_strategy_label(strategy))}"
 
     def refresh(self) -> None:
         lb = self.cluster.balancer
@@ -153,13 +138,8 @@ class BalancerCard(W.VBox):
             + "".join(rows)
             + page_link(lb)
         )
-        if self.strategy_dropdown.value != self.cluster.strategy:  # changed from a cell
-            self._syncing = True
-            try:
-                self.strategy_dropdown.options = _strategy_options(self.cluster.strategy)
-                self.strategy_dropdown.value = self.cluster.strategy
-            finally:
-                self._syncing = False
+        strategy = self.cluster.strategy
+        self.show(strategy, options=_strategy_options(strategy))  # when it was changed from a cell
 
 
 def _strategy_label(strategy: Any) -> str:
