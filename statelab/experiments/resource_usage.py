@@ -421,12 +421,13 @@ def _evidence(grown: dict[str, dict[str, list[int]]], health: dict[str, int],
                         for name, k in past.items())
     where = (f"Sent in Authorization, the token is held to the servers' header limits, not to a cookie's: at "
              f"{top} lines its header field was {auth[-1]:,} bytes ({against}), and {stop}")
+    memory_mb, million_gib = held[MEMORY][-1] / 1e6, per_session * 1e6 / 2**30
+    store_server_kb = held[STORE][-1] / 1e3  # what the server itself held with a shared store
     claims = judged(CLAIMS, {
-        "stateful": (f"{n:,} sessions held {held[MEMORY][-1] / 1e6:.1f} MB of the server's memory "
-                     f"({per_session:.0f} bytes each: a million would take about "
-                     f"{per_session * 1e6 / 2**30:.1f} GiB). With a shared store the server's memory moved by "
-                     f"{held[STORE][-1] / 1e3:+.0f} kB and the store grew {per_stored[STORE]:.0f} bytes a "
-                     f"session: the resources move to the store, they do not vanish."),
+        "stateful": (f"{n:,} sessions held {memory_mb:.1f} MB of the server's memory ({per_session:.0f} bytes "
+                     f"each: a million would take about {million_gib:.1f} GiB). With a shared store the server's "
+                     f"memory moved by {store_server_kb:+.0f} kB and the store grew {per_stored[STORE]:.0f} bytes "
+                     f"a session: the resources move to the store, they do not vanish."),
         "stateless": (f"Token servers held nothing per user (memory moved by {held[IN_TOKEN][-1] / 1e3:+.0f} and "
                       f"{held[IN_DB][-1] / 1e3:+.0f} kB for {n:,} users), but the state went somewhere: with the "
                       f"cart in the token, every request re-sent it ({extra_small_cart} more bytes than a sid "
