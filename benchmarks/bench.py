@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:  # run from a clone: measure the statelab next doo
     sys.path.insert(0, str(ROOT))
 
 from statelab import load  # noqa: E402
+from statelab.kernel import use_private_jupyter_home  # noqa: E402
 from statelab.load import WRK, LoadComparison, load_vs_wrk, wrk_available  # noqa: E402
 from statelab.rawhttp import build_request, wire_exchange  # noqa: E402
 from statelab.service import HOST, POLL_INTERVAL, HttpService  # noqa: E402
@@ -281,12 +282,7 @@ class NotebookRun:
 
 def jupyter_sandbox() -> None:
     """Kernels started here read and write Jupyter settings in a temp folder, never the user's own."""
-    base = tempfile.mkdtemp(prefix="statelab-bench-jupyter-")
-    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
-                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
-        if not os.environ.get(var):
-            os.environ[var] = os.path.join(base, sub)
-            os.makedirs(os.environ[var], exist_ok=True)
+    use_private_jupyter_home(tempfile.mkdtemp(prefix="statelab-bench-jupyter-"))
 
 
 def _vm_hwm_mib(pid: int) -> float:

@@ -11,6 +11,7 @@ kernel: these functions never import IPython themselves (a script or a test pays
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from typing import Any
 
@@ -60,3 +61,19 @@ def cell_run() -> tuple[str, str] | None:
                 cell_id = frame.f_code.co_filename
             frame = frame.f_back
     return (str(cell_id), run_id) if cell_id else None
+
+
+JUPYTER_HOME = {"JUPYTER_CONFIG_DIR": "config", "JUPYTER_DATA_DIR": "data", "JUPYTER_RUNTIME_DIR": "runtime",
+                "IPYTHONDIR": "ipython"}
+
+
+def use_private_jupyter_home(base: str) -> None:
+    """Point Jupyter's and IPython's settings, data and runtime folders into ``base`` (each one not set already).
+
+    For tests and benchmarks: kernels they start (which inherit the environment) never read or write the user's
+    own settings. Call it before anything imports ``jupyter_core``.
+    """
+    for var, sub in JUPYTER_HOME.items():
+        if not os.environ.get(var):
+            os.environ[var] = os.path.join(base, sub)
+            os.makedirs(os.environ[var], exist_ok=True)

@@ -29,11 +29,9 @@ matplotlib.use("Agg")
 # before anything imports jupyter_core, so kernels started by nbclient/nbval inherit it too.
 _TEMP_BEFORE = {p.name for p in Path(tempfile.gettempdir()).glob("statelab-*")}  # judged at the session's end
 _JUPYTER_HOME = tempfile.mkdtemp(prefix="statelab-tests-jupyter-")
-for _var, _sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
-                   ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
-    if not os.environ.get(_var):
-        os.environ[_var] = os.path.join(_JUPYTER_HOME, _sub)
-        os.makedirs(os.environ[_var], exist_ok=True)
+from statelab.kernel import use_private_jupyter_home  # noqa: E402  (imports no Jupyter module)
+
+use_private_jupyter_home(_JUPYTER_HOME)
 
 import statelab as sl  # noqa: E402  (after the environment above)
 

@@ -343,3 +343,16 @@ def output_kinds(nb: nbformat.NotebookNode) -> set[str]:
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     kinds.update(f"widget {m.get('model_module')}.{m.get('model_name')}" for m in state.values())
     return kinds
+
+
+def kernel_that_ran(code: str, cwd: Path) -> tuple:
+    """A fresh python3 kernel in ``cwd``, with this checkout on its path, that has run ``code`` without error:
+    ``(kernel manager, client, what the code printed)``. The caller shuts it down (to test how that goes)."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(cwd))
+    out: list = []
+    reply = kc.execute_interactive(code, timeout=60, output_hook=out.append)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return km, kc, "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")

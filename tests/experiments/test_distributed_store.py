@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 import statelab as sl
+from kernels import kernel_that_ran
 from statelab.experiments import distributed_store as ds
 from statelab.production import redis as redis_module
 from statelab.production.replication import ReplicaSet, acknowledged_write, linked, offset
@@ -169,14 +170,7 @@ print("DIRS", *[s.workdir for s in g.servers])
 
 @pytest.mark.parametrize("how", ["shutdown", "killed"])
 def test_no_valkey_or_folder_outlives_the_kernel(how, tmp_path):
-    from jupyter_client.manager import start_new_kernel
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
-    out: list = []
-    reply = kc.execute_interactive(KERNEL_CODE, timeout=60, output_hook=out.append)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+    km, kc, text = kernel_that_ran(KERNEL_CODE, tmp_path)
     pids = [int(p) for p in text.split("PIDS", 1)[1].split("DIRS")[0].split()]
     dirs = text.split("DIRS", 1)[1].split()
     assert len(pids) == 3 and all(psutil.pid_exists(p) for p in pids) and all(os.path.isdir(d) for d in dirs)

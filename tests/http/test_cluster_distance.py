@@ -7,26 +7,21 @@ design that uses no shared part) shows in it.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 import pytest
+from needs import need
 
 import statelab as sl
 from statelab.production import BinaryMissing
 from statelab.production import redis as redis_module
 from statelab.topology.cluster import MAX_DISTANCE, shared_store, valkey_available
 
-IN_CI = os.environ.get("CI") == "true"
-
 
 @pytest.fixture(autouse=True)
 def _valkey():
-    if not valkey_available():
-        if IN_CI:
-            pytest.fail(f"CI requires it: {redis_module.HOW_TO_GET}")
-        pytest.skip(redis_module.HOW_TO_GET)
+    need(valkey_available(), redis_module.HOW_TO_GET)
 
 
 def fastest_cart_reads(*clusters: sl.Cluster, n: int = 12, user: str = "alice") -> list[float]:

@@ -867,6 +867,31 @@ def _solution_namespace(notebook: str) -> dict:
     return namespace
 
 
+def _claims_in_a_dict_behind_a_threading_lock():
+    """Lab 05's claim() and finish() as the thread-only variant: every rule kept, in one process's dict."""
+    lock = threading.Lock()
+    rows: dict = {}
+
+    def claim(db, user, key, fingerprint, ttl=30):
+        with lock:
+            row = rows.get((user, key))
+            if row is not None and row[3] < time.time():
+                row = None
+            if row is None:
+                rows[(user, key)] = (fingerprint, None, None, time.time() + ttl)
+                return None
+            return row[:3]
+
+    def finish(db, user, key, status, body):
+        with lock:
+            if status >= 500:
+                rows.pop((user, key), None)
+            else:
+                rows[(user, key)] = (rows[(user, key)][0], status, body, time.time() + 86400)
+
+    return claim, finish
+
+
 def test_lab05_a_claim_that_looks_then_writes_under_a_threading_lock_fails_from_two_processes():
     """The reference claim (a unique INSERT) passes, each key won once by two OS processes; the same claim as
     "look, then write" under a threading.Lock, or a dict under a lock, passes every other item and fails that one."""
@@ -888,24 +913,7 @@ def test_lab05_a_claim_that_looks_then_writes_under_a_threading_lock_fails_from_
                            (user, key, fingerprint, now + ttl))
             return row
 
-    rows: dict = {}
-
-    def dict_claim(db, user, key, fingerprint, ttl=30):
-        with lock:
-            row = rows.get((user, key))
-            if row is not None and row[3] < time.time():
-                row = None
-            if row is None:
-                rows[(user, key)] = (fingerprint, None, None, time.time() + ttl)
-                return None
-            return row[:3]
-
-    def dict_finish(db, user, key, status, body):
-        with lock:
-            if status >= 500:
-                rows.pop((user, key), None)
-            else:
-                rows[(user, key)] = (rows[(user, key)][0], status, body, time.time() + 86400)
+    dict_claim, dict_finish = _claims_in_a_dict_behind_a_threading_lock()
 
     for claim, finish in ((look_then_write, sol["finish"]), (dict_claim, dict_finish)):
         wrong = sl.labs.check_claims(claim, finish)
@@ -976,25 +984,7 @@ def test_lab05_a_double_click_plugin_claiming_in_a_dict_behind_a_threading_lock_
     assert right.passed, right
     (two,) = [f for f in right.findings if f.behaviour == seven]
     assert two.happened.startswith("6 orders for 6 double-clicks"), two
-    lock = threading.Lock()
-    rows: dict = {}
-
-    def dict_claim(db, user, key, fingerprint, ttl=30):
-        with lock:
-            row = rows.get((user, key))
-            if row is not None and row[3] < time.time():
-                row = None
-            if row is None:
-                rows[(user, key)] = (fingerprint, None, None, time.time() + ttl)
-                return None
-            return row[:3]
-
-    def dict_finish(db, user, key, status, body):
-        with lock:
-            if status >= 500:
-                rows.pop((user, key), None)
-            else:
-                rows[(user, key)] = (rows[(user, key)][0], status, body, time.time() + 86400)
+    dict_claim, dict_finish = _claims_in_a_dict_behind_a_threading_lock()
 
     sol["claim"], sol["finish"] = dict_claim, dict_finish
     wrong = sl.labs.check_double_click(sol["idempotent_safe"])

@@ -12,27 +12,20 @@ import time
 
 import psutil
 import pytest
+from needs import need
 
 import statelab as sl
+from kernels import kernel_that_ran
 from statelab.production import BinaryMissing, Gunicorn, RedisCartStore, RedisServer, RedisStore, usl
 from statelab.production import experiment as ex
 from statelab.production import gunicorn as gunicorn_module
 from statelab.production import redis as redis_module
 from statelab.service import registry
 
-IN_CI = os.environ.get("CI") == "true"
-
-
-def _need(ok: bool, reason: str) -> None:
-    if not ok:
-        if IN_CI:
-            pytest.fail(f"CI requires it: {reason}")
-        pytest.skip(reason)
-
 
 @pytest.fixture(scope="module")
 def redis():
-    _need(redis_module.server_binary() is not None and redis_module.client_available(), redis_module.HOW_TO_GET)
+    need(redis_module.server_binary() is not None and redis_module.client_available(), redis_module.HOW_TO_GET)
     server = RedisServer()
     yield server
     server.stop()
@@ -40,7 +33,7 @@ def redis():
 
 @pytest.fixture(scope="module")
 def deployments(redis):
-    _need(gunicorn_module.available(), gunicorn_module.HOW_TO_GET)
+    need(gunicorn_module.available(), gunicorn_module.HOW_TO_GET)
     servers = ex.deployments(redis, workers=2)
     yield servers
     for server in servers.values():
@@ -130,7 +123,7 @@ def test_set_workers_grows_and_shrinks_the_running_master(deployments):
 
 
 def test_stop_ends_the_whole_process_group_and_removes_its_files(redis):
-    _need(gunicorn_module.available(), gunicorn_module.HOW_TO_GET)
+    need(gunicorn_module.available(), gunicorn_module.HOW_TO_GET)
     server = Gunicorn(2, "stateful", store=redis)
     pids = [server.pid, *server.worker_pids()]
     workdir = server.workdir
@@ -290,16 +283,9 @@ print("PIDS", r.pid, *[p for g in servers.values() for p in (g.pid, *g.worker_pi
 
 @pytest.mark.parametrize("how", ["shutdown", "killed"])
 def test_no_process_outlives_the_kernel(how, tmp_path):
-    _need(gunicorn_module.available(), gunicorn_module.HOW_TO_GET)
-    _need(redis_module.server_binary() is not None, redis_module.HOW_TO_GET)
-    from jupyter_client.manager import start_new_kernel
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
-    out: list = []
-    reply = kc.execute_interactive(KERNEL_CODE, timeout=60, output_hook=out.append)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+    need(gunicorn_module.available(), gunicorn_module.HOW_TO_GET)
+    need(redis_module.server_binary() is not None, redis_module.HOW_TO_GET)
+    km, kc, text = kernel_that_ran(KERNEL_CODE, tmp_path)
     pids = [int(p) for p in text.split("PIDS", 1)[1].split()]
     assert len(pids) == 7 and all(psutil.pid_exists(p) for p in pids)
     kernel_pid = km.provisioner.pid if hasattr(km.provisioner, "pid") else km.kernel.pid
@@ -321,7 +307,7 @@ def test_no_process_outlives_the_kernel(how, tmp_path):
 def test_haproxy_sticky_and_round_robin_and_a_server_taken_out():
     from statelab.production import haproxy
 
-    _need(haproxy.binary() is not None, haproxy.HOW_TO_GET)
+    need(haproxy.binary() is not None, haproxy.HOW_TO_GET)
     fronts = ex.measure_balancers(users=6, requests=4)
     assert fronts["HAProxy, cookie SRV insert"].found_before == 1.0
     assert 0.2 <= fronts["HAProxy, round robin"].found_before <= 0.8
@@ -333,7 +319,7 @@ def test_haproxy_sticky_and_round_robin_and_a_server_taken_out():
 def test_haproxy_listens_on_loopback_and_stops_with_its_config():
     from statelab.production import haproxy
 
-    _need(haproxy.binary() is not None, haproxy.HOW_TO_GET)
+    need(haproxy.binary() is not None, haproxy.HOW_TO_GET)
     with pytest.raises(ValueError, match="127.0.0.1"):
         haproxy.HAProxy(["http://10.0.0.1:80"])
     srv = sl.serve("stateful")

@@ -24,6 +24,7 @@ import time
 import psutil
 import pytest
 import requests
+from needs import need
 
 import statelab as sl
 from statelab.production import Gunicorn, RedisServer, RedisStore
@@ -33,22 +34,13 @@ from statelab.production import redis as redis_module
 from statelab.shop.sessions import StoreUnavailable
 from statelab.shop.tokens import MAX_TOKEN
 
-IN_CI = os.environ.get("CI") == "true"
-
-
-def _need(ok: bool, reason: str) -> None:
-    if not ok:
-        if IN_CI:
-            pytest.fail(f"CI requires it: {reason}")
-        pytest.skip(reason)
-
 
 def _need_redis() -> None:
-    _need(redis_module.server_binary() is not None and redis_module.client_available(), redis_module.HOW_TO_GET)
+    need(redis_module.server_binary() is not None and redis_module.client_available(), redis_module.HOW_TO_GET)
 
 
 def _need_gunicorn() -> None:
-    _need(gunicorn_module.available(), gunicorn_module.HOW_TO_GET)
+    need(gunicorn_module.available(), gunicorn_module.HOW_TO_GET)
 
 
 def _other_user_reason() -> str | None:
@@ -270,7 +262,7 @@ def test_the_token_limit_is_below_every_header_limit_so_a_big_cart_is_a_413_at_t
         lines, alice = _grow_until_refused(shop.url)
         assert alice.cart().status == 200 and len(alice.cart().body["cart"]) == lines
         if haproxy_module.binary() is None:
-            _need(False, haproxy_module.HOW_TO_GET)
+            need(False, haproxy_module.HOW_TO_GET)
         front = haproxy_module.HAProxy([shop])
         try:
             through, bob = _grow_until_refused(front.url)
@@ -367,7 +359,7 @@ def test_a_body_that_does_not_arrive_in_time_is_a_json_408(shop):
 # --------------------------------------------------------------------------- L1: HAProxy's cookie
 
 def test_two_haproxy_balancers_name_their_sticky_cookies_apart():
-    _need(haproxy_module.binary() is not None, haproxy_module.HOW_TO_GET)
+    need(haproxy_module.binary() is not None, haproxy_module.HOW_TO_GET)
     backend = sl.serve("stateful")
     fronts = [haproxy_module.HAProxy([backend], sticky=True) for _ in range(2)]
     try:
