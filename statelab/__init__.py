@@ -31,9 +31,21 @@ __all__ = [
     "Client", "Cluster", "Exchange", "Keyring", "Link", "LoadBalancer", "MemoryCartStore", "MemoryStore",
     "PortInUseError", "Server", "ShopConfig", "SqliteCartStore", "SqliteStore", "TokenError", "TokenReport",
     "create_app",
-    "inspect_token", "load", "serve", "shared_store", "stop_all", "valkey_available",
+    "inspect_token", "load", "serve", "shared_store", "stop_all", "valkey_available", "workspace",
 ]
 __version__ = "0.1.0"
+
+def workspace(name: str):
+    """A folder of your own for a notebook's or lab's files (its path is ``.name``): readable by you alone, and
+    removed when the kernel stops, however it stops (a killed kernel too), or at once by ``.cleanup()``.
+
+    ``tempfile.TemporaryDirectory`` is removed only when Python exits normally; a kernel killed with SIGKILL would
+    leave it in /tmp. This one is looked after by statelab's cleanup (``service/cleanup.py``).
+    """
+    from .service import cleanup
+
+    return cleanup.folder(f"statelab-{name}-")
+
 
 _LAZY = ("ui", "table", "experiments", "labs", "plots", "crowd", "trace")
 

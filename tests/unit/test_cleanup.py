@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from statelab.service import cleanup
 
 
@@ -29,9 +31,11 @@ def test_a_folder_is_private_and_goes_with_cleanup_and_then_no_keeper_runs():
     assert not cleanup.keeper_running()   # nothing left to look after: no helper process either
 
 
-def test_a_killed_owner_leaves_no_folder_behind():
-    code = ("from statelab.service import cleanup; import time\n"
-            "f = cleanup.folder('statelab-victim-'); open(f.name + '/data', 'w').write('x')\n"
+@pytest.mark.parametrize("make", ["cleanup.folder('statelab-victim-')", "statelab.workspace('lab01')"])
+def test_a_killed_owner_leaves_no_folder_behind(make):
+    """Both a library folder and a lab's workspace (sl.workspace, which labs use instead of TemporaryDirectory)."""
+    code = ("import statelab; from statelab.service import cleanup; import time\n"
+            f"f = {make}; open(f.name + '/data', 'w').write('x')\n"
             "print(f.name, flush=True); time.sleep(60)\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
