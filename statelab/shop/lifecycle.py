@@ -55,7 +55,8 @@ class _Refresh:
 class RefreshFamilies:
     """Refresh tokens by family (one login): issue, rotate with reuse detection, end a family.
 
-    Shared by every server of a cluster (a table or Redis in real life). Only the SHA-256 of each
+    Kept in this process's memory, so it is shared only by servers that are threads of this process: servers in
+    other processes need it in a table or Redis (lab 02 task 4 keeps it in a SQLite file). Only the SHA-256 of each
     token is stored: a copy of the store does not hand out working tokens. ``lookups`` and ``writes``
     count the store operations, so a notebook can show what state the design brings back.
     """
