@@ -81,7 +81,7 @@ def _statelab_probe():
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and any("process_request" in t.name for t in threading.enumerate()):
         time.sleep(0.02)
-    children = None
+    children, keepers = None, []
     if os.path.isdir("/proc/self/fd"):  # Linux: every process this kernel started, and theirs
         parent = {}
         for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -95,6 +95,16 @@ def _statelab_probe():
             family |= new
             grew = bool(new)
         children = sorted(family - {os.getpid()})
+        # statelab's keeper (service/keeper.py) is reported apart: it runs while the kernel has a folder to remove
+        # at death, such as a lab's workspace (sl.workspace), so it may rightly outlive sl.stop_all()
+        for pid in list(children):
+            try:
+                command = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(part.endswith(b"/statelab/service/keeper.py") for part in command):
+                children.remove(pid)
+                keepers.append(pid)
     listening = None
     if os.path.isdir("/proc/self/fd"):  # Linux: the TCP sockets this kernel and its children listen on
         inodes = set()
@@ -117,7 +127,8 @@ def _statelab_probe():
     hwm = re.search(r"VmHWM:\s+(\d+) kB", status.read_text()) if status.exists() else None
     print("STATELAB-PROBE", json.dumps({"threads": threading.active_count(),
                                         "names": sorted(t.name for t in threading.enumerate()),
-                                        "listening": listening, "children": children, "pid": os.getpid(),
+                                        "listening": listening, "children": children, "keepers": keepers,
+                                        "pid": os.getpid(),
                                         "peak_kib": int(hwm.group(1)) if hwm else None}))
 _statelab_probe()
 del _statelab_probe, _statelab_socket_inodes
@@ -277,7 +288,7 @@ def run_twice(path: Path, workdir: Path) -> NotebookRun:
         run.kernel_exit_code = process.returncode
         last = run.probes["before shutdown"]
         if last["children"] is not None:
-            family = {last["pid"], *last["children"]}
+            family = {last["pid"], *last["children"], *last["keepers"]}  # the keeper must go too
             run.alive_after_exit = _still_running(family)
             run.still_listening = [a for a in run.served("before shutdown")
                                    if not refuses(*a) and listeners(a[1]) & family]

@@ -191,6 +191,9 @@ def test_stop_all_and_kernel_shutdown_leave_nothing_running(notebook_runs, noteb
     assert run.served("stop_all") == [], f"still listening after sl.stop_all(): {run.served('stop_all')}"
     assert [n for n in after["names"] if n.startswith("statelab-")] == [], after["names"]
     assert after["children"] == [], f"child processes still running after sl.stop_all(): {after['children']}"
+    # the keeper removes folders when the kernel dies: after stop_all only a workspace the notebook keeps needs one
+    keeps_a_workspace = "sl.workspace(" in (ROOT / notebook).read_text()
+    assert len(after["keepers"]) == (1 if keeps_a_workspace else 0), (notebook, after["keepers"])
     if run.served("run 2"):
         assert run.served("before shutdown"), "running the cells again from the top started no server"
     assert run.kernel_exit_code == 0, f"the kernel did not exit by itself (exit code {run.kernel_exit_code})"
