@@ -13,6 +13,7 @@ are threads of one process, and fails those two.
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -221,7 +222,7 @@ def check_shared_list(report: Report, replays_accepted: Any, revoke_on_logout: A
 def _check_shared_list(report: Report, replays_accepted: Any, revoke_on_logout: Any, DenyList: Any,  # noqa: N803
                        base: Path) -> None:
     DenyList = _deny_list_or_stand_in(DenyList, report, str(base / "probe.sqlite3"))  # noqa: N806
-    files = iter(range(1_000_000))
+    files = itertools.count()
 
     def own_list(app: Any) -> None:  # each server its own list (a file of its own): no shared store
         revoke_on_logout(DenyList(str(base / f"own{next(files)}.sqlite3")))(app)
