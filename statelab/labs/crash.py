@@ -185,7 +185,10 @@ def _check_store(report: Report, JsonFileStore: Any, base: Path) -> None:  # noq
     made, kept_updates, problems = _updates_from_processes(JsonFileStore, base / "shared")
     report.expect("two server processes updating one session lose no update (a lock the operating system "
                   "holds, not a threading.Lock)", kept_updates == made and not problems,
-                  f"{made} of {made} updates kept", f"{kept_updates} of {made} kept"
+                  f"{made} of {made} updates kept",
+                  (f"{kept_updates} of {made} kept" if kept_updates is not None else
+                   f"0 of {made} kept: the session could not be read back at all (store.get gave None: two "
+                   "processes wrote its file at once and left it torn, or one removed it)")
                   + (f"; {'; '.join(problems)}" if problems else ""))
 
     # behind three servers

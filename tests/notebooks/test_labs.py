@@ -841,6 +841,7 @@ def test_lab01_a_threading_lock_is_not_enough_for_two_processes_and_a_file_lock_
     failed = {f.behaviour: f.happened for f in wrong.failed}
     assert [b for b in failed if "two server processes" in b] == [f.behaviour for f in wrong.failed], failed
     (happened,) = failed.values()
+    # fewer updates kept, a session torn beyond reading (0 kept), or a process that crashed on the shared file
     assert int(happened.split(" of ")[0]) < 400 or "crashed" in happened, happened
 
 
