@@ -98,6 +98,16 @@ def test_every_diagram_renders_with_its_title_as_alt_text(lab, page):
         assert "jp-mod-warning" not in (one.get_attribute("class") or ""), (name, one.text_content())
 
 
+# Scrolls the notebook's scrolling panel to step * half its height; False once past the bottom.
+SCROLL_STEP = """step => {
+    const panels = [...document.querySelectorAll(".jp-WindowedPanel-outer, .jp-NotebookPanel-notebook, .jp-Notebook")];
+    const panel = panels.find(p => p.scrollHeight > p.clientHeight + 1);
+    if (!panel) return false;
+    panel.scrollTop = step * panel.clientHeight / 2;
+    return panel.scrollTop + panel.clientHeight < panel.scrollHeight;
+}"""
+
+
 def test_the_quiz_answers_clicks_in_notebook_7(lab, page):
     """Notebook 7 (same server, /tree): Run All from its menu, then a click on a quiz option shows its feedback."""
     import urllib.parse
@@ -114,13 +124,17 @@ def test_the_quiz_answers_clicks_in_notebook_7(lab, page):
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     quiz = page.locator(".jp-OutputArea-output").filter(has_text="Quick quiz on notebook 01").first
-    # Notebook 7 may keep off-screen cells out of the page (windowing): scroll down until the quiz's output is in
-    # it (waiting alone timed out twice in CI, with the output made but never scrolled into the page)
-    page.locator(".jp-Notebook").first.hover()
+    # Notebook 7 keeps off-screen cells out of the page (windowing), so the quiz's output is in the page only while
+    # its cell is on screen. Sweep the notebook from top to bottom, half a screen at a time, until it is there: the
+    # quiz is no longer the last cell (Going further follows it), so scrolling to the bottom and waiting there, as
+    # this test did, can miss it for good (it did once in CI, after the core-path change)
     deadline = time.monotonic() + 90
     while quiz.count() == 0 and time.monotonic() < deadline:
-        page.mouse.wheel(0, 1500)
-        page.wait_for_timeout(300)
+        for step in range(200):
+            more = page.evaluate(SCROLL_STEP, step)
+            page.wait_for_timeout(150)
+            if quiz.count() or not more:
+                break
     quiz.wait_for(state="attached", timeout=5_000)
     quiz.scroll_into_view_if_needed()
     feedback = quiz.locator(".widget-html").filter(has_not=page.locator("details")).filter(has_text="Not quite.")
