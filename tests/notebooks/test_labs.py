@@ -919,7 +919,8 @@ def test_lab05_a_claim_that_looks_then_writes_under_a_threading_lock_fails_from_
     for claim, finish in ((look_then_write, sol["finish"]), (dict_claim, dict_finish)):
         wrong = sl.labs.check_claims(claim, finish)
         assert [f.behaviour for f in wrong.failed] == [two[0].behaviour], wrong
-        assert int(wrong.failed[0].happened.split(" of ")[0]) < 60, wrong
+        won = wrong.failed[0].happened.split(" of ")[0]  # a count, or what went wrong in a child process
+        assert not won.isdigit() or int(won) < 60, wrong
 
 
 def test_lab05_a_5xx_that_keeps_the_claim_and_a_claim_that_never_lapses_are_not_yet():
