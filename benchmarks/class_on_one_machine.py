@@ -50,6 +50,8 @@ from pathlib import Path
 
 import nbformat
 
+from statelab.kernel import jupyter_home
+
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORT = "ipc"  # set by --transport
 HANG_S = 300  # a notebook still running after this long is hung: its kernel is killed
@@ -82,11 +84,8 @@ def notebooks(only: str | None) -> list[str]:
 
 def learner_env(home: Path) -> dict[str, str]:
     """The environment of one learner's kernels: its own temp folder and Jupyter/IPython folders."""
-    env = dict(os.environ)
-    for var, sub in (("TMPDIR", "tmp"), ("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
-                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-        env[var] = str(home / sub)
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(home / "tmp"), **jupyter_home(home)}
     env["NBGRADER_EXECUTION"] = "autograde"  # a lab check that is not a pass fails its cell
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return env

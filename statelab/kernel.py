@@ -67,13 +67,22 @@ JUPYTER_HOME = {"JUPYTER_CONFIG_DIR": "config", "JUPYTER_DATA_DIR": "data", "JUP
                 "IPYTHONDIR": "ipython"}
 
 
+def jupyter_home(base: str | os.PathLike) -> dict[str, str]:
+    """``JUPYTER_CONFIG_DIR``, ``JUPYTER_DATA_DIR``, ``JUPYTER_RUNTIME_DIR`` and ``IPYTHONDIR`` as folders inside
+    ``base`` (made here): an environment for Jupyter servers and kernels that never touch the user's own settings."""
+    home = {}
+    for var, sub in JUPYTER_HOME.items():
+        home[var] = os.path.join(base, sub)
+        os.makedirs(home[var], exist_ok=True)
+    return home
+
+
 def use_private_jupyter_home(base: str) -> None:
-    """Point Jupyter's and IPython's settings, data and runtime folders into ``base`` (each one not set already).
+    """Point this process's Jupyter and IPython folders (each one not set already) into ``base`` (:func:`jupyter_home`).
 
     For tests and benchmarks: kernels they start (which inherit the environment) never read or write the user's
     own settings. Call it before anything imports ``jupyter_core``.
     """
-    for var, sub in JUPYTER_HOME.items():
+    for var, path in jupyter_home(base).items():
         if not os.environ.get(var):
-            os.environ[var] = os.path.join(base, sub)
-            os.makedirs(os.environ[var], exist_ok=True)
+            os.environ[var] = path

@@ -33,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from statelab.kernel import jupyter_home
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 # The notebooks opened in a real browser (JupyterLab, Run All): the start page with its dashboard clicked through
@@ -118,11 +120,7 @@ class Lab:
 
 def jupyter_env(home: Path) -> dict[str, str]:
     """Environment for Jupyter and its kernels with every config/data/runtime directory inside ``home``."""
-    env = dict(os.environ)
-    for var, sub in [("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
-                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")]:
-        (home / sub).mkdir(parents=True, exist_ok=True)
-        env[var] = str(home / sub)
+    env = {**os.environ, **jupyter_home(home)}
     env.pop("JUPYTERLAB_SETTINGS_DIR", None)  # user settings then live under our JUPYTER_CONFIG_DIR
     env.pop("JUPYTERLAB_WORKSPACES_DIR", None)
     config = home / "config"

@@ -30,6 +30,7 @@ import nbformat
 import pytest
 
 import statelab as sl
+from statelab.kernel import jupyter_home
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "labs" / "solutions"
@@ -280,9 +281,8 @@ def test_untouched_student_version_reports_not_yet_without_traceback(path: Path,
 # --------------------------------------------------------------------------- nbgrader itself
 
 def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"), ("IPYTHONDIR", "ipython")):
-        env[var] = str(course / ".jupyter" / sub)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               **jupyter_home(course / ".jupyter"))
     return subprocess.run([sys.executable, "-m", "nbgrader", *args, "--CourseDirectory.root=" + str(course)],
                           cwd=course, env=env, capture_output=True, text=True, timeout=180)
 
