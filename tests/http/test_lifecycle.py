@@ -21,6 +21,12 @@ def _bearer(client: sl.Client, path: str, access: str) -> sl.client.Exchange:
     return client.get(path, headers={"Authorization": f"Bearer {access}"})
 
 
+def _early_in_a_second() -> None:
+    """Wait until a new whole second has just begun. A token's ``exp`` is whole seconds (``int(now) + ttl``), so a
+    1 s token issued late in a second may be expired a few milliseconds later (CI saw it)."""
+    time.sleep(1.0 - time.time() % 1.0 + 0.02)
+
+
 @pytest.fixture
 def shop():
     families = RefreshFamilies()
@@ -32,12 +38,14 @@ def shop():
 def test_access_expires_refresh_renews_and_a_reused_refresh_token_ends_the_family(shop):
     cluster, families = shop
     alice, thief = sl.Client(cluster.url), sl.Client(cluster.url)
+    _early_in_a_second()
     first = alice.post("/auth/login", {"user": "alice"}).body
     assert _bearer(alice, "/auth/me", first["access_token"]).status == 200
     time.sleep(2.1)  # past the 1 s access ttl (exp is whole seconds)
     expired = _bearer(alice, "/auth/me", first["access_token"])
     assert expired.status == 401 and "expired" in expired.body["error"]
     stolen = first["refresh_token"]
+    _early_in_a_second()
     second = alice.post("/auth/refresh", {"refresh_token": first["refresh_token"]})
     assert second.status == 200 and second.body["refresh_token"] != stolen
     assert _bearer(alice, "/auth/me", second.body["access_token"]).status == 200
