@@ -1,9 +1,9 @@
 """Root conftest: sees every test item, notebooks included (tests/conftest.py sees only tests/).
 
 * ``notebook_runs``: the session's one executor of notebooks (tests/kernels.py). The first test that asks for
-  a notebook's run runs every notebook the selected tests need, two kernels at a time, and waits for them all
-  (so no other test runs beside the kernels); each notebook is executed once per session however many tests
-  judge it. A notebook that nbval collects in this session
+  a notebook's run runs every notebook the selected tests need and waits for them all; each notebook is executed
+  once per session however many tests judge it. Under pytest-xdist every test that asks for it is in one worker
+  (tests/conftest.py), whose summary reaches the controller's report. A notebook that nbval collects in this session
   (``python -m pytest notebooks/03_scalability.ipynb tests/...``) is left to nbval.
 * nbval (only for notebooks named on the command line: ``testpaths`` holds tests/ alone): each notebook's cell
   times are added up and a notebook over the time budget fails the session.
@@ -53,7 +53,7 @@ def notebook_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         if not params and item.get_closest_marker("all_notebooks"):
             wanted += [n for n in NAMES if n not in wanted]
     runs.prefetch(wanted)
-    runs.wait()  # nothing else runs beside the kernels: other tests' timing stays their own
+    runs.wait()
     seconds = time.perf_counter() - runs.started
     yield runs
     runs.close()
@@ -63,9 +63,19 @@ def notebook_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         lines.append(f"{len(done)} notebooks executed (each Run All twice in one kernel), {runs.workers} at a time: "
                      f"{seconds:.0f} s before the first test that judges them (counted in its file's time below)")
         request.config.stash[_SUMMARY] = lines
+        if hasattr(request.config, "workeroutput"):  # an xdist worker: hand the lines to the controller
+            request.config.workeroutput["statelab_notebooks"] = lines
 
 
 _SUMMARY = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist's controller: keep the notebook summary of the worker that executed them."""
+    lines = getattr(node, "workeroutput", {}).get("statelab_notebooks")
+    if lines:
+        node.config.stash[_SUMMARY] = lines
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -124,39 +124,78 @@ def lab(tmp_path_factory):
         yield running
 
 
-# --- the fresh Binder environment (tests/production/test_binder.py): installed in the background, judged last
-_FRESH_BINDER = pytest.StashKey[object]()
-_FRESH_BINDER_TEST = "test_fresh_binder_environment_starts_a_kernel_that_finds_every_import"
+# --- sharing the work between pytest-xdist's workers (pyproject.toml: -n auto) --------------------------------------
+# A unit of work is a test file, except that every test that judges executed notebooks is in one unit,
+# NOTEBOOK_RUNS, so that notebook_runs executes each notebook once, in one worker. The controller hands units out
+# by node id alone (it collects nothing), hence the rule by file below; each worker checks it against what its
+# tests really ask for (pytest_collection_modifyitems), so a new test that judges a notebook elsewhere fails at
+# once instead of executing every notebook a second time.
+# (Not xdist's own --dist loadgroup: with pytest 9.2 its group marks have no effect, measured: xdist 3.8 renames
+# item._nodeid, which pytest 9.2 no longer reads, and each file's tests were spread over both workers.)
+NOTEBOOK_RUNS = "notebook-runs"
+_NOTEBOOK_FILES = ("tests/notebooks/test_book.py", "tests/notebooks/test_notebooks.py",
+                   "tests/notebooks/test_core_cells.py", "tests/notebooks/test_prose.py")
+_NOTEBOOK_TESTS = ("tests/notebooks/test_labs.py::test_solution_passes_every_check",)
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... in a worker; None in the controller or a plain run
+_ROOT = Path(__file__).resolve().parent.parent
+# Units are handed out longest first, so that no long one starts last while the other worker waits (seconds each
+# took in a serial run on the 2-core machine): the notebooks' kernels and the tests that judge them (about 215 s),
+# the labs' checkers (106 s), the browser's Run All (82 s), the fresh Binder install (40 s), then room by room.
+_FIRST = (NOTEBOOK_RUNS, "tests/notebooks/test_labs.py", "tests/browser/test_browser_all.py",
+          "tests/production/test_binder.py", "tests/browser/", "tests/production/", "tests/experiments/",
+          "tests/notebooks/", "tests/http/", "tests/unit/")
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """When the fresh-Binder test is selected: run it last, and start its install now, in the background."""
-    fresh = [item for item in session.items if item.name == _FRESH_BINDER_TEST]
-    if not fresh or session.config.option.collectonly:
-        return
-    session.items[:] = [item for item in session.items if item not in fresh] + fresh
-    from test_binder import FreshInstall
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: a worker per CPU this process may use (logical ones: a 2-vCPU machine gets two, where xdist's
+    default counts physical cores), at most 4 (one unit holds every notebook; more workers only add JupyterLabs
+    and Chromiums). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when it is set; ``-n 0`` runs in one process."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
 
-    session.config.stash[_FRESH_BINDER] = FreshInstall(Path(tempfile.mkdtemp(prefix="statelab-binder-")))
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work of a test, from its node id (``tests/room/test_x.py::test_y[param]``)."""
+    path, _, name = nodeid.partition("::")
+    if path in _NOTEBOOK_FILES or f"{path}::{name.split('[')[0]}" in _NOTEBOOK_TESTS:
+        return NOTEBOOK_RUNS
+    return path
 
 
-@pytest.fixture(scope="session")
-def fresh_binder_install(request: pytest.FixtureRequest):
-    """binder/ being installed into a fresh virtualenv since collection (tests/production/test_binder.py's
-    FreshInstall)."""
-    if _FRESH_BINDER not in request.config.stash:
-        from test_binder import FreshInstall
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """pytest-xdist's controller: hand out whole units (``unit_of``), in collection order (longest first)."""
+    from xdist.scheduler import LoadScopeScheduling
 
-        request.config.stash[_FRESH_BINDER] = FreshInstall(Path(tempfile.mkdtemp(prefix="statelab-binder-")))
-    return request.config.stash[_FRESH_BINDER]
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep this file's order, not "most tests first"
+    return ByUnit(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long units first (``_FIRST``); and every test that asks for notebook_runs is in NOTEBOOK_RUNS."""
+    strays = [item.nodeid for item in items
+              if "notebook_runs" in getattr(item, "fixturenames", ()) and unit_of(item.nodeid) != NOTEBOOK_RUNS]
+    if strays:
+        raise pytest.UsageError(f"tests that judge executed notebooks outside tests/conftest.py's NOTEBOOK_RUNS unit "
+                                f"(add their file to _NOTEBOOK_FILES or _NOTEBOOK_TESTS): {strays[:5]}")
+
+    def rank(item: pytest.Item) -> int:
+        name = unit_of(item.nodeid)
+        return next((i for i, first in enumerate(_FIRST) if name.startswith(first)), len(_FIRST))
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    install = session.config.stash.get(_FRESH_BINDER, None)
-    if install is not None:
-        install.close()
     sl.stop_all()
     shutil.rmtree(_JUPYTER_HOME, ignore_errors=True)
+    if WORKER:  # judged once, by the controller, when every worker has finished
+        return
     left = _statelab_temp_left()
     if left:
         print(f"\nstatelab folders left in {tempfile.gettempdir()} by this run: {left}")

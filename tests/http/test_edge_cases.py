@@ -221,16 +221,28 @@ def test_a_renewal_never_answers_200_with_an_expired_token():
         keyring.renew(keyring.verify(old_login), 60, max_age=5)
 
 
-@pytest.mark.parametrize("claims", [
-    {"exp": str(int(time.time()) + 60)}, {"exp": 1e300}, {"exp": 10**300}, {"exp": True},
-    {"exp": int(time.time()) + 60.5},
-    {"iat": str(int(time.time()))}, {"iat": 1e300},
-    {"auth_time": "yesterday"}, {"auth_time": 1.5}, {"auth_time": None}, {"auth_time": 10**300},
-    {"sub": 42}, {"jti": ["x"]},
-], ids=lambda c: json.dumps(c)[:40])
+def _now() -> int:
+    return int(time.time())
+
+
+# Claims of the wrong type, built when the test runs (a time read at collection would be minutes stale by then, and
+# an expired exp would be refused for the wrong reason); the ids name them without a time, the same in every
+# pytest-xdist worker.
+WRONG_CLAIMS = {
+    "exp as a string": lambda: {"exp": str(_now() + 60)}, "exp 1e300": lambda: {"exp": 1e300},
+    "exp 10**300": lambda: {"exp": 10**300}, "exp true": lambda: {"exp": True},
+    "exp a float": lambda: {"exp": _now() + 60.5},
+    "iat as a string": lambda: {"iat": str(_now())}, "iat 1e300": lambda: {"iat": 1e300},
+    "auth_time a word": lambda: {"auth_time": "yesterday"}, "auth_time a float": lambda: {"auth_time": 1.5},
+    "auth_time null": lambda: {"auth_time": None}, "auth_time 10**300": lambda: {"auth_time": 10**300},
+    "sub a number": lambda: {"sub": 42}, "jti a list": lambda: {"jti": ["x"]},
+}
+
+
+@pytest.mark.parametrize("claims", WRONG_CLAIMS.values(), ids=WRONG_CLAIMS.keys())
 def test_claims_of_the_wrong_type_are_refused_even_when_signed(claims):
     keyring = Keyring()
-    token = _signed(keyring, **claims)
+    token = _signed(keyring, **claims())
     with pytest.raises(TokenError):
         keyring.verify(token)
     app = create_app("stateless", keyring=keyring)

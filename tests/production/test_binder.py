@@ -5,9 +5,9 @@ repo2docker reads only binder/ when that folder exists. binder/requirements.txt 
 and runs ``pip install -r binder/requirements.txt`` from its root, into the one environment that runs both
 JupyterLab and the kernel. The slow test does the same in a fresh virtualenv (no docker here), starts that
 environment's own kernel and resolves in it every import the notebooks and labs make (CI executes each notebook
-once, elsewhere: this test does not run them again). Its install starts in the background when the tests are
-collected, and the test runs last (``FreshInstall``). The README's class guidance (a fixed version to launch, the
-limits of public Binder) is checked here too.
+once, elsewhere: this test does not run them again). Its install is the test's own (``FreshInstall``), and its
+file is handed out early to a pytest-xdist worker (tests/conftest.py). The README's class guidance (a fixed
+version to launch, the limits of public Binder) is checked here too.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -148,16 +149,13 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float, std
     return output
 
 
-FRESH_TEST = "test_fresh_binder_environment_starts_a_kernel_that_finds_every_import"
-
-
 class FreshInstall:
     """binder/ installed as repo2docker installs it, into a fresh virtualenv, by a background process.
 
-    It is the slowest part of the suite (about 40 s) and mostly waits on the disk, so it starts as soon as the
-    tests are collected, at the lowest CPU and disk priority (``nice 19``, ``ionice`` idle class: the kernels and
-    servers of the other tests keep theirs), and its test runs last (tests/conftest.py). ``wait()`` returns the
-    process's output.
+    It is one of the slowest tests of the suite (about 40 s, mostly writing 450 MB), so its test file is handed out
+    early (tests/conftest.py), while the other pytest-xdist worker runs long units of its own. It runs at normal
+    priority: its worker waits for it, so a lower one would only make that worker idle longer (``nice 19`` beside
+    the other worker's kernels took 125 s). ``wait()`` returns the process's output.
     """
 
     def __init__(self, folder: Path):
@@ -179,10 +177,7 @@ class FreshInstall:
                   f"{shlex.quote(str(python))} -m pip install -q --no-compile -r binder/requirements.txt")
         if (self.repo / "binder" / "postBuild").exists():
             script += " && bash binder/postBuild"
-        # lowest CPU priority, and disk time only when no one else wants it (writing 450 MB is most of the work)
-        nice = ["nice", "-n", "19"] if shutil.which("nice") else []
-        nice += ["ionice", "-c", "3"] if shutil.which("ionice") else []
-        self.process = subprocess.Popen([*nice, "bash", "-c", script], cwd=self.repo, env=self.env,
+        self.process = subprocess.Popen(["bash", "-c", script], cwd=self.repo, env=self.env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         start_new_session=True)
 
@@ -198,6 +193,15 @@ class FreshInstall:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_binder_install():
+    install = FreshInstall(Path(tempfile.mkdtemp(prefix="statelab-binder-")))
+    try:
+        yield install
+    finally:
+        install.close()
 
 
 @pytest.mark.slow
