@@ -138,12 +138,17 @@ _NOTEBOOK_FILES = ("tests/notebooks/test_book.py", "tests/notebooks/test_noteboo
 _NOTEBOOK_TESTS = ("tests/notebooks/test_labs.py::test_solution_passes_every_check",)
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... in a worker; None in the controller or a plain run
 _ROOT = Path(__file__).resolve().parent.parent
-# Units are handed out longest first, so that no long one starts last while the other worker waits (seconds each
-# took in a serial run on the 2-core machine): the notebooks' kernels and the tests that judge them (about 215 s),
-# the labs' checkers (106 s), the browser's Run All (82 s), the fresh Binder install (40 s), then room by room.
-_FIRST = (NOTEBOOK_RUNS, "tests/notebooks/test_labs.py", "tests/browser/test_browser_all.py",
-          "tests/production/test_binder.py", "tests/browser/", "tests/production/", "tests/experiments/",
-          "tests/notebooks/", "tests/http/", "tests/unit/")
+# The order units are handed out in. The notebook unit first: its kernels keep about 1.6 cores busy for three
+# minutes, so the next units are the light ones that mostly wait on sockets and timers (http/, experiments/),
+# which the other worker runs beside it. Then the heavy units, longest first (seconds in a CI run on the 2-core
+# machine: the labs' checkers 144 s, the browser's Run All 101 s, the hub 42 s), so that no long one starts last
+# while the other worker waits; unit/ then, small units that fill the end. (Heavy units first and the light rooms
+# last, measured: the last two minutes kept only 1.0-1.6 cores busy, and the run took 626 s, not 535 s.)
+# The fresh Binder install's test goes last: its install runs in the background from the start (FRESH_BINDER_TEST).
+_FIRST = (NOTEBOOK_RUNS, "tests/http/", "tests/experiments/", "tests/notebooks/test_labs.py",
+          "tests/browser/test_browser_all.py", "tests/production/test_hub.py", "tests/browser/",
+          "tests/production/test_binder.py", "tests/production/", "tests/notebooks/", "tests/unit/")
+_LAST = ("tests/production/test_binder.py",)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
@@ -186,12 +191,78 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     def rank(item: pytest.Item) -> int:
         name = unit_of(item.nodeid)
+        if name in _LAST:
+            return len(_FIRST) + 1
         return next((i for i, first in enumerate(_FIRST) if name.startswith(first)), len(_FIRST))
 
     items.sort(key=rank)  # stable: a file's tests keep their order
 
 
+# --- the fresh Binder environment (tests/production/test_binder.py): installed in the background, judged last
+FRESH_BINDER_TEST = ("tests/production/test_binder.py::"
+                     "test_fresh_binder_environment_starts_a_kernel_that_finds_every_import")
+_FRESH_BINDER = pytest.StashKey[object]()
+
+
+def _fresh_install(folder: Path, *, start: bool):
+    """tests/production/test_binder.py's FreshInstall, also where that file was not collected (xdist's controller)."""
+    import importlib.util
+
+    module = sys.modules.get("test_binder")
+    if module is None or not hasattr(module, "FreshInstall"):
+        spec = importlib.util.spec_from_file_location("statelab_tests_binder", _ROOT / FRESH_BINDER_TEST.split("::")[0])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module.FreshInstall(folder, start=start)
+
+
+def _binder_folder(testrunuid: str) -> Path:
+    """Where xdist's controller installs it: named by the run's id (random), which only this run's workers know."""
+    return Path(tempfile.gettempdir()) / f"statelab-binder-{testrunuid}"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A run in one process: when the fresh-Binder test is selected, start its install now, in the background."""
+    if WORKER or session.config.option.collectonly or _FRESH_BINDER in session.config.stash:
+        return
+    if any(item.nodeid == FRESH_BINDER_TEST for item in session.items):
+        folder = Path(tempfile.mkdtemp(prefix="statelab-binder-"))
+        session.config.stash[_FRESH_BINDER] = _fresh_install(folder, start=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids) -> None:
+    """pytest-xdist's controller: when the first worker's collection holds the fresh-Binder test, start its install
+    here, once (every worker collects every test); the worker that runs the test watches its folder."""
+    config = node.config
+    if _FRESH_BINDER in config.stash or config.option.collectonly or FRESH_BINDER_TEST not in ids:
+        return
+    folder = _binder_folder(node.workerinput["testrunuid"])
+    folder.mkdir(mode=0o700)  # fails if it exists: nobody else may have made it first
+    config.stash[_FRESH_BINDER] = _fresh_install(folder, start=True)
+
+
+@pytest.fixture(scope="session")
+def fresh_binder_install(request: pytest.FixtureRequest):
+    """binder/ being installed into a fresh virtualenv since collection (test_binder.py's FreshInstall): started by
+    this process, or under pytest-xdist by the controller, whose folder this worker watches."""
+    config = request.config
+    if _FRESH_BINDER not in config.stash:
+        if WORKER:
+            folder = _binder_folder(config.workerinput["testrunuid"])
+            if not folder.is_dir():
+                pytest.fail(f"pytest-xdist's controller started no Binder install in {folder}")
+            config.stash[_FRESH_BINDER] = _fresh_install(folder, start=False)
+        else:
+            config.stash[_FRESH_BINDER] = _fresh_install(Path(tempfile.mkdtemp(prefix="statelab-binder-")),
+                                                          start=True)
+    return config.stash[_FRESH_BINDER]
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    install = session.config.stash.get(_FRESH_BINDER, None)
+    if install is not None and not WORKER:  # the process that started it stops it and removes its folder
+        install.close()
     sl.stop_all()
     shutil.rmtree(_JUPYTER_HOME, ignore_errors=True)
     if WORKER:  # judged once, by the controller, when every worker has finished
