@@ -42,13 +42,14 @@ def _tool():
 
 
 @pytest.fixture(scope="module")
-def built(notebook_runs, tmp_path_factory):
+def built(request, tmp_path_factory):
     """(the tool, the html folder, the executed notebooks): the book of this session's executions, or of those
     saved in $STATELAB_BOOK_EXECUTED (``OUT/executed`` of ``tools/build_book.py``: to work on the book alone)."""
     tool = _tool()
     if os.environ.get("STATELAB_BOOK_EXECUTED"):
         executed = tool.load_executed(Path(os.environ["STATELAB_BOOK_EXECUTED"]))
     else:
+        notebook_runs = request.getfixturevalue("notebook_runs")  # only here: not when the saved ones are used
         notebook_runs.prefetch(NAMES)  # all at once, two kernels at a time, when this module runs alone
         runs = {name: notebook_runs.result(name) for name in NAMES}
         failed = [f"{name}: {run.failed} {run.error[:200]}" for name, run in runs.items() if run.executed is None]
