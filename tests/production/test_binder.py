@@ -5,9 +5,9 @@ repo2docker reads only binder/ when that folder exists. binder/requirements.txt 
 and runs ``pip install -r binder/requirements.txt`` from its root, into the one environment that runs both
 JupyterLab and the kernel. The slow test does the same in a fresh virtualenv (no docker here), starts that
 environment's own kernel and resolves in it every import the notebooks and labs make (CI executes each notebook
-once, elsewhere: this test does not run them again). Its install is the test's own (``FreshInstall``), and its
-file is handed out early to a pytest-xdist worker (tests/conftest.py). The README's class guidance (a fixed
-version to launch, the limits of public Binder) is checked here too.
+once, elsewhere: this test does not run them again). Its install starts in the background when the tests are
+collected (under pytest-xdist, in the controller), and the test runs last (``FreshInstall``, tests/conftest.py).
+The README's class guidance (a fixed version to launch, the limits of public Binder) is checked here too.
 """
 
 from __future__ import annotations
