@@ -147,7 +147,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 # The fresh Binder install's test goes last: its install runs in the background from the start (FRESH_BINDER_TEST).
 _FIRST = (NOTEBOOK_RUNS, "tests/http/", "tests/experiments/", "tests/notebooks/test_labs.py",
           "tests/browser/test_browser_all.py", "tests/production/test_hub.py", "tests/browser/",
-          "tests/production/test_binder.py", "tests/production/", "tests/notebooks/", "tests/unit/")
+          "tests/production/", "tests/notebooks/", "tests/unit/")
 _LAST = ("tests/production/test_binder.py",)
 
 
